@@ -1,0 +1,368 @@
+"""Static checks of the deployment files: docker-compose.yml, the Dockerfile, Prometheus and Grafana.
+
+No network and no Docker engine: files are parsed and cross-checked against each other, against the
+process-based dev stack (deploy/kafka/server.properties.in) and against the worker's metric names.
+Prometheus files are validated with `promtool` (Debian package `prometheus`), which CI installs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
+KAFKA_PROPERTIES = REPO / "deploy" / "kafka" / "server.properties.in"
+PROMETHEUS_YML = REPO / "deploy" / "prometheus" / "prometheus.yml"
+ALERTS_YML = REPO / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "tagstream.json"
+GRAFANA_DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources"
+GRAFANA_DASHBOARD_PROVIDERS = REPO / "deploy" / "grafana" / "provisioning" / "dashboards"
+
+# What the worker exports (prometheus-client). Histograms are scraped as _bucket/_sum/_count series.
+COUNTERS_AND_GAUGES = {
+    "tagstream_events_in_total",
+    "tagstream_events_invalid_total",
+    "tagstream_events_anonymous_total",
+    "tagstream_events_late_total",
+    "tagstream_tag_changes_total",
+    "tagstream_customers_in_state",
+    "tagstream_due_index_size",
+    "tagstream_redis_errors_total",
+    "tagstream_deadletter_total",
+}
+HISTOGRAMS = {"tagstream_event_to_tag_latency_seconds", "tagstream_expiry_lateness_seconds"}
+KNOWN_SERIES = (
+    COUNTERS_AND_GAUGES
+    | HISTOGRAMS
+    | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+)
+METRIC_RE = re.compile(r"(?<![A-Za-z0-9_])tagstream_[a-z_]+")
+
+# pydantic-settings: TAGSTREAM_ prefix, "__" between nesting levels, upper-case field names.
+SETTINGS_ENV_RE = re.compile(r"^TAGSTREAM_[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:__[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)+$")
+WORKER_ENV = {
+    "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092",
+    "TAGSTREAM_REDIS__URL": "redis://redis:6379/0",
+    "TAGSTREAM_METRICS__HOST": "0.0.0.0",
+    "TAGSTREAM_METRICS__PORT": "9464",
+}
+
+# server.properties.in keys that legitimately differ in compose: host addresses, the quorum wiring
+# (static voters in compose, bootstrap servers locally), the extra host listener, and paths.
+KAFKA_HOST_SPECIFIC = {
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "controller.quorum.bootstrap.servers",
+    "log.dirs",
+}
+# Defaults stack.sh substitutes for the placeholders in server.properties.in.
+STACK_DEFAULTS = {"@PARTITIONS@": "4"}
+
+
+def _load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = _load_yaml(COMPOSE)
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict), "compose file has no services"
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as str -> str (compose allows a mapping or a list of KEY=VALUE)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {
+        str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()
+    }
+
+
+def _kafka_property_env_name(key: str) -> str:
+    """The apache/kafka image's env name for a broker property (`_`->`__`, `-`->`___`, `.`->`_`)."""
+    return "KAFKA_" + key.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
+
+
+def _run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail(
+            "promtool not found on PATH: it is required to validate deploy/prometheus/*.yml. "
+            "Install Debian's `prometheus` package (apt-get install prometheus), which ships promtool."
+        )
+    return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+# --- docker-compose.yml -------------------------------------------------------------------------
+
+
+def test_compose_has_expected_services(services: dict[str, dict[str, Any]]) -> None:
+    assert {"kafka", "redis", "prometheus", "grafana", "worker", "producer"} <= set(services)
+    assert services["kafka"]["image"] == "apache/kafka:4.1.0"
+    assert services["redis"]["image"].startswith("redis:7")
+    assert services["producer"].get("profiles") == ["demo"], "producer must only run with --profile demo"
+
+
+@pytest.mark.parametrize("name", ["kafka", "redis"])
+def test_backing_services_have_healthchecks(services: dict[str, dict[str, Any]], name: str) -> None:
+    test = services[name].get("healthcheck", {}).get("test")
+    assert test, f"{name} needs a healthcheck so the worker can wait for it"
+    command = " ".join(test) if isinstance(test, list) else test
+    expected = "kafka-broker-api-versions.sh" if name == "kafka" else "redis-cli ping"
+    assert expected in command
+
+
+def test_worker_waits_for_healthy_dependencies(services: dict[str, dict[str, Any]]) -> None:
+    depends_on = services["worker"]["depends_on"]
+    assert isinstance(depends_on, dict)
+    for dep in ("kafka", "redis"):
+        assert depends_on[dep]["condition"] == "service_healthy"
+
+
+def test_worker_env_follows_settings_scheme(services: dict[str, dict[str, Any]]) -> None:
+    env = _env(services["worker"])
+    assert env.items() >= WORKER_ENV.items()
+    for name in ("worker", "producer"):
+        bad = [
+            key
+            for key in _env(services[name])
+            if key.startswith("TAGSTREAM") and not SETTINGS_ENV_RE.match(key)
+        ]
+        assert not bad, f"{name}: env names not of the form TAGSTREAM_<SECTION>__<FIELD>: {bad}"
+
+
+def test_worker_and_producer_commands(services: dict[str, dict[str, Any]]) -> None:
+    assert services["worker"]["command"] == ["tagstream", "worker"]
+    assert services["worker"]["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+    assert services["producer"]["command"] == ["tagstream", "produce", "--rate", "500", "--count", "100000"]
+    assert _env(services["producer"])["TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+def test_host_ports_bound_to_loopback(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):  # long syntax
+                assert port.get("host_ip") == "127.0.0.1", f"{name}: {port} not bound to 127.0.0.1"
+            else:
+                assert str(port).startswith("127.0.0.1:"), f"{name}: port {port!r} not bound to 127.0.0.1"
+
+
+def test_kafka_is_single_node_kraft(services: dict[str, dict[str, Any]]) -> None:
+    env = _env(services["kafka"])
+    assert env["KAFKA_NODE_ID"] == "1"
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+    listeners = env["KAFKA_LISTENERS"].split(",")
+    assert {"PLAINTEXT://:9092", "CONTROLLER://:9093"} <= set(listeners)
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
+    assert env["KAFKA_NUM_PARTITIONS"] == "4"
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+
+
+def test_kafka_settings_agree_with_local_stack(services: dict[str, dict[str, Any]]) -> None:
+    """Every broker property of the local stack (except host wiring) has the same value in compose."""
+    env = _env(services["kafka"])
+    props = _read_properties(KAFKA_PROPERTIES)
+    replication = [k for k in props if k.endswith((".replication.factor", ".min.isr"))]
+    assert replication, "server.properties.in lost its replication factors?"
+    mismatches = {}
+    for key, value in props.items():
+        if key in KAFKA_HOST_SPECIFIC:
+            continue
+        value = STACK_DEFAULTS.get(value, value)
+        assert "@" not in value, f"placeholder in {key}={value}: add its stack.sh default to STACK_DEFAULTS"
+        env_name = _kafka_property_env_name(key)
+        if env.get(env_name) != value:
+            mismatches[env_name] = (env.get(env_name), value)
+    assert not mismatches, f"compose kafka env vs server.properties.in (compose, local): {mismatches}"
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_non_root_worker_image() -> None:
+    lines = [line.strip() for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert any(line.startswith("RUN pip install .") for line in instructions)
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}, "the image must run as a non-root user"
+    assert instructions[-1] == 'CMD ["tagstream", "worker"]'
+
+
+# --- Prometheus ---------------------------------------------------------------------------------
+
+
+def _exprs_of_rules(path: Path) -> list[str]:
+    data = _load_yaml(path)
+    return [rule["expr"] for group in data["groups"] for rule in group["rules"]]
+
+
+def test_prometheus_config_matches_compose(services: dict[str, dict[str, Any]]) -> None:
+    config = _load_yaml(PROMETHEUS_YML)
+    assert config["global"]["scrape_interval"] == "5s"
+    assert config["rule_files"] == ["alerts.yml"]
+    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    port = _env(services["worker"])["TAGSTREAM_METRICS__PORT"]
+    assert f"worker:{port}" in targets
+    mounts = {v.split(":")[1] for v in services["prometheus"]["volumes"]}
+    assert {"/etc/prometheus/prometheus.yml", "/etc/prometheus/alerts.yml"} <= mounts
+
+
+def test_alerts_reference_only_known_metrics() -> None:
+    exprs = _exprs_of_rules(ALERTS_YML)
+    assert len(exprs) >= 4
+    used = {m for expr in exprs for m in METRIC_RE.findall(expr)}
+    assert used, "no tagstream metric in the alerts"
+    assert not used - KNOWN_SERIES, f"unknown metrics in alerts.yml: {sorted(used - KNOWN_SERIES)}"
+
+
+def test_promtool_check_rules() -> None:
+    result = _run_promtool("check", "rules", str(ALERTS_YML))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_config(tmp_path: Path) -> None:
+    # rule_files is relative to the config file, as in the container's /etc/prometheus.
+    shutil.copy(PROMETHEUS_YML, tmp_path / "prometheus.yml")
+    shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
+    result = _run_promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_alert_behaviour(tmp_path: Path) -> None:
+    """The ratio and stall alerts fire on synthetic series, and stay quiet on healthy ones."""
+    # promtool compares annotations too; this test is about the expressions, so drop them.
+    rules = _load_yaml(ALERTS_YML)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    up = {"series": 'up{job="tagstream", instance="worker:9464"}', "values": "1x30"}
+    tests = {
+        "rule_files": ["alerts.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {  # 100 events/min in, 5/min dead-lettered: 5% > 1%.
+                "interval": "1m",
+                "input_series": [
+                    up,
+                    {"series": 'tagstream_events_in_total{source="pos"}', "values": "0+100x30"},
+                    {
+                        "series": 'tagstream_deadletter_total{source="pos", reason="schema"}',
+                        "values": "0+5x30",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "15m",
+                        "alertname": "TagstreamDeadLetterRateHigh",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                    {"eval_time": "15m", "alertname": "TagstreamConsumerStalled", "exp_alerts": []},
+                ],
+            },
+            {  # Worker up, input counter flat: stalled; no dead-letter alert from 0/0.
+                "interval": "1m",
+                "input_series": [up, {"series": 'tagstream_events_in_total{source="pos"}', "values": "7x30"}],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "15m",
+                        "alertname": "TagstreamConsumerStalled",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                    {"eval_time": "15m", "alertname": "TagstreamDeadLetterRateHigh", "exp_alerts": []},
+                ],
+            },
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
+    result = _run_promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Grafana ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    with DASHBOARD.open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for panel in panels:
+        out.append(panel)
+        out.extend(_all_panels(panel.get("panels", [])))  # collapsed rows nest their panels
+    return out
+
+
+def test_dashboard_exprs_reference_only_known_metrics(dashboard: dict[str, Any]) -> None:
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    panels = _all_panels(dashboard["panels"])
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    assert len(exprs) >= 10
+    assert all(e.strip() for e in exprs), "empty PromQL expression in the dashboard"
+    used = {m for expr in exprs for m in METRIC_RE.findall(expr)}
+    assert not used - KNOWN_SERIES, f"unknown metrics in the dashboard: {sorted(used - KNOWN_SERIES)}"
+    # Every metric the worker exports is on the dashboard somewhere.
+    covered = {m.removesuffix("_bucket") for m in used}
+    assert covered >= COUNTERS_AND_GAUGES | HISTOGRAMS, sorted(COUNTERS_AND_GAUGES | HISTOGRAMS - covered)
+
+
+def test_dashboard_uses_provisioned_datasource(dashboard: dict[str, Any]) -> None:
+    uids = {ds["uid"] for path in GRAFANA_DATASOURCES.glob("*.yml") for ds in _load_yaml(path)["datasources"]}
+    assert "prometheus" in uids
+    for panel in _all_panels(dashboard["panels"]):
+        for obj in [panel, *panel.get("targets", [])]:
+            if "datasource" in obj:
+                assert obj["datasource"]["uid"] in uids, f"panel {panel.get('title')!r}: unknown datasource"
+    ids = [p["id"] for p in _all_panels(dashboard["panels"])]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+
+
+def test_grafana_provisioning_matches_compose(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"])
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboards_dir = mounts["./deploy/grafana/dashboards"]
+    paths = [
+        provider["options"]["path"]
+        for path in GRAFANA_DASHBOARD_PROVIDERS.glob("*.yml")
+        for provider in _load_yaml(path)["providers"]
+    ]
+    assert dashboards_dir in paths
+    env = _env(grafana)
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
