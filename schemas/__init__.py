@@ -1,0 +1,51 @@
+"""tagstream data contracts: pure pydantic v2 models, no I/O and no imports of other tagstream packages.
+
+- events: the three source topics' input models (validated from bytes)
+- decode: bytes -> event, or EventDecodeError(reason, message)
+- canonical: event -> the flat canonical dict the engine and rules see
+- tags: tag-change topic value, Redis tag value, dead-letter headers
+- rules: typed shape of a rule file, parse_duration_ms
+- export: JSON Schemas of the public shapes (``python -m schemas.export [DIR]``)
+"""
+
+from .canonical import CANONICAL_FIELD_TYPES, CANONICAL_FIELDS, to_canonical
+from .decode import REASONS, EventDecodeError, decode_event
+from .events import MODEL_BY_SOURCE, SOURCES, ClickstreamEvent, LineItem, OrderEvent, PosEvent, SourceEvent
+from .rules import FeatureSpec, RuleFile, TagSpec, parse_duration_ms
+from .tags import DLQ_HEADERS, DeadLetter, TagChange, TagValue
+
+__all__ = [
+    "CANONICAL_FIELDS",
+    "CANONICAL_FIELD_TYPES",
+    "DLQ_HEADERS",
+    "MODEL_BY_SOURCE",
+    "REASONS",
+    "SOURCES",
+    "ClickstreamEvent",
+    "DeadLetter",
+    "EventDecodeError",
+    "FeatureSpec",
+    "LineItem",
+    "OrderEvent",
+    "PosEvent",
+    "RuleFile",
+    "SourceEvent",
+    "TagChange",
+    "TagSpec",
+    "TagValue",
+    "decode_event",
+    "json_schemas",
+    "parse_duration_ms",
+    "to_canonical",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy: importing schemas.export eagerly would make ``python -m schemas.export`` warn (module
+    # already in sys.modules before it runs as __main__). The export() function is deliberately not
+    # re-exported: the name would clash with the submodule schemas.export.
+    if name == "json_schemas":
+        from .export import json_schemas
+
+        return json_schemas
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
