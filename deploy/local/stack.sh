@@ -135,7 +135,8 @@ start_prometheus() {
   if running prometheus; then log "prometheus already running on 127.0.0.1:$prometheus_port"; return 0; fi
   apt_install prometheus prometheus
   mkdir -p "$stack_dir/prometheus" "$stack_dir/logs"
-  sed -e "s#@METRICS_TARGET@#127.0.0.1:$metrics_port#g" "$repo/deploy/prometheus/prometheus.yml.in" \
+  sed -e "s#@METRICS_TARGET@#127.0.0.1:$metrics_port#g" -e "s#@ALERTS@#$repo/deploy/prometheus/alerts.yml#g" \
+    "$repo/deploy/prometheus/prometheus.yml.in" \
     >"$stack_dir/prometheus/prometheus.yml"
   log "starting prometheus on 127.0.0.1:$prometheus_port, scraping 127.0.0.1:$metrics_port"
   prometheus --config.file="$stack_dir/prometheus/prometheus.yml" \

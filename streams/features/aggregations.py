@@ -1,0 +1,196 @@
+"""Aggregations as tiny initialize / update / result objects.
+
+Accumulators are plain JSON values (numbers and short lists) so a customer's state encodes
+straight to its changelog entry. Every aggregation is order-independent: folding the same
+values in any order gives the same accumulator, which is what makes out-of-order events
+inside a window harmless (``first``/``last`` break timestamp ties on the value itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+Acc = Any
+
+
+def _order_key(value: object) -> tuple[int, str]:
+    # A total order over mixed JSON scalars, only used to break timestamp ties.
+    return (0, "") if value is None else (1, repr(value))
+
+
+class Aggregation:
+    """Base: ``initialize`` starts an accumulator, ``update`` folds one more value in,
+    ``merge`` folds two accumulators (buckets of one window) and ``result`` reads the value."""
+
+    name = ""
+    needs_field = False
+    numeric = False
+    """The field must be a number (sum, min, max, avg)."""
+    empty: object = None
+    """The result over no values at all."""
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        raise NotImplementedError
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        raise NotImplementedError
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        raise NotImplementedError
+
+    def finish(self, acc: Acc) -> object:
+        return acc
+
+    def result(self, accs: Iterable[Acc]) -> object:
+        total: Acc = None
+        for acc in accs:
+            total = acc if total is None else self.merge(total, acc)
+        return self.empty if total is None else self.finish(total)
+
+
+class Count(Aggregation):
+    name = "count"
+    empty = 0
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return 1
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return acc + 1
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        return a + b
+
+
+class Sum(Aggregation):
+    name = "sum"
+    needs_field = True
+    numeric = True
+    empty = 0
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return value
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return acc + value
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        return a + b
+
+    def finish(self, acc: Acc) -> object:
+        # Float sums accumulate noise (0.1 + 0.2); rules compare to cents at most.
+        return round(acc, 6) if isinstance(acc, float) else acc
+
+
+class Min(Aggregation):
+    name = "min"
+    needs_field = True
+    numeric = True
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return value
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return value if value < acc else acc
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        return b if b < a else a
+
+
+class Max(Aggregation):
+    name = "max"
+    needs_field = True
+    numeric = True
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return value
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return value if value > acc else acc
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        return b if b > a else a
+
+
+class Avg(Aggregation):
+    name = "avg"
+    needs_field = True
+    numeric = True
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return [value, 1]
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return [acc[0] + value, acc[1] + 1]
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        return [a[0] + b[0], a[1] + b[1]]
+
+    def finish(self, acc: Acc) -> object:
+        return round(acc[0] / acc[1], 6) if acc[1] else None
+
+
+class First(Aggregation):
+    """Value of the earliest event (by event time)."""
+
+    name = "first"
+    needs_field = True
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return [ts_ms, value]
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return self.merge(acc, [ts_ms, value])
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        if b[0] != a[0]:
+            return b if b[0] < a[0] else a
+        return b if _order_key(b[1]) < _order_key(a[1]) else a
+
+    def finish(self, acc: Acc) -> object:
+        return acc[1]
+
+
+class Last(First):
+    """Value of the latest event (by event time)."""
+
+    name = "last"
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        if b[0] != a[0]:
+            return b if b[0] > a[0] else a
+        return b if _order_key(b[1]) > _order_key(a[1]) else a
+
+
+class SinceLast(Aggregation):
+    """Seconds since the latest matching event; the accumulator is that event's ``ts_ms``.
+
+    Its value moves with the clock, so ``result`` is not used: see ``FeatureRuntime.value``.
+    """
+
+    name = "since_last"
+
+    def initialize(self, value: Any, ts_ms: int) -> Acc:
+        return ts_ms
+
+    def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
+        return ts_ms if ts_ms > acc else acc
+
+    def merge(self, a: Acc, b: Acc) -> Acc:
+        return a if a > b else b
+
+
+class DistinctCount(Aggregation):
+    """Number of distinct values. Kept as ``{value: newest bucket seen}`` rather than one set per
+    bucket, so the state grows with the distinct values, not with the events."""
+
+    name = "distinct_count"
+    needs_field = True
+    empty = 0
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    agg.name: agg
+    for agg in (Count(), Sum(), Min(), Max(), Avg(), First(), Last(), SinceLast(), DistinctCount())
+}

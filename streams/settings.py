@@ -1,0 +1,75 @@
+"""All configuration in one frozen object, read from the environment (prefix ``TAGSTREAM_``,
+nesting with ``__``, e.g. ``TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS``). Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tag_rules.compiler import CompiledRuleSet
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    clickstream_topic: str = "events.clickstream"
+    pos_topic: str = "events.pos"
+    orders_topic: str = "events.orders"
+    deadletter_topic: str = "events.deadletter"
+    tag_changes_topic: str = "tags.changes"
+    partitions: int = Field(4, ge=1, description="Partitions of the topics tagstream creates.")
+    replication_factor: int = Field(1, ge=1)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    def source_topics(self) -> dict[str, str]:
+        """source name -> topic name."""
+        return {"clickstream": self.clickstream_topic, "pos": self.pos_topic, "orders": self.orders_topic}
+
+
+class RedisSettings(_Frozen):
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    key_prefix: str = "tagstream"
+    retry_backoff_max_ms: int = Field(5_000, ge=10)
+
+
+class MetricsSettings(_Frozen):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class EngineSettings(_Frozen):
+    future_tolerance_ms: int = Field(300_000, ge=0, description="Events further in the future go to the DLQ.")
+    allowed_lateness_ms: int = Field(
+        400 * 86_400_000, ge=0,
+        description="Events older than this feed lifetime features only (and count as late).")
+    timer_interval_ms: int = Field(100, ge=10, description="How often the due-time timer wakes.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAGSTREAM_", env_nested_delimiter="__", frozen=True,
+                                      extra="forbid")
+
+    app_id: str = "tagstream"
+    rules_path: Path | None = Field(None, description="Rule file or folder; default: the shipped retail rules.")
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    data_dir: Path = Path(".tagstream-data")
+    loglevel: str = "warn"
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    engine: EngineSettings = EngineSettings()
+
+    def load_rules(self) -> CompiledRuleSet:
+        from tag_rules import DEFAULT_RULES, load_rules
+
+        return load_rules(self.rules_path or DEFAULT_RULES)

@@ -1,0 +1,236 @@
+"""The engine with an injected clock: features per aggregation, tags arriving and leaving with
+events and with time, due times, out-of-order and late events, rule changes (no network)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.clock import ManualClock
+from streams.engine import TagEngine
+from streams.features.state import CustomerState
+from tag_rules import load_rules
+
+H = 3_600_000
+D = 24 * H
+T0 = 1_800_000_000_000  # a fixed "now" far from epoch
+
+
+def rules_file(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "rules.yaml"
+    p.write_text(text)
+    return p
+
+
+def event(source: str = "clickstream", typ: str = "product_view", ts_ms: int = T0, **kw: Any) -> dict[str, Any]:
+    base = {"event_id": f"e{random.random()}", "source": source, "type": typ, "customer_id": "c1", "ts_ms": ts_ms,
+            "src_ts_ms": ts_ms, "amount": None, "currency": None, "skus": [], "categories": [], "channel": None,
+            "store_id": None, "session_id": None, "order_id": None, "payment_method": None, "quantity": None,
+            "query": None, "url": None}
+    base.update(kw)
+    return base
+
+
+AGG_RULES = """
+version: v1
+features:
+  - {name: n_1h, agg: count, window: 1h}
+  - {name: s_1h, agg: sum, field: amount, window: 1h}
+  - {name: lo_1h, agg: min, field: amount, window: 1h}
+  - {name: hi_1h, agg: max, field: amount, window: 1h}
+  - {name: avg_1h, agg: avg, field: amount, window: 1h}
+  - {name: first_1h, agg: first, field: amount, window: 1h}
+  - {name: last_1h, agg: last, field: amount, window: 1h}
+  - {name: cats_1h, agg: distinct_count, field: categories, window: 1h}
+  - {name: n_all, agg: count}
+  - {name: s_all, agg: sum, field: amount}
+  - {name: cats_all, agg: distinct_count, field: categories}
+  - {name: since, agg: since_last}
+tags:
+  - name: everything
+    when: >-
+      n_1h + s_1h + coalesce(lo_1h, 0) + coalesce(hi_1h, 0) + coalesce(avg_1h, 0) + coalesce(first_1h, 0)
+      + coalesce(last_1h, 0) + cats_1h + n_all + s_all + cats_all >= 0
+  - name: quiet_day
+    when: since >= days(1)
+"""
+
+
+@pytest.fixture
+def agg_engine(tmp_path: Path) -> TagEngine:
+    return TagEngine(load_rules(rules_file(tmp_path, AGG_RULES)))
+
+
+def test_every_aggregation_over_a_window_and_lifetime(agg_engine: TagEngine) -> None:
+    st = CustomerState()
+    evs = [(10.0, ["a", "b"], T0), (30.0, ["b"], T0 + 10 * 60_000), (20.0, ["c"], T0 + 20 * 60_000)]
+    for amount, cats, ts in evs:
+        agg_engine.process_event(st, event(ts_ms=ts, amount=amount, categories=cats), ts)
+    v = agg_engine.feature_values(st, T0 + 30 * 60_000)
+    assert v == {"n_1h": 3, "s_1h": 60.0, "lo_1h": 10.0, "hi_1h": 30.0, "avg_1h": 20.0, "first_1h": 10.0,
+                 "last_1h": 20.0, "cats_1h": 3, "n_all": 3, "s_all": 60.0, "cats_all": 3, "since": 600.0}
+    # 1h05 after the first event it has left the 1h window (60 s resolution), lifetime keeps it
+    v = agg_engine.feature_values(st, T0 + H + 5 * 60_000)
+    assert v["n_1h"] == 2 and v["s_1h"] == 50.0 and v["first_1h"] == 30.0 and v["cats_1h"] == 2
+    assert v["n_all"] == 3 and v["cats_all"] == 3
+    v = agg_engine.feature_values(st, T0 + 3 * H)
+    assert v["n_1h"] == 0 and v["lo_1h"] is None and v["avg_1h"] is None and v["cats_1h"] == 0
+    assert v["n_all"] == 3
+
+
+def test_out_of_order_events_give_the_same_features(agg_engine: TagEngine) -> None:
+    evs = [event(ts_ms=T0 + i * 90_000, amount=float(i % 5), categories=[f"k{i % 3}"]) for i in range(30)]
+    now = T0 + 30 * 90_000
+    in_order, shuffled = CustomerState(), CustomerState()
+    for e in evs:
+        agg_engine.process_event(in_order, e, now)
+    rnd = random.Random(3)
+    for e in rnd.sample(evs, len(evs)):
+        agg_engine.process_event(shuffled, e, now)
+    assert agg_engine.feature_values(in_order, now) == agg_engine.feature_values(shuffled, now)
+
+
+WINDOW_RULES = """
+version: v1
+features:
+  - {name: views_1h, agg: count, window: 1h, sources: [clickstream], where: type == "product_view"}
+  - {name: orders_30d, agg: count, window: 30d, sources: [orders], where: type == "paid"}
+  - {name: orders_all, agg: count, sources: [orders], where: type == "paid"}
+  - {name: since_order, agg: since_last, sources: [orders], where: type == "paid"}
+tags:
+  - {name: hot, when: views_1h >= 10}
+  - {name: lapsing, when: orders_all >= 1 and since_order >= days(30)}
+  - {name: no_orders_30d, when: orders_all >= 1 and orders_30d == 0}
+"""
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> TagEngine:
+    return TagEngine(load_rules(rules_file(tmp_path, WINDOW_RULES)))
+
+
+def run_dues(engine: TagEngine, st: CustomerState, until_ms: int) -> list[dict[str, Any]]:
+    """Drives the due times like the worker's timer does, up to ``until_ms``."""
+    out = []
+    while st.due_ms is not None and st.due_ms <= until_ms:
+        out += engine.process_due(st, "c1", st.due_ms, until_ms)
+    return out
+
+
+def test_window_tag_enters_on_events_and_leaves_on_time(engine: TagEngine) -> None:
+    clock = ManualClock(T0)
+    st = CustomerState()
+    changes = []
+    for _ in range(10):
+        changes += engine.process_event(st, event(ts_ms=clock.now_ms()), clock.now_ms()).changes
+        clock.advance(1000)
+    assert [(c["tag"], c["op"], c["cause"]) for c in changes] == [("hot", "add", "event")]
+    assert changes[0]["features"] == {"views_1h": 10}
+    # the first view leaves the window at the end of its 1-minute bucket + 1 h
+    assert st.due_ms == (T0 // 60_000 + 1) * 60_000 + H
+    assert run_dues(engine, st, st.due_ms - 1) == []
+    removed = run_dues(engine, st, T0 + 2 * H)
+    assert [(c["tag"], c["op"], c["cause"], c["at_ms"]) for c in removed] == [
+        ("hot", "remove", "expiry", (T0 // 60_000 + 1) * 60_000 + H)]
+    assert st.tags == {} and st.features == {} and st.due_ms is None
+
+
+def test_absence_tags_arrive_with_no_event(engine: TagEngine) -> None:
+    st = CustomerState()
+    engine.process_event(st, event("orders", "paid", T0), T0)
+    assert st.tags == {}
+    changes = run_dues(engine, st, T0 + 40 * D)
+    got = [(c["tag"], c["op"], c["cause"], c["at_ms"]) for c in changes]
+    # since_order >= 30 d at exactly T0 + 30 d; orders_30d empties at bucket end (12 h steps) + 30 d
+    assert ("lapsing", "add", "expiry", T0 + 30 * D) in got
+    empty_at = (T0 // (12 * H) + 1) * 12 * H + 30 * D
+    assert ("no_orders_30d", "add", "expiry", empty_at) in got
+    assert set(st.tags) == {"lapsing", "no_orders_30d"}
+    # a new order takes both away, as an event
+    changes = engine.process_event(st, event("orders", "paid", T0 + 41 * D), T0 + 41 * D).changes
+    assert sorted((c["tag"], c["op"], c["cause"]) for c in changes) == [
+        ("lapsing", "remove", "event"), ("no_orders_30d", "remove", "event")]
+
+
+@pytest.mark.parametrize("window,res_ms", [("10s", 166), ("5m", 5000), ("1h", 60_000), ("24h", 1_440_000),
+                                           ("7d", 10_080_000), ("30d", 43_200_000)])
+def test_due_time_is_when_the_value_changes(tmp_path: Path, window: str, res_ms: int) -> None:
+    eng = TagEngine(load_rules(rules_file(tmp_path, f"""
+features:
+  - {{name: n, agg: count, window: {window}}}
+tags:
+  - {{name: t, when: n >= 1}}
+""")))
+    rnd = random.Random(window)
+    st = CustomerState()
+    now = T0
+    for _ in range(5):
+        now += rnd.randrange(0, res_ms * 3 + 1)
+        eng.process_event(st, event(ts_ms=now), now)
+    while st.due_ms is not None:
+        due = st.due_ms
+        before = eng.feature_values(st, due - 1)["n"]
+        after = eng.feature_values(st, due)["n"]
+        assert after < before, "the value must change exactly at the due time"
+        eng.process_due(st, "c1", due, due)
+    assert st.tags == {}
+
+
+def test_late_event_feeds_longer_windows_and_lifetime_only(engine: TagEngine) -> None:
+    st = CustomerState()
+    now = T0
+    out = engine.process_event(st, event("orders", "paid", now - 2 * D), now)
+    assert not out.late  # inside 30 d
+    out = engine.process_event(st, event("clickstream", "product_view", now - 2 * H), now)
+    assert out.late  # outside 1 h
+    v = engine.feature_values(st, now)
+    assert v["views_1h"] == 0 and v["orders_30d"] == 1 and v["orders_all"] == 1
+    assert v["since_order"] == 2 * D / 1000
+
+
+def test_no_duplicate_adds_and_deterministic_change_ids(engine: TagEngine) -> None:
+    st = CustomerState()
+    adds = []
+    for i in range(25):
+        adds += [c for c in engine.process_event(st, event(ts_ms=T0 + i), T0 + i).changes if c["op"] == "add"]
+    assert len(adds) == 1
+    st2 = CustomerState()
+    e = event(ts_ms=T0, event_id="same")
+    a = engine.process_event(st2, e, T0)
+    st3 = CustomerState()
+    for i in range(9):
+        engine.process_event(st3, event(ts_ms=T0 - 9 + i), T0)
+    c1 = engine.process_event(st3, event(ts_ms=T0, event_id="same"), T0).changes
+    st4 = CustomerState()
+    for i in range(9):
+        engine.process_event(st4, event(ts_ms=T0 - 9 + i), T0 + 5)
+    c2 = engine.process_event(st4, event(ts_ms=T0, event_id="same"), T0 + 5).changes
+    assert a.changes == [] and c1[0]["change_id"] == c2[0]["change_id"]
+
+
+def test_state_round_trips_through_its_changelog_encoding(engine: TagEngine) -> None:
+    st = CustomerState()
+    for i in range(12):
+        engine.process_event(st, event(ts_ms=T0 + i * 1000), T0 + i * 1000)
+    engine.process_event(st, event("orders", "paid", T0), T0 + 12_000)
+    again = CustomerState.loads(st.dumps())
+    now = T0 + 20_000
+    assert engine.feature_values(again, now) == engine.feature_values(st, now)
+    assert again.tags == st.tags and again.due_ms == st.due_ms
+    assert len(st.dumps()) < 300
+
+
+def test_rule_change_removes_dropped_tags_and_reevaluates(tmp_path: Path, engine: TagEngine) -> None:
+    st = CustomerState()
+    for i in range(10):
+        engine.process_event(st, event(ts_ms=T0 + i), T0 + i)
+    assert "hot" in st.tags
+    new = TagEngine(load_rules(rules_file(tmp_path, WINDOW_RULES.replace("version: v1", "version: v2")
+                                          .replace("views_1h >= 10", "views_1h >= 20"))))
+    changes = new.process_due(st, "c1", T0 + 100, T0 + 100)
+    assert [(c["tag"], c["op"], c["cause"], c["rule_version"]) for c in changes] == [
+        ("hot", "remove", "rule_change", "v2")]
+    assert st.rule_version == "v2"

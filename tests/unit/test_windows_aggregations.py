@@ -1,0 +1,88 @@
+"""Window maths and each aggregation, alone (no network)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from streams.features.aggregations import AGGREGATIONS
+from streams.features.windows import (
+    bucket_expiry_ms,
+    bucket_of,
+    default_resolution_ms,
+    is_live,
+    oldest_live_bucket,
+)
+
+
+@pytest.mark.parametrize("window_ms,expected", [(5_000, 83), (3_600_000, 60_000), (30 * 86_400_000, 43_200_000),
+                                                (10, 1)])
+def test_default_resolution_is_a_sixtieth_of_the_window(window_ms: int, expected: int) -> None:
+    assert default_resolution_ms(window_ms) == expected
+
+
+@pytest.mark.parametrize("res,window", [(1, 5), (100, 5_000), (60_000, 3_600_000), (7, 50)])
+def test_oldest_live_bucket_is_the_boundary(res: int, window: int) -> None:
+    for now in range(0, 20 * window, max(1, window // 17)):
+        b = oldest_live_bucket(now, res, window)
+        assert is_live(b, now, res, window)
+        assert not is_live(b - 1, now, res, window)
+
+
+@pytest.mark.parametrize("ts,res,window", [(0, 100, 5_000), (12_345, 100, 5_000),
+                                           (1_700_000_000_123, 60_000, 3_600_000)])
+def test_an_event_counts_for_at_least_the_window_and_at_most_one_step_more(ts: int, res: int, window: int) -> None:
+    b = bucket_of(ts, res)
+    expiry = bucket_expiry_ms(b, res, window)
+    assert ts + window < expiry <= ts + window + res
+    assert is_live(b, expiry - 1, res, window) and not is_live(b, expiry, res, window)
+
+
+VALUES = [(5.0, 1_000), (2.5, 3_000), (9.0, 2_000), (2.5, 500)]
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("count", 4), ("sum", 19.0), ("min", 2.5), ("max", 9.0), ("avg", 4.75), ("first", 2.5), ("last", 2.5),
+])
+def test_aggregation_results(name: str, expected: object) -> None:
+    agg = AGGREGATIONS[name]
+    acc = None
+    for v, ts in VALUES:
+        acc = agg.initialize(v, ts) if acc is None else agg.update(acc, v, ts)
+    assert agg.finish(acc) == expected
+
+
+@pytest.mark.parametrize("name", ["count", "sum", "min", "max", "avg", "first", "last", "since_last"])
+def test_aggregations_do_not_depend_on_arrival_order(name: str) -> None:
+    agg = AGGREGATIONS[name]
+    rnd = random.Random(7)
+    values = [(rnd.choice([1.0, 2.0, 3.5]), rnd.randrange(0, 50)) for _ in range(8)]  # with ts ties
+    results = set()
+    for perm in itertools.islice(itertools.permutations(values), 200):
+        acc = None
+        for v, ts in perm:
+            acc = agg.initialize(v, ts) if acc is None else agg.update(acc, v, ts)
+        results.add(repr(acc))
+    assert len(results) == 1
+
+
+@pytest.mark.parametrize("name", ["count", "sum", "min", "max", "avg", "first", "last"])
+def test_merging_buckets_equals_folding_everything(name: str) -> None:
+    agg = AGGREGATIONS[name]
+    a = agg.initialize(*VALUES[0])
+    a = agg.update(a, *VALUES[1])
+    b = agg.initialize(*VALUES[2])
+    b = agg.update(b, *VALUES[3])
+    whole = agg.initialize(*VALUES[0])
+    for v in VALUES[1:]:
+        whole = agg.update(whole, *v)
+    assert agg.finish(agg.merge(a, b)) == agg.finish(whole)
+    assert agg.result([a, b]) == agg.finish(whole)
+
+
+@pytest.mark.parametrize("name,empty", [("count", 0), ("sum", 0), ("min", None), ("max", None), ("avg", None),
+                                        ("first", None), ("last", None)])
+def test_result_over_no_buckets(name: str, empty: object) -> None:
+    assert AGGREGATIONS[name].result([]) == empty
