@@ -1,0 +1,239 @@
+"""Ship :class:`~streams.generator.RetailGenerator` events to Kafka (load generation, demos, tests).
+
+``produce()`` streams ``count`` events to one topic per source with aiokafka, optionally rate
+limited, printing progress about once per second. ``ensure_topics()`` creates missing topics.
+
+Run directly for a quick load::
+
+    python -m streams.produce --count 50000 --rate 2000 --bad-ratio 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import IO
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from streams.generator import SOURCES, RetailGenerator
+
+__all__ = ["DEFAULT_TOPICS", "ProduceStats", "ensure_topics", "produce"]
+
+DEFAULT_TOPICS: dict[str, str] = {source: f"events.{source}" for source in SOURCES}
+
+# Delivery futures are awaited in batches: often enough to surface broker errors quickly and
+# keep progress honest, rarely enough not to cost throughput.
+_MAX_BATCH = 2000
+# Rate limiting sleeps only once the send schedule is this far ahead, because asyncio.sleep
+# cannot do sub-millisecond waits; the tokens saved meanwhile are the bucket's burst.
+_MIN_SLEEP_S = 0.005
+
+
+@dataclass
+class ProduceStats:
+    """Outcome of :func:`produce`: events acknowledged by the broker."""
+
+    sent: int = 0
+    per_source: dict[str, int] = field(default_factory=dict)
+    bad: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Average events per second."""
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def _line(stats: ProduceStats, count: int, rate: float) -> str:
+    per = " ".join(f"{s}={stats.per_source.get(s, 0):,}" for s in SOURCES)
+    return f"produced {stats.sent:,}/{count:,} events ({rate:,.0f}/s) {per} bad={stats.bad:,}"
+
+
+async def produce(
+    *,
+    bootstrap_servers: str,
+    topics: Mapping[str, str],
+    count: int,
+    rate: float | None,
+    generator: RetailGenerator,
+    progress: bool = True,
+    linger_ms: int = 5,
+    out: IO[str] = sys.stderr,
+) -> ProduceStats:
+    """Produce the next ``count`` events of ``generator`` to Kafka.
+
+    Args:
+        bootstrap_servers: Kafka bootstrap address, e.g. ``"127.0.0.1:9092"``.
+        topics: topic name per source (``clickstream``, ``pos``, ``orders``); see DEFAULT_TOPICS.
+        count: number of events to send.
+        rate: target events per second (token bucket); None sends as fast as possible.
+        generator: the event source; its stream position advances by ``count``.
+        progress: print a progress line to ``out`` about once per second, and a final line.
+        linger_ms: producer linger (batching delay) in milliseconds.
+        out: where progress goes.
+
+    Returns:
+        ProduceStats counting events acknowledged by the broker (acks=1).
+
+    Raises:
+        RuntimeError: the broker is unreachable.
+        KeyError: ``topics`` lacks a source.
+        aiokafka.errors.KafkaError: a delivery failed (production stops at the first failure).
+    """
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be > 0 (or None for unlimited)")
+    topic_of = {source: topics[source] for source in SOURCES}
+    stats = ProduceStats(per_source=dict.fromkeys(SOURCES, 0))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="tagstream-generator",
+        acks=1,
+        enable_idempotence=False,
+        compression_type=None,
+        linger_ms=linger_ms,
+    )
+    batch_size = _MAX_BATCH if rate is None else max(1, min(_MAX_BATCH, int(rate / 10)))
+    pending: list[asyncio.Future[object]] = []
+    pending_src: Counter[str] = Counter()
+    pending_bad = 0
+
+    async def drain() -> None:
+        nonlocal pending_bad
+        if pending:
+            await asyncio.gather(*pending)
+        # Count only what the broker acknowledged.
+        stats.sent += len(pending)
+        for source, n in pending_src.items():
+            stats.per_source[source] += n
+        stats.bad += pending_bad
+        pending.clear()
+        pending_src.clear()
+        pending_bad = 0
+
+    t0 = time.monotonic()
+    try:
+        try:
+            await producer.start()
+        except KafkaConnectionError as exc:
+            raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+        t0 = last_t = time.monotonic()
+        last_sent = 0
+        for i, ev in enumerate(islice(generator, count)):
+            if rate is not None:
+                # Token bucket: event i may leave at t0 + i / rate at the earliest.
+                due = t0 + i / rate
+                if due - time.monotonic() >= _MIN_SLEEP_S:
+                    await drain()  # idle time anyway: collect acks for fresher progress
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+            pending.append(await producer.send(topic_of[ev.source], value=ev.value, key=ev.key))
+            pending_src[ev.source] += 1
+            pending_bad += not ev.valid
+            if len(pending) >= batch_size:
+                await drain()
+            if progress:
+                now = time.monotonic()
+                if now - last_t >= 1.0:
+                    print(_line(stats, count, (stats.sent - last_sent) / (now - last_t)), file=out, flush=True)
+                    last_t, last_sent = now, stats.sent
+        await drain()
+        await producer.flush()
+        stats.elapsed_s = time.monotonic() - t0
+        if progress:
+            print(f"done: {_line(stats, count, stats.rate)} in {stats.elapsed_s:.1f}s", file=out, flush=True)
+        return stats
+    finally:
+        # stop() also flushes what is still buffered, on errors and cancellation too.
+        await producer.stop()
+
+
+async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int, replication: int = 1) -> None:
+    """Create the topics in ``names`` that do not exist yet; existing ones are left alone.
+
+    Raises:
+        RuntimeError: the broker at ``bootstrap_servers`` is unreachable, or creation failed.
+    """
+    wanted = list(dict.fromkeys(names))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tagstream-admin")
+    try:
+        try:
+            await admin.start()
+        except KafkaConnectionError as exc:
+            raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+        missing = [n for n in wanted if n not in set(await admin.list_topics())]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [NewTopic(name=n, num_partitions=partitions, replication_factor=replication) for n in missing]
+        )
+        # create_topics reports per-topic errors in the response instead of raising.
+        failures = []
+        for topic, code, *rest in response.topic_errors:
+            if code == 0 or code == TopicAlreadyExistsError.errno:  # lost a race: fine
+                continue
+            failures.append(f"{topic}: error {code} {rest[0] if rest and rest[0] else ''}".rstrip())
+        if failures:
+            raise RuntimeError(f"creating topics on {bootstrap_servers} failed: {'; '.join(failures)}")
+        # A fresh topic has no partition leaders for a moment; wait (briefly) until metadata
+        # shows one per partition so producers start with fewer NotLeaderForPartition retries.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            described = await admin.describe_topics(missing)
+            if all(
+                t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ):
+                break
+            await asyncio.sleep(0.1)
+    except KafkaError as exc:
+        raise RuntimeError(f"Kafka admin request to {bootstrap_servers} failed: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (``python -m streams.produce``)."""
+    p = argparse.ArgumentParser(description="Produce synthetic retail events to Kafka.")
+    p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    p.add_argument("--topic-prefix", default="events", help="topics are <prefix>.<source>")
+    p.add_argument("--count", type=int, default=10_000)
+    p.add_argument("--rate", type=float, default=None, help="events/s; default unlimited")
+    p.add_argument("--partitions", type=int, default=3, help="for topics that must be created")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--bad-ratio", type=float, default=0.0)
+    p.add_argument("--step-ms", type=float, default=1.0)
+    args = p.parse_args(argv)
+    topics = {s: f"{args.topic_prefix}.{s}" for s in SOURCES}
+    gen = RetailGenerator(seed=args.seed, customers=args.customers, bad_ratio=args.bad_ratio, step_ms=args.step_ms)
+
+    async def run() -> None:
+        await ensure_topics(args.bootstrap_servers, topics.values(), args.partitions)
+        await produce(
+            bootstrap_servers=args.bootstrap_servers,
+            topics=topics,
+            count=args.count,
+            rate=args.rate,
+            generator=gen,
+        )
+
+    try:
+        asyncio.run(run())
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
