@@ -16,6 +16,8 @@ from tag_rules.compiler import CompiledRuleSet
 from .features.runtime import FeatureRuntime
 from .features.state import CustomerState
 
+MAX_CATCH_UP_STEPS = 1000
+
 Change = dict[str, Any]
 """A tag change, shaped as schemas.tags.TagChange (the tag-change topic's value)."""
 
@@ -60,6 +62,9 @@ class TagEngine:
         """Folds one canonical event into ``state`` and returns the tag changes it causes."""
         out = Outcome()
         customer_id = event["customer_id"]
+        # Time-driven changes that fell due before this event (e.g. while the worker was down,
+        # or under a backlog) happen first, at their own instants, as "expiry".
+        out.changes += self.catch_up(state, customer_id, now_ms)
         if state.rule_version != self.version:
             out.changes += self._upgrade(state, customer_id, now_ms)
         feats = state.features
@@ -88,6 +93,18 @@ class TagEngine:
         values = self._values(state, at_ms)
         changes += self._diff(state, customer_id, values, at_ms, "expiry", None)
         state.due_ms = self.next_due_ms(state, at_ms)
+        return changes
+
+    def catch_up(self, state: CustomerState, customer_id: str, now_ms: int) -> list[Change]:
+        """Runs every due time up to ``now_ms`` in order; each change carries its own instant."""
+        changes: list[Change] = []
+        for _ in range(MAX_CATCH_UP_STEPS):
+            if state.due_ms is None or state.due_ms > now_ms:
+                break
+            changes += self.process_due(state, customer_id, state.due_ms, now_ms)
+        else:
+            # A pathological backlog of due instants: jump to now instead of walking each one.
+            changes += self.process_due(state, customer_id, now_ms, now_ms)
         return changes
 
     def next_due_ms(self, state: CustomerState, now_ms: int) -> int | None:

@@ -108,7 +108,7 @@ start_kafka() {
   port_open "$kafka_port" && die "port $kafka_port is taken; set KAFKA_PORT"
   log "starting kafka $kafka_version on 127.0.0.1:$kafka_port (log: $stack_dir/logs/kafka.log)"
   : >"$stack_dir/logs/kafka.log"
-  nohup java -cp "$cp" "${java_opts[@]}" kafka.Kafka "$conf" >>"$stack_dir/logs/kafka.log" 2>&1 &
+  nohup java -cp "$cp" "${java_opts[@]}" kafka.Kafka "$conf" </dev/null >>"$stack_dir/logs/kafka.log" 2>&1 &
   echo $! >"$stack_dir/pids/kafka.pid"
   wait_for kafka "$stack_dir/logs/kafka.log" kafka_ready
   log "kafka ready"
@@ -123,7 +123,7 @@ start_redis() {
   port_open "$redis_port" && die "port $redis_port is taken; set REDIS_PORT"
   log "starting redis on 127.0.0.1:$redis_port (log: $stack_dir/logs/redis.log)"
   redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$stack_dir/redis" \
-    --save "" --appendonly no --daemonize no --logfile "$stack_dir/logs/redis.log" &
+    --save "" --appendonly no --daemonize no --logfile "$stack_dir/logs/redis.log" </dev/null >/dev/null 2>&1 &
   echo $! >"$stack_dir/pids/redis.pid"
   wait_for redis "$stack_dir/logs/redis.log" redis_ready
   log "redis ready"
@@ -141,7 +141,7 @@ start_prometheus() {
   log "starting prometheus on 127.0.0.1:$prometheus_port, scraping 127.0.0.1:$metrics_port"
   prometheus --config.file="$stack_dir/prometheus/prometheus.yml" \
     --storage.tsdb.path="$stack_dir/prometheus/data" \
-    --web.listen-address="127.0.0.1:$prometheus_port" >"$stack_dir/logs/prometheus.log" 2>&1 &
+    --web.listen-address="127.0.0.1:$prometheus_port" </dev/null >"$stack_dir/logs/prometheus.log" 2>&1 &
   echo $! >"$stack_dir/pids/prometheus.pid"
   wait_for prometheus "$stack_dir/logs/prometheus.log" prometheus_ready
   log "prometheus ready"

@@ -1,0 +1,249 @@
+"""The Faust application: two thin agents and a timer.
+
+    events.clickstream ┐                          ┌─> Redis  tagstream:tags:{id}, tagstream:tag:{tag}
+    events.pos         ├─ ingest ─> customer-events ─ customers ─┤
+    events.orders      ┘   │       (keyed by customer id)  ▲     └─> tags.changes
+                           └─> events.deadletter           │
+                                        due-time timer ────┘ (ticks, keyed by customer id)
+
+* ``ingest`` decodes raw bytes (orjson/pydantic-core, no faust.Record), validates, normalizes to
+  the canonical event and repartitions it by customer id. Bad input goes to the dead-letter
+  topic with its original bytes and the reason in headers; it never stops the worker.
+* ``customers`` owns the per-customer state (a Faust table backed by its changelog topic): it
+  folds the event in, evaluates the rules, publishes tag changes and reschedules the customer
+  in the due-time index.
+* the timer pops due customers and sends a *tick* for each through the same customer topic, so
+  every state change (event or clock) happens inside stream iteration, in order, per customer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+import redis.asyncio as aioredis
+from faust.serializers import codecs
+
+from schemas.canonical import to_canonical
+from schemas.decode import EventDecodeError, decode_event
+from tag_rules.compiler import CompiledRuleSet
+
+from .clock import Clock, WallClock
+from .due import DueIndex
+from .engine import TagEngine
+from .features.state import CustomerState
+from .metrics import Metrics
+from .settings import Settings
+from .sinks import RedisTagSink
+
+log = logging.getLogger(__name__)
+
+
+class StateCodec(codecs.Codec):
+    """Changelog encoding of CustomerState (compact JSON via orjson)."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.dumps()  # type: ignore[no-any-return]
+
+    def _loads(self, s: bytes) -> Any:
+        return CustomerState.loads(s)
+
+
+codecs.register("tagstate", StateCodec())
+
+
+def dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
+    """Dead-letter headers: where the record came from and why it was rejected."""
+    return [
+        ("ts.source_topic", msg.topic.encode()),
+        ("ts.source_partition", str(msg.partition).encode()),
+        ("ts.source_offset", str(msg.offset).encode()),
+        ("ts.source_timestamp_ms", str(int(msg.timestamp * 1000)).encode()),
+        ("ts.reason", reason.encode()),
+        ("ts.error", error[:1000].encode("utf-8", "replace")),
+    ]
+
+
+@dataclass
+class Runtime:
+    """Everything the agents share; built once per worker by ``create_app``."""
+
+    settings: Settings
+    rules: CompiledRuleSet
+    engine: TagEngine
+    metrics: Metrics
+    clock: Clock
+    due: DueIndex = field(default_factory=DueIndex)
+    redis_sink: RedisTagSink | None = None
+
+
+def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
+               clock: Clock | None = None) -> tuple[faust.App, Runtime]:
+    """Builds the Faust app for ``settings`` and ``rules``."""
+    ks = settings.kafka
+    broker_credentials = None
+    if ks.sasl_mechanism:
+        broker_credentials = faust.SASLCredentials(
+            username=ks.sasl_username or "",
+            password=ks.sasl_password.get_secret_value() if ks.sasl_password else "",
+            mechanism=ks.sasl_mechanism,
+        )
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{ks.bootstrap_servers}",
+        broker_credentials=broker_credentials,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=ks.partitions,
+        topic_replication_factor=ks.replication_factor,
+        web_enabled=False,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=ks.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
+    )
+    rt = Runtime(settings, rules, TagEngine(rules), metrics, clock or WallClock())
+    rs = settings.redis
+    rt.redis_sink = RedisTagSink(
+        aioredis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None),
+        prefix=rs.key_prefix, metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
+    source_by_topic = {topic: source for source, topic in ks.source_topics().items()}
+
+    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw")
+    deadletter = app.topic(ks.deadletter_topic, key_serializer="raw", value_serializer="raw")
+    tag_changes = app.topic(ks.tag_changes_topic, key_serializer="raw", value_serializer="raw")
+    customer_events = app.topic(f"{settings.app_id}-customer-events", partitions=ks.partitions, internal=True,
+                                key_serializer="raw", value_serializer="raw")
+    # Faust derives a table's codecs from Record types; our state has its own compact codec, so
+    # the table and its (compacted) changelog topic are given it explicitly. Recovery decodes
+    # with the topic's codec, writes with the table's: both must say "tagstate".
+    changelog = app.topic(f"{settings.app_id}-customers-changelog", partitions=ks.partitions, internal=True,
+                          compacting=True, deleting=False, acks=False, key_serializer="raw",
+                          value_serializer="tagstate", allow_empty=True, maxsize=131_072)
+    customers = app.Table("customers", default=None, partitions=ks.partitions, key_type=bytes,
+                          changelog_topic=changelog)
+    customers.value_serializer = "tagstate"
+    m = metrics
+    future_tolerance_ms = settings.engine.future_tolerance_ms
+
+    async def dead_letter(msg: Any, source: str, reason: str, error: str) -> None:
+        m.events_invalid.labels(source, reason).inc()
+        m.deadletter.labels(source, reason).inc()
+        await deadletter.send(key=msg.key, value=msg.value if msg.value is not None else b"",
+                              headers=dlq_headers(msg, reason, error))
+
+    @app.agent(sources, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for ev in stream.events():
+            msg = ev.message
+            source = source_by_topic.get(msg.topic, msg.topic)
+            m.events_in.labels(source).inc()
+            try:
+                if not msg.value:
+                    raise EventDecodeError("invalid_json", "empty record value")
+                event = decode_event(source, msg.value)
+                src_ts_ms = int(msg.timestamp * 1000)
+                canonical = to_canonical(source, event, src_ts_ms)
+                now_ms = rt.clock.now_ms()
+                if canonical["ts_ms"] > now_ms + future_tolerance_ms:
+                    raise EventDecodeError(
+                        "future_timestamp",
+                        f"ts {canonical['ts_ms']} is {(canonical['ts_ms'] - now_ms) / 1000:.0f}s in the future "
+                        f"(tolerance {future_tolerance_ms / 1000:.0f}s)")
+            except EventDecodeError as exc:
+                await dead_letter(msg, source, exc.reason, exc.message)
+                continue
+            except Exception as exc:
+                log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                await dead_letter(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
+                continue
+            customer_id = canonical["customer_id"]
+            if customer_id is None:
+                m.events_anonymous.labels(source).inc()
+                continue
+            await customer_events.send(key=customer_id.encode(), value=orjson.dumps(canonical))
+
+    @app.agent(customer_events, name="customers")
+    async def process_customers(stream: faust.StreamT) -> None:
+        async for ev in stream.events():
+            msg = ev.message
+            try:
+                await _process_customer_record(msg.key, orjson.loads(msg.value))
+            except Exception as exc:
+                log.exception("customer processing failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                await dead_letter(msg, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
+
+    async def _process_customer_record(key: bytes, obj: dict[str, Any]) -> None:
+        customer_id = obj["customer_id"]
+        state: CustomerState | None = customers.get(key)
+        now_ms = rt.clock.now_ms()
+        tick = obj.get("tick")
+        if tick is not None:
+            if state is None or state.due_ms != tick:
+                return  # stale tick: an event since then already moved the due time
+            changes = rt.engine.catch_up(state, customer_id, now_ms)
+            src_ts_ms = None
+        else:
+            if state is None:
+                state = CustomerState()
+            outcome = rt.engine.process_event(state, obj, now_ms)
+            if outcome.late:
+                m.events_late.labels(obj["source"]).inc()
+            changes = outcome.changes
+            src_ts_ms = obj["src_ts_ms"]
+        if state.features or state.tags:
+            customers[key] = state
+        elif key in customers:
+            del customers[key]  # nothing left to remember: keep the state bounded
+        if changes:
+            await publish(changes, src_ts_ms)
+        rt.due.schedule(key, state.due_ms if (state.features or state.tags) else None)
+
+    async def publish(changes: list[dict[str, Any]], src_ts_ms: int | None) -> None:
+        sink = rt.redis_sink
+        assert sink is not None, "redis sink starts with the worker"
+        for c in changes:
+            sink.add(c)
+        await sink.flush()
+        for c in changes:
+            await tag_changes.send(key=c["customer_id"].encode(), value=orjson.dumps(c))
+            m.tag_changes.labels(c["tag"], c["op"], c["cause"]).inc()
+        done_s = rt.clock.now_ms() / 1000
+        if src_ts_ms is not None:
+            m.event_to_tag_latency.observe(max(0.0, done_s - src_ts_ms / 1000))
+        else:
+            for c in changes:
+                m.expiry_lateness.observe(max(0.0, done_s - c["at_ms"] / 1000))
+
+    @app.timer(settings.engine.timer_interval_ms / 1000, name="due-timer")
+    async def due_timer() -> None:
+        now_ms = rt.clock.now_ms()
+        for key, due_ms in rt.due.pop_due(now_ms):
+            await customer_events.send(key=key, value=orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+        m.due_index_size.set(len(rt.due))
+        m.customers_in_state.set(len(customers.data))
+
+    async def rebuild_due_index() -> None:
+        """After recovery the table holds exactly the partitions we own: re-index them all."""
+        rt.due.clear()
+        n = 0
+        now_ms = rt.clock.now_ms()
+        for key, state in customers.data.items():
+            if state is None:
+                continue
+            n += 1
+            if state.rule_version != rt.engine.version:
+                # New rules: re-evaluate every customer right away (published as rule_change).
+                state.due_ms = now_ms
+            rt.due.schedule(key, state.due_ms)
+        log.info("due index rebuilt: %d customers, %d due", n, len(rt.due))
+
+    customers.on_recover(rebuild_due_index)
+
+    app.tagstream_runtime = rt  # type: ignore[attr-defined]
+    app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
+    return app, rt

@@ -1,0 +1,161 @@
+"""``tagstream demo``: the whole path on the local stack, end to end, in one command.
+
+Starts Kafka, Redis and Prometheus (deploy/local/stack.sh), a worker process, produces a
+synthetic retail stream, waits until the worker has read all of it, then shows tags of sample
+customers, audience sizes, and the measured event->tag latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Reads a Prometheus text endpoint: sample name -> [(labels, value)]."""
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        text = resp.read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
+    return sum(v for _, v in samples.get(name, []))
+
+
+def histogram_quantile(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, q: float) -> float | None:
+    """Quantile of a Prometheus histogram, interpolated inside its bucket (like PromQL)."""
+    buckets = sorted(((float(lb["le"]), v) for lb, v in samples.get(f"{name}_bucket", [])), key=lambda x: x[0])
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-9)
+        prev_le, prev_count = le, count
+    return None
+
+
+def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> int:
+    settings = Settings()
+    stack = REPO / "deploy" / "local" / "stack.sh"
+    env = dict(os.environ)
+    env.setdefault("METRICS_PORT", str(settings.metrics.port))
+    print("== 1/5 starting the local stack (Kafka, Redis, Prometheus)", flush=True)
+    subprocess.run(["bash", str(stack), "up", "kafka", "redis", "prometheus"], check=True, env=env)
+
+    logs = Path(os.environ.get("TAGSTREAM_STACK_DIR", REPO / ".stack")) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    worker_log = logs / "worker.log"
+    print(f"== 2/5 starting a worker (log: {worker_log})", flush=True)
+    with worker_log.open("ab") as log_file:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=log_file,
+                                  stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    metrics_url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
+    try:
+        _wait_for_metrics(metrics_url, worker)
+        before = scrape(metrics_url)
+        start_in = total(before, "tagstream_events_in_total")
+
+        print(f"== 3/5 producing {count:,} retail events for {customers:,} customers at {rate:,.0f}/s", flush=True)
+        from .generator import RetailGenerator
+        from .produce import produce
+
+        ks = settings.kafka
+        asyncio.run(produce(bootstrap_servers=ks.bootstrap_servers, topics=ks.source_topics(), count=count,
+                            rate=rate or None, generator=RetailGenerator(seed=int(time.time()),
+                                                                         customers=customers, bad_ratio=0.002)))
+
+        print("== 4/5 waiting for the worker to process every event", flush=True)
+        deadline = time.monotonic() + 300
+        while True:
+            s = scrape(metrics_url)
+            seen = total(s, "tagstream_events_in_total") - start_in
+            print(f"   worker read {seen:,.0f}/{count:,} events, "
+                  f"{total(s, 'tagstream_tag_changes_total'):,.0f} tag changes so far", flush=True)
+            if seen >= count:
+                break
+            if worker.poll() is not None:
+                print(f"worker exited ({worker.returncode}); see {worker_log}", file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print("timed out waiting for the worker", file=sys.stderr)
+                return 1
+            time.sleep(1)
+        time.sleep(1.5)  # let the last tag writes land
+        _report(settings, scrape(metrics_url))
+    finally:
+        if not keep_worker:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    print("\nThe stack is still running: Prometheus on http://127.0.0.1:9090, Redis, Kafka.\n"
+          "Look around with `tagstream tags c000001` or `tagstream tags --audience high_value`;\n"
+          "stop everything with `tagstream stack down`.")
+    return 0
+
+
+def _wait_for_metrics(url: str, worker: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited during start-up ({worker.returncode})")
+        try:
+            scrape(url)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("worker metrics endpoint did not come up within 60 s")
+
+
+def _report(settings: Settings, s: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    import redis
+
+    from .sinks import audience_key, tags_key
+
+    print("== 5/5 results", flush=True)
+    rs = settings.redis
+    client = redis.Redis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None)
+    rules = settings.load_rules()
+    print("   audiences (Redis sets tagstream:tag:{tag}):")
+    for tag in rules.tags:
+        print(f"     {tag:<24} {client.scard(audience_key(rs.key_prefix, tag)):>6} customers")
+    print("   sample customers (Redis hashes tagstream:tags:{id}):")
+    shown = 0
+    for i in range(1, 200):
+        cid = f"c{i:06d}"
+        tags = client.hkeys(tags_key(rs.key_prefix, cid))
+        if tags:
+            print(f"     {cid}: {', '.join(sorted(t.decode() for t in tags))}")
+            shown += 1
+        if shown >= 8:
+            break
+    invalid = total(s, "tagstream_events_invalid_total")
+    print(f"   events in {total(s, 'tagstream_events_in_total'):,.0f}, dead-lettered {invalid:,.0f}, "
+          f"anonymous {total(s, 'tagstream_events_anonymous_total'):,.0f}, "
+          f"tag changes {total(s, 'tagstream_tag_changes_total'):,.0f}")
+    name = "tagstream_event_to_tag_latency_seconds"
+    n = total(s, f"{name}_count")
+    p50, p99 = histogram_quantile(s, name, 0.5), histogram_quantile(s, name, 0.99)
+    if p50 is not None and p99 is not None:
+        print(f"   event->tag latency over {n:,.0f} changes: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
+              "(Kafka timestamp of the source record -> written to Redis and tags.changes)")

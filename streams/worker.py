@@ -1,0 +1,33 @@
+"""Runs the tagstream worker: topics ensured, metrics served, Faust worker started."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from prometheus_client import REGISTRY, start_http_server
+
+from .app import create_app
+from .metrics import Metrics
+from .produce import ensure_topics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
+    rules = settings.load_rules()  # a bad rule set fails here, before anything starts
+    ks = settings.kafka
+    asyncio.run(ensure_topics(ks.bootstrap_servers,
+                              [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic],
+                              ks.partitions, ks.replication_factor))
+    metrics = Metrics.create(REGISTRY)
+    if settings.metrics.enabled:
+        start_http_server(settings.metrics.port, addr=settings.metrics.host)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics.host, settings.metrics.port)
+    app, _ = create_app(settings, rules, metrics)
+    print(f"tagstream worker: rules {rules.version} ({len(rules.features)} features, {len(rules.tags)} tags), "
+          f"kafka {ks.bootstrap_servers}, redis {settings.redis.url.split('@')[-1]}", flush=True)
+    faust.Worker(app, loglevel=settings.loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,194 @@
+"""Integration fixtures: the REAL local stack (Apache Kafka 4.x from Maven jars, redis-server),
+started once per test session on free loopback ports by deploy/local/stack.sh, and tagstream
+workers run as real subprocesses against it. Nothing here is mocked; if a service cannot start
+the tests fail (they are never skipped)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = REPO / "deploy" / "local" / "stack.sh"
+RULES = Path(__file__).with_name("rules")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap: str
+    redis_url: str
+    dir: Path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    d = tmp_path_factory.mktemp("stack")
+    env = dict(os.environ, TAGSTREAM_STACK_DIR=str(d), KAFKA_PORT=str(free_port()),
+               KAFKA_CONTROLLER_PORT=str(free_port()), REDIS_PORT=str(free_port()), KAFKA_PARTITIONS="2")
+    up = subprocess.run(["bash", str(STACK), "up", "kafka", "redis"], env=env, capture_output=True, text=True)
+    if up.returncode != 0:
+        subprocess.run(["bash", str(STACK), "down"], env=env)
+        pytest.fail(f"local stack did not start:\n{up.stdout}\n{up.stderr}")
+    try:
+        yield Stack(f"127.0.0.1:{env['KAFKA_PORT']}", f"redis://127.0.0.1:{env['REDIS_PORT']}/0", d)
+    finally:
+        subprocess.run(["bash", str(STACK), "down"], env=env, capture_output=True)
+
+
+@dataclass
+class WorkerProc:
+    """A real `tagstream worker` subprocess with its own topics, app id and Redis prefix."""
+
+    stack: Stack
+    name: str
+    rules: Path = RULES
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def prefix(self) -> str:
+        return f"it-{self.name}"
+
+    def topic(self, which: str) -> str:
+        return f"{self.prefix}.{which}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TAGSTREAM_APP_ID": self.prefix,
+            "TAGSTREAM_RULES_PATH": str(self.rules),
+            "TAGSTREAM_DATA_DIR": str(self.stack.dir / f"data-{self.name}"),
+            "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": self.stack.bootstrap,
+            "TAGSTREAM_KAFKA__CLICKSTREAM_TOPIC": self.topic("clickstream"),
+            "TAGSTREAM_KAFKA__POS_TOPIC": self.topic("pos"),
+            "TAGSTREAM_KAFKA__ORDERS_TOPIC": self.topic("orders"),
+            "TAGSTREAM_KAFKA__DEADLETTER_TOPIC": self.topic("deadletter"),
+            "TAGSTREAM_KAFKA__TAG_CHANGES_TOPIC": self.topic("tags"),
+            "TAGSTREAM_KAFKA__PARTITIONS": "2",
+            "TAGSTREAM_REDIS__URL": self.stack.redis_url,
+            "TAGSTREAM_REDIS__KEY_PREFIX": self.prefix,
+            "TAGSTREAM_METRICS__PORT": str(free_port()),
+            "TAGSTREAM_LOGLEVEL": "info",
+            **self.extra_env,
+        }
+
+    def start(self) -> WorkerProc:
+        self.log = self.stack.dir / f"worker-{self.name}.log"
+        with self.log.open("ab") as f:
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env(),
+                                         stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def assert_alive(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, f"worker died; log:\n{self.tail()}"
+
+    def tail(self, n: int = 60) -> str:
+        if self.log is None or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    # -- I/O helpers against the real services ------------------------------------------------
+
+    def produce(self, source: str, events: list[Any], *, key: bytes | None = None) -> None:
+        """Sends events (dicts are JSON-encoded, bytes sent as they are) and waits for acks."""
+        from aiokafka import AIOKafkaProducer
+
+        async def run() -> None:
+            p = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap)
+            await p.start()
+            try:
+                for e in events:
+                    value = e if isinstance(e, bytes) else orjson.dumps(e)
+                    await p.send_and_wait(self.topic(source), value, key=key)
+            finally:
+                await p.stop()
+
+        asyncio.run(run())
+
+    def consume(self, which: str, *, until: Any, timeout_s: float = 60) -> list[Any]:
+        """Reads a topic from the start until ``until(records)`` is true; returns aiokafka records."""
+        from aiokafka import AIOKafkaConsumer
+
+        async def run() -> list[Any]:
+            c = AIOKafkaConsumer(self.topic(which), bootstrap_servers=self.stack.bootstrap,
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 group_id=f"probe-{uuid.uuid4().hex[:8]}")
+            await c.start()
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout_s
+            try:
+                while time.monotonic() < deadline:
+                    batch = await c.getmany(timeout_ms=500)
+                    for recs in batch.values():
+                        out.extend(recs)
+                    if until(out):
+                        return out
+                    self.assert_alive()
+            finally:
+                await c.stop()
+            raise AssertionError(f"timed out after {timeout_s}s on {which}; got {len(out)} records; "
+                                 f"worker log:\n{self.tail()}")
+
+        return asyncio.run(run())
+
+    def tag_changes(self, *, until: Any, timeout_s: float = 60) -> list[dict[str, Any]]:
+        recs = self.consume("tags", until=lambda rs: until([orjson.loads(r.value) for r in rs]),
+                            timeout_s=timeout_s)
+        return [orjson.loads(r.value) for r in recs]
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.stack.redis_url)
+
+    def tags_of(self, customer_id: str) -> dict[str, Any]:
+        raw = self.redis().hgetall(f"{self.prefix}:tags:{customer_id}")
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack, request: pytest.FixtureRequest) -> Iterator[WorkerProc]:
+    w = WorkerProc(stack, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")).start()
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
