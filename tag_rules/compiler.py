@@ -104,7 +104,6 @@ def compile_rules(parsed: list[tuple[str, RuleFile, Any]], *, version: str) -> C
     """Compiles validated rule files (``(file name, RuleFile, raw document)``) into one rule set."""
     errors: list[RuleError] = []
     features: dict[str, FeatureDef] = {}
-    since_names: set[str] = set()
     raw_features: list[tuple[str, FeatureSpec, Mapping[str, Any]]] = []
     raw_tags: list[tuple[str, TagSpec, Mapping[str, Any]]] = []
     for fname, rf, doc in parsed:
@@ -124,8 +123,10 @@ def compile_rules(parsed: list[tuple[str, RuleFile, Any]], *, version: str) -> C
             errors.extend(RuleError(fname, m, where, ln or line, col) for m, ln, col in p.items)
             continue
         features[spec.name] = fdef
-        if fdef.agg == "since_last":
-            since_names.add(spec.name)
+    # Tags are checked against every declared feature, even one with errors of its own, so a
+    # broken feature is reported once (above) and not again as "unknown" in each tag.
+    declared = sorted({spec.name for _, spec, _ in raw_features})
+    since_names = {spec.name for _, spec, _ in raw_features if spec.agg == "since_last"}
 
     tags: dict[str, TagDef] = {}
     for fname, tspec, raw in raw_tags:
@@ -135,7 +136,7 @@ def compile_rules(parsed: list[tuple[str, RuleFile, Any]], *, version: str) -> C
             errors.append(RuleError(fname, f"duplicate tag name (first in {tags[tspec.name].file})", where, line))
             continue
         try:
-            when = compile_expr(tspec.when, names=sorted(features), kind="when",
+            when = compile_expr(tspec.when, names=declared, kind="when",
                                 threshold_names=since_names, filename=f"{fname}:{tspec.name}")
         except ExprError as exc:
             ln, col = _expr_pos(raw, "when", exc)
