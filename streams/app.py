@@ -31,7 +31,7 @@ from schemas.canonical import to_canonical
 from schemas.decode import EventDecodeError, decode_event
 from tag_rules.compiler import CompiledRuleSet
 
-from .clock import Clock, WallClock
+from .clock import Clock, ScaledClock, WallClock
 from .due import DueIndex
 from .engine import TagEngine
 from .features.state import CustomerState
@@ -80,6 +80,19 @@ class Runtime:
     redis_sink: RedisTagSink | None = None
 
 
+def internal_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topics the worker owns besides the source/DLQ/tag topics, with their configs.
+
+    They are created before Faust subscribes: a consumer that subscribes to a topic that does
+    not exist yet drops it from its subscription ("Ignoring missing topic") until the next
+    rebalance, which would stall the customer agent.
+    """
+    return {
+        f"{settings.app_id}-customer-events": {},
+        f"{settings.app_id}-customers-changelog": {"cleanup.policy": "compact"},
+    }
+
+
 def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                clock: Clock | None = None) -> tuple[faust.App, Runtime]:
     """Builds the Faust app for ``settings`` and ``rules``."""
@@ -106,7 +119,10 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         broker_session_timeout=ks.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
     )
-    rt = Runtime(settings, rules, TagEngine(rules), metrics, clock or WallClock())
+    es = settings.engine
+    origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
+    clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
+    rt = Runtime(settings, rules, TagEngine(rules), metrics, clock)
     rs = settings.redis
     rt.redis_sink = RedisTagSink(
         aioredis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None),
@@ -241,8 +257,13 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                 state.due_ms = now_ms
             rt.due.schedule(key, state.due_ms)
         log.info("due index rebuilt: %d customers, %d due", n, len(rt.due))
+        m.ready.set(1)
 
     customers.on_recover(rebuild_due_index)
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def _rebalancing(*args: Any, **kwargs: Any) -> None:
+        m.ready.set(0)  # until the next recovery completes
 
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="start the local stack and a worker, produce events, show tags")
     d.add_argument("--count", type=int, default=30_000)
-    d.add_argument("--rate", type=float, default=2_000.0)
+    d.add_argument("--rate", type=float, default=1_000.0)
     d.add_argument("--customers", type=int, default=2_000)
     d.add_argument("--keep-worker", action="store_true", help="leave the worker running at the end")
     d.set_defaults(func=cmd_demo)

@@ -115,16 +115,18 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
 
 
 def _wait_for_metrics(url: str, worker: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
+    """Waits until the worker has joined its group and recovered its state (tagstream_ready)."""
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise SystemExit(f"worker exited during start-up ({worker.returncode})")
         try:
-            scrape(url)
-            return
+            if total(scrape(url), "tagstream_ready") >= 1:
+                return
         except OSError:
-            time.sleep(0.3)
-    raise SystemExit("worker metrics endpoint did not come up within 60 s")
+            pass
+        time.sleep(0.3)
+    raise SystemExit("worker not ready within 90 s")
 
 
 def _report(settings: Settings, s: dict[str, list[tuple[dict[str, str], float]]]) -> None:

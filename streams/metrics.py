@@ -25,6 +25,7 @@ class Metrics:
     due_index_size: Gauge
     expiry_lateness: Histogram
     redis_errors: Counter
+    ready: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -54,4 +55,6 @@ class Metrics:
                                       "Publish time minus due time of tag changes caused by the clock",
                                       buckets=LATENCY_BUCKETS_S, registry=registry),
             redis_errors=Counter(f"{p}_redis_errors", "Failed Redis writes (retried)", registry=registry),
+            ready=Gauge(f"{p}_ready", "1 once this worker has recovered its state and processes events",
+                        registry=registry),
         )

@@ -157,8 +157,11 @@ async def produce(
         await producer.stop()
 
 
-async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int, replication: int = 1) -> None:
+async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int, replication: int = 1,
+                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """Create the topics in ``names`` that do not exist yet; existing ones are left alone.
+
+    ``configs`` gives topic configs by name (e.g. ``{"x-changelog": {"cleanup.policy": "compact"}}``).
 
     Raises:
         RuntimeError: the broker at ``bootstrap_servers`` is unreachable, or creation failed.
@@ -174,7 +177,8 @@ async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions
         if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(name=n, num_partitions=partitions, replication_factor=replication) for n in missing]
+            [NewTopic(name=n, num_partitions=partitions, replication_factor=replication,
+                      topic_configs=dict((configs or {}).get(n, {}))) for n in missing]
         )
         # create_topics reports per-topic errors in the response instead of raising.
         failures = []

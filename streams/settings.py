@@ -55,6 +55,11 @@ class EngineSettings(_Frozen):
         400 * 86_400_000, ge=0,
         description="Events older than this feed lifetime features only (and count as late).")
     timer_interval_ms: int = Field(100, ge=10, description="How often the due-time timer wakes.")
+    clock_speed: float = Field(
+        1.0, gt=0, description="Engine clock speed relative to real time; benchmarks only (1 = wall clock).")
+    clock_origin_ms: int | None = Field(
+        None, ge=0, description="Wall instant (epoch ms) where a clock_speed != 1 clock equals the wall clock; "
+                                "default: when the worker starts.")
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ import logging
 import faust
 from prometheus_client import REGISTRY, start_http_server
 
-from .app import create_app
+from .app import create_app, internal_topics
 from .metrics import Metrics
 from .produce import ensure_topics
 from .settings import Settings
@@ -20,9 +20,10 @@ def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
     ks = settings.kafka
+    internal = internal_topics(settings)
     asyncio.run(ensure_topics(ks.bootstrap_servers,
-                              [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic],
-                              ks.partitions, ks.replication_factor))
+                              [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal],
+                              ks.partitions, ks.replication_factor, configs=internal))
     metrics = Metrics.create(REGISTRY)
     if settings.metrics.enabled:
         start_http_server(settings.metrics.port, addr=settings.metrics.host)
