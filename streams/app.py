@@ -116,6 +116,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         producer_acks=-1,
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
+        # Batch produced records for a few ms instead of one produce request per record.
+        producer_linger=settings.kafka.linger_ms / 1000,
         broker_session_timeout=ks.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
     )
@@ -260,6 +262,13 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         m.ready.set(1)
 
     customers.on_recover(rebuild_due_index)
+
+    @app.task
+    async def _quiet_client_logs() -> None:
+        # faust and aiokafka log every produced record at DEBUG; building those records cost
+        # 3-7 % of the worker's CPU (py-spy) even when nothing is printed.
+        for name in ("aiokafka", "faust.topics", "faust.transport"):
+            logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def _rebalancing(*args: Any, **kwargs: Any) -> None:

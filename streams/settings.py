@@ -24,6 +24,7 @@ class KafkaSettings(_Frozen):
     tag_changes_topic: str = "tags.changes"
     partitions: int = Field(4, ge=1, description="Partitions of the topics tagstream creates.")
     replication_factor: int = Field(1, ge=1)
+    linger_ms: int = Field(5, ge=0, description="Producer batching delay (tag changes, repartitioned events).")
     session_timeout_ms: int = Field(
         10_000, ge=1_000, description="A crashed worker's partitions move after this long without heartbeats.")
     security_protocol: str = "PLAINTEXT"
