@@ -32,8 +32,10 @@ class Outcome:
 class TagEngine:
     """Evaluates a compiled rule set for one customer at a time."""
 
-    def __init__(self, rules: CompiledRuleSet) -> None:
+    def __init__(self, rules: CompiledRuleSet, *, allowed_lateness_ms: int | None = None) -> None:
         self.rules = rules
+        self.allowed_lateness_ms = allowed_lateness_ms
+        """Events older than this (relative to now) feed lifetime features only."""
         self.version = rules.version
         thresholds = rules.since_thresholds()
         used = {name for tag in rules.tags.values() for name in tag.features}
@@ -68,7 +70,11 @@ class TagEngine:
         if state.rule_version != self.version:
             out.changes += self._upgrade(state, customer_id, now_ms)
         feats = state.features
+        too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
+        out.late |= too_late
         for rt in self._by_source.get(event["source"], ()):
+            if too_late and rt.window_ms is not None:
+                continue
             if not rt.matches(event):
                 continue
             data, late = rt.fold(feats.get(rt.key), event, now_ms)

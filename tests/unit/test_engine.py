@@ -234,3 +234,12 @@ def test_rule_change_removes_dropped_tags_and_reevaluates(tmp_path: Path, engine
     assert [(c["tag"], c["op"], c["cause"], c["rule_version"]) for c in changes] == [
         ("hot", "remove", "rule_change", "v2")]
     assert st.rule_version == "v2"
+
+
+def test_events_beyond_the_allowed_lateness_feed_lifetime_features_only(tmp_path: Path) -> None:
+    eng = TagEngine(load_rules(rules_file(tmp_path, WINDOW_RULES)), allowed_lateness_ms=7 * D)
+    st = CustomerState()
+    out = eng.process_event(st, event("orders", "paid", T0 - 8 * D), T0)
+    assert out.late
+    v = eng.feature_values(st, T0)
+    assert v["orders_30d"] == 0 and v["orders_all"] == 1
