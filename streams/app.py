@@ -19,12 +19,16 @@
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import orjson
 import redis.asyncio as aioredis
+from faust import streams as faust_streams
 from faust.serializers import codecs
 
 from schemas.canonical import to_canonical
@@ -65,6 +69,21 @@ def dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
         ("ts.reason", reason.encode()),
         ("ts.error", error[:1000].encode("utf-8", "replace")),
     ]
+
+
+@contextmanager
+def current_event_as(event: Any) -> Iterator[None]:
+    """Makes ``event`` faust's current event, so table writes go to its partition's changelog.
+
+    Workaround for faust-streaming #497 (tables can't be written from ``take()`` batches). The
+    table write then is exactly what it is inside ``async for event in stream``: same store,
+    same changelog partition, so recovery stays correct.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 @dataclass
@@ -154,87 +173,112 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         await deadletter.send(key=msg.key, value=msg.value if msg.value is not None else b"",
                               headers=dlq_headers(msg, reason, error))
 
+    batch_max = settings.engine.batch_max
+    batch_within_s = settings.engine.batch_within_ms / 1000
+
+    def validate(msg: Any, source: str) -> dict[str, Any]:
+        """Raw record -> canonical event; raises EventDecodeError with the DLQ reason."""
+        if not msg.value:
+            raise EventDecodeError("invalid_json", "empty record value")
+        canonical = to_canonical(source, decode_event(source, msg.value), int(msg.timestamp * 1000))
+        now_ms = rt.clock.now_ms()
+        if canonical["ts_ms"] > now_ms + future_tolerance_ms:
+            raise EventDecodeError(
+                "future_timestamp",
+                f"ts {canonical['ts_ms']} is {(canonical['ts_ms'] - now_ms) / 1000:.0f}s in the future "
+                f"(tolerance {future_tolerance_ms / 1000:.0f}s)")
+        return canonical
+
     @app.agent(sources, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        async for ev in stream.events():
-            msg = ev.message
-            source = source_by_topic.get(msg.topic, msg.topic)
-            m.events_in.labels(source).inc()
-            try:
-                if not msg.value:
-                    raise EventDecodeError("invalid_json", "empty record value")
-                event = decode_event(source, msg.value)
-                src_ts_ms = int(msg.timestamp * 1000)
-                canonical = to_canonical(source, event, src_ts_ms)
-                now_ms = rt.clock.now_ms()
-                if canonical["ts_ms"] > now_ms + future_tolerance_ms:
-                    raise EventDecodeError(
-                        "future_timestamp",
-                        f"ts {canonical['ts_ms']} is {(canonical['ts_ms'] - now_ms) / 1000:.0f}s in the future "
-                        f"(tolerance {future_tolerance_ms / 1000:.0f}s)")
-            except EventDecodeError as exc:
-                await dead_letter(msg, source, exc.reason, exc.message)
-                continue
-            except Exception as exc:
-                log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                await dead_letter(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
-                continue
-            customer_id = canonical["customer_id"]
-            if customer_id is None:
-                m.events_anonymous.labels(source).inc()
-                continue
-            await customer_events.send(key=customer_id.encode(), value=orjson.dumps(canonical))
+        async for events in stream.take_events(batch_max, within=batch_within_s):
+            for ev in events:
+                msg = ev.message
+                source = source_by_topic.get(msg.topic, msg.topic)
+                m.events_in.labels(source).inc()
+                try:
+                    canonical = validate(msg, source)
+                except EventDecodeError as exc:
+                    await dead_letter(msg, source, exc.reason, exc.message)
+                    continue
+                except Exception as exc:
+                    log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                    await dead_letter(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
+                    continue
+                customer_id = canonical["customer_id"]
+                if customer_id is None:
+                    m.events_anonymous.labels(source).inc()
+                    continue
+                await customer_events.send(key=customer_id.encode(), value=orjson.dumps(canonical))
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT) -> None:
-        async for ev in stream.events():
-            msg = ev.message
-            try:
-                await _process_customer_record(msg.key, orjson.loads(msg.value))
-            except Exception as exc:
-                log.exception("customer processing failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                await dead_letter(msg, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
+        # Batches: each customer's state is read once, updated by all its records in order,
+        # and written (one changelog record) once per batch; one Redis round trip per batch.
+        async for events in stream.take_events(batch_max, within=batch_within_s):
+            await process_batch(events)
 
-    async def _process_customer_record(key: bytes, obj: dict[str, Any]) -> None:
-        customer_id = obj["customer_id"]
+    async def process_batch(events: list[Any]) -> None:
+        by_key: dict[bytes, list[Any]] = {}
+        for ev in events:
+            by_key.setdefault(ev.message.key, []).append(ev)
+        published: list[tuple[dict[str, Any], int | None]] = []
+        for key, evs in by_key.items():
+            try:
+                published += process_customer(key, evs)
+            except Exception as exc:
+                log.exception("customer processing failed for %r", key)
+                for ev in evs:
+                    await dead_letter(ev.message, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
+        if published:
+            await publish(published)
+
+    def process_customer(key: bytes, evs: list[Any]) -> list[tuple[dict[str, Any], int | None]]:
+        """Applies one customer's records of a batch; returns (change, source Kafka ts or None)."""
         state: CustomerState | None = customers.get(key)
-        now_ms = rt.clock.now_ms()
-        tick = obj.get("tick")
-        if tick is not None:
-            if state is None or state.due_ms != tick:
-                return  # stale tick: an event since then already moved the due time
-            changes = rt.engine.catch_up(state, customer_id, now_ms)
-            src_ts_ms = None
-        else:
+        out: list[tuple[dict[str, Any], int | None]] = []
+        for ev in evs:
+            obj = orjson.loads(ev.message.value)
+            now_ms = rt.clock.now_ms()
+            tick = obj.get("tick")
+            if tick is not None:
+                if state is None or state.due_ms != tick:
+                    continue  # stale tick: an event since then already moved the due time
+                out += [(c, None) for c in rt.engine.catch_up(state, obj["customer_id"], now_ms)]
+                continue
             if state is None:
                 state = CustomerState()
             outcome = rt.engine.process_event(state, obj, now_ms)
             if outcome.late:
                 m.events_late.labels(obj["source"]).inc()
-            changes = outcome.changes
-            src_ts_ms = obj["src_ts_ms"]
-        if state.features or state.tags:
-            customers[key] = state
-        elif key in customers:
-            del customers[key]  # nothing left to remember: keep the state bounded
-        if changes:
-            await publish(changes, src_ts_ms)
-        rt.due.schedule(key, state.due_ms if (state.features or state.tags) else None)
+            out += [(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]
+        if state is None:
+            return out
+        keep = bool(state.features or state.tags)
+        # faust only writes a table (and its changelog, to the record's partition) inside stream
+        # iteration (faust-streaming #497); take_events() is not, so we name the record ourselves.
+        with current_event_as(evs[-1]):
+            if keep:
+                customers[key] = state
+            elif key in customers:
+                del customers[key]  # nothing left to remember: keep the state bounded
+        rt.due.schedule(key, state.due_ms if keep else None)
+        return out
 
-    async def publish(changes: list[dict[str, Any]], src_ts_ms: int | None) -> None:
+    async def publish(changes: list[tuple[dict[str, Any], int | None]]) -> None:
         sink = rt.redis_sink
         assert sink is not None, "redis sink starts with the worker"
-        for c in changes:
+        for c, _ in changes:
             sink.add(c)
         await sink.flush()
-        for c in changes:
+        for c, _ in changes:
             await tag_changes.send(key=c["customer_id"].encode(), value=orjson.dumps(c))
             m.tag_changes.labels(c["tag"], c["op"], c["cause"]).inc()
         done_s = rt.clock.now_ms() / 1000
-        if src_ts_ms is not None:
-            m.event_to_tag_latency.observe(max(0.0, done_s - src_ts_ms / 1000))
-        else:
-            for c in changes:
+        for c, src_ts_ms in changes:
+            if src_ts_ms is not None:
+                m.event_to_tag_latency.observe(max(0.0, done_s - src_ts_ms / 1000))
+            else:
                 m.expiry_lateness.observe(max(0.0, done_s - c["at_ms"] / 1000))
 
     @app.timer(settings.engine.timer_interval_ms / 1000, name="due-timer")

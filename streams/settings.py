@@ -56,6 +56,8 @@ class EngineSettings(_Frozen):
         400 * 86_400_000, ge=0,
         description="Events older than this feed lifetime features only (and count as late).")
     timer_interval_ms: int = Field(100, ge=10, description="How often the due-time timer wakes.")
+    batch_max: int = Field(500, ge=1, description="Records per processing batch (per agent).")
+    batch_within_ms: int = Field(5, ge=1, description="How long a batch waits to fill up.")
     clock_speed: float = Field(
         1.0, gt=0, description="Engine clock speed relative to real time; benchmarks only (1 = wall clock).")
     clock_origin_ms: int | None = Field(
