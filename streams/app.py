@@ -295,7 +295,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         n = 0
         now_ms = rt.clock.now_ms()
         for key, state in customers.data.items():
-            if state is None:
+            if not isinstance(state, CustomerState):
+                log.error("unreadable state for %r in the changelog (%s); skipped", key, type(state).__name__)
                 continue
             n += 1
             if state.rule_version != rt.engine.version:

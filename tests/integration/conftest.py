@@ -113,10 +113,13 @@ class WorkerProc:
     def assert_alive(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, f"worker died; log:\n{self.tail()}"
 
-    def tail(self, n: int = 60) -> str:
+    def tail(self, n: int = 80) -> str:
+        """The end of the worker's log, without faust's recovery tables."""
         if self.log is None or not self.log.exists():
             return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        lines = [ln for ln in self.log.read_text(errors="replace").splitlines()
+                 if not ln.lstrip().startswith(("|", "+"))]
+        return "\n".join(lines[-n:])
 
     # -- I/O helpers against the real services ------------------------------------------------
 
@@ -136,7 +139,7 @@ class WorkerProc:
 
         asyncio.run(run())
 
-    def consume(self, which: str, *, until: Any, timeout_s: float = 60) -> list[Any]:
+    def consume(self, which: str, *, until: Any, timeout_s: float = 120) -> list[Any]:
         """Reads a topic from the start until ``until(records)`` is true; returns aiokafka records."""
         from aiokafka import AIOKafkaConsumer
 
@@ -162,7 +165,7 @@ class WorkerProc:
 
         return asyncio.run(run())
 
-    def tag_changes(self, *, until: Any, timeout_s: float = 60) -> list[dict[str, Any]]:
+    def tag_changes(self, *, until: Any, timeout_s: float = 120) -> list[dict[str, Any]]:
         recs = self.consume("tags", until=lambda rs: until([orjson.loads(r.value) for r in rs]),
                             timeout_s=timeout_s)
         return [orjson.loads(r.value) for r in recs]
