@@ -249,6 +249,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             if state is None:
                 state = CustomerState()
             outcome = rt.engine.process_event(state, obj, now_ms)
+            if outcome.duplicate:
+                m.events_duplicate.labels(obj["source"]).inc()
             if outcome.late:
                 m.events_late.labels(obj["source"]).inc()
             out += [(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]

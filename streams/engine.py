@@ -27,15 +27,20 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     late: bool = False
     """The event was outside at least one window it feeds (it still fed longer ones)."""
+    duplicate: bool = False
+    """The event id was already seen within the de-duplication horizon; it changed nothing."""
 
 
 class TagEngine:
     """Evaluates a compiled rule set for one customer at a time."""
 
-    def __init__(self, rules: CompiledRuleSet, *, allowed_lateness_ms: int | None = None) -> None:
+    def __init__(self, rules: CompiledRuleSet, *, allowed_lateness_ms: int | None = None,
+                 dedup_horizon_ms: int = 86_400_000, dedup_max_ids: int = 1000) -> None:
         self.rules = rules
         self.allowed_lateness_ms = allowed_lateness_ms
         """Events older than this (relative to now) feed lifetime features only."""
+        self.dedup_horizon_ms = dedup_horizon_ms
+        self.dedup_max_ids = dedup_max_ids
         self.version = rules.version
         thresholds = rules.since_thresholds()
         used = {name for tag in rules.tags.values() for name in tag.features}
@@ -67,6 +72,9 @@ class TagEngine:
         # Time-driven changes that fell due before this event (e.g. while the worker was down,
         # or under a backlog) happen first, at their own instants, as "expiry".
         out.changes += self.catch_up(state, customer_id, now_ms)
+        if self.dedup_horizon_ms > 0 and self._seen_before(state, event["event_id"], now_ms):
+            out.duplicate = True
+            return out
         if state.rule_version != self.version:
             out.changes += self._upgrade(state, customer_id, now_ms)
         feats = state.features
@@ -130,6 +138,21 @@ class TagEngine:
         return self._values(state, now_ms)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _seen_before(self, state: CustomerState, event_id: str, now_ms: int) -> bool:
+        """Remembers ``event_id``; True if it was already seen within the horizon."""
+        seen = state.seen
+        horizon_start = now_ms - self.dedup_horizon_ms
+        while seen:  # oldest first: drop what left the horizon
+            oldest = next(iter(seen))
+            if seen[oldest] > horizon_start and len(seen) < self.dedup_max_ids:
+                break
+            del seen[oldest]
+        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
+        if fp in seen:
+            return True
+        seen[fp] = now_ms
+        return False
 
     def _values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
         feats = state.features

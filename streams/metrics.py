@@ -19,6 +19,7 @@ class Metrics:
     deadletter: Counter
     events_anonymous: Counter
     events_late: Counter
+    events_duplicate: Counter
     event_to_tag_latency: Histogram
     tag_changes: Counter
     customers_in_state: Gauge
@@ -41,6 +42,9 @@ class Metrics:
                                      ["source"], registry=registry),
             events_late=Counter(f"{p}_events_late", "Events that arrived after a window they feed had passed",
                                 ["source"], registry=registry),
+            events_duplicate=Counter(f"{p}_events_duplicate",
+                                     "Events whose event_id was already seen within the de-duplication horizon",
+                                     ["source"], registry=registry),
             event_to_tag_latency=Histogram(
                 f"{p}_event_to_tag_latency_seconds",
                 "From the source record's Kafka timestamp to the tag change written to Redis and the tag topic",

@@ -56,6 +56,9 @@ class EngineSettings(_Frozen):
         400 * 86_400_000, ge=0,
         description="Events older than this feed lifetime features only (and count as late).")
     timer_interval_ms: int = Field(100, ge=10, description="How often the due-time timer wakes.")
+    dedup_horizon_ms: int = Field(
+        86_400_000, ge=0, description="An event id seen again within this long counts once (0: off).")
+    dedup_max_ids: int = Field(1000, ge=1, description="Event ids remembered per customer (oldest forgotten).")
     batch_max: int = Field(500, ge=1, description="Records per processing batch (per agent).")
     batch_within_ms: int = Field(5, ge=1, description="How long a batch waits to fill up.")
     clock_speed: float = Field(

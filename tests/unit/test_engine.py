@@ -219,8 +219,9 @@ def test_state_round_trips_through_its_changelog_encoding(engine: TagEngine) -> 
     again = CustomerState.loads(st.dumps())
     now = T0 + 20_000
     assert engine.feature_values(again, now) == engine.feature_values(st, now)
-    assert again.tags == st.tags and again.due_ms == st.due_ms
-    assert len(st.dumps()) < 300
+    assert again.tags == st.tags and again.due_ms == st.due_ms and again.seen == st.seen
+    # 13 events: one bucket per feature (~100 bytes) + 13 remembered event ids (~37 bytes each)
+    assert len(st.dumps()) < 700
 
 
 def test_rule_change_removes_dropped_tags_and_reevaluates(tmp_path: Path, engine: TagEngine) -> None:
@@ -243,3 +244,26 @@ def test_events_beyond_the_allowed_lateness_feed_lifetime_features_only(tmp_path
     assert out.late
     v = eng.feature_values(st, T0)
     assert v["orders_30d"] == 0 and v["orders_all"] == 1
+
+
+def test_an_event_delivered_twice_counts_once_within_the_horizon(tmp_path: Path) -> None:
+    eng = TagEngine(load_rules(rules_file(tmp_path, WINDOW_RULES)), dedup_horizon_ms=D, dedup_max_ids=100)
+    st = CustomerState()
+    e = event("orders", "paid", T0, event_id="order-1-paid")
+    assert not eng.process_event(st, e, T0).duplicate
+    assert eng.process_event(st, dict(e), T0 + H).duplicate
+    assert eng.feature_values(st, T0 + H)["orders_all"] == 1
+    again = CustomerState.loads(st.dumps())  # the memory of seen ids survives recovery
+    assert eng.process_event(again, dict(e), T0 + 2 * H).duplicate
+    # past the horizon the id is forgotten: it counts again
+    assert not eng.process_event(st, dict(e), T0 + D + 1).duplicate
+    assert eng.feature_values(st, T0 + D + 1)["orders_all"] == 2
+
+
+def test_dedup_memory_per_customer_is_bounded(tmp_path: Path) -> None:
+    eng = TagEngine(load_rules(rules_file(tmp_path, WINDOW_RULES)), dedup_horizon_ms=D, dedup_max_ids=50)
+    st = CustomerState()
+    for i in range(500):
+        eng.process_event(st, event(ts_ms=T0 + i, event_id=f"e{i}"), T0 + i)
+    assert len(st.seen) == 50
+    assert len(st.dumps()) < 50 * 40 + 400
