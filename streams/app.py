@@ -143,7 +143,9 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     es = settings.engine
     origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
     clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
-    rt = Runtime(settings, rules, TagEngine(rules), metrics, clock)
+    engine = TagEngine(rules, allowed_lateness_ms=es.allowed_lateness_ms, dedup_horizon_ms=es.dedup_horizon_ms,
+                       dedup_max_ids=es.dedup_max_ids)
+    rt = Runtime(settings, rules, engine, metrics, clock)
     rs = settings.redis
     rt.redis_sink = RedisTagSink(
         aioredis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None),
