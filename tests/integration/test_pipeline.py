@@ -137,3 +137,14 @@ def test_anonymous_and_walk_in_events_stay_out_of_customer_state(worker: WorkerP
     assert all(c["customer_id"] for c in changes)
     dead = worker.consume("deadletter", until=lambda rs: True, timeout_s=5)
     assert not any(b'"anon-1"' in (r.value or b"") and b"product_view" in (r.value or b"") for r in dead)
+
+
+def test_an_event_delivered_twice_counts_once(worker: WorkerProc) -> None:
+    a = cid()
+    t = now_ms()
+    sale = pos_sale(a, 300.0, t)
+    worker.produce("pos", [sale, sale])  # an at-least-once producer upstream sent it twice
+    worker.produce("pos", [pos_sale(a, 250.0, t + 1)])
+    changes = worker.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))
+    big = next(c for c in changes if c["customer_id"] == a and c["tag"] == "big_spender")
+    assert big["features"] == {"spend_lifetime": 550.0}  # not 850
