@@ -1,0 +1,1 @@
+"""Benchmarks of tagstream (python -m benchmarks.<name>)."""
