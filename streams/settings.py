@@ -42,6 +42,7 @@ class RedisSettings(_Frozen):
     password: SecretStr | None = None
     key_prefix: str = "tagstream"
     retry_backoff_max_ms: int = Field(5_000, ge=10)
+    timeout_ms: int = Field(5_000, ge=10, description="A Redis call that takes longer fails and is retried.")
 
 
 class MetricsSettings(_Frozen):
