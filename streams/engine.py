@@ -14,7 +14,7 @@ from typing import Any
 from tag_rules.compiler import CompiledRuleSet
 
 from .features.runtime import FeatureRuntime
-from .features.state import CustomerState
+from .features.state import SEEN_ENTRY, CustomerState
 
 MAX_CATCH_UP_STEPS = 1000
 
@@ -141,17 +141,21 @@ class TagEngine:
 
     def _seen_before(self, state: CustomerState, event_id: str, now_ms: int) -> bool:
         """Remembers ``event_id``; True if it was already seen within the horizon."""
-        seen = state.seen
-        horizon_start = now_ms - self.dedup_horizon_ms
-        while seen:  # oldest first: drop what left the horizon
-            oldest = next(iter(seen))
-            if seen[oldest] > horizon_start and len(seen) < self.dedup_max_ids:
-                break
-            del seen[oldest]
-        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
+        log, seen = state.seen_log, state.seen_set()
+        horizon_start_s = (now_ms - self.dedup_horizon_ms) // 1000
+        keep_bytes = (self.dedup_max_ids - 1) * SEEN_ENTRY
+        drop = 0
+        while drop < len(log) and (len(log) - drop > keep_bytes
+                                   or int.from_bytes(log[drop + 8:drop + 12], "big") <= horizon_start_s):
+            seen.discard(int.from_bytes(log[drop:drop + 8], "big"))
+            drop += SEEN_ENTRY
+        if drop:
+            del log[:drop]
+        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
         if fp in seen:
             return True
-        seen[fp] = now_ms
+        seen.add(fp)
+        log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
         return False
 
     def _values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:

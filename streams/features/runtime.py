@@ -3,7 +3,7 @@
 The state of a feature lives in ``CustomerState.features[feature.key]`` as plain JSON data:
 
 ============================  =============================================================
-windowed count/sum/min/...    ``{bucket: acc}`` (encoded as ``[[bucket, acc], ...]``)
+windowed count/sum/min/...    ``{bucket: acc}`` (JSON object keys are strings: converted back on first use)
 windowed distinct_count       ``{value: newest bucket}``
 lifetime count/sum/min/...    ``acc``
 lifetime distinct_count       ``{value: 0}`` (capped at ``MAX_DISTINCT`` values)
@@ -102,8 +102,8 @@ class FeatureRuntime:
             return data, True
         if data is None:
             data = {}
-        elif isinstance(data, list):
-            data = _pairs_to_dict(data)
+        elif not self.is_distinct:
+            data = _as_buckets(data)
         if self.is_distinct:
             for v in values:
                 k = _distinct_key(v)
@@ -138,8 +138,8 @@ class FeatureRuntime:
         """Drops buckets that left the window; returns None when nothing is left."""
         if self.window_ms is None or data is None:
             return data
-        if isinstance(data, list):
-            data = _pairs_to_dict(data)
+        if not self.is_distinct:
+            data = _as_buckets(data)
         res, window_ms = self.resolution_ms, self.window_ms
         assert res is not None
         dead = [k for k, b in data.items() if bucket_expiry_ms(b, res, window_ms) <= now_ms] \
@@ -181,5 +181,8 @@ def _cap(data: dict[str, int]) -> None:
             del data[k]
 
 
-def _pairs_to_dict(pairs: list[list[Any]]) -> dict[int, Any]:
-    return {int(b): acc for b, acc in pairs}
+def _as_buckets(data: Any) -> dict[int, Any]:
+    """Bucket dicts have int keys; a state fresh from its JSON encoding has them as strings."""
+    if data and type(next(iter(data))) is str:
+        return {int(b): acc for b, acc in data.items()}
+    return data  # type: ignore[no-any-return]

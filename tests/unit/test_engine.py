@@ -219,9 +219,10 @@ def test_state_round_trips_through_its_changelog_encoding(engine: TagEngine) -> 
     again = CustomerState.loads(st.dumps())
     now = T0 + 20_000
     assert engine.feature_values(again, now) == engine.feature_values(st, now)
-    assert again.tags == st.tags and again.due_ms == st.due_ms and again.seen == st.seen
-    # 13 events: one bucket per feature (~100 bytes) + 13 remembered event ids (~37 bytes each)
-    assert len(st.dumps()) < 700
+    assert again.tags == st.tags and again.due_ms == st.due_ms and again.seen_log == st.seen_log
+    assert again.seen_set() == st.seen_set()
+    # 13 events: one bucket per feature (~100 bytes) + 13 remembered event ids (16 bytes each)
+    assert len(st.dumps()) < 450
 
 
 def test_rule_change_removes_dropped_tags_and_reevaluates(tmp_path: Path, engine: TagEngine) -> None:
@@ -265,5 +266,5 @@ def test_dedup_memory_per_customer_is_bounded(tmp_path: Path) -> None:
     st = CustomerState()
     for i in range(500):
         eng.process_event(st, event(ts_ms=T0 + i, event_id=f"e{i}"), T0 + i)
-    assert len(st.seen) == 50
-    assert len(st.dumps()) < 50 * 40 + 400
+    assert len(st.seen_log) == 50 * 12 and len(st.seen_set()) == 50
+    assert len(st.dumps()) < 50 * 16 + 400
