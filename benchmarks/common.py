@@ -1,0 +1,384 @@
+"""Shared pieces of the benchmarks: topics and load, worker processes, drain watching, state size."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.demo import scrape, total
+from streams.generator import SOURCES, RetailGenerator
+from streams.produce import ProduceStats, ensure_topics, produce
+
+from .procstat import cpu_seconds, vm_hwm_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+REFERENCE_RULES = REPO / "benchmarks" / "reference_rules.yaml"
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Load:
+    """The source topics of one benchmark run."""
+
+    run_id: str
+    bootstrap: str
+    partitions: int
+
+    def topic(self, source: str) -> str:
+        return f"{self.run_id}.{source}"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {s: self.topic(s) for s in SOURCES}
+
+
+async def produce_backlog(load: Load, *, events: int, customers: int, seed: int) -> ProduceStats:
+    """Pre-produces ``events`` to fresh topics. Event times end now (1 ms apart), so the backlog
+    is "the last events/1000 seconds" of business time: all inside every window, none in the future."""
+    await ensure_topics(load.bootstrap, load.topics.values(), load.partitions)
+    gen = RetailGenerator(seed=seed, customers=customers, start_ms=int(time.time() * 1000) - events, step_ms=1.0)
+    return await produce(bootstrap_servers=load.bootstrap, topics=load.topics, count=events, rate=None,
+                         generator=gen, progress=True, out=sys.stdout)
+
+
+async def produce_at_rate(load: Load, *, events: int, rate: float, customers: int, seed: int) -> ProduceStats:
+    """Produces ``events`` at ``rate`` events/s with event times following the wall clock."""
+    gen = RetailGenerator(seed=seed, customers=customers, start_ms=int(time.time() * 1000), step_ms=1000 / rate)
+    return await produce(bootstrap_servers=load.bootstrap, topics=load.topics, count=events, rate=rate,
+                         generator=gen, progress=True, out=sys.stdout)
+
+
+async def delete_topics(bootstrap: str, prefixes: list[str]) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-cleanup")
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if any(t.startswith(p) for p in prefixes)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as f:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, n: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def tagstream_env(load: Load, app_id: str, metrics_port: int, data_dir: Path, rules: Path,
+                  redis_url: str) -> dict[str, str]:
+    """The TAGSTREAM_* environment of a worker on the benchmark topics (as tests/integration do)."""
+    return {
+        **os.environ,
+        "TAGSTREAM_APP_ID": app_id,
+        "TAGSTREAM_RULES_PATH": str(rules),
+        "TAGSTREAM_DATA_DIR": str(data_dir),
+        "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": load.bootstrap,
+        "TAGSTREAM_KAFKA__CLICKSTREAM_TOPIC": load.topic("clickstream"),
+        "TAGSTREAM_KAFKA__POS_TOPIC": load.topic("pos"),
+        "TAGSTREAM_KAFKA__ORDERS_TOPIC": load.topic("orders"),
+        "TAGSTREAM_KAFKA__DEADLETTER_TOPIC": f"{app_id}.deadletter",
+        "TAGSTREAM_KAFKA__TAG_CHANGES_TOPIC": f"{app_id}.tags",
+        "TAGSTREAM_KAFKA__PARTITIONS": str(load.partitions),
+        "TAGSTREAM_REDIS__URL": redis_url,
+        "TAGSTREAM_REDIS__KEY_PREFIX": app_id,
+        "TAGSTREAM_METRICS__PORT": str(metrics_port),
+        "TAGSTREAM_LOGLEVEL": "warn",
+    }
+
+
+def try_scrape(url: str) -> Samples | None:
+    try:
+        return scrape(url)
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+# -- watching a worker drain a backlog ---------------------------------------------------------------
+
+
+@dataclass
+class Drain:
+    """How a worker drained a backlog of ``events`` source events."""
+
+    events: int
+    startup_s: float = 0.0
+    """Process start -> first event read."""
+    t_first: float = 0.0
+    seen_at_first: float = 0.0
+    t_ingest_done: float = 0.0
+    t_last: float = 0.0
+    cpu_first: float = 0.0
+    cpu_last: float = 0.0
+    vm_hwm_bytes: int = 0
+    changelog_records: int = 0
+    ok: bool = False
+    partial: bool = False
+    """The budget ran out before the backlog was drained: the figures cover ``events`` read so far."""
+    trace: list[tuple[float, float, int]] = field(default_factory=list)
+    """(t, events read, changelog end offset) per poll."""
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-9, self.t_last - self.t_first)
+
+    @property
+    def events_per_s(self) -> float:
+        return (self.events - self.seen_at_first) / self.seconds
+
+    @property
+    def cpu_s_per_million(self) -> float:
+        return (self.cpu_last - self.cpu_first) / max(1, self.events - self.seen_at_first) * 1e6
+
+    @property
+    def cpu_utilisation(self) -> float:
+        return (self.cpu_last - self.cpu_first) / self.seconds
+
+
+class EndOffsets:
+    """Sum of the end offsets of a topic (all partitions), polled cheaply."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+
+    async def total(self) -> int | None:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await self._consumer.start()
+        if not self._tps:
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(self.topic)
+            if not parts:
+                return None
+            self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        offsets = await self._consumer.end_offsets(self._tps)
+        return sum(offsets.values())
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+async def watch_drain(proc: Proc, *, metrics_url: str, counter: str, changelog: str, bootstrap: str,
+                      events: int, base_seen: float = 0.0, timeout_s: float = 1800, poll_s: float = 0.5,
+                      stable_s: float = 2.5, budget_s: float | None = None, label: str = "") -> Drain:
+    """Polls the worker until it has read ``events`` more source events (metric ``counter``) and
+    its state changelog has stopped growing for ``stable_s``; the drain ends at the last growth.
+
+    ``t_first`` is the first poll that saw events read; the events already read by then are
+    left out of the rate (``seen_at_first``), so poll granularity does not inflate it.
+    With ``budget_s``, a drain still running that long after ``t_first`` is cut short: the result
+    then covers the events read so far (``partial``).
+    """
+    d = Drain(events)
+    offsets = EndOffsets(bootstrap, changelog)
+    t_start = time.time()
+    last_print = 0.0
+    last_end: int | None = None
+    last_growth: tuple[float, float] | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited ({proc.proc.returncode if proc.proc else '?'}):\n"
+                                   f"{proc.tail()}")
+            s = try_scrape(metrics_url)
+            now, cpu = time.time(), cpu_seconds(proc.pid)
+            if s is None:
+                await asyncio.sleep(poll_s)
+                continue
+            seen = total(s, counter) - base_seen
+            if d.t_first == 0.0 and seen > 0:
+                d.t_first, d.cpu_first, d.seen_at_first = now, cpu, seen
+                d.startup_s = now - t_start
+            end = await offsets.total() if d.t_first else None
+            if end is not None and end != last_end:
+                last_end, last_growth = end, (now, cpu)
+            d.trace.append((round(now - t_start, 3), seen, end or 0))
+            if seen >= events and not d.t_ingest_done:
+                d.t_ingest_done = now
+            if now - last_print >= 2.0:
+                rate = (seen - d.seen_at_first) / max(1e-9, now - d.t_first) if d.t_first else 0.0
+                log(f"{label}: {seen:,.0f}/{events:,} events read ({rate:,.0f}/s), "
+                    f"state changelog +{(end or 0):,} records, cpu {cpu:.1f}s")
+                last_print = now
+            if budget_s is not None and d.t_first and not d.t_ingest_done and now - d.t_first > budget_s:
+                d.events, d.t_last, d.cpu_last = int(seen), now, cpu
+                d.changelog_records = last_end or 0
+                d.vm_hwm_bytes = vm_hwm_bytes(proc.pid)
+                d.partial = True
+                log(f"{label}: budget of {budget_s:.0f}s used up after {seen:,.0f}/{events:,} events; stopping it")
+                return d
+            if d.t_ingest_done and last_growth is not None and now - last_growth[0] >= stable_s:
+                d.t_last, d.cpu_last = last_growth
+                d.changelog_records = last_end or 0
+                d.vm_hwm_bytes = vm_hwm_bytes(proc.pid)
+                d.ok = True
+                return d
+            await asyncio.sleep(poll_s)
+        raise TimeoutError(f"{label}: not drained after {timeout_s}s")
+    finally:
+        await offsets.close()
+
+
+async def state_size(bootstrap: str, changelog: str) -> dict[str, float]:
+    """Reads a table's changelog topic and keeps the latest value per key: active customers
+    (keys whose latest value is not a tombstone) and the bytes of those latest values."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    latest: dict[bytes, int] = {}
+    records = 0
+    try:
+        parts = c.partitions_for_topic(changelog)
+        if not parts:
+            await c._client.force_metadata_update()
+            parts = c.partitions_for_topic(changelog) or set()
+        tps = [TopicPartition(changelog, p) for p in sorted(parts)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await c.getmany(*remaining, timeout_ms=1000)
+            for tp, recs in batch.items():
+                for r in recs:
+                    records += 1
+                    if r.value is None:
+                        latest.pop(r.key, None)
+                    else:
+                        latest[r.key] = len(r.value)
+                    if r.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+    finally:
+        await c.stop()
+    n = len(latest)
+    b = sum(latest.values())
+    return {"customers": n, "bytes": b, "bytes_per_customer": b / n if n else 0.0, "changelog_records": records}
+
+
+def hist_delta(after: Samples, before: Samples, name: str) -> Samples:
+    """The samples of histogram ``name`` accumulated between two scrapes."""
+    prev = {lb.get("le"): v for lb, v in before.get(f"{name}_bucket", [])}
+    out: Samples = {f"{name}_bucket": [(lb, v - prev.get(lb.get("le"), 0.0)) for lb, v in
+                                       after.get(f"{name}_bucket", [])]}
+    for suffix in ("_count", "_sum"):
+        out[name + suffix] = [({}, total(after, name + suffix) - total(before, name + suffix))]
+    return out
+
+
+# -- machine -----------------------------------------------------------------------------------------
+
+
+def git_state() -> dict[str, Any]:
+    """Which code a worker started now runs: HEAD and the uncommitted files of the packages."""
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+    return {"git_head": git("rev-parse", "--short", "HEAD"),
+            "git_uncommitted_in_code": git("status", "--porcelain", "--", "streams", "tag_rules",
+                                           "schemas").splitlines()}
+
+
+def machine_info(redis_url: str) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu_model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "sched_affinity": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "mem_total_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    for pkg in ("faust-streaming", "aiokafka", "orjson", "redis", "pydantic", "prometheus-client"):
+        try:
+            info[pkg] = version(pkg)
+        except Exception:
+            info[pkg] = None
+    try:
+        import redis
+
+        info["redis_server"] = redis.Redis.from_url(redis_url).info("server").get("redis_version")
+    except Exception:
+        info["redis_server"] = None
+    info.update(git_state())
+    info["kafka"] = sorted(p.name for p in (REPO / ".cache").glob("kafka-*") if p.is_dir())
+    return info

@@ -1,0 +1,420 @@
+"""Side-by-side throughput benchmark (GitHub issue 4): raw limit (a), a plain Faust baseline (b)
+and the tagstream worker (c), one process each, on the same pre-produced topics.
+
+    python -m benchmarks.throughput [--events 200000] [--customers 100000] [--only a,b,c]
+                                    [--rates 1000,10000] [--rate-seconds 20]
+
+See benchmarks/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from streams.demo import histogram_quantile, scrape, total
+
+from . import common
+from .common import (
+    REFERENCE_RULES,
+    RESULTS,
+    Load,
+    Proc,
+    free_port,
+    hist_delta,
+    log,
+    machine_info,
+    state_size,
+    tagstream_env,
+    watch_drain,
+)
+from .procstat import vm_hwm_bytes
+
+LATENCY = "tagstream_event_to_tag_latency_seconds"
+
+
+# -- (a) raw ---------------------------------------------------------------------------------------------
+
+
+def run_raw(load: Load, events: int, logs: Path) -> dict[str, Any]:
+    log("(a) raw: aiokafka getmany + orjson.loads, fresh process")
+    argv = [sys.executable, "-m", "benchmarks.raw_consumer", "--bootstrap", load.bootstrap,
+            "--topics", ",".join(load.topics.values()), "--expect", str(events)]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=common.REPO, timeout=900)
+    (logs / "raw.log").write_text(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"raw consumer failed:\n{out.stdout}\n{out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    secs = r["t_last"] - r["t_first"]
+    res = {
+        "events": r["events"],
+        "seconds": secs,
+        "events_per_s": r["events"] / secs,
+        "cpu_s_per_million": (r["cpu_last"] - r["cpu_first"]) / r["events"] * 1e6,
+        "cpu_utilisation": (r["cpu_last"] - r["cpu_first"]) / secs,
+        "peak_rss_mib": r["vm_hwm_bytes"] / 2**20,
+        "state_bytes_per_customer": None,
+        "bytes_decoded": r["bytes"],
+    }
+    log(f"(a) raw: {res['events_per_s']:,.0f} events/s, {res['cpu_s_per_million']:.1f} CPU s per M events")
+    return res
+
+
+# -- (b) baseline ------------------------------------------------------------------------------------------
+
+
+async def run_baseline(load: Load, events: int, rules: Path, redis_url: str, logs: Path,
+                       budget_s: float) -> dict[str, Any]:
+    app_id = f"{load.run_id}-b"
+    port = free_port()
+    log(f"(b) baseline Faust app {app_id}: fresh process, metrics on :{port}")
+    proc = Proc("baseline", [sys.executable, "-m", "benchmarks.baseline_app", "--app-id", app_id,
+                             "--bootstrap", load.bootstrap, "--topics", ",".join(load.topics.values()),
+                             "--tag-topic", f"{app_id}.tags", "--partitions", str(load.partitions),
+                             "--rules", str(rules), "--redis-url", redis_url, "--redis-prefix", app_id,
+                             "--metrics-port", str(port)],
+                dict(os.environ), logs / "baseline.log").start()
+    try:
+        d = await watch_drain(proc, metrics_url=f"http://127.0.0.1:{port}/metrics", counter="baseline_events_in_total",
+                              changelog=f"{app_id}-customers-changelog", bootstrap=load.bootstrap, events=events,
+                              budget_s=budget_s, label="(b) baseline")
+        log("(b) baseline: drained; reading its state changelog")
+        st = await state_size(load.bootstrap, f"{app_id}-customers-changelog")
+    finally:
+        proc.stop()
+    return _drain_result(d, st, app_id)
+
+
+# -- (c) tagstream ----------------------------------------------------------------------------------------
+
+
+async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, logs: Path, rates: list[float],
+                        rate_seconds: float, customers: int, seed: int,
+                        compare_prefix: str | None = None) -> dict[str, Any]:
+    app_id = f"{load.run_id}-c"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    changelog = f"{app_id}-customers-changelog"
+    log(f"(c) tagstream worker {app_id}: fresh process (python -m streams.cli worker), metrics on :{port}")
+    env = tagstream_env(load, app_id, port, logs / f"data-{app_id}", rules, redis_url)
+    code = common.git_state()
+    proc = Proc("tagstream", [sys.executable, "-m", "streams.cli", "worker"], env, logs / "tagstream.log").start()
+    try:
+        d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total", changelog=changelog,
+                              bootstrap=load.bootstrap, events=events, label="(c) tagstream")
+        log("(c) tagstream: drained; reading its state changelog")
+        st = await state_size(load.bootstrap, changelog)
+        res = _drain_result(d, st, app_id)
+        res["code"] = code
+        if compare_prefix:
+            res["tags_vs_b"] = compare_tags(redis_url, rules, compare_prefix, app_id)
+        s = scrape(url)
+        res["tag_changes"] = total(s, "tagstream_tag_changes_total")
+        res["customers_in_state_metric"] = total(s, "tagstream_customers_in_state")
+        res["backlog_latency_p50_s"] = histogram_quantile(s, LATENCY, 0.5)
+        res["latency"] = []
+        for i, rate in enumerate(rates):
+            res["latency"].append(await _latency_phase(load, proc, url, changelog, rate, rate_seconds, customers,
+                                                       seed + 1000 + i))
+        res["peak_rss_mib_after_latency_phases"] = vm_hwm_bytes(proc.pid) / 2**20
+    finally:
+        proc.stop()
+    return res
+
+
+async def _latency_phase(load: Load, proc: Proc, url: str, changelog: str, rate: float, seconds: float,
+                         customers: int, seed: int) -> dict[str, Any]:
+    n = int(rate * seconds)
+    log(f"(c) latency at {rate:,.0f} events/s: producing {n:,} events over ~{seconds:.0f}s")
+    before = scrape(url)
+    base = total(before, "tagstream_events_in_total")
+    t0 = time.time()
+    prod = asyncio.create_task(common.produce_at_rate(load, events=n, rate=rate, customers=customers, seed=seed))
+    d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total", changelog=changelog,
+                          bootstrap=load.bootstrap, events=n, base_seen=base, label=f"(c) @{rate:,.0f}/s",
+                          timeout_s=max(600, seconds * 30))
+    stats = await prod
+    after = scrape(url)
+    delta = hist_delta(after, before, LATENCY)
+    q = {f"p{k}": histogram_quantile(delta, LATENCY, v) for k, v in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
+    produce_end = t0 + stats.elapsed_s
+    out = {
+        "target_rate": rate,
+        "produced": stats.sent,
+        "produced_rate": stats.rate,
+        "observations": total(delta, f"{LATENCY}_count"),
+        **{f"{k}_s": v for k, v in q.items()},
+        "caught_up_s_after_producer": max(0.0, d.t_last - produce_end),
+        "cpu_utilisation": d.cpu_utilisation,
+    }
+    out["kept_up"] = out["caught_up_s_after_producer"] < 3.0
+    log(f"(c) latency at {rate:,.0f}/s (produced at {stats.rate:,.0f}/s): p50 {_ms(q['p50'])}, p99 {_ms(q['p99'])}, "
+        f"p999 {_ms(q['p999'])} over {out['observations']:,.0f} tag changes; caught up "
+        f"{out['caught_up_s_after_producer']:.1f}s after the producer finished")
+    return out
+
+
+def _drain_result(d: common.Drain, st: dict[str, float], app_id: str) -> dict[str, Any]:
+    return {
+        "app_id": app_id,
+        "events": d.events,
+        "partial": d.partial,
+        "seconds": d.seconds,
+        "events_per_s": d.events_per_s,
+        "cpu_s_per_million": d.cpu_s_per_million,
+        "cpu_utilisation": d.cpu_utilisation,
+        "peak_rss_mib": d.vm_hwm_bytes / 2**20,
+        "state_bytes_per_customer": st["bytes_per_customer"],
+        "state_customers": st["customers"],
+        "state_bytes_total": st["bytes"],
+        "changelog_records": st["changelog_records"],
+        "startup_s": d.startup_s,
+        "ingest_done_s_before_end": d.t_last - d.t_ingest_done if d.t_ingest_done else None,
+        "trace": d.trace,
+    }
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if v >= 60:
+        return ">60 s"  # the histogram's last finite bucket
+    return f"{v * 1000:.1f} ms"
+
+
+# -- comparing b and c -----------------------------------------------------------------------------------------
+
+
+def compare_tags(redis_url: str, rules: Path, prefix_b: str, prefix_c: str) -> dict[str, Any]:
+    """Audience by audience, are the tag sets of the baseline and tagstream the same?"""
+    import redis
+
+    from tag_rules import load_rules
+
+    r = redis.Redis.from_url(redis_url)
+    out: dict[str, Any] = {"tags": 0, "identical": 0, "members_b": 0, "members_c": 0, "diff": {}}
+    for tag in load_rules(rules).tags:
+        b = r.smembers(f"{prefix_b}:tag:{tag}")
+        c = r.smembers(f"{prefix_c}:tag:{tag}")
+        out["tags"] += 1
+        out["members_b"] += len(b)
+        out["members_c"] += len(c)
+        if b == c:
+            out["identical"] += 1
+        else:
+            out["diff"][tag] = {"only_b": len(b - c), "only_c": len(c - b)}
+    return out
+
+
+def cleanup_redis(redis_url: str, prefixes: list[str]) -> int:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    n = 0
+    for p in prefixes:
+        batch = []
+        for key in r.scan_iter(match=f"{p}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                n += r.delete(*batch)
+                batch = []
+        if batch:
+            n += r.delete(*batch)
+    return n
+
+
+# -- report ----------------------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    cols = [c for c in ("a", "b", "c") if c in results]
+    names = {"a": "(a) raw aiokafka+orjson", "b": "(b) plain Faust baseline", "c": "(c) tagstream worker"}
+    rows = [
+        ("events/s per process", "events_per_s", "{:,.0f}"),
+        ("CPU s per 1M events", "cpu_s_per_million", "{:,.1f}"),
+        ("CPU utilisation (cores)", "cpu_utilisation", "{:.2f}"),
+        ("peak RSS (VmHWM) MiB", "peak_rss_mib", "{:,.0f}"),
+        ("state bytes / customer", "state_bytes_per_customer", "{:,.0f}"),
+        ("active customers", "state_customers", "{:,.0f}"),
+        ("events measured", "events", "{:,.0f}"),
+        ("drain seconds", "seconds", "{:,.1f}"),
+    ]
+    w0 = 26
+    w = 26
+    lines = ["".join([f"{'':<{w0}}", *[f"{names[c]:>{w}}" for c in cols]])
+             + ("".join(f"{'c/' + o:>8}" for o in ("a", "b") if o in results and "c" in results))]
+    for label, key, fmt in rows:
+        cells = []
+        for c in cols:
+            v = results[c].get(key)
+            cells.append(f"{(fmt.format(v) if v is not None else 'n/a'):>{w}}")
+        ratios = ""
+        if "c" in results:
+            for o in ("a", "b"):
+                if o in results:
+                    cv, ov = results["c"].get(key), results[o].get(key)
+                    ratios += f"{(f'{cv / ov:.3g}' if cv is not None and ov else 'n/a'):>8}"
+        lines.append(f"{label:<{w0}}" + "".join(cells) + ratios)
+    for c in cols:
+        if results[c].get("partial"):
+            lines.append(f"{names[c]}: did not drain the backlog within its budget; figures cover the first "
+                         f"{results[c]['events']:,} events (its per-event cost still growing when stopped).")
+    if "c" in results and results["c"].get("latency"):
+        lines.append("")
+        lines.append("(c) event->tag latency (Kafka timestamp of the source record -> tag in Redis and on the "
+                     "tag topic), from tagstream_event_to_tag_latency_seconds:")
+        lines.append(f"{'input rate':>14}{'produced at':>14}{'p50':>12}{'p99':>12}{'p999':>12}{'tag changes':>14}"
+                     f"{'kept up':>10}")
+        for ph in results["c"]["latency"]:
+            lines.append(f"{ph['target_rate']:>14,.0f}{ph['produced_rate']:>14,.0f}{_ms(ph['p50_s']):>12}"
+                         f"{_ms(ph['p99_s']):>12}{_ms(ph['p999_s']):>12}{ph['observations']:>14,.0f}"
+                         f"{('yes' if ph['kept_up'] else 'NO'):>10}")
+        lines.append(f"(c) maximum sustainable rate (backlog drain): {results['c']['events_per_s']:,.0f} events/s")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in ("a", "b", "c") if c in results]
+    labels = {"a": "raw\naiokafka+orjson", "b": "plain Faust\nbaseline", "c": "tagstream\nworker"}
+    lat = results.get("c", {}).get("latency") or []
+    fig, axes = plt.subplots(1, 3 if lat else 2, figsize=(15 if lat else 10, 4.8))
+    ax = axes[0]
+    vals = [results[c]["events_per_s"] for c in cols]
+    bars = ax.bar([labels[c] for c in cols], vals, color=["#999999", "#d08c60", "#4c72b0"][: len(cols)])
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
+    ax.set_title("Backlog drain throughput (events/s, 1 process)")
+    ax.set_ylabel("events/s (log scale)")
+    ax.set_yscale("log")
+    ax = axes[1]
+    vals = [results[c]["cpu_s_per_million"] for c in cols]
+    bars = ax.bar([labels[c] for c in cols], vals, color=["#999999", "#d08c60", "#4c72b0"][: len(cols)])
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
+    ax.set_title("CPU seconds per million events")
+    ax.set_ylabel("CPU s (log scale)")
+    ax.set_yscale("log")
+    if lat:
+        ax = axes[2]
+        import numpy as np
+
+        x = np.arange(len(lat))
+        width = 0.26
+        for i, (q, color) in enumerate((("p50", "#55a868"), ("p99", "#dd8452"), ("p999", "#c44e52"))):
+            v = [(ph[f"{q}_s"] or 0) * 1000 for ph in lat]
+            b = ax.bar(x + (i - 1) * width, v, width, label=q, color=color)
+            ax.bar_label(b, labels=[f"{y:.0f}" if y >= 10 else f"{y:.1f}" for y in v], fontsize=8)
+        ax.set_xticks(x, [f"{ph['target_rate']:,.0f}/s" + ("" if ph["kept_up"] else "\n(fell behind)")
+                          for ph in lat])
+        ax.set_yscale("log")
+        ax.set_ylabel("ms")
+        ax.set_title("tagstream event->tag latency at fixed input rates")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- main ----------------------------------------------------------------------------------------------------------
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    only = set(args.only.split(","))
+    rates = [float(r) for r in args.rates.split(",") if r] if "c" in only else []
+    run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    load = Load(run_id, args.bootstrap, args.partitions)
+    logs = RESULTS / run_id
+    logs.mkdir(parents=True, exist_ok=True)
+    rules = Path(args.rules)
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "machine": machine_info(args.redis_url),
+        "config": {"events": args.events, "customers": args.customers, "seed": args.seed,
+                   "partitions": args.partitions, "rules": str(rules.relative_to(common.REPO))
+                   if rules.is_relative_to(common.REPO) else str(rules), "rates": rates,
+                   "rate_seconds": args.rate_seconds, "only": sorted(only)},
+        "results": {},
+    }
+    log(f"run {run_id}: {args.events:,} events, {args.customers:,} customers, topics {run_id}.*, "
+        f"{args.partitions} partitions; logs in {logs}")
+    log("producing the backlog (RetailGenerator, deterministic seed)")
+    ps = await common.produce_backlog(load, events=args.events, customers=args.customers, seed=args.seed)
+    out["produce"] = {"events": ps.sent, "per_source": ps.per_source, "seconds": ps.elapsed_s, "rate": ps.rate}
+    res = out["results"]
+    prefixes = []
+    try:
+        if "a" in only:
+            res["a"] = run_raw(load, args.events, logs)
+        if "b" in only:
+            prefixes.append(f"{run_id}-b")
+            res["b"] = await run_baseline(load, args.events, rules, args.redis_url, logs, args.baseline_budget)
+            log(f"(b) baseline: {res['b']['events_per_s']:,.0f} events/s, "
+                f"{res['b']['cpu_s_per_million']:.1f} CPU s per M events")
+        if "c" in only:
+            prefixes.append(f"{run_id}-c")
+            res["c"] = await run_tagstream(load, args.events, rules, args.redis_url, logs, rates,
+                                           args.rate_seconds, args.customers, args.seed,
+                                           compare_prefix=f"{run_id}-b" if "b" in res and not res["b"]["partial"]
+                                           else None)
+        if "b" in only and "c" in only:
+            out["tags_b_vs_c"] = res["c"].get("tags_vs_b")
+    finally:
+        if not args.keep:
+            deleted = await common.delete_topics(args.bootstrap, [run_id])
+            keys = cleanup_redis(args.redis_url, prefixes)
+            log(f"cleaned up {len(deleted)} topics and {keys:,} Redis keys of {run_id} (--keep to keep them)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000, help="backlog size, the same for a, b and c")
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--only", default="a,b,c", help="which columns to run, e.g. a,c")
+    p.add_argument("--rates", default="1000,10000", help="(c) fixed input rates for the latency phases")
+    p.add_argument("--rate-seconds", type=float, default=10.0, help="(c) length of each latency phase")
+    p.add_argument("--baseline-budget", type=float, default=300.0,
+                   help="(b) stop the baseline after this many seconds of draining and report the events it "
+                        "read so far (its per-event cost grows with each customer's history)")
+    p.add_argument("--seed", type=int, default=20261127)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--rules", default=str(REFERENCE_RULES))
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--keep", action="store_true", help="keep the run's topics and Redis keys")
+    args = p.parse_args(argv)
+    args.rules = str(Path(args.rules).resolve())
+    out = asyncio.run(amain(args))
+    text = table(out["results"])
+    print("\n" + text + "\n", flush=True)
+    if out.get("tags_b_vs_c"):
+        t = out["tags_b_vs_c"]
+        print(f"tags b vs c after the backlog: {t['identical']}/{t['tags']} audiences identical "
+              f"({t['members_b']:,} vs {t['members_c']:,} memberships)"
+              + (f"; differences: {t['diff']}" if t["diff"] else ""), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    js = RESULTS / f"throughput-{out['run_id']}.json"
+    js.write_text(json.dumps(out, indent=2, default=str))
+    png = RESULTS / f"throughput-{out['run_id']}.png"
+    try:
+        chart(out["results"], png)
+    except ImportError:
+        print("matplotlib missing: pip install -e '.[bench]' for the chart", file=sys.stderr)
+        png = None  # type: ignore[assignment]
+    (RESULTS / "throughput-latest.txt").write_text(text + "\n")
+    print(f"results: {js}" + (f"\nchart:   {png}" if png else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
