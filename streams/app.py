@@ -155,7 +155,6 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(ks.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    tag_changes = app.topic(ks.tag_changes_topic, key_serializer="raw", value_serializer="raw")
     customer_events = app.topic(f"{settings.app_id}-customer-events", partitions=ks.partitions, internal=True,
                                 key_serializer="raw", value_serializer="raw")
     # Faust derives a table's codecs from Record types; our state has its own compact codec, so
@@ -175,6 +174,14 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         m.deadletter.labels(source, reason).inc()
         await deadletter.send(key=msg.key, value=msg.value if msg.value is not None else b"",
                               headers=dlq_headers(msg, reason, error))
+
+    customer_events_topic = customer_events.get_topic_name()
+
+    async def produce(topic: str, key: bytes, value: bytes) -> None:
+        # Straight to the producer: our values are bytes already, so faust's Topic.send layers
+        # (serializer registry, FutureMessage, callbacks) were pure overhead (py-spy: ~10 %).
+        # faust flushes this producer before it commits offsets, so at-least-once holds.
+        await app.producer.send(topic, key, value, None, None, None)
 
     batch_max = settings.engine.batch_max
     batch_within_s = settings.engine.batch_within_ms / 1000
@@ -212,7 +219,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                 if customer_id is None:
                     m.events_anonymous.labels(source).inc()
                     continue
-                await customer_events.send(key=customer_id.encode(), value=orjson.dumps(canonical))
+                await produce(customer_events_topic, customer_id.encode(), orjson.dumps(canonical))
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT) -> None:
@@ -277,7 +284,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             sink.add(c)
         await sink.flush()
         for c, _ in changes:
-            await tag_changes.send(key=c["customer_id"].encode(), value=orjson.dumps(c))
+            await produce(ks.tag_changes_topic, c["customer_id"].encode(), orjson.dumps(c))
             m.tag_changes.labels(c["tag"], c["op"], c["cause"]).inc()
         done_s = rt.clock.now_ms() / 1000
         for c, src_ts_ms in changes:
@@ -290,7 +297,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     async def due_timer() -> None:
         now_ms = rt.clock.now_ms()
         for key, due_ms in rt.due.pop_due(now_ms):
-            await customer_events.send(key=key, value=orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+            await produce(customer_events_topic, key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
         m.due_index_size.set(len(rt.due))
         m.customers_in_state.set(len(customers.data))
 
