@@ -259,6 +259,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             if state is None:
                 state = CustomerState()
             outcome = rt.engine.process_event(state, obj, now_ms)
+            m.events_processed.labels(obj["source"]).inc()
             if outcome.duplicate:
                 m.events_duplicate.labels(obj["source"]).inc()
             if outcome.late:

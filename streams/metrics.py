@@ -19,6 +19,7 @@ class Metrics:
     deadletter: Counter
     events_anonymous: Counter
     events_late: Counter
+    events_processed: Counter
     events_duplicate: Counter
     event_to_tag_latency: Histogram
     tag_changes: Counter
@@ -42,6 +43,9 @@ class Metrics:
                                      ["source"], registry=registry),
             events_late=Counter(f"{p}_events_late", "Events that arrived after a window they feed had passed",
                                 ["source"], registry=registry),
+            events_processed=Counter(f"{p}_events_processed",
+                                     "Events folded into customer state (after repartitioning), per source",
+                                     ["source"], registry=registry),
             events_duplicate=Counter(f"{p}_events_duplicate",
                                      "Events whose event_id was already seen within the de-duplication horizon",
                                      ["source"], registry=registry),
