@@ -37,6 +37,11 @@ def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> 
     return sum(v for _, v in samples.get(name, []))
 
 
+def done_count(samples: dict[str, list[tuple[dict[str, str], float]]]) -> float:
+    """Source events the worker is completely done with: folded into state, or set aside."""
+    return sum(total(samples, f"tagstream_events_{what}_total") for what in ("processed", "anonymous", "invalid"))
+
+
 def histogram_quantile(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, q: float) -> float | None:
     """Quantile of a Prometheus histogram, interpolated inside its bucket (like PromQL)."""
     buckets = sorted(((float(lb["le"]), v) for lb, v in samples.get(f"{name}_bucket", [])), key=lambda x: x[0])
@@ -72,7 +77,7 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
     try:
         _wait_for_metrics(metrics_url, worker)
         before = scrape(metrics_url)
-        start_in = total(before, "tagstream_events_in_total")
+        start_done = done_count(before)
 
         print(f"== 3/5 producing {count:,} retail events for {customers:,} customers at {rate:,.0f}/s", flush=True)
         from .generator import RetailGenerator
@@ -87,8 +92,8 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
         deadline = time.monotonic() + 300
         while True:
             s = scrape(metrics_url)
-            seen = total(s, "tagstream_events_in_total") - start_in
-            print(f"   worker read {seen:,.0f}/{count:,} events, "
+            seen = done_count(s) - start_done
+            print(f"   worker done with {seen:,.0f}/{count:,} events, "
                   f"{total(s, 'tagstream_tag_changes_total'):,.0f} tag changes so far", flush=True)
             if seen >= count:
                 break
