@@ -39,6 +39,7 @@ from .clock import Clock, ScaledClock, WallClock
 from .due import DueIndex
 from .engine import TagEngine
 from .features.state import CustomerState
+from .health import Health
 from .metrics import Metrics
 from .settings import Settings
 from .sinks import RedisTagSink
@@ -96,6 +97,7 @@ class Runtime:
     metrics: Metrics
     clock: Clock
     due: DueIndex = field(default_factory=DueIndex)
+    health: Health = field(default_factory=Health)
     redis_sink: RedisTagSink | None = None
 
 
@@ -296,6 +298,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     @app.timer(settings.engine.timer_interval_ms / 1000, name="due-timer")
     async def due_timer() -> None:
+        rt.health.beat()
+        rt.health.redis_ok = rt.redis_sink is None or rt.redis_sink.healthy
         now_ms = rt.clock.now_ms()
         for key, due_ms in rt.due.pop_due(now_ms):
             await produce(customer_events_topic, key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
@@ -318,6 +322,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             rt.due.schedule(key, state.due_ms)
         log.info("due index rebuilt: %d customers, %d due", n, len(rt.due))
         m.ready.set(1)
+        rt.health.recovered = True
 
     customers.on_recover(rebuild_due_index)
 
@@ -331,6 +336,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def _rebalancing(*args: Any, **kwargs: Any) -> None:
         m.ready.set(0)  # until the next recovery completes
+        rt.health.recovered = False
 
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]

@@ -6,9 +6,10 @@ import asyncio
 import logging
 
 import faust
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 
 from .app import create_app, internal_topics
+from .health import serve
 from .metrics import Metrics
 from .produce import ensure_topics
 from .settings import Settings
@@ -25,10 +26,11 @@ def run_worker(settings: Settings) -> None:
                               [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal],
                               ks.partitions, ks.replication_factor, configs=internal))
     metrics = Metrics.create(REGISTRY)
+    app, rt = create_app(settings, rules, metrics)
     if settings.metrics.enabled:
-        start_http_server(settings.metrics.port, addr=settings.metrics.host)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics.host, settings.metrics.port)
-    app, _ = create_app(settings, rules, metrics)
+        serve(rt.health, host=settings.metrics.host, port=settings.metrics.port)
+        log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
+                 settings.metrics.port)
     print(f"tagstream worker: rules {rules.version} ({len(rules.features)} features, {len(rules.tags)} tags), "
           f"kafka {ks.bootstrap_servers}, redis {settings.redis.url.split('@')[-1]}", flush=True)
     faust.Worker(app, loglevel=settings.loglevel, quiet=True).execute_from_commandline()

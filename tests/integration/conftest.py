@@ -63,6 +63,8 @@ class WorkerProc:
     name: str
     rules: Path = RULES
     extra_env: dict[str, str] = field(default_factory=dict)
+    instance: str = "1"
+    """Tells apart workers of one group (same name) in their log file names."""
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
@@ -94,7 +96,7 @@ class WorkerProc:
         }
 
     def start(self) -> WorkerProc:
-        self.log = self.stack.dir / f"worker-{self.name}.log"
+        self.log = self.stack.dir / f"worker-{self.name}-{self.instance}.log"
         with self.log.open("ab") as f:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env(),
                                          stdout=f, stderr=subprocess.STDOUT, cwd=REPO)

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import pytest
@@ -65,7 +66,15 @@ def test_redis_outage_loses_nothing(stack: Stack, own_redis: OwnRedis) -> None:
         text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         errors = [ln for ln in text.splitlines() if ln.startswith("tagstream_redis_errors_total ")]
         assert errors and float(errors[0].split()[1]) > 0, "redis failures are reported in metrics"
+        with pytest.raises(HTTPError) as not_ready:  # ... and in the readiness probe
+            urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5)
+        assert not_ready.value.code == 503 and b'"redis":false' in not_ready.value.read()
+        assert urlopen(f"http://127.0.0.1:{metrics_port}/livez", timeout=5).status == 200
         own_redis.start()  # back: the worker catches up
+        deadline = time.monotonic() + 30
+        while not _ready(metrics_port):
+            assert time.monotonic() < deadline, "worker did not become ready again after Redis came back"
+            time.sleep(0.5)
         changes = w.tag_changes(until=lambda cs: all(("big_spender", "add", "event") in of(cs, c) for c in during))
         for c in [before, *during]:
             assert "big_spender" in w.tags_of(c), c
@@ -75,3 +84,10 @@ def test_redis_outage_loses_nothing(stack: Stack, own_redis: OwnRedis) -> None:
         assert sorted(mine) == sorted((c, "add", "event") for c in during)  # nothing lost, nothing doubled
     finally:
         w.stop()
+
+
+def _ready(port: int) -> bool:
+    try:
+        return urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+    except HTTPError:
+        return False
