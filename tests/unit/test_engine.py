@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.clock import ManualClock
 from streams.engine import TagEngine
@@ -268,3 +270,48 @@ def test_dedup_memory_per_customer_is_bounded(tmp_path: Path) -> None:
         eng.process_event(st, event(ts_ms=T0 + i, event_id=f"e{i}"), T0 + i)
     assert len(st.seen_log) == 50 * 12 and len(st.seen_set()) == 50
     assert len(st.dumps()) < 50 * 16 + 400
+
+
+PROPERTY_RULES = """
+features:
+  - {name: n_10s, agg: count, window: 10s}
+  - {name: s_1h, agg: sum, field: amount, window: 1h, resolution: 7m}
+  - {name: hi_24h, agg: max, field: amount, window: 24h}
+  - {name: cats_7d, agg: distinct_count, field: categories, window: 7d}
+  - {name: last_30d, agg: last, field: amount, window: 30d}
+  - {name: since, agg: since_last}
+tags:
+  - {name: a, when: n_10s >= 2}
+  - {name: b, when: s_1h > 10 and hi_24h >= 5}
+  - {name: c, when: cats_7d >= 2 or last_30d == 3}
+  - {name: d, when: since >= hours(6) and since < days(2)}
+"""
+
+
+@given(st.lists(st.tuples(st.integers(0, 3 * D), st.sampled_from([1.0, 3.0, 7.0]),
+                          st.sampled_from(["x", "y", "z"])), min_size=1, max_size=25),
+       st.integers(0, 40 * D))
+@settings(max_examples=150, deadline=None)
+def test_tags_only_change_at_due_times(tmp_path_factory: pytest.TempPathFactory, evs: list[Any], probe: int) -> None:
+    """Property: between two due times no tag can change, and the due time is when one may."""
+    path = tmp_path_factory.mktemp("p") / "rules.yaml"
+    path.write_text(PROPERTY_RULES)
+    eng = TagEngine(load_rules(path), dedup_horizon_ms=0)
+    state = CustomerState()
+    now = T0
+    for i, (dt, amount, cat) in enumerate(sorted(evs)):
+        now = T0 + dt
+        eng.process_event(state, event(ts_ms=now, amount=amount, categories=[cat], event_id=f"e{i}"), now)
+
+    def tags_at(t: int) -> set[str]:
+        twin = CustomerState.loads(state.dumps())
+        values = eng.feature_values(twin, t)
+        return {tag.name for tag in eng.tags if tag.when(values)}
+
+    due = state.due_ms
+    if due is None:
+        assert tags_at(now + probe) == set(state.tags)
+        return
+    assert due > now
+    mid = now + (due - now) * (probe % 1000) // 1000  # any instant before the due time
+    assert tags_at(min(mid, due - 1)) == set(state.tags)  # nothing changes before it
