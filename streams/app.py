@@ -150,7 +150,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     rt = Runtime(settings, rules, engine, metrics, clock)
     rs = settings.redis
     rt.redis_sink = RedisTagSink(
-        aioredis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None,
+        aioredis.from_url(rs.url, username=rs.username,
+                          password=rs.password.get_secret_value() if rs.password else None,
                           socket_timeout=rs.timeout_ms / 1000, socket_connect_timeout=rs.timeout_ms / 1000),
         prefix=rs.key_prefix, metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
     source_by_topic = {topic: source for source, topic in ks.source_topics().items()}

@@ -68,8 +68,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
     topics = ks.source_topics()
 
     async def run() -> None:
-        await ensure_topics(ks.bootstrap_servers, topics.values(), ks.partitions, ks.replication_factor)
+        await ensure_topics(ks.bootstrap_servers, topics.values(), ks.partitions, ks.replication_factor,
+                            client_options=ks.client_options())
         await produce(bootstrap_servers=ks.bootstrap_servers, topics=topics, count=args.count,
+                      client_options=ks.client_options(),
                       rate=args.rate or None, progress=not args.quiet,
                       generator=RetailGenerator(seed=args.seed, customers=args.customers,
                                                 bad_ratio=args.bad_ratio))
@@ -85,7 +87,8 @@ def cmd_tags(args: argparse.Namespace) -> int:
     from .sinks import audience_key, tags_key
 
     rs = _settings().redis
-    client = redis.Redis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None)
+    client = redis.Redis.from_url(rs.url, username=rs.username,
+                                  password=rs.password.get_secret_value() if rs.password else None)
     if args.audience:
         members = sorted(m.decode() for m in client.smembers(audience_key(rs.key_prefix, args.audience)))
         print(f"{args.audience}: {len(members)} customers")

@@ -141,7 +141,8 @@ def _report(settings: Settings, s: dict[str, list[tuple[dict[str, str], float]]]
 
     print("== 5/5 results", flush=True)
     rs = settings.redis
-    client = redis.Redis.from_url(rs.url, password=rs.password.get_secret_value() if rs.password else None)
+    client = redis.Redis.from_url(rs.url, username=rs.username,
+                                  password=rs.password.get_secret_value() if rs.password else None)
     rules = settings.load_rules()
     print("   audiences (Redis sets tagstream:tag:{tag}):")
     for tag in rules.tags:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import IO
+from typing import IO, Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -68,6 +68,7 @@ async def produce(
     progress: bool = True,
     linger_ms: int = 5,
     out: IO[str] = sys.stderr,
+    client_options: Mapping[str, Any] | None = None,
 ) -> ProduceStats:
     """Produce the next ``count`` events of ``generator`` to Kafka.
 
@@ -80,6 +81,7 @@ async def produce(
         progress: print a progress line to ``out`` about once per second, and a final line.
         linger_ms: producer linger (batching delay) in milliseconds.
         out: where progress goes.
+        client_options: extra aiokafka client options (security: see KafkaSettings.client_options).
 
     Returns:
         ProduceStats counting events acknowledged by the broker (acks=1).
@@ -102,6 +104,7 @@ async def produce(
         enable_idempotence=False,
         compression_type=None,
         linger_ms=linger_ms,
+        **dict(client_options or {}),
     )
     batch_size = _MAX_BATCH if rate is None else max(1, min(_MAX_BATCH, int(rate / 10)))
     pending: list[asyncio.Future[object]] = []
@@ -158,7 +161,8 @@ async def produce(
 
 
 async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int, replication: int = 1,
-                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                        configs: Mapping[str, Mapping[str, str]] | None = None,
+                        client_options: Mapping[str, Any] | None = None) -> None:
     """Create the topics in ``names`` that do not exist yet; existing ones are left alone.
 
     ``configs`` gives topic configs by name (e.g. ``{"x-changelog": {"cleanup.policy": "compact"}}``).
@@ -167,7 +171,8 @@ async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions
         RuntimeError: the broker at ``bootstrap_servers`` is unreachable, or creation failed.
     """
     wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tagstream-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tagstream-admin",
+                                **dict(client_options or {}))
     try:
         try:
             await admin.start()

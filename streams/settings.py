@@ -4,6 +4,7 @@ nesting with ``__``, e.g. ``TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS``). Nothing else 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,9 +29,20 @@ class KafkaSettings(_Frozen):
     session_timeout_ms: int = Field(
         10_000, ge=1_000, description="A crashed worker's partitions move after this long without heartbeats.")
     security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Security options for aiokafka clients (admin, producers) beside Faust's own."""
+        if self.security_protocol == "PLAINTEXT" and not self.sasl_mechanism:
+            return {}
+        protocol = self.security_protocol if self.security_protocol != "PLAINTEXT" else "SASL_PLAINTEXT"
+        opts: dict[str, Any] = {"security_protocol": protocol}
+        if self.sasl_mechanism:
+            opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                        sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None)
+        return opts
 
     def source_topics(self) -> dict[str, str]:
         """source name -> topic name."""
@@ -39,6 +51,7 @@ class KafkaSettings(_Frozen):
 
 class RedisSettings(_Frozen):
     url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = Field(None, description="Redis ACL user (Redis 6+); or put it in the URL.")
     password: SecretStr | None = None
     key_prefix: str = "tagstream"
     retry_backoff_max_ms: int = Field(5_000, ge=10)

@@ -24,7 +24,8 @@ def run_worker(settings: Settings) -> None:
     internal = internal_topics(settings)
     asyncio.run(ensure_topics(ks.bootstrap_servers,
                               [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal],
-                              ks.partitions, ks.replication_factor, configs=internal))
+                              ks.partitions, ks.replication_factor, configs=internal,
+                              client_options=ks.client_options()))
     metrics = Metrics.create(REGISTRY)
     app, rt = create_app(settings, rules, metrics)
     if settings.metrics.enabled:
@@ -32,5 +33,6 @@ def run_worker(settings: Settings) -> None:
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
                  settings.metrics.port)
     print(f"tagstream worker: rules {rules.version} ({len(rules.features)} features, {len(rules.tags)} tags), "
-          f"kafka {ks.bootstrap_servers}, redis {settings.redis.url.split('@')[-1]}", flush=True)
+          f"kafka {ks.bootstrap_servers} ({ks.security_protocol if not ks.sasl_mechanism else ks.sasl_mechanism}), "
+          f"redis {settings.redis.url.split('@')[-1]}", flush=True)  # never the credentials
     faust.Worker(app, loglevel=settings.loglevel, quiet=True).execute_from_commandline()

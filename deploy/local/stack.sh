@@ -12,6 +12,9 @@
 #   TAGSTREAM_CACHE_DIR      cached Kafka jars            (default: <repo>/.cache)
 #   KAFKA_PORT / KAFKA_CONTROLLER_PORT                    (default: 9092 / 9093)
 #   KAFKA_PARTITIONS         default partitions of auto-created topics (default: 4)
+#   KAFKA_SASL_PORT          also open a SASL_PLAINTEXT listener with SCRAM-SHA-256/512 there
+#   KAFKA_SCRAM_USER / KAFKA_SCRAM_PASSWORD   its user, created when storage is formatted
+#                            (default: tagstream / tagstream-secret)
 #   REDIS_PORT                                            (default: 6379)
 #   PROMETHEUS_PORT / METRICS_PORT (worker metrics scraped by Prometheus) (default: 9090 / 9464)
 #   READY_TIMEOUT_S                                       (default: 90)
@@ -24,6 +27,9 @@ cache_dir=${TAGSTREAM_CACHE_DIR:-$repo/.cache}
 kafka_port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-9093}
 partitions=${KAFKA_PARTITIONS:-4}
+sasl_port=${KAFKA_SASL_PORT:-}
+scram_user=${KAFKA_SCRAM_USER:-tagstream}
+scram_password=${KAFKA_SCRAM_PASSWORD:-tagstream-secret}
 redis_port=${REDIS_PORT:-6379}
 prometheus_port=${PROMETHEUS_PORT:-9090}
 metrics_port=${METRICS_PORT:-9464}
@@ -95,6 +101,21 @@ start_kafka() {
   sed -e "s#@KAFKA_PORT@#$kafka_port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" \
       -e "s#@DATA_DIR@#$data#g" -e "s#@PARTITIONS@#$partitions#g" \
       "$repo/deploy/kafka/server.properties.in" >"$conf"
+  local scram_args=()
+  if [ -n "$sasl_port" ]; then
+    # A second listener with SASL/SCRAM for clients; brokers and controller stay on PLAINTEXT.
+    sed -i -e "s#^listeners=\(.*\)#listeners=\1,SASL_PLAINTEXT://127.0.0.1:$sasl_port#" \
+           -e "s#^advertised.listeners=\(.*\)#advertised.listeners=\1,SASL_PLAINTEXT://127.0.0.1:$sasl_port#" \
+           -e "s#^listener.security.protocol.map=\(.*\)#listener.security.protocol.map=\1,SASL_PLAINTEXT:SASL_PLAINTEXT#" \
+           "$conf"
+    cat >>"$conf" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+    scram_args=(--add-scram "SCRAM-SHA-256=[name=$scram_user,password=$scram_password]"
+                --add-scram "SCRAM-SHA-512=[name=$scram_user,password=$scram_password]")
+  fi
   local cp="$jars_dir/*"
   local java_opts=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
                    "-Dlog4j2.configurationFile=$repo/deploy/kafka/log4j2.properties"
@@ -103,6 +124,7 @@ start_kafka() {
     local cluster_id
     cluster_id=$(java -cp "$cp" "${java_opts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
     java -cp "$cp" "${java_opts[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$conf" \
+      "${scram_args[@]}" \
       >"$stack_dir/logs/kafka-format.log" 2>&1 || { cat "$stack_dir/logs/kafka-format.log" >&2; die "kafka storage format failed"; }
   fi
   port_open "$kafka_port" && die "port $kafka_port is taken; set KAFKA_PORT"
