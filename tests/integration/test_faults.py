@@ -1,0 +1,131 @@
+"""A worker killed with SIGKILL mid-load, then restarted, ends with exactly the tags of a run
+without faults; its tag-change stream differs only by duplicates that carry the same change_id."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.generator import RetailGenerator
+
+from .conftest import Stack, WorkerProc, free_port
+
+RULES = Path(__file__).with_name("rules_lifetime")
+CUSTOMERS = 150
+
+
+def processed(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(ln.split()[-1]) for ln in text.splitlines()
+               if ln.startswith(("tagstream_events_processed_total", "tagstream_events_anonymous_total")))
+
+
+def final_tags(w: WorkerProc) -> dict[str, set[str]]:
+    r = w.redis()
+    out = {}
+    for i in range(CUSTOMERS):
+        cid = f"c{i:06d}"
+        tags = {t.decode() for t in r.hkeys(f"{w.prefix}:tags:{cid}")}
+        if tags:
+            out[cid] = tags
+    return out
+
+
+def histories(changes: list[dict[str, Any]], *, dedupe: bool) -> dict[tuple[str, str], list[str]]:
+    seen: set[str] = set()
+    out: dict[tuple[str, str], list[str]] = {}
+    for c in changes:
+        if dedupe:
+            if c["change_id"] in seen:
+                continue
+            seen.add(c["change_id"])
+        out.setdefault((c["customer_id"], c["tag"]), []).append(c["op"])
+    return out
+
+
+def quiet_for(polls: int) -> Any:
+    """An ``until`` for WorkerProc.consume: true once no new record came for ``polls`` polls."""
+    state = {"n": -1, "same": 0}
+
+    def until(records: list[Any]) -> bool:
+        state["same"] = state["same"] + 1 if len(records) == state["n"] else 0
+        state["n"] = len(records)
+        return len(records) > 0 and state["same"] >= polls
+
+    return until
+
+
+def run(stack: Stack, events: list[Any], *, kill_after: int | None) -> tuple[WorkerProc, int]:
+    """Starts a worker and feeds it ``events`` (SIGKILL-ed once after ``kill_after`` events)."""
+    port = free_port()
+    w = WorkerProc(stack, f"faults-{uuid.uuid4().hex[:6]}", rules=RULES,
+                   extra_env={"TAGSTREAM_METRICS__PORT": str(port)})
+    w.start()
+    by_source: dict[str, list[bytes]] = {}
+    for e in events:
+        by_source.setdefault(e.source, []).append(e.value)
+    halves = [{s: v[: len(v) // 2] for s, v in by_source.items()}, {s: v[len(v) // 2:] for s, v in by_source.items()}]
+    try:
+        for s, values in halves[0].items():
+            w.produce(s, values)
+        if kill_after is not None:
+            wait_processed(w, port, kill_after, poll_s=0.05)
+            w.stop(kill=True)  # SIGKILL mid-load: no clean shutdown, no final commit
+        for s, values in halves[1].items():
+            w.produce(s, values)
+        if kill_after is not None:
+            w.start()
+        return w, port
+    except BaseException:
+        w.stop()
+        raise
+
+
+def wait_processed(w: WorkerProc, port: int, n: int, *, poll_s: float = 0.5) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if processed(port) >= n:
+                return
+        except OSError:
+            pass
+        w.assert_alive()
+        assert time.monotonic() < deadline, w.tail()
+        time.sleep(poll_s)
+
+
+def test_sigkill_mid_load_changes_no_final_tag(stack: Stack) -> None:
+    events = [e for e in RetailGenerator(seed=7, customers=CUSTOMERS).take(4000) if e.valid]
+    clean, port = run(stack, events, kill_after=None)
+    try:
+        wait_processed(clean, port, len(events))
+        clean_changes = [orjson.loads(r.value) for r in clean.consume("tags", until=quiet_for(6))]
+        expected = final_tags(clean)
+    finally:
+        clean.stop()
+    assert expected, "the input must produce some tags"
+
+    faulty, _ = run(stack, events, kill_after=len(events) // 4)
+    try:
+        deadline = time.monotonic() + 180
+        while (got := final_tags(faulty)) != expected:  # converges once the backlog is done
+            faulty.assert_alive()
+            assert time.monotonic() < deadline, f"final tags differ: {_diff(expected, got)}"
+            time.sleep(1)
+        faulty_changes = [orjson.loads(r.value) for r in faulty.consume("tags", until=quiet_for(6))]
+        want = histories(clean_changes, dedupe=False)
+        # 0 lost, 0 wrong: once duplicates (same change_id) are dropped, the histories are equal
+        assert histories(faulty_changes, dedupe=True) == want
+    finally:
+        faulty.stop()
+
+
+def _diff(a: dict[str, set[str]], b: dict[str, set[str]]) -> str:
+    keys = sorted(set(a) | set(b))
+    return "; ".join(f"{k}: {sorted(a.get(k, set()))} vs {sorted(b.get(k, set()))}"
+                     for k in keys if a.get(k) != b.get(k))[:2000]
