@@ -110,9 +110,12 @@ Timestamp = Annotated[
 Id = Annotated[str, Field(strict=True, min_length=1)]
 """An identifier: a non-empty JSON string (a JSON number is rejected, not coerced)."""
 Text = Annotated[str, Field(strict=True)]
-Money = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
-"""A non-negative finite JSON number (ints accepted)."""
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+MAX_MONEY = 1e12
+"""No retail amount is larger; beyond it a value is a unit or encoding bug (and sums stay exact)."""
+MAX_QTY = 1_000_000
+Money = Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+"""A non-negative finite JSON number (ints accepted), at most MAX_MONEY."""
+Number = Annotated[float, Field(strict=True, ge=-MAX_MONEY, le=MAX_MONEY, allow_inf_nan=False)]
 Currency = Annotated[
     str,
     Field(strict=True, pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code; normalised to upper case"),
@@ -147,7 +150,7 @@ class LineItem(BaseModel):
 
     sku: Text
     category: Text
-    qty: Annotated[int, Field(strict=True, ge=1)]
+    qty: Annotated[int, Field(strict=True, ge=1, le=MAX_QTY)]
     unit_price: Money
 
 

@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import weakref
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from typing import Any
 import faust
 import orjson
 import redis.asyncio as aioredis
+from aiokafka.errors import MessageSizeTooLargeError
 from faust import streams as faust_streams
 from faust.serializers import codecs
 
@@ -58,6 +61,15 @@ class StateCodec(codecs.Codec):
 
 
 codecs.register("tagstate", StateCodec())
+
+
+DLQ_MAX_RECORD_BYTES = 8 * 1024 * 1024
+"""Largest dead-letter record (the producer's max request size and the DLQ topic's
+max.message.bytes are set to it): a source record the broker took (≤ 1 MB, or a well
+compressed bigger one) fits whole with its headers."""
+SAFE_RECORD_BYTES = 900_000
+"""Under Kafka's 1 MB default record limit, headers included."""
+DLQ_MAX_KEY_BYTES = 16_384
 
 
 def dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
@@ -101,6 +113,12 @@ class Runtime:
     redis_sink: RedisTagSink | None = None
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Configs of the topics the worker creates when they are missing."""
+    return {settings.kafka.deadletter_topic: {"max.message.bytes": str(DLQ_MAX_RECORD_BYTES)},
+            **internal_topics(settings)}
+
+
 def internal_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Topics the worker owns besides the source/DLQ/tag topics, with their configs.
 
@@ -135,6 +153,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         topic_replication_factor=ks.replication_factor,
         web_enabled=False,
         producer_acks=-1,
+        producer_max_request_size=DLQ_MAX_RECORD_BYTES,
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         # Batch produced records for a few ms instead of one produce request per record.
@@ -157,7 +176,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     source_by_topic = {topic: source for source, topic in ks.source_topics().items()}
 
     sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw")
-    deadletter = app.topic(ks.deadletter_topic, key_serializer="raw", value_serializer="raw")
+    deadletter_topic = ks.deadletter_topic
     customer_events = app.topic(f"{settings.app_id}-customer-events", partitions=ks.partitions, internal=True,
                                 key_serializer="raw", value_serializer="raw")
     # Faust derives a table's codecs from Record types; our state has its own compact codec, so
@@ -173,10 +192,41 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     future_tolerance_ms = settings.engine.future_tolerance_ms
 
     async def dead_letter(msg: Any, source: str, reason: str, error: str) -> None:
+        """Writes ``msg`` to the dead-letter topic; never raises, never drops it.
+
+        Key and value go unchanged (a null value stays null) up to ``DLQ_MAX_RECORD_BYTES``
+        (the DLQ topic is created to take them). Bigger ones, or a big one the topic refuses (a
+        DLQ topic made elsewhere with Kafka's 1 MB default), go truncated, marked with
+        ``ts.truncated_from_bytes`` and ``ts.value_sha256``; the whole record stays at its
+        source topic/partition/offset.
+        """
+        headers = dlq_headers(msg, reason, error)
+        key, value = msg.key, msg.value
+        if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+            headers.append(("ts.key_truncated_from_bytes", str(len(key)).encode()))
+            key = key[:DLQ_MAX_KEY_BYTES]
+        limit = DLQ_MAX_RECORD_BYTES
+        backoff_s = 0.1
+        while True:
+            sent_headers, sent_value = headers, value
+            budget = limit - len(key or b"") - sum(len(k) + len(v) + 64 for k, v in headers) - 1024
+            if value is not None and len(value) > budget:
+                sent_headers = [*headers, ("ts.truncated_from_bytes", str(len(value)).encode()),
+                                ("ts.value_sha256", hashlib.sha256(value).hexdigest().encode())]
+                sent_value = value[:budget]
+            try:
+                fut = await app.producer.send(deadletter_topic, key, sent_value, None, None, sent_headers)
+                if sent_value is not None and len(sent_value) > SAFE_RECORD_BYTES:
+                    await fut  # a big record: learn now whether the topic took it
+                break
+            except MessageSizeTooLargeError:
+                limit = SAFE_RECORD_BYTES  # the topic's own limit is lower: send a truncated copy
+            except Exception as exc:  # the broker is away: keep the record, retry
+                log.warning("dead-letter write failed (%r); retrying in %.1f s", exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
         m.events_invalid.labels(source, reason).inc()
         m.deadletter.labels(source, reason).inc()
-        await deadletter.send(key=msg.key, value=msg.value if msg.value is not None else b"",
-                              headers=dlq_headers(msg, reason, error))
 
     customer_events_topic = customer_events.get_topic_name()
 
@@ -211,18 +261,16 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                 m.events_in.labels(source).inc()
                 try:
                     canonical = validate(msg, source)
+                    customer_id = canonical["customer_id"]
+                    if customer_id is None:
+                        m.events_anonymous.labels(source).inc()
+                        continue
+                    await produce(customer_events_topic, customer_id.encode(), orjson.dumps(canonical))
                 except EventDecodeError as exc:
                     await dead_letter(msg, source, exc.reason, exc.message)
-                    continue
-                except Exception as exc:
+                except Exception as exc:  # never let one record stop the worker
                     log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                     await dead_letter(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
-                    continue
-                customer_id = canonical["customer_id"]
-                if customer_id is None:
-                    m.events_anonymous.labels(source).inc()
-                    continue
-                await produce(customer_events_topic, customer_id.encode(), orjson.dumps(canonical))
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT) -> None:

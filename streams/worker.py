@@ -8,7 +8,7 @@ import logging
 import faust
 from prometheus_client import REGISTRY
 
-from .app import create_app, internal_topics
+from .app import create_app, internal_topics, topic_configs
 from .health import serve
 from .metrics import Metrics
 from .produce import ensure_topics
@@ -24,7 +24,7 @@ def run_worker(settings: Settings) -> None:
     internal = internal_topics(settings)
     asyncio.run(ensure_topics(ks.bootstrap_servers,
                               [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal],
-                              ks.partitions, ks.replication_factor, configs=internal,
+                              ks.partitions, ks.replication_factor, configs=topic_configs(settings),
                               client_options=ks.client_options()))
     metrics = Metrics.create(REGISTRY)
     app, rt = create_app(settings, rules, metrics)

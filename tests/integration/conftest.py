@@ -129,16 +129,18 @@ class WorkerProc:
 
     # -- I/O helpers against the real services ------------------------------------------------
 
-    def produce(self, source: str, events: list[Any], *, key: bytes | None = None) -> None:
-        """Sends events (dicts are JSON-encoded, bytes sent as they are) and waits for acks."""
+    def produce(self, source: str, events: list[Any], *, key: bytes | None = None, **options: Any) -> None:
+        """Sends events (dicts are JSON-encoded, bytes and None sent as they are) and waits for acks.
+
+        ``options`` go to the AIOKafkaProducer (e.g. compression_type, max_request_size)."""
         from aiokafka import AIOKafkaProducer
 
         async def run() -> None:
-            p = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap)
+            p = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap, **options)
             await p.start()
             try:
                 for e in events:
-                    value = e if isinstance(e, bytes) else orjson.dumps(e)
+                    value = e if isinstance(e, bytes) or e is None else orjson.dumps(e)
                     await p.send_and_wait(self.topic(source), value, key=key)
             finally:
                 await p.stop()

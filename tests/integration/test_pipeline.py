@@ -148,3 +148,24 @@ def test_an_event_delivered_twice_counts_once(worker: WorkerProc) -> None:
     changes = worker.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))
     big = next(c for c in changes if c["customer_id"] == a and c["tag"] == "big_spender")
     assert big["features"] == {"spend_lifetime": 550.0}  # not 850
+
+
+def test_oversized_compressed_and_null_records_are_dead_lettered_too(worker: WorkerProc) -> None:
+    big = b'{"event_id": "big", "ts": "' + b"x" * 999_900 + b'"}'  # just under the broker's 1 MB limit
+    huge = b"[" * 3 * 1024 * 1024  # 3 MiB, accepted by the broker only because it compresses well
+    worker.produce("pos", [big, None], key=b"k-big")
+    worker.produce("orders", [huge], key=b"k-huge", compression_type="gzip", max_request_size=8 * 1024 * 1024)
+    recs = worker.consume("deadletter", until=lambda rs: {b"k-big", b"k-huge"} <= {r.key for r in rs}
+                          and sum(r.key == b"k-big" for r in rs) >= 2)
+    mine = [r for r in recs if r.key in (b"k-big", b"k-huge")]
+    by_value = {(r.key, r.value[:20] if r.value else r.value): dict(r.headers) for r in mine}
+    assert by_value[(b"k-big", big[:20])]["ts.reason"] == b"bad_timestamp"
+    assert next(r for r in mine if r.key == b"k-big" and r.value == big)  # unchanged, whole
+    assert by_value[(b"k-big", None)]["ts.reason"] == b"invalid_json"  # a null value stays null
+    # the DLQ topic takes records up to 8 MiB: the 3 MiB one arrives whole too
+    assert next(r for r in mine if r.key == b"k-huge").value == huge
+    assert by_value[(b"k-huge", huge[:20])]["ts.reason"] == b"invalid_json"  # nesting too deep to parse
+    worker.assert_alive()
+    a = cid()  # ... and the worker goes on
+    worker.produce("orders", [order(a, "paid", 900.0, now_ms())])
+    worker.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))

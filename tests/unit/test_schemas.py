@@ -428,3 +428,14 @@ def test_importing_schemas_loads_no_io_frameworks() -> None:
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("qty,unit_price,field", [("1000000000000000000000000000000", "1.0", "qty"),
+                                                    ("2000000", "1.0", "qty"), ("1", "1e300", "unit_price")])
+def test_absurd_quantities_and_amounts_are_invalid_fields(qty: str, unit_price: str, field: str) -> None:
+    # 10**30 is valid JSON but no 64-bit integer: it must be rejected here, not crash later.
+    raw = ('{"event_id":"e","ts":1700000000000,"store_id":"s","member_id":"m","type":"sale","items":[{"sku":"a",'
+           f'"category":"b","qty":{qty},"unit_price":{unit_price}}}],"total":1.0,"payment_method":"card"}}').encode()
+    with pytest.raises(EventDecodeError) as info:
+        decode_event("pos", raw)
+    assert info.value.reason == "invalid_field" and field in info.value.message
