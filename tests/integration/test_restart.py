@@ -5,11 +5,24 @@ from __future__ import annotations
 import time
 import uuid
 
-from .conftest import WorkerProc, now_ms
+import pytest
+
+from .conftest import Stack, WorkerProc, now_ms
 from .test_pipeline import click, of, pos_sale
 
 
-def test_expiry_survives_a_worker_kill_between_add_and_due_time(worker: WorkerProc) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_expiry_survives_a_worker_kill_between_add_and_due_time(stack: Stack, store: str) -> None:
+    """memory:// recovers from the changelog alone; rocksdb:// from its local files plus the delta."""
+    worker = WorkerProc(stack, f"restart-{store[:-3]}-{uuid.uuid4().hex[:6]}",
+                        extra_env={"TAGSTREAM_STORE": store}).start()
+    try:
+        _kill_and_restart(worker)
+    finally:
+        worker.stop()
+
+
+def _kill_and_restart(worker: WorkerProc) -> None:
     a = f"u-{uuid.uuid4().hex[:10]}"
     t = now_ms()
     worker.produce("clickstream", [click(a, "product_view", t + i) for i in range(3)])
