@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     rules_path: Path | None = Field(None, description="Rule file or folder; default: the shipped retail rules.")
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     data_dir: Path = Path(".tagstream-data")
+    standby_replicas: int = Field(1, ge=0, description="Warm copies of each state partition on other workers.")
     loglevel: str = "warn"
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
