@@ -4,6 +4,7 @@
 #
 #   deploy/local/stack.sh up [kafka|redis|prometheus ...]   start (all by default), wait until ready
 #   deploy/local/stack.sh down                                stop what `up` started
+#   deploy/local/stack.sh stop kafka|redis|prometheus         stop one service (data kept; `up` restarts it)
 #   deploy/local/stack.sh status                              what runs, where the logs are
 #   deploy/local/stack.sh resolve                             only resolve and cache the Kafka jars
 #
@@ -198,6 +199,10 @@ case "$cmd" in
   down)
     for s in prometheus redis kafka; do stop_one "$s"; done
     if [ "${1:-}" = "--wipe" ]; then rm -rf "$stack_dir"; log "wiped $stack_dir"; fi
+    ;;
+  stop)
+    [ $# -gt 0 ] || die "stop which service? (kafka, redis, prometheus)"
+    for s in "$@"; do stop_one "$s"; done
     ;;
   status)
     for s in kafka redis prometheus; do
