@@ -136,13 +136,16 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                clock: Clock | None = None) -> tuple[faust.App, Runtime]:
     """Builds the Faust app for ``settings`` and ``rules``."""
     ks = settings.kafka
-    broker_credentials = None
+    broker_credentials: Any = None
     if ks.sasl_mechanism:
         broker_credentials = faust.SASLCredentials(
             username=ks.sasl_username or "",
             password=ks.sasl_password.get_secret_value() if ks.sasl_password else "",
             mechanism=ks.sasl_mechanism,
+            ssl_context=ks.ssl_context(),
         )
+    elif ks.protocol() == "SSL":
+        broker_credentials = faust.SSLCredentials(ks.ssl_context())
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{ks.bootstrap_servers}",
@@ -170,9 +173,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     rt = Runtime(settings, rules, engine, metrics, clock)
     rs = settings.redis
     rt.redis_sink = RedisTagSink(
-        aioredis.from_url(rs.url, username=rs.username,
-                          password=rs.password.get_secret_value() if rs.password else None,
-                          socket_timeout=rs.timeout_ms / 1000, socket_connect_timeout=rs.timeout_ms / 1000),
+        aioredis.from_url(rs.url, **rs.client_options(), socket_timeout=rs.timeout_ms / 1000,
+                          socket_connect_timeout=rs.timeout_ms / 1000),
         prefix=rs.key_prefix, metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
     source_by_topic = {topic: source for source, topic in ks.source_topics().items()}
 

@@ -87,8 +87,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
     from .sinks import audience_key, tags_key
 
     rs = _settings().redis
-    client = redis.Redis.from_url(rs.url, username=rs.username,
-                                  password=rs.password.get_secret_value() if rs.password else None)
+    client = redis.Redis.from_url(rs.url, **rs.client_options())
     if args.audience:
         members = sorted(m.decode() for m in client.smembers(audience_key(rs.key_prefix, args.audience)))
         print(f"{args.audience}: {len(members)} customers")

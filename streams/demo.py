@@ -141,8 +141,7 @@ def _report(settings: Settings, s: dict[str, list[tuple[dict[str, str], float]]]
 
     print("== 5/5 results", flush=True)
     rs = settings.redis
-    client = redis.Redis.from_url(rs.url, username=rs.username,
-                                  password=rs.password.get_secret_value() if rs.password else None)
+    client = redis.Redis.from_url(rs.url, **rs.client_options())
     rules = settings.load_rules()
     print("   audiences (Redis sets tagstream:tag:{tag}):")
     for tag in rules.tags:

@@ -3,6 +3,7 @@ nesting with ``__``, e.g. ``TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS``). Nothing else 
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,17 +29,37 @@ class KafkaSettings(_Frozen):
     linger_ms: int = Field(5, ge=0, description="Producer batching delay (tag changes, repartitioned events).")
     session_timeout_ms: int = Field(
         10_000, ge=1_000, description="A crashed worker's partitions move after this long without heartbeats.")
-    security_protocol: str = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: Path | None = None
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
 
+    def protocol(self) -> str:
+        """The effective security protocol (a SASL mechanism without SSL means SASL_PLAINTEXT)."""
+        if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
+            return "SASL_SSL" if self.security_protocol == "SSL" else "SASL_PLAINTEXT"
+        return self.security_protocol
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.protocol():
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                                  certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                                  keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None)
+
     def client_options(self) -> dict[str, Any]:
         """Security options for aiokafka clients (admin, producers) beside Faust's own."""
-        if self.security_protocol == "PLAINTEXT" and not self.sasl_mechanism:
+        protocol = self.protocol()
+        if protocol == "PLAINTEXT":
             return {}
-        protocol = self.security_protocol if self.security_protocol != "PLAINTEXT" else "SASL_PLAINTEXT"
         opts: dict[str, Any] = {"security_protocol": protocol}
+        if "SSL" in protocol:
+            opts["ssl_context"] = self.ssl_context()
         if self.sasl_mechanism:
             opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
                         sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None)
@@ -52,8 +73,18 @@ class KafkaSettings(_Frozen):
 class RedisSettings(_Frozen):
     url: str = "redis://127.0.0.1:6379/0"
     username: str | None = Field(None, description="Redis ACL user (Redis 6+); or put it in the URL.")
+    ssl_ca_certs: Path | None = Field(None, description="CA (PEM) for rediss:// URLs.")
     password: SecretStr | None = None
     key_prefix: str = "tagstream"
+
+    def client_options(self) -> dict[str, Any]:
+        """Credentials and TLS options for redis-py's ``from_url`` (sync or asyncio)."""
+        opts: dict[str, Any] = {"username": self.username,
+                                "password": self.password.get_secret_value() if self.password else None}
+        if self.ssl_ca_certs:
+            opts["ssl_ca_certs"] = str(self.ssl_ca_certs)
+        return opts
+
     retry_backoff_max_ms: int = Field(5_000, ge=10)
     timeout_ms: int = Field(5_000, ge=10, description="A Redis call that takes longer fails and is retried.")
 

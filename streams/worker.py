@@ -33,6 +33,6 @@ def run_worker(settings: Settings) -> None:
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
                  settings.metrics.port)
     print(f"tagstream worker: rules {rules.version} ({len(rules.features)} features, {len(rules.tags)} tags), "
-          f"kafka {ks.bootstrap_servers} ({ks.security_protocol if not ks.sasl_mechanism else ks.sasl_mechanism}), "
+          f"kafka {ks.bootstrap_servers} ({ks.protocol()}{' ' + ks.sasl_mechanism if ks.sasl_mechanism else ''}), "
           f"redis {settings.redis.url.split('@')[-1]}", flush=True)  # never the credentials
     faust.Worker(app, loglevel=settings.loglevel, quiet=True).execute_from_commandline()

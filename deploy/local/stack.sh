@@ -14,6 +14,8 @@
 #   KAFKA_PORT / KAFKA_CONTROLLER_PORT                    (default: 9092 / 9093)
 #   KAFKA_PARTITIONS         default partitions of auto-created topics (default: 4)
 #   KAFKA_SASL_PORT          also open a SASL_PLAINTEXT listener with SCRAM-SHA-256/512 there
+#   KAFKA_SSL_PORT           also open an SSL listener there (self-signed cert for 127.0.0.1,
+#                            CA for clients: $TAGSTREAM_STACK_DIR/tls/ca.pem)
 #   KAFKA_SCRAM_USER / KAFKA_SCRAM_PASSWORD   its user, created when storage is formatted
 #                            (default: tagstream / tagstream-secret)
 #   REDIS_PORT                                            (default: 6379)
@@ -29,6 +31,7 @@ kafka_port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-9093}
 partitions=${KAFKA_PARTITIONS:-4}
 sasl_port=${KAFKA_SASL_PORT:-}
+ssl_port=${KAFKA_SSL_PORT:-}
 scram_user=${KAFKA_SCRAM_USER:-tagstream}
 scram_password=${KAFKA_SCRAM_PASSWORD:-tagstream-secret}
 redis_port=${REDIS_PORT:-6379}
@@ -92,6 +95,19 @@ resolve_kafka() {
   touch "$jars_dir/.complete"
 }
 
+make_tls() { # a self-signed certificate for 127.0.0.1 (local stack and tests only)
+  local d=$stack_dir/tls
+  [ -f "$d/kafka.p12" ] && return 0
+  need openssl "install openssl (Debian: apt-get install openssl)"
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/key.pem" -out "$d/ca.pem" -days 365 \
+    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1 ||
+    die "openssl could not make a certificate"
+  cp "$d/ca.pem" "$d/cert.pem"
+  openssl pkcs12 -export -in "$d/cert.pem" -inkey "$d/key.pem" -out "$d/kafka.p12" -name kafka \
+    -passout pass:tagstream-local || die "openssl could not make the Kafka keystore"
+}
+
 kafka_ready() { grep -q "Kafka Server started" "$stack_dir/logs/kafka.log" 2>/dev/null && port_open "$kafka_port"; }
 
 start_kafka() {
@@ -102,6 +118,19 @@ start_kafka() {
   sed -e "s#@KAFKA_PORT@#$kafka_port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" \
       -e "s#@DATA_DIR@#$data#g" -e "s#@PARTITIONS@#$partitions#g" \
       "$repo/deploy/kafka/server.properties.in" >"$conf"
+  if [ -n "$ssl_port" ]; then
+    make_tls
+    sed -i -e "s#^listeners=\(.*\)#listeners=\1,SSL://127.0.0.1:$ssl_port#" \
+           -e "s#^advertised.listeners=\(.*\)#advertised.listeners=\1,SSL://127.0.0.1:$ssl_port#" \
+           -e "s#^listener.security.protocol.map=\(.*\)#listener.security.protocol.map=\1,SSL:SSL#" \
+           "$conf"
+    cat >>"$conf" <<PROPS
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$stack_dir/tls/kafka.p12
+ssl.keystore.password=tagstream-local
+ssl.key.password=tagstream-local
+PROPS
+  fi
   local scram_args=()
   if [ -n "$sasl_port" ]; then
     # A second listener with SASL/SCRAM for clients; brokers and controller stay on PLAINTEXT.

@@ -40,6 +40,8 @@ class Stack:
     dir: Path
     sasl_bootstrap: str = ""
     """A SASL_PLAINTEXT listener of the same broker (SCRAM user tagstream / tagstream-secret)."""
+    ssl_bootstrap: str = ""
+    """An SSL listener of the same broker; its CA is ``dir / "tls" / "ca.pem"``."""
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +49,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     d = tmp_path_factory.mktemp("stack")
     env = dict(os.environ, TAGSTREAM_STACK_DIR=str(d), KAFKA_PORT=str(free_port()),
                KAFKA_CONTROLLER_PORT=str(free_port()), REDIS_PORT=str(free_port()), KAFKA_PARTITIONS="2",
-               KAFKA_SASL_PORT=str(free_port()), KAFKA_SCRAM_USER="tagstream", KAFKA_SCRAM_PASSWORD="tagstream-secret")
+               KAFKA_SASL_PORT=str(free_port()), KAFKA_SCRAM_USER="tagstream", KAFKA_SCRAM_PASSWORD="tagstream-secret",
+               KAFKA_SSL_PORT=str(free_port()))
     up = subprocess.run(["bash", str(STACK), "up", "kafka", "redis"], env=env, capture_output=True, text=True)
     if up.returncode != 0:
         subprocess.run(["bash", str(STACK), "down"], env=env)
         pytest.fail(f"local stack did not start:\n{up.stdout}\n{up.stderr}")
     try:
         yield Stack(f"127.0.0.1:{env['KAFKA_PORT']}", f"redis://127.0.0.1:{env['REDIS_PORT']}/0", d,
-                    f"127.0.0.1:{env['KAFKA_SASL_PORT']}")
+                    f"127.0.0.1:{env['KAFKA_SASL_PORT']}", f"127.0.0.1:{env['KAFKA_SSL_PORT']}")
     finally:
         subprocess.run(["bash", str(STACK), "down"], env=env, capture_output=True)
 

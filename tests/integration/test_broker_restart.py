@@ -42,7 +42,7 @@ def stack_cmd(stack: Stack, *args: str) -> None:
             for part in line.split("=", 1)[1].split(","):
                 name, _, port = part.rpartition(":")
                 key = {"PLAINTEXT://127.0.0.1": "KAFKA_PORT", "CONTROLLER://127.0.0.1": "KAFKA_CONTROLLER_PORT",
-                       "SASL_PLAINTEXT://127.0.0.1": "KAFKA_SASL_PORT"}[name]
+                       "SASL_PLAINTEXT://127.0.0.1": "KAFKA_SASL_PORT", "SSL://127.0.0.1": "KAFKA_SSL_PORT"}[name]
                 env[key] = port
     subprocess.run(["bash", str(STACK), *args], env=env, check=True, capture_output=True)
 

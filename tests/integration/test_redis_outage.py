@@ -61,7 +61,7 @@ def test_redis_outage_loses_nothing(stack: Stack, own_redis: OwnRedis) -> None:
         w.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, before))
         own_redis.stop()  # Redis goes away mid-stream
         w.produce("pos", [pos_sale(c, 700.0, now_ms()) for c in during])
-        time.sleep(8)
+        time.sleep(30)  # Redis stays away for 30 s
         w.assert_alive()
         text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         errors = [ln for ln in text.splitlines() if ln.startswith("tagstream_redis_errors_total ")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from .conftest import Stack, WorkerProc, now_ms
+from .conftest import Stack, WorkerProc, free_port, now_ms
 from .test_pipeline import of, pos_sale
 from .test_redis_outage import OwnRedis
 
@@ -46,3 +46,32 @@ def test_worker_over_sasl_scram_and_a_redis_acl_user(stack: Stack, tmp_path: Pat
     finally:
         w.stop()
         own.stop()
+
+
+def test_worker_over_tls_to_kafka_and_redis(stack: Stack, tmp_path: Path) -> None:
+    """Kafka's SSL listener and a TLS-only Redis, both with the stack's self-signed CA."""
+    tls = stack.dir / "tls"
+    port = free_port()
+    redis_tls = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port),
+                                  "--tls-cert-file", str(tls / "cert.pem"), "--tls-key-file", str(tls / "key.pem"),
+                                  "--tls-ca-cert-file", str(tls / "ca.pem"), "--tls-auth-clients", "no",
+                                  "--dir", str(tmp_path), "--save", ""],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = f"tls-{uuid.uuid4().hex[:6]}"
+    w = WorkerProc(stack, name, extra_env={
+        "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": stack.ssl_bootstrap,  # TLS only on this port
+        "TAGSTREAM_KAFKA__SECURITY_PROTOCOL": "SSL",
+        "TAGSTREAM_KAFKA__SSL_CAFILE": str(tls / "ca.pem"),
+        "TAGSTREAM_REDIS__URL": f"rediss://127.0.0.1:{port}/0",
+        "TAGSTREAM_REDIS__SSL_CA_CERTS": str(tls / "ca.pem"),
+    }).start()
+    try:
+        a = f"u-{uuid.uuid4().hex[:8]}"
+        w.produce("pos", [pos_sale(a, 800.0, now_ms())])
+        w.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))
+        r = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(tls / "ca.pem"))
+        assert r.hexists(f"it-{name}:tags:{a}", "big_spender")
+    finally:
+        w.stop()
+        redis_tls.terminate()
+        redis_tls.wait(timeout=20)
