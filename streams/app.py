@@ -287,18 +287,41 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         for ev in events:
             by_key.setdefault(ev.message.key, []).append(ev)
         published: list[tuple[dict[str, Any], int | None]] = []
+        updated: list[tuple[bytes, CustomerState, Any]] = []
         for key, evs in by_key.items():
             try:
-                published += process_customer(key, evs)
+                changes, state = process_customer(key, evs)
             except Exception as exc:
                 log.exception("customer processing failed for %r", key)
                 for ev in evs:
                     await dead_letter(ev.message, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
+                continue
+            published += changes
+            if state is not None:
+                updated.append((key, state, evs[-1]))
         if published:
             await publish(published)
+        # Only now do the new states go to the changelog. A crash before this point replays the
+        # batch from the old state and publishes the same changes again (same change_id); the
+        # other order could persist a state whose tag changes never reached the tag topic.
+        for key, state, last in updated:
+            save(key, state, last)
 
-    def process_customer(key: bytes, evs: list[Any]) -> list[tuple[dict[str, Any], int | None]]:
-        """Applies one customer's records of a batch; returns (change, source Kafka ts or None)."""
+    def save(key: bytes, state: CustomerState, last: Any) -> None:
+        keep = bool(state.features or state.tags)
+        # faust only writes a table (and its changelog, to the record's partition) inside stream
+        # iteration (faust-streaming #497); take_events() is not, so we name the record ourselves.
+        with current_event_as(last):
+            if keep:
+                customers[key] = state
+            elif key in customers:
+                del customers[key]  # nothing left to remember: keep the state bounded
+        rt.due.schedule(key, state.due_ms if keep else None)
+
+    def process_customer(key: bytes, evs: list[Any]) -> tuple[list[tuple[dict[str, Any], int | None]],
+                                                               CustomerState | None]:
+        """Applies one customer's records of a batch; returns its changes (with the source
+        record's Kafka timestamp, or None for clock-driven ones) and its new state."""
         state: CustomerState | None = customers.get(key)
         out: list[tuple[dict[str, Any], int | None]] = []
         for ev in evs:
@@ -319,18 +342,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             if outcome.late:
                 m.events_late.labels(obj["source"]).inc()
             out += [(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]
-        if state is None:
-            return out
-        keep = bool(state.features or state.tags)
-        # faust only writes a table (and its changelog, to the record's partition) inside stream
-        # iteration (faust-streaming #497); take_events() is not, so we name the record ourselves.
-        with current_event_as(evs[-1]):
-            if keep:
-                customers[key] = state
-            elif key in customers:
-                del customers[key]  # nothing left to remember: keep the state bounded
-        rt.due.schedule(key, state.due_ms if keep else None)
-        return out
+        return out, state
 
     async def publish(changes: list[tuple[dict[str, Any], int | None]]) -> None:
         sink = rt.redis_sink
@@ -338,8 +350,10 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         for c, _ in changes:
             sink.add(c)
         await sink.flush()
+        acks = [await app.producer.send(ks.tag_changes_topic, c["customer_id"].encode(), orjson.dumps(c),
+                                        None, None, None) for c, _ in changes]
+        await asyncio.gather(*acks)  # on the tag topic before the new state is saved
         for c, _ in changes:
-            await produce(ks.tag_changes_topic, c["customer_id"].encode(), orjson.dumps(c))
             m.tag_changes.labels(c["tag"], c["op"], c["cause"]).inc()
         done_s = rt.clock.now_ms() / 1000
         for c, src_ts_ms in changes:
