@@ -30,6 +30,7 @@ from typing import Any
 import faust
 import orjson
 import redis.asyncio as aioredis
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import MessageSizeTooLargeError
 from faust import streams as faust_streams
 from faust.serializers import codecs
@@ -67,6 +68,7 @@ DLQ_MAX_RECORD_BYTES = 8 * 1024 * 1024
 """Largest dead-letter record (the producer's max request size and the DLQ topic's
 max.message.bytes are set to it): a source record the broker took (≤ 1 MB, or a well
 compressed bigger one) fits whole with its headers."""
+KAFKA_PROBE_INTERVAL_S = 3.0
 SAFE_RECORD_BYTES = 900_000
 """Under Kafka's 1 MB default record limit, headers included."""
 DLQ_MAX_KEY_BYTES = 16_384
@@ -371,6 +373,25 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             await produce(customer_events_topic, key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
         m.due_index_size.set(len(rt.due))
         m.customers_in_state.set(len(customers.data))
+
+    kafka_probe: dict[str, Any] = {}
+
+    @app.timer(KAFKA_PROBE_INTERVAL_S, name="kafka-probe")
+    async def probe_kafka() -> None:
+        """Readiness also means "the brokers answer": a metadata request on a client of our own."""
+        client = kafka_probe.get("client")
+        try:
+            if client is None:
+                client = AIOKafkaClient(bootstrap_servers=ks.bootstrap_servers, client_id=f"{settings.app_id}-probe",
+                                        **ks.client_options())
+                await asyncio.wait_for(client.bootstrap(), KAFKA_PROBE_INTERVAL_S)
+                kafka_probe["client"] = client
+            await asyncio.wait_for(client.fetch_all_metadata(), KAFKA_PROBE_INTERVAL_S)
+            rt.health.kafka_ok = True
+        except Exception as exc:  # any failure: not ready, say why in the log once
+            if rt.health.kafka_ok:
+                log.warning("kafka does not answer (%r): not ready", exc)
+            rt.health.kafka_ok = False
 
     async def rebuild_due_index() -> None:
         """After recovery the table holds exactly the partitions we own: re-index them all."""

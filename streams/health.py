@@ -24,6 +24,7 @@ class Health:
     recovered: bool = False
     """Partitions assigned and state recovered (False again while rebalancing)."""
     redis_ok: bool = True
+    kafka_ok: bool = True
 
     def beat(self) -> None:
         self.heartbeat_s = time.monotonic()
@@ -34,8 +35,8 @@ class Health:
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         live, detail = self.live()
-        detail.update(recovered=self.recovered, redis=self.redis_ok)
-        return live and self.recovered and self.redis_ok, detail
+        detail.update(recovered=self.recovered, redis=self.redis_ok, kafka=self.kafka_ok)
+        return live and self.recovered and self.redis_ok and self.kafka_ok, detail
 
 
 def serve(health: Health, *, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPServer:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import orjson
@@ -17,7 +19,7 @@ from streams.features.state import CustomerState
 from streams.generator import RetailGenerator
 from tag_rules import load_rules
 
-from .conftest import STACK, Stack, WorkerProc
+from .conftest import STACK, Stack, WorkerProc, free_port
 from .test_faults import CUSTOMERS, RULES, final_tags
 
 
@@ -50,7 +52,9 @@ def stack_cmd(stack: Stack, *args: str) -> None:
 def test_broker_restart_mid_load_loses_nothing(stack: Stack) -> None:
     events = [e for e in RetailGenerator(seed=11, customers=CUSTOMERS).take(3000) if e.valid]
     want = expected_tags(events)
-    w = WorkerProc(stack, f"broker-{uuid.uuid4().hex[:6]}", rules=RULES).start()
+    port = free_port()
+    w = WorkerProc(stack, f"broker-{uuid.uuid4().hex[:6]}", rules=RULES,
+                   extra_env={"TAGSTREAM_METRICS__PORT": str(port)}).start()
     try:
         half = len(events) // 2
         by_source: dict[str, list[bytes]] = {}
@@ -60,7 +64,9 @@ def test_broker_restart_mid_load_loses_nothing(stack: Stack) -> None:
             w.produce(s, values)
         time.sleep(2)  # the worker is busy with the first half
         stack_cmd(stack, "stop", "kafka")
-        time.sleep(5)  # the broker is away
+        time.sleep(5)  # the broker is away ...
+        status = _readyz(port)
+        assert status == 503, "readiness reflects that Kafka is away"
         stack_cmd(stack, "up", "kafka")
         by_source = {}
         for e in events[half:]:
@@ -76,3 +82,10 @@ def test_broker_restart_mid_load_loses_nothing(stack: Stack) -> None:
         assert {c["op"] for c in changes} == {"add"}  # monotone rules: nothing was ever taken back
     finally:
         w.stop()
+
+
+def _readyz(port: int) -> int:
+    try:
+        return int(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)

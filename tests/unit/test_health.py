@@ -38,6 +38,10 @@ def test_liveness_readiness_and_metrics() -> None:
         status, body = get(port, "/readyz")
         assert status == 503 and json.loads(body)["redis"] is False
         health.redis_ok = True
+        health.kafka_ok = False
+        status, body = get(port, "/readyz")
+        assert status == 503 and json.loads(body)["kafka"] is False
+        health.kafka_ok = True
         health.heartbeat_s -= 1.0  # the event loop stopped beating
         assert get(port, "/livez")[0] == 503 and get(port, "/readyz")[0] == 503
         health.beat()
