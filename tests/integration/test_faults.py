@@ -129,3 +129,47 @@ def _diff(a: dict[str, set[str]], b: dict[str, set[str]]) -> str:
     keys = sorted(set(a) | set(b))
     return "; ".join(f"{k}: {sorted(a.get(k, set()))} vs {sorted(b.get(k, set()))}"
                      for k in keys if a.get(k) != b.get(k))[:2000]
+
+
+def test_worker_stopped_and_restarted_mid_load_changes_no_final_tag(stack: Stack) -> None:
+    """Two workers in one group; one leaves mid-load (rebalance) and comes back (rebalance)."""
+    from .test_broker_restart import expected_tags
+
+    events = [e for e in RetailGenerator(seed=13, customers=CUSTOMERS).take(4000) if e.valid]
+    want = expected_tags(events)
+    name = f"faults-rb-{uuid.uuid4().hex[:6]}"
+    ports = [free_port(), free_port()]
+    a, b = (WorkerProc(stack, name, rules=RULES, instance=str(i + 1),
+                       extra_env={"TAGSTREAM_METRICS__PORT": str(ports[i])}) for i in range(2))
+    a.start()
+    b.start()
+    try:
+        by_source: dict[str, list[bytes]] = {}
+        for e in events:
+            by_source.setdefault(e.source, []).append(e.value)
+        for s, values in by_source.items():
+            a.produce(s, values[: len(values) // 2])
+        deadline = time.monotonic() + 120
+        while True:  # both are working; then b leaves in the middle of the load
+            try:
+                if processed(ports[0]) + processed(ports[1]) >= len(events) // 4:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, a.tail() + b.tail()
+            time.sleep(0.05)
+        b.stop()
+        for s, values in by_source.items():
+            a.produce(s, values[len(values) // 2:])
+        time.sleep(2)
+        b.start()  # ... and comes back while a still works through the backlog
+        deadline = time.monotonic() + 180
+        while (got := final_tags(a)) != want:
+            a.assert_alive()
+            assert time.monotonic() < deadline, f"final tags differ: {_diff(want, got)}"
+            time.sleep(1)
+        changes = [orjson.loads(r.value) for r in a.consume("tags", until=quiet_for(6))]
+        assert histories(changes, dedupe=True) == {(c, t): ["add"] for c, tags in want.items() for t in tags}
+    finally:
+        a.stop()
+        b.stop()
