@@ -114,8 +114,8 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
             except subprocess.TimeoutExpired:
                 worker.kill()
     print("\nThe stack is still running: Prometheus on http://127.0.0.1:9090, Redis, Kafka.\n"
-          "Look around with `tagstream tags c000001` or `tagstream tags --audience high_value`;\n"
-          "stop everything with `tagstream stack down`.")
+          "Look around with `.venv/bin/tagstream tags c000001` or `.venv/bin/tagstream tags --audience high_value`;\n"
+          "stop everything with `bash deploy/local/stack.sh down`.")
     return 0
 
 
