@@ -191,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except RuntimeError as exc:  # unreachable broker, failed topic creation: say it in one line
+        print(f"tagstream {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

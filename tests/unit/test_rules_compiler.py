@@ -123,3 +123,4 @@ def test_imports_go_one_way() -> None:
     for f in Path(__file__).resolve().parents[2].joinpath("schemas").glob("*.py"):
         src = f.read_text()
         assert "import tag_rules" not in src and "from tag_rules" not in src and "from streams" not in src, f
+
