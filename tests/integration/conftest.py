@@ -87,7 +87,7 @@ class WorkerProc:
             **os.environ,
             "TAGSTREAM_APP_ID": self.prefix,
             "TAGSTREAM_RULES_PATH": str(self.rules),
-            "TAGSTREAM_DATA_DIR": str(self.stack.dir / f"data-{self.name}"),
+            "TAGSTREAM_DATA_DIR": str(self.stack.dir / f"data-{self.name}-{self.instance}"),
             "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": self.stack.bootstrap,
             "TAGSTREAM_KAFKA__CLICKSTREAM_TOPIC": self.topic("clickstream"),
             "TAGSTREAM_KAFKA__POS_TOPIC": self.topic("pos"),

@@ -139,8 +139,10 @@ def test_worker_stopped_and_restarted_mid_load_changes_no_final_tag(stack: Stack
     want = expected_tags(events)
     name = f"faults-rb-{uuid.uuid4().hex[:6]}"
     ports = [free_port(), free_port()]
+    # several workers: the RocksDB store (see docs/operations.md on memory:// and rebalances)
     a, b = (WorkerProc(stack, name, rules=RULES, instance=str(i + 1),
-                       extra_env={"TAGSTREAM_METRICS__PORT": str(ports[i])}) for i in range(2))
+                       extra_env={"TAGSTREAM_METRICS__PORT": str(ports[i]), "TAGSTREAM_STORE": "rocksdb://"})
+            for i in range(2))
     a.start()
     b.start()
     try:

@@ -8,11 +8,15 @@ import uuid
 from .conftest import Stack, WorkerProc, now_ms
 from .test_pipeline import click, of, pos_sale
 
+# Partitions move between workers here: the local RocksDB store (plus its changelog) is what a
+# multi-worker deployment uses; faust's memory:// store can drop recovered keys on rebalance.
+STORE = {"TAGSTREAM_STORE": "rocksdb://"}
+
 
 def test_tags_and_due_times_survive_a_rebalance(stack: Stack) -> None:
     name = f"rebalance-{uuid.uuid4().hex[:6]}"
-    a = WorkerProc(stack, name).start()
-    b = WorkerProc(stack, name, instance="2")  # same app id, topics and prefix: one consumer group
+    a = WorkerProc(stack, name, extra_env=dict(STORE)).start()
+    b = WorkerProc(stack, name, instance="2", extra_env=dict(STORE))  # same app id etc.: one consumer group
     try:
         customers = [f"u-{uuid.uuid4().hex[:8]}" for _ in range(12)]  # spread over both partitions
         t = now_ms()
