@@ -35,11 +35,19 @@ def log(msg: str) -> None:
 
 
 def free_port() -> int:
+    """A free loopback port below the ephemeral range (32768+), where no client socket lands."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass

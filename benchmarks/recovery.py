@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,13 +28,9 @@ from aiokafka import AIOKafkaProducer
 from streams.features.state import CustomerState
 from streams.produce import ensure_topics
 
+from .common import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sample_state(i: int, now_ms: int) -> CustomerState:

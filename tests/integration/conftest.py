@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,10 +28,25 @@ STACK = REPO / "deploy" / "local" / "stack.sh"
 RULES = Path(__file__).with_name("rules")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range (32768+), so no outgoing
+    connection (Kafka clients open many) can take it between this check and the server's bind."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,16 @@ class WorkerProc:
                  if not ln.lstrip().startswith(("|", "+"))]
         return "\n".join(lines[-n:])
 
+    def group_tail(self, n: int = 80) -> str:
+        """The ends of the logs of every worker instance of this group (same name)."""
+        logs = sorted(self.stack.dir.glob(f"worker-{self.name}-*.log"))
+        parts = []
+        for log in logs:
+            lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                     if not ln.lstrip().startswith(("|", "+"))]
+            parts.append(f"--- {log.name} ---\n" + "\n".join(lines[-n:]))
+        return "\n".join(parts)
+
     # -- I/O helpers against the real services ------------------------------------------------
 
     def produce(self, source: str, events: list[Any], *, key: bytes | None = None, **options: Any) -> None:
@@ -172,7 +198,7 @@ class WorkerProc:
             finally:
                 await c.stop()
             raise AssertionError(f"timed out after {timeout_s}s on {which}; got {len(out)} records; "
-                                 f"worker log:\n{self.tail()}")
+                                 f"worker logs:\n{self.group_tail()}")
 
         return asyncio.run(run())
 
