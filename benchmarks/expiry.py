@@ -53,6 +53,8 @@ from typing import Any
 import orjson
 import yaml
 
+from streams.envelope import decode_envelope
+
 REPO = Path(__file__).resolve().parents[1]
 RULES = Path(__file__).with_name("expiry_rules.yaml")
 RESULTS = Path(__file__).with_name("results")
@@ -264,7 +266,7 @@ class Phase:
             await c.stop()
 
     async def count_ticks(self, t0_wall: int, t1_wall: int) -> tuple[int, int, int]:
-        """(ticks, ticks sent during [t0_wall, t1_wall], all records) in the worker's internal
+        """(ticks, ticks sent during [t0_wall, t1_wall], all items) in the worker's internal
         customer topic, read to its end."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -283,10 +285,11 @@ class Phase:
                 batch = await c.getmany(timeout_ms=1000, max_records=20000)
                 for tp, recs in batch.items():
                     for r in recs:
-                        total += 1
-                        if b'"tick":' in r.value:
-                            ticks += 1
-                            in_load += t0_wall <= r.timestamp <= t1_wall
+                        for item in decode_envelope(r.value):  # an envelope of events or ticks
+                            total += 1
+                            if "tick" in item:
+                                ticks += 1
+                                in_load += t0_wall <= r.timestamp <= t1_wall
                     if recs and recs[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
             return ticks, in_load, total

@@ -2,12 +2,13 @@
 
     events.clickstream ┐                          ┌─> Redis  tagstream:tags:{id}, tagstream:tag:{tag}
     events.pos         ├─ ingest ─> customer-events ─ customers ─┤
-    events.orders      ┘   │       (keyed by customer id)  ▲     └─> tags.changes
+    events.orders      ┘   │   (envelopes per partition)   ▲     └─> tags.changes
                            └─> events.deadletter           │
-                                        due-time timer ────┘ (ticks, keyed by customer id)
+                                        due-time timer ────┘ (ticks, in envelopes too)
 
 * ``ingest`` decodes raw bytes (orjson/pydantic-core, no faust.Record), validates, normalizes to
-  the canonical event and repartitions it by customer id. Bad input goes to the dead-letter
+  the canonical event and repartitions it by customer id: one record per customer partition
+  and batch (an *envelope*, see ``envelope.py``), not one per event. Bad input goes to the dead-letter
   topic with its original bytes and the reason in headers; it never stops the worker.
 * ``customers`` owns the per-customer state (a Faust table backed by its changelog topic): it
   folds the event in, evaluates the rules, publishes tag changes and reschedules the customer
@@ -42,6 +43,7 @@ from tag_rules.compiler import CompiledRuleSet
 from .clock import Clock, ScaledClock, WallClock
 from .due import DueIndex
 from .engine import TagEngine
+from .envelope import EnvelopeBuilder, decode_envelope
 from .features.state import CustomerState
 from .health import Health
 from .metrics import Metrics
@@ -99,6 +101,19 @@ def current_event_as(event: Any) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One item of an envelope, dead-lettered alone with its envelope's coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -235,13 +250,15 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     customer_events_topic = customer_events.get_topic_name()
 
-    async def produce(topic: str, key: bytes, value: bytes) -> None:
+    async def send_envelopes(out: EnvelopeBuilder) -> None:
         # Straight to the producer: our values are bytes already, so faust's Topic.send layers
         # (serializer registry, FutureMessage, callbacks) were pure overhead (py-spy: ~10 %).
         # faust flushes this producer before it commits offsets, so at-least-once holds.
-        await app.producer.send(topic, key, value, None, None, None)
+        for partition, value in out.records():
+            await app.producer.send(customer_events_topic, None, value, partition, None, None)
 
     batch_max = settings.engine.batch_max
+    envelopes_max = settings.engine.envelopes_max
     batch_within_s = settings.engine.batch_within_ms / 1000
 
     def validate(msg: Any, source: str) -> dict[str, Any]:
@@ -260,6 +277,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     @app.agent(sources, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_max, within=batch_within_s):
+            out = EnvelopeBuilder(ks.partitions)
             for ev in events:
                 msg = ev.message
                 source = source_by_topic.get(msg.topic, msg.topic)
@@ -270,37 +288,49 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                     if customer_id is None:
                         m.events_anonymous.labels(source).inc()
                         continue
-                    await produce(customer_events_topic, customer_id.encode(), orjson.dumps(canonical))
+                    out.add(customer_id.encode(), orjson.dumps(canonical))
                 except EventDecodeError as exc:
                     await dead_letter(msg, source, exc.reason, exc.message)
                 except Exception as exc:  # never let one record stop the worker
                     log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                     await dead_letter(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
+            await send_envelopes(out)  # one record per customer partition, not one per event
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT) -> None:
         # Batches: each customer's state is read once, updated by all its records in order,
         # and written (one changelog record) once per batch; one Redis round trip per batch.
-        async for events in stream.take_events(batch_max, within=batch_within_s):
+        async for events in stream.take_events(envelopes_max, within=batch_within_s):
             await process_batch(events)
 
     async def process_batch(events: list[Any]) -> None:
-        by_key: dict[bytes, list[Any]] = {}
+        by_key: dict[bytes, list[dict[str, Any]]] = {}
+        record_of: dict[bytes, Any] = {}  # the (last) record that carried the customer's items
         for ev in events:
-            by_key.setdefault(ev.message.key, []).append(ev)
+            try:
+                items = decode_envelope(ev.message.value)
+            except ValueError as exc:
+                await dead_letter(ev.message, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
+                continue
+            for obj in items:
+                key = obj["customer_id"].encode()
+                by_key.setdefault(key, []).append(obj)
+                record_of[key] = ev
         published: list[tuple[dict[str, Any], int | None]] = []
         updated: list[tuple[bytes, CustomerState, Any]] = []
-        for key, evs in by_key.items():
+        for key, objs in by_key.items():
             try:
-                changes, state = process_customer(key, evs)
+                changes, state = process_customer(key, objs)
             except Exception as exc:
                 log.exception("customer processing failed for %r", key)
-                for ev in evs:
-                    await dead_letter(ev.message, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
+                msg = record_of[key].message
+                for obj in objs:  # the customer's own items, with the envelope's coordinates
+                    item = ItemRecord(msg.topic, msg.partition, msg.offset, msg.timestamp, key, orjson.dumps(obj))
+                    await dead_letter(item, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
                 continue
             published += changes
             if state is not None:
-                updated.append((key, state, evs[-1]))
+                updated.append((key, state, record_of[key]))
         if published:
             await publish(published)
         # Only now do the new states go to the changelog. A crash before this point replays the
@@ -320,14 +350,13 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                 del customers[key]  # nothing left to remember: keep the state bounded
         rt.due.schedule(key, state.due_ms if keep else None)
 
-    def process_customer(key: bytes, evs: list[Any]) -> tuple[list[tuple[dict[str, Any], int | None]],
-                                                               CustomerState | None]:
-        """Applies one customer's records of a batch; returns its changes (with the source
-        record's Kafka timestamp, or None for clock-driven ones) and its new state."""
+    def process_customer(key: bytes, objs: list[dict[str, Any]]) -> tuple[
+            list[tuple[dict[str, Any], int | None]], CustomerState | None]:
+        """Applies one customer's items (events and ticks) of a batch; returns its changes (with
+        the source record's Kafka timestamp, or None for clock-driven ones) and its new state."""
         state: CustomerState | None = customers.get(key)
         out: list[tuple[dict[str, Any], int | None]] = []
-        for ev in evs:
-            obj = orjson.loads(ev.message.value)
+        for obj in objs:
             now_ms = rt.clock.now_ms()
             tick = obj.get("tick")
             if tick is not None:
@@ -369,8 +398,10 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         rt.health.beat()
         rt.health.redis_ok = rt.redis_sink is None or rt.redis_sink.healthy
         now_ms = rt.clock.now_ms()
+        out = EnvelopeBuilder(ks.partitions)
         for key, due_ms in rt.due.pop_due(now_ms):
-            await produce(customer_events_topic, key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+            out.add(key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+        await send_envelopes(out)
         m.due_index_size.set(len(rt.due))
         m.customers_in_state.set(len(customers.data))
 

@@ -104,7 +104,10 @@ class EngineSettings(_Frozen):
     dedup_horizon_ms: int = Field(
         86_400_000, ge=0, description="An event id seen again within this long counts once (0: off).")
     dedup_max_ids: int = Field(1000, ge=1, description="Event ids remembered per customer (oldest forgotten).")
-    batch_max: int = Field(500, ge=1, description="Records per processing batch (per agent).")
+    batch_max: int = Field(500, ge=1, description="Source records per ingest batch.")
+    envelopes_max: int = Field(
+        16, ge=1, description="Customer-topic records (envelopes of up to batch_max events each) per "
+                              "customer batch.")
     batch_within_ms: int = Field(5, ge=1, description="How long a batch waits to fill up.")
     clock_speed: float = Field(
         1.0, gt=0, description="Engine clock speed relative to real time; benchmarks only (1 = wall clock).")
