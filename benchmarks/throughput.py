@@ -1,7 +1,7 @@
 """Side-by-side throughput benchmark (GitHub issue 4): raw limit (a), a plain Faust baseline (b)
 and the tagstream worker (c), one process each, on the same pre-produced topics.
 
-    python -m benchmarks.throughput [--events 200000] [--customers 100000] [--only a,b,c]
+    python -m benchmarks.throughput [--events 200000] [--customers 100000] [--only a,f,b,c]
                                     [--rates 1000,10000] [--rate-seconds 20]
 
 See benchmarks/README.md for what each column means.
@@ -43,15 +43,22 @@ LATENCY = "tagstream_event_to_tag_latency_seconds"
 # -- (a) raw ---------------------------------------------------------------------------------------------
 
 
-def run_raw(load: Load, events: int, logs: Path) -> dict[str, Any]:
-    log("(a) raw: aiokafka getmany + orjson.loads, fresh process")
-    argv = [sys.executable, "-m", "benchmarks.raw_consumer", "--bootstrap", load.bootstrap,
+FLOORS = {"a": ("raw", "benchmarks.raw_consumer", "aiokafka getmany + orjson.loads"),
+          "f": ("faust floor", "benchmarks.faust_floor", "Faust agent, take_events + orjson.loads, nothing else")}
+
+
+def run_raw(load: Load, events: int, logs: Path, column: str = "a") -> dict[str, Any]:
+    """Columns (a) and (f): a self-measuring consumer that decodes every value and does nothing else."""
+    name, module, what = FLOORS[column]
+    log(f"({column}) {name}: {what}, fresh process")
+    argv = [sys.executable, "-m", module, "--bootstrap", load.bootstrap,
             "--topics", ",".join(load.topics.values()), "--expect", str(events)]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=common.REPO, timeout=900)
-    (logs / "raw.log").write_text(out.stdout + out.stderr)
+    (logs / f"{name.replace(' ', '-')}.log").write_text(out.stdout + out.stderr)
     if out.returncode != 0:
-        raise RuntimeError(f"raw consumer failed:\n{out.stdout}\n{out.stderr}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{name} consumer failed:\n{out.stdout}\n{out.stderr}")
+    last = out.stdout.strip().splitlines()[-1]
+    r = json.loads(last[last.index("{"):])  # after any terminal escapes Faust's spinner wrote
     secs = r["t_last"] - r["t_first"]
     res = {
         "events": r["events"],
@@ -63,7 +70,7 @@ def run_raw(load: Load, events: int, logs: Path) -> dict[str, Any]:
         "state_bytes_per_customer": None,
         "bytes_decoded": r["bytes"],
     }
-    log(f"(a) raw: {res['events_per_s']:,.0f} events/s, {res['cpu_s_per_million']:.1f} CPU s per M events")
+    log(f"({column}) {name}: {res['events_per_s']:,.0f} events/s, {res['cpu_s_per_million']:.1f} CPU s per M events")
     return res
 
 
@@ -234,8 +241,9 @@ def cleanup_redis(redis_url: str, prefixes: list[str]) -> int:
 
 
 def table(results: dict[str, Any]) -> str:
-    cols = [c for c in ("a", "b", "c") if c in results]
-    names = {"a": "(a) raw aiokafka+orjson", "b": "(b) plain Faust baseline", "c": "(c) tagstream worker"}
+    cols = [c for c in ("a", "f", "b", "c") if c in results]
+    names = {"a": "(a) raw aiokafka+orjson", "f": "(f) Faust consume floor", "b": "(b) plain Faust baseline",
+             "c": "(c) tagstream worker"}
     rows = [
         ("events/s per process", "events_per_s", "{:,.0f}"),
         ("CPU s per 1M events", "cpu_s_per_million", "{:,.1f}"),
@@ -249,7 +257,7 @@ def table(results: dict[str, Any]) -> str:
     w0 = 26
     w = 26
     lines = ["".join([f"{'':<{w0}}", *[f"{names[c]:>{w}}" for c in cols]])
-             + ("".join(f"{'c/' + o:>8}" for o in ("a", "b") if o in results and "c" in results))]
+             + ("".join(f"{'c/' + o:>8}" for o in ("a", "f", "b") if o in results and "c" in results))]
     for label, key, fmt in rows:
         cells = []
         for c in cols:
@@ -257,7 +265,7 @@ def table(results: dict[str, Any]) -> str:
             cells.append(f"{(fmt.format(v) if v is not None else 'n/a'):>{w}}")
         ratios = ""
         if "c" in results:
-            for o in ("a", "b"):
+            for o in ("a", "f", "b"):
                 if o in results:
                     cv, ov = results["c"].get(key), results[o].get(key)
                     ratios += f"{(f'{cv / ov:.3g}' if cv is not None and ov else 'n/a'):>8}"
@@ -280,26 +288,30 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+COLORS = {"a": "#999999", "f": "#c8b88a", "b": "#d08c60", "c": "#4c72b0"}
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in ("a", "b", "c") if c in results]
-    labels = {"a": "raw\naiokafka+orjson", "b": "plain Faust\nbaseline", "c": "tagstream\nworker"}
+    cols = [c for c in ("a", "f", "b", "c") if c in results]
+    labels = {"a": "raw\naiokafka+orjson", "f": "Faust floor\n(consume only)", "b": "plain Faust\nbaseline",
+              "c": "tagstream\nworker"}
     lat = results.get("c", {}).get("latency") or []
     fig, axes = plt.subplots(1, 3 if lat else 2, figsize=(15 if lat else 10, 4.8))
     ax = axes[0]
     vals = [results[c]["events_per_s"] for c in cols]
-    bars = ax.bar([labels[c] for c in cols], vals, color=["#999999", "#d08c60", "#4c72b0"][: len(cols)])
+    bars = ax.bar([labels[c] for c in cols], vals, color=[COLORS[c] for c in cols])
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
     ax.set_title("Backlog drain throughput (events/s, 1 process)")
     ax.set_ylabel("events/s (log scale)")
     ax.set_yscale("log")
     ax = axes[1]
     vals = [results[c]["cpu_s_per_million"] for c in cols]
-    bars = ax.bar([labels[c] for c in cols], vals, color=["#999999", "#d08c60", "#4c72b0"][: len(cols)])
+    bars = ax.bar([labels[c] for c in cols], vals, color=[COLORS[c] for c in cols])
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
     ax.set_title("CPU seconds per million events")
     ax.set_ylabel("CPU s (log scale)")
@@ -355,6 +367,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if "a" in only:
             res["a"] = run_raw(load, args.events, logs)
+        if "f" in only:
+            res["f"] = run_raw(load, args.events, logs, "f")
         if "b" in only:
             prefixes.append(f"{run_id}-b")
             res["b"] = await run_baseline(load, args.events, rules, args.redis_url, logs, args.baseline_budget)
@@ -380,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=200_000, help="backlog size, the same for a, b and c")
     p.add_argument("--customers", type=int, default=100_000)
-    p.add_argument("--only", default="a,b,c", help="which columns to run, e.g. a,c")
+    p.add_argument("--only", default="a,f,b,c",
+                   help="which columns to run, e.g. a,c (f: the Faust consume-only floor)")
     p.add_argument("--rates", default="1000,10000", help="(c) fixed input rates for the latency phases")
     p.add_argument("--rate-seconds", type=float, default=10.0, help="(c) length of each latency phase")
     p.add_argument("--baseline-budget", type=float, default=300.0,

@@ -40,6 +40,7 @@ from schemas.canonical import to_canonical
 from schemas.decode import EventDecodeError, decode_event
 from tag_rules.compiler import CompiledRuleSet
 
+from . import faust_patches
 from .clock import Clock, ScaledClock, WallClock
 from .due import DueIndex
 from .engine import TagEngine
@@ -74,6 +75,8 @@ KAFKA_PROBE_INTERVAL_S = 3.0
 SAFE_RECORD_BYTES = 900_000
 """Under Kafka's 1 MB default record limit, headers included."""
 DLQ_MAX_KEY_BYTES = 16_384
+CUSTOMER_BUFFER_ENVELOPES = 256
+"""Customer-topic records Faust may hold ahead of the customers agent (each up to 512 KB)."""
 
 
 def dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
@@ -152,6 +155,7 @@ def internal_topics(settings: Settings) -> dict[str, dict[str, str]]:
 def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                clock: Clock | None = None) -> tuple[faust.App, Runtime]:
     """Builds the Faust app for ``settings`` and ``rules``."""
+    faust_patches.install()  # per-batch record delivery (see faust_patches.py)
     ks = settings.kafka
     broker_credentials: Any = None
     if ks.sasl_mechanism:
@@ -181,6 +185,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         producer_linger=settings.kafka.linger_ms / 1000,
         broker_session_timeout=ks.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
+        consumer_max_fetch_size=ks.fetch_max_bytes,
     )
     es = settings.engine
     origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
@@ -195,10 +200,11 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         prefix=rs.key_prefix, metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
     source_by_topic = {topic: source for source, topic in ks.source_topics().items()}
 
-    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw")
+    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw",
+                        maxsize=ks.source_buffer)
     deadletter_topic = ks.deadletter_topic
     customer_events = app.topic(f"{settings.app_id}-customer-events", partitions=ks.partitions, internal=True,
-                                key_serializer="raw", value_serializer="raw")
+                                key_serializer="raw", value_serializer="raw", maxsize=CUSTOMER_BUFFER_ENVELOPES)
     # Faust derives a table's codecs from Record types; our state has its own compact codec, so
     # the table and its (compacted) changelog topic are given it explicitly. Recovery decodes
     # with the topic's codec, writes with the table's: both must say "tagstate".

@@ -27,6 +27,11 @@ class KafkaSettings(_Frozen):
     partitions: int = Field(4, ge=1, description="Partitions of the topics tagstream creates.")
     replication_factor: int = Field(1, ge=1)
     linger_ms: int = Field(5, ge=0, description="Producer batching delay (tag changes, repartitioned events).")
+    fetch_max_bytes: int = Field(
+        8 * 1024 * 1024, ge=65_536,
+        description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")
+    source_buffer: int = Field(
+        32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")
     session_timeout_ms: int = Field(
         10_000, ge=1_000, description="A crashed worker's partitions move after this long without heartbeats.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

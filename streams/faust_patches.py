@@ -1,0 +1,120 @@
+"""One measured change to faust-streaming 0.15's consumer: hand records to the agents per
+fetched batch, not through four new asyncio tasks per record.
+
+faust's ``Consumer._drain_messages`` delivers every fetched record with
+``await self.wait_first(callback(message), self.suspend_flow.wait())``, which wraps the
+delivery, the suspend event and the service's stopped/crashed events in four new tasks, waits
+on them with ``asyncio.wait`` and cancels the losers — per record. py-spy on a Faust app that
+only consumes and decodes (``benchmarks/faust_floor.py``) put ``wait_first`` and the task
+creation under it at about a third of the process's CPU.
+
+The replacement below races the delivery of the *whole batch* against the same events once:
+records are handed to the same callback, in the same order, with the same read-offset, gap and
+commit bookkeeping. When the flow is suspended (a rebalance), delivery stops at that record,
+as before; the records after it are fetched again after faust seeks to the committed offsets
+(it resets its read offsets when it seeks). Commits happen between records, outside the race,
+as they did.
+
+``install()`` is idempotent and checks that the method it replaces is the one it was written
+against (faust-streaming's, by qualified name), so an upgrade that changes it keeps faust's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faust.transport import consumer as faust_consumer
+
+log = logging.getLogger(__name__)
+
+_DONE = "done"
+_COMMIT = "commit"
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - runs in faust's thread
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    flag_consumer_fetching = faust_consumer.CONSUMER_FETCHING
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    sleep = asyncio.sleep
+    yield_every = 100
+    counter = {"since_yield": 0}
+
+    async def deliver(ait: Any) -> str:
+        """Hands the batch's records to the callback; stops early when a commit is due."""
+        while True:
+            if commit_every is not None and self._n_acked >= commit_every:
+                return _COMMIT
+            try:
+                tp, message = await ait.__anext__()
+            except StopAsyncIteration:
+                return _DONE
+            counter["since_yield"] += 1
+            if counter["since_yield"] > yield_every:
+                await sleep(0)
+                counter["since_yield"] = 0
+            offset = message.offset
+            r_offset = get_read_offset(tp)
+            if r_offset is None or offset >= r_offset:
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+                await callback(message)
+                set_read_offset(tp, offset)
+            else:
+                self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(flag_consumer_fetching)
+            ait = getmany(timeout=1.0)
+            # Sleeping because sometimes getmany is called in a loop never releasing to the loop.
+            await self.sleep(0)
+            if not self.should_stop:
+                while True:
+                    res = await self.wait_first(deliver(ait), self.suspend_flow.wait())
+                    if res.stopped or _COMMIT not in res.results:
+                        break  # batch delivered, or flow suspended / service stopping
+                    self._n_acked = 0
+                    await self.commit()
+            unset_flag(flag_consumer_fetching)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(flag_consumer_fetching)
+
+
+_ORIGINAL = faust_consumer.Consumer._drain_messages
+
+
+def install() -> bool:
+    """Replaces faust's per-record delivery with the per-batch one; True if it is in place."""
+    current = faust_consumer.Consumer._drain_messages
+    if current is _drain_messages:
+        return True
+    if current is not _ORIGINAL or _ORIGINAL.__qualname__ != "Consumer._drain_messages":
+        log.warning("faust's Consumer._drain_messages is not the one this patch was written for; "
+                    "keeping faust's own (slower per record)")
+        return False
+    faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    return True
