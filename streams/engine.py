@@ -35,8 +35,12 @@ class TagEngine:
     """Evaluates a compiled rule set for one customer at a time."""
 
     def __init__(self, rules: CompiledRuleSet, *, allowed_lateness_ms: int | None = None,
-                 dedup_horizon_ms: int = 86_400_000, dedup_max_ids: int = 1000) -> None:
+                 dedup_horizon_ms: int = 86_400_000, dedup_max_ids: int = 1000, incremental: bool = True) -> None:
         self.rules = rules
+        self.incremental = incremental
+        """After an event, evaluate only the tags that read a feature the event fed (the others
+        cannot have changed: every time-driven change before now was caught up first). False
+        evaluates every tag on every event: the reference the property tests compare against."""
         self.allowed_lateness_ms = allowed_lateness_ms
         """Events older than this (relative to now) feed lifetime features only."""
         self.dedup_horizon_ms = dedup_horizon_ms
@@ -58,10 +62,15 @@ class TagEngine:
                 by_key[key] = FeatureRuntime(rules.features[names[0]], merged)
         self.runtimes = list(by_key.values())
         self.keys = frozenset(by_key)
-        self._by_source = {src: [rt for rt in self.runtimes if src in rt.sources]
+        # Per source, the features it can feed, each with the slot of its `where` filter: features
+        # with the same filter text (count/sum over 1h/24h/7d of one event kind) share one evaluation.
+        slots: dict[str, int] = {}
+        self._by_source = {src: [(rt, -1 if rt.where is None else slots.setdefault(rt.where.source, len(slots)))
+                                 for rt in self.runtimes if src in rt.sources]
                            for src in ("clickstream", "pos", "orders")}
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
+        self._plans: dict[tuple[str, ...], tuple[list[Any], list[FeatureRuntime]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -75,23 +84,46 @@ class TagEngine:
         if self.dedup_horizon_ms > 0 and self._seen_before(state, event["event_id"], now_ms):
             out.duplicate = True
             return out
+        full = not self.incremental
         if state.rule_version != self.version:
             out.changes += self._upgrade(state, customer_id, now_ms)
+            full = True  # a new customer or new rules: every tag gets its first evaluation
         feats = state.features
         too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
         out.late |= too_late
-        for rt in self._by_source.get(event["source"], ()):
+        fed: list[FeatureRuntime] = []
+        filtered: dict[int, bool] = {}
+        for rt, slot in self._by_source.get(event["source"], ()):
             if too_late and rt.window_ms is not None:
                 continue
-            if not rt.matches(event):
-                continue
+            if slot >= 0:
+                ok = filtered.get(slot)
+                if ok is None:
+                    ok = filtered[slot] = rt.matches(event)
+                if not ok:
+                    continue
             data, late = rt.fold(feats.get(rt.key), event, now_ms)
             out.late |= late
+            fed.append(rt)
             if data is not None:
                 feats[rt.key] = data
-        values = self._values(state, now_ms)
-        out.changes += self._diff(state, customer_id, values, now_ms, "event", event)
-        state.due_ms = self.next_due_ms(state, now_ms)
+        if full:
+            values = self._values(state, now_ms)
+            out.changes += self._diff(state, customer_id, values, now_ms, "event", event)
+        elif fed:
+            tags, runtimes = self._plan(tuple(rt.key for rt in fed))
+            values = self._values(state, now_ms, runtimes)
+            out.changes += self._diff(state, customer_id, values, now_ms, "event", event, tags)
+        cache = state.next_change
+        if full or cache is None:
+            state.due_ms = self.next_due_ms(state, now_ms)
+        elif fed:
+            # Features the event did not feed keep their next change (nothing was due before
+            # now: catch_up ran first), so only the fed ones are recomputed.
+            for rt in fed:
+                cache[rt.key] = rt.next_change_ms(feats.get(rt.key), now_ms)
+            best = min(cache.values(), default=math.inf)
+            state.due_ms = None if best == math.inf else int(best)
         return out
 
     def process_due(self, state: CustomerState, customer_id: str, due_ms: int, now_ms: int) -> list[Change]:
@@ -122,13 +154,15 @@ class TagEngine:
         return changes
 
     def next_due_ms(self, state: CustomerState, now_ms: int) -> int | None:
-        """The next instant after ``now_ms`` at which a tag may change with time alone."""
+        """The next instant after ``now_ms`` at which a tag may change with time alone (and the
+        per-feature next changes it is the minimum of, cached in ``state.next_change``)."""
         best = math.inf
         feats = state.features
+        cache = state.next_change = {}
         for rt in self.runtimes:
             data = feats.get(rt.key)
             if data is not None:
-                t = rt.next_change_ms(data, now_ms)
+                t = cache[rt.key] = rt.next_change_ms(data, now_ms)
                 if t < best:
                     best = t
         return None if best == math.inf else int(best)
@@ -158,10 +192,21 @@ class TagEngine:
         log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
         return False
 
-    def _values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
+    def _plan(self, fed: tuple[str, ...]) -> tuple[list[Any], list[FeatureRuntime]]:
+        """The tags that read a feature in ``fed`` (in rule order) and every feature they read."""
+        plan = self._plans.get(fed)
+        if plan is None:
+            names = {n for key in fed for n in self._names_by_key[key]}
+            tags = [t for t in self.tags if names.intersection(t.features)]
+            keys = {self.rules.features[n].key for t in tags for n in t.features}
+            plan = self._plans[fed] = (tags, [rt for rt in self.runtimes if rt.key in keys])
+        return plan
+
+    def _values(self, state: CustomerState, now_ms: int,
+                runtimes: list[FeatureRuntime] | None = None) -> dict[str, Any]:
         feats = state.features
         values: dict[str, Any] = {}
-        for rt in self.runtimes:
+        for rt in self.runtimes if runtimes is None else runtimes:
             data = feats.get(rt.key)
             if data is not None and rt.window_ms is not None:
                 data = rt.prune(data, now_ms)
@@ -187,10 +232,10 @@ class TagEngine:
         return self._diff(state, customer_id, values, now_ms, "rule_change", None)
 
     def _diff(self, state: CustomerState, customer_id: str, values: dict[str, Any], at_ms: int,
-              cause: str, event: Mapping[str, Any] | None) -> list[Change]:
+              cause: str, event: Mapping[str, Any] | None, tags: list[Any] | None = None) -> list[Change]:
         changes: list[Change] = []
         held = state.tags
-        for tag in self.tags:
+        for tag in self.tags if tags is None else tags:
             holds = _truthy(tag.when(values))
             if holds == (tag.name in held):
                 continue

@@ -20,7 +20,7 @@ from typing import Any
 from tag_rules import FeatureDef
 
 from .aggregations import AGGREGATIONS, Aggregation
-from .windows import bucket_expiry_ms, bucket_of, default_resolution_ms
+from .windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 
 MAX_DISTINCT = 1000
 """Distinct values remembered per feature and customer; the oldest are forgotten first."""
@@ -142,11 +142,17 @@ class FeatureRuntime:
             data = _as_buckets(data)
         res, window_ms = self.resolution_ms, self.window_ms
         assert res is not None
-        dead = [k for k, b in data.items() if bucket_expiry_ms(b, res, window_ms) <= now_ms] \
-            if self.is_distinct else \
-            [b for b in data if bucket_expiry_ms(b, res, window_ms) <= now_ms]
-        for k in dead:
-            del data[k]
+        if not data:
+            return None
+        # Bucket b is live iff b >= oldest_live_bucket (same as bucket_expiry_ms(b) > now_ms).
+        lo = oldest_live_bucket(now_ms, res, window_ms)
+        if self.is_distinct:
+            if min(data.values()) < lo:
+                for k in [k for k, b in data.items() if b < lo]:
+                    del data[k]
+        elif min(data) < lo:
+            for b in [b for b in data if b < lo]:
+                del data[b]
         return data or None
 
     def next_change_ms(self, data: Any, now_ms: int) -> float:
@@ -162,13 +168,17 @@ class FeatureRuntime:
             return NEVER
         res = self.resolution_ms
         assert res is not None
-        buckets = data.values() if self.is_distinct else data.keys()
-        best = NEVER
-        for b in buckets:
-            e = bucket_expiry_ms(b, res, self.window_ms)
-            if now_ms < e < best:
-                best = e
-        return best
+        if not data:
+            return NEVER
+        buckets: Iterable[int] = data.values() if self.is_distinct else _as_buckets(data).keys()
+        # Expiry grows with the bucket index: the next change is the oldest live bucket's expiry.
+        lo = oldest_live_bucket(now_ms, res, self.window_ms)
+        oldest = min(buckets)
+        if oldest < lo:
+            oldest = min((b for b in buckets if b >= lo), default=None)
+            if oldest is None:
+                return NEVER
+        return bucket_expiry_ms(oldest, res, self.window_ms)
 
 
 def _distinct_key(value: Any) -> str:

@@ -18,7 +18,7 @@ SEEN_ENTRY = 12
 class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
-    __slots__ = ("_seen_set", "due_ms", "features", "rule_version", "seen_log", "tags")
+    __slots__ = ("_seen_set", "due_ms", "features", "next_change", "rule_version", "seen_log", "tags")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"") -> None:
@@ -33,6 +33,9 @@ class CustomerState:
         horizon counts once: ``SEEN_ENTRY`` bytes each (8-byte fingerprint, 4-byte second it was
         processed). A flat byte log encodes in C speed; a Python dict of 1,000 ids did not."""
         self._seen_set: set[int] | None = None
+        self.next_change: dict[str, float] | None = None
+        """Engine's cache (never encoded): feature key -> its next change, as of the last
+        evaluation; ``due_ms`` is their minimum. None after decoding: rebuilt on first use."""
 
     def seen_set(self) -> set[int]:
         """The fingerprints in ``seen_log`` (built on first use after decoding)."""
