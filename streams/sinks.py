@@ -53,6 +53,30 @@ class RedisTagSink:
     def add(self, change: dict[str, Any]) -> None:
         self._pending.append(change)
 
+    def commands(self, changes: list[dict[str, Any]]) -> list[tuple[str, str, list[Any]]]:
+        """The Redis commands that leave each customer's hash and each audience set as applying
+        ``changes`` one by one would: the last change of a (customer, tag) wins, then one
+        HSET/HDEL per customer and one SADD/SREM per tag carry all of them."""
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        for c in changes:
+            key = (c["customer_id"], c["tag"])
+            last.pop(key, None)  # re-insert: keep the order of the last changes
+            last[key] = c
+        hset: dict[str, list[Any]] = {}
+        hdel: dict[str, list[Any]] = {}
+        sadd: dict[str, list[Any]] = {}
+        srem: dict[str, list[Any]] = {}
+        for (cid, tag), c in last.items():
+            if c["op"] == "add":
+                value = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]})
+                hset.setdefault(tags_key(self._prefix, cid), []).extend((tag, value))
+                sadd.setdefault(audience_key(self._prefix, tag), []).append(cid)
+            else:
+                hdel.setdefault(tags_key(self._prefix, cid), []).append(tag)
+                srem.setdefault(audience_key(self._prefix, tag), []).append(cid)
+        return [*(("HSET", k, a) for k, a in hset.items()), *(("HDEL", k, a) for k, a in hdel.items()),
+                *(("SADD", k, a) for k, a in sadd.items()), *(("SREM", k, a) for k, a in srem.items())]
+
     async def flush(self) -> None:
         if not self._pending:
             return
@@ -61,15 +85,8 @@ class RedisTagSink:
         while True:
             try:
                 pipe = self._client.pipeline(transaction=False)
-                for c in changes:
-                    cid, tag = c["customer_id"], c["tag"]
-                    if c["op"] == "add":
-                        value = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]})
-                        pipe.hset(tags_key(self._prefix, cid), tag, value)
-                        pipe.sadd(audience_key(self._prefix, tag), cid)
-                    else:
-                        pipe.hdel(tags_key(self._prefix, cid), tag)
-                        pipe.srem(audience_key(self._prefix, tag), cid)
+                for command, key, args in self.commands(changes):
+                    pipe.execute_command(command, key, *args)
                 await pipe.execute()
                 if not self.healthy:
                     log.warning("redis is back; tag writes resumed")

@@ -1,0 +1,64 @@
+"""The Redis commands of a flush leave Redis as applying the tag changes one by one would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.sinks import RedisTagSink, audience_key, tags_key
+
+changes_st = st.lists(st.tuples(st.sampled_from(["c1", "c2", "c3"]), st.sampled_from(["a", "b"]),
+                                st.sampled_from(["add", "remove"]), st.integers(0, 100)), max_size=30)
+
+
+def as_changes(raw: list[tuple[str, str, str, int]]) -> list[dict[str, Any]]:
+    return [{"customer_id": c, "tag": t, "op": op, "at_ms": at, "rule_version": "v1"} for c, t, op, at in raw]
+
+
+def one_by_one(changes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, bytes]], dict[str, set[str]]]:
+    hashes: dict[str, dict[str, bytes]] = {}
+    sets: dict[str, set[str]] = {}
+    for c in changes:
+        h = hashes.setdefault(tags_key("p", c["customer_id"]), {})
+        s = sets.setdefault(audience_key("p", c["tag"]), set())
+        if c["op"] == "add":
+            h[c["tag"]] = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]})
+            s.add(c["customer_id"])
+        else:
+            h.pop(c["tag"], None)
+            s.discard(c["customer_id"])
+    return hashes, sets
+
+
+def apply(commands: list[tuple[str, str, list[Any]]]) -> tuple[dict[str, dict[str, bytes]], dict[str, set[str]]]:
+    hashes: dict[str, dict[str, bytes]] = {}
+    sets: dict[str, set[str]] = {}
+    for cmd, key, args in commands:
+        if cmd == "HSET":
+            hashes.setdefault(key, {}).update(zip(args[::2], args[1::2], strict=True))
+        elif cmd == "HDEL":
+            for f in args:
+                hashes.setdefault(key, {}).pop(f, None)
+        elif cmd == "SADD":
+            sets.setdefault(key, set()).update(args)
+        else:
+            assert cmd == "SREM"
+            sets.setdefault(key, set()).difference_update(args)
+    return hashes, sets
+
+
+def nonempty(state: tuple[dict[str, Any], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return tuple({k: v for k, v in part.items() if v} for part in state)  # type: ignore[return-value]
+
+
+@given(changes_st)
+def test_coalesced_commands_equal_one_by_one(raw: list[tuple[str, str, str, int]]) -> None:
+    changes = as_changes(raw)
+    sink = RedisTagSink(None, prefix="p")  # type: ignore[arg-type]  # commands() does no I/O
+    commands = sink.commands(changes)
+    assert nonempty(apply(commands)) == nonempty(one_by_one(changes))
+    # one command per key and kind at most: the round trip stays small
+    assert len({(cmd, key) for cmd, key, _ in commands}) == len(commands)
