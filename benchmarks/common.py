@@ -135,6 +135,61 @@ class Proc:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def vm_hwm_bytes(self) -> int:
+        return vm_hwm_bytes(self.pid)
+
+
+@dataclass
+class ProcGroup:
+    """Several worker processes of one consumer group, watched as one (CPU summed, peak memory
+    the largest of them, alive while all are)."""
+
+    procs: list[Proc]
+
+    @property
+    def name(self) -> str:
+        return "+".join(p.name for p in self.procs)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return next((p.proc for p in self.procs if not p.alive()), self.procs[0].proc)
+
+    def alive(self) -> bool:
+        return all(p.alive() for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.tail(n)}" for p in self.procs)
+
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds() for p in self.procs)
+
+    def vm_hwm_bytes(self) -> int:
+        return max(p.vm_hwm_bytes() for p in self.procs)
+
+
+def merge_samples(parts: list[Samples]) -> Samples:
+    """Scrapes of several workers as one: values of equal name and labels summed."""
+    acc: dict[str, dict[tuple[tuple[str, str], ...], tuple[dict[str, str], float]]] = {}
+    for part in parts:
+        for name, samples in part.items():
+            d = acc.setdefault(name, {})
+            for labels, v in samples:
+                k = tuple(sorted(labels.items()))
+                d[k] = (labels, d[k][1] + v if k in d else v)
+    return {name: list(d.values()) for name, d in acc.items()}
+
+
+def scrape_all(urls: str | list[str]) -> Samples:
+    """One scrape of every worker's /metrics, merged; raises if one is not answering."""
+    return merge_samples([scrape(u) for u in ([urls] if isinstance(urls, str) else urls)])
+
 
 def tagstream_env(load: Load, app_id: str, metrics_port: int, data_dir: Path, rules: Path,
                   redis_url: str) -> dict[str, str]:
@@ -158,9 +213,9 @@ def tagstream_env(load: Load, app_id: str, metrics_port: int, data_dir: Path, ru
     }
 
 
-def try_scrape(url: str) -> Samples | None:
+def try_scrape(url: str | list[str]) -> Samples | None:
     try:
-        return scrape(url)
+        return scrape_all(url)
     except (OSError, urllib.error.URLError):
         return None
 
@@ -232,8 +287,8 @@ class EndOffsets:
             await self._consumer.stop()
 
 
-async def watch_drain(proc: Proc, *, metrics_url: str, counter: str, changelog: str, bootstrap: str,
-                      events: int, base_seen: float = 0.0, timeout_s: float = 1800, poll_s: float = 0.5,
+async def watch_drain(proc: Proc | ProcGroup, *, metrics_url: str | list[str], counter: str, changelog: str,
+                      bootstrap: str, events: int, base_seen: float = 0.0, timeout_s: float = 1800, poll_s: float = 0.5,
                       stable_s: float = 2.5, budget_s: float | None = None, label: str = "") -> Drain:
     """Polls the worker until it has read ``events`` more source events (metric ``counter``) and
     its state changelog has stopped growing for ``stable_s``; the drain ends at the last growth.
@@ -256,7 +311,7 @@ async def watch_drain(proc: Proc, *, metrics_url: str, counter: str, changelog: 
                 raise RuntimeError(f"{proc.name} exited ({proc.proc.returncode if proc.proc else '?'}):\n"
                                    f"{proc.tail()}")
             s = try_scrape(metrics_url)
-            now, cpu = time.time(), cpu_seconds(proc.pid)
+            now, cpu = time.time(), proc.cpu_seconds()
             if s is None:
                 await asyncio.sleep(poll_s)
                 continue
@@ -278,14 +333,14 @@ async def watch_drain(proc: Proc, *, metrics_url: str, counter: str, changelog: 
             if budget_s is not None and d.t_first and not d.t_ingest_done and now - d.t_first > budget_s:
                 d.events, d.t_last, d.cpu_last = int(seen), now, cpu
                 d.changelog_records = last_end or 0
-                d.vm_hwm_bytes = vm_hwm_bytes(proc.pid)
+                d.vm_hwm_bytes = proc.vm_hwm_bytes()
                 d.partial = True
                 log(f"{label}: budget of {budget_s:.0f}s used up after {seen:,.0f}/{events:,} events; stopping it")
                 return d
             if d.t_ingest_done and last_growth is not None and now - last_growth[0] >= stable_s:
                 d.t_last, d.cpu_last = last_growth
                 d.changelog_records = last_end or 0
-                d.vm_hwm_bytes = vm_hwm_bytes(proc.pid)
+                d.vm_hwm_bytes = proc.vm_hwm_bytes()
                 d.ok = True
                 return d
             await asyncio.sleep(poll_s)

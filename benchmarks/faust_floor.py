@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--faust-as-is", action="store_true",
-                   help="without tagstream's per-batch delivery patch (streams/faust_patches.py)")
+                   help="plain Faust: without tagstream's per-batch delivery patch (streams/faust_patches.py) "
+                        "and fetch/buffer settings")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="extra faust.App setting (int/float values parsed), e.g. stream_buffer_maxsize=16384")
     args = p.parse_args(argv)
@@ -40,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     for kv in args.conf:
         k, v = kv.split("=", 1)
         extra[k] = int(v) if v.isdigit() else (float(v) if v.replace(".", "", 1).isdigit() else v)
-    if not args.faust_as_is:
+    if not args.faust_as_is:  # what the tagstream worker runs with (streams/app.py, KafkaSettings)
         from streams import faust_patches
+        from streams.settings import KafkaSettings
 
-        faust_patches.install()  # what the tagstream worker runs with
+        faust_patches.install()
+        extra.setdefault("consumer_max_fetch_size", KafkaSettings().fetch_max_bytes)
+        extra.setdefault("stream_buffer_maxsize", KafkaSettings().source_buffer)
 
     app = faust.App(f"bench-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{args.bootstrap}",
                     web_enabled=False, stream_wait_empty=False, consumer_auto_offset_reset="earliest",

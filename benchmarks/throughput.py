@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.demo import histogram_quantile, scrape, total
+from streams.demo import histogram_quantile, total
 
 from . import common
 from .common import (
@@ -35,7 +35,6 @@ from .common import (
     tagstream_env,
     watch_drain,
 )
-from .procstat import vm_hwm_bytes
 
 LATENCY = "tagstream_event_to_tag_latency_seconds"
 
@@ -104,15 +103,20 @@ async def run_baseline(load: Load, events: int, rules: Path, redis_url: str, log
 
 async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, logs: Path, rates: list[float],
                         rate_seconds: float, customers: int, seed: int,
-                        compare_prefix: str | None = None) -> dict[str, Any]:
+                        compare_prefix: str | None = None, workers: int = 1) -> dict[str, Any]:
     app_id = f"{load.run_id}-c"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
+    ports = [free_port() for _ in range(workers)]
+    url: str | list[str] = [f"http://127.0.0.1:{port}/metrics" for port in ports]
     changelog = f"{app_id}-customers-changelog"
-    log(f"(c) tagstream worker {app_id}: fresh process (python -m streams.cli worker), metrics on :{port}")
-    env = tagstream_env(load, app_id, port, logs / f"data-{app_id}", rules, redis_url)
+    log(f"(c) tagstream {app_id}: {workers} fresh worker process(es) (python -m streams.cli worker) in one "
+        f"consumer group, metrics on :{','.join(map(str, ports))}")
     code = common.git_state()
-    proc = Proc("tagstream", [sys.executable, "-m", "streams.cli", "worker"], env, logs / "tagstream.log").start()
+    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    procs = [Proc("tagstream" if workers == 1 else f"tagstream-{i + 1}", argv,
+                  tagstream_env(load, app_id, port, logs / f"data-{app_id}-{i + 1}", rules, redis_url),
+                  logs / ("tagstream.log" if workers == 1 else f"tagstream-{i + 1}.log")).start()
+             for i, port in enumerate(ports)]
+    proc: Proc | common.ProcGroup = procs[0] if workers == 1 else common.ProcGroup(procs)
     try:
         d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total", changelog=changelog,
                               bootstrap=load.bootstrap, events=events, label="(c) tagstream")
@@ -122,7 +126,8 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
         res["code"] = code
         if compare_prefix:
             res["tags_vs_b"] = compare_tags(redis_url, rules, compare_prefix, app_id)
-        s = scrape(url)
+        res["workers"] = workers
+        s = common.scrape_all(url)
         res["tag_changes"] = total(s, "tagstream_tag_changes_total")
         res["customers_in_state_metric"] = total(s, "tagstream_customers_in_state")
         res["backlog_latency_p50_s"] = histogram_quantile(s, LATENCY, 0.5)
@@ -130,17 +135,17 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
         for i, rate in enumerate(rates):
             res["latency"].append(await _latency_phase(load, proc, url, changelog, rate, rate_seconds, customers,
                                                        seed + 1000 + i))
-        res["peak_rss_mib_after_latency_phases"] = vm_hwm_bytes(proc.pid) / 2**20
+        res["peak_rss_mib_after_latency_phases"] = proc.vm_hwm_bytes() / 2**20
     finally:
         proc.stop()
     return res
 
 
-async def _latency_phase(load: Load, proc: Proc, url: str, changelog: str, rate: float, seconds: float,
-                         customers: int, seed: int) -> dict[str, Any]:
+async def _latency_phase(load: Load, proc: Proc | common.ProcGroup, url: str | list[str], changelog: str,
+                         rate: float, seconds: float, customers: int, seed: int) -> dict[str, Any]:
     n = int(rate * seconds)
     log(f"(c) latency at {rate:,.0f} events/s: producing {n:,} events over ~{seconds:.0f}s")
-    before = scrape(url)
+    before = common.scrape_all(url)
     base = total(before, "tagstream_events_in_total")
     t0 = time.time()
     prod = asyncio.create_task(common.produce_at_rate(load, events=n, rate=rate, customers=customers, seed=seed))
@@ -148,7 +153,7 @@ async def _latency_phase(load: Load, proc: Proc, url: str, changelog: str, rate:
                           bootstrap=load.bootstrap, events=n, base_seen=base, label=f"(c) @{rate:,.0f}/s",
                           timeout_s=max(600, seconds * 30))
     stats = await prod
-    after = scrape(url)
+    after = common.scrape_all(url)
     delta = hist_delta(after, before, LATENCY)
     q = {f"p{k}": histogram_quantile(delta, LATENCY, v) for k, v in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
     produce_end = t0 + stats.elapsed_s
@@ -243,7 +248,8 @@ def cleanup_redis(redis_url: str, prefixes: list[str]) -> int:
 def table(results: dict[str, Any]) -> str:
     cols = [c for c in ("a", "f", "b", "c") if c in results]
     names = {"a": "(a) raw aiokafka+orjson", "f": "(f) Faust consume floor", "b": "(b) plain Faust baseline",
-             "c": "(c) tagstream worker"}
+             "c": "(c) tagstream worker" if results.get("c", {}).get("workers", 1) == 1
+             else f"(c) tagstream x{results['c']['workers']} workers"}
     rows = [
         ("events/s per process", "events_per_s", "{:,.0f}"),
         ("CPU s per 1M events", "cpu_s_per_million", "{:,.1f}"),
@@ -379,7 +385,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             res["c"] = await run_tagstream(load, args.events, rules, args.redis_url, logs, rates,
                                            args.rate_seconds, args.customers, args.seed,
                                            compare_prefix=f"{run_id}-b" if "b" in res and not res["b"]["partial"]
-                                           else None)
+                                           else None, workers=args.workers)
         if "b" in only and "c" in only:
             out["tags_b_vs_c"] = res["c"].get("tags_vs_b")
     finally:
@@ -403,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                         "read so far (its per-event cost grows with each customer's history)")
     p.add_argument("--seed", type=int, default=20261127)
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--workers", type=int, default=1,
+                   help="(c) worker processes in one consumer group (e.g. one per core); figures are for the "
+                        "group: events/s of all together, CPU summed, peak RSS of the largest")
     p.add_argument("--rules", default=str(REFERENCE_RULES))
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")

@@ -8,12 +8,14 @@ on them with ``asyncio.wait`` and cancels the losers — per record. py-spy on a
 only consumes and decodes (``benchmarks/faust_floor.py``) put ``wait_first`` and the task
 creation under it at about a third of the process's CPU.
 
-The replacement below races the delivery of the *whole batch* against the same events once:
-records are handed to the same callback, in the same order, with the same read-offset, gap and
-commit bookkeeping. When the flow is suspended (a rebalance), delivery stops at that record,
-as before; the records after it are fetched again after faust seeks to the committed offsets
-(it resets its read offsets when it seeks). Commits happen between records, outside the race,
-as they did.
+The replacement below fetches a batch exactly as faust does (the fetch is never cancelled:
+cancelling it could lose records the client already fetched — a first version of this patch
+did that and the SIGKILL/rebalance integration tests caught it), then races the delivery of
+the *whole batch* against the same events once. Records go to the same callback, in the same
+order, with the same read-offset, gap and commit bookkeeping. When the flow is suspended (a
+rebalance), the rest of the batch is skipped unacknowledged, exactly as faust skips it, so the
+committed offset stays behind it and faust's seek after recovery reads it again. Commits
+happen between records, outside the race, as they did.
 
 ``install()`` is idempotent and checks that the method it replaces is the one it was written
 against (faust-streaming's, by qualified name), so an upgrade that changes it keeps faust's own.
@@ -47,21 +49,19 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     acks_enabled_for = self.app.topics.acks_enabled_for
     sleep = asyncio.sleep
     yield_every = 100
-    counter = {"since_yield": 0}
 
-    async def deliver(ait: Any) -> str:
-        """Hands the batch's records to the callback; stops early when a commit is due."""
-        while True:
+    async def deliver(batch: list[Any], pos: list[int]) -> str:
+        """Hands ``batch[pos[0]:]`` to the callback, advancing ``pos``; stops early when a
+        commit is due (faust commits between records)."""
+        since_yield = 0
+        while pos[0] < len(batch):
             if commit_every is not None and self._n_acked >= commit_every:
                 return _COMMIT
-            try:
-                tp, message = await ait.__anext__()
-            except StopAsyncIteration:
-                return _DONE
-            counter["since_yield"] += 1
-            if counter["since_yield"] > yield_every:
+            tp, message = batch[pos[0]]
+            since_yield += 1
+            if since_yield > yield_every:
                 await sleep(0)
-                counter["since_yield"] = 0
+                since_yield = 0
             offset = message.offset
             r_offset = get_read_offset(tp)
             if r_offset is None or offset >= r_offset:
@@ -72,6 +72,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                 set_read_offset(tp, offset)
             else:
                 self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
+            pos[0] += 1
+        return _DONE
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -80,12 +82,24 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
             # Sleeping because sometimes getmany is called in a loop never releasing to the loop.
             await self.sleep(0)
             if not self.should_stop:
-                while True:
-                    res = await self.wait_first(deliver(ait), self.suspend_flow.wait())
-                    if res.stopped or _COMMIT not in res.results:
-                        break  # batch delivered, or flow suspended / service stopping
-                    self._n_acked = 0
-                    await self.commit()
+                # The fetch itself is never raced (cancelling it could drop fetched records).
+                batch = [item async for item in ait]
+                pos = [0]
+                while pos[0] < len(batch):
+                    res = await self.wait_first(deliver(batch, pos), self.suspend_flow.wait())
+                    if res.stopped or _DONE in res.results:
+                        break
+                    if _COMMIT in res.results:
+                        self._n_acked = 0
+                        await self.commit()
+                        continue
+                    # Flow suspended (a rebalance): like faust, skip the rest of the batch without
+                    # acking it, so commits stay behind it and the seek after recovery re-reads it.
+                    for tp, message in batch[pos[0]:]:
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or message.offset >= r_offset:
+                            set_read_offset(tp, message.offset)
+                    break
             unset_flag(flag_consumer_fetching)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
