@@ -1,7 +1,8 @@
 """Benchmark column (f): the floor of any Faust application — consume and decode, nothing else.
 
 One Faust agent over the source topics, reading them the way tagstream's ingest agent does
-(``stream.take_events(500, within=5 ms)``, raw bytes, ``orjson.loads`` per value) and doing
+(``stream.take_events(500, within=5 ms)``, raw bytes, ``orjson.loads`` per value, tagstream's
+fetch size and source buffer) and doing
 nothing more: no validation, no state, no output. Whatever a Faust-based worker does per event
 comes on top of this, so it bounds what tagstream (or any Faust app) can reach per process.
 It measures itself and prints one JSON line like ``raw_consumer``::
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--faust-as-is", action="store_true",
-                   help="plain Faust: without tagstream's per-batch delivery patch (streams/faust_patches.py) "
-                        "and fetch/buffer settings")
+                   help="plain Faust: without tagstream's fetch/buffer settings")
+    p.add_argument("--batch-delivery", action="store_true",
+                   help="with the experimental per-batch delivery patch (streams/faust_patches.py, off in tagstream)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="extra faust.App setting (int/float values parsed), e.g. stream_buffer_maxsize=16384")
     args = p.parse_args(argv)
@@ -41,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     for kv in args.conf:
         k, v = kv.split("=", 1)
         extra[k] = int(v) if v.isdigit() else (float(v) if v.replace(".", "", 1).isdigit() else v)
-    if not args.faust_as_is:  # what the tagstream worker runs with (streams/app.py, KafkaSettings)
+    if args.batch_delivery:
         from streams import faust_patches
-        from streams.settings import KafkaSettings
 
         faust_patches.install()
+    if not args.faust_as_is:  # what the tagstream worker runs with (streams/app.py, KafkaSettings)
+        from streams.settings import KafkaSettings
+
         extra.setdefault("consumer_max_fetch_size", KafkaSettings().fetch_max_bytes)
         extra.setdefault("stream_buffer_maxsize", KafkaSettings().source_buffer)
 

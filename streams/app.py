@@ -155,7 +155,8 @@ def internal_topics(settings: Settings) -> dict[str, dict[str, str]]:
 def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                clock: Clock | None = None) -> tuple[faust.App, Runtime]:
     """Builds the Faust app for ``settings`` and ``rules``."""
-    faust_patches.install()  # per-batch record delivery (see faust_patches.py)
+    if settings.kafka.batch_delivery:
+        faust_patches.install()  # per-batch record delivery (see faust_patches.py)
     ks = settings.kafka
     broker_credentials: Any = None
     if ks.sasl_mechanism:
@@ -310,9 +311,12 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
             await process_batch(events)
 
     async def process_batch(events: list[Any]) -> None:
+        generation = app.consumer_generation_id
         by_key: dict[bytes, list[dict[str, Any]]] = {}
         record_of: dict[bytes, Any] = {}  # the (last) record that carried the customer's items
         for ev in events:
+            if ev.message.generation_id != generation:
+                continue  # fetched before a rebalance: faust re-reads it from the committed offset
             try:
                 items = decode_envelope(ev.message.value)
             except ValueError as exc:
@@ -339,6 +343,17 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                 updated.append((key, state, record_of[key]))
         if published:
             await publish(published)
+        if app.consumer_generation_id != generation:
+            # A rebalance happened while we published. A partition that went to another worker
+            # is restored there from the changelog and its records re-read from the committed
+            # offset: writing our state of it now would be a zombie write landing in the
+            # changelog after the new owner's. Partitions we kept are saved as usual (their
+            # records come back too and count once, by event id).
+            owned = app.consumer.assignment()
+            kept = [u for u in updated if u[2].message.tp in owned]
+            log.info("rebalance during a batch: %d of %d customer states not saved (partition moved)",
+                     len(updated) - len(kept), len(updated))
+            updated = kept
         # Only now do the new states go to the changelog. A crash before this point replays the
         # batch from the old state and publishes the same changes again (same change_id); the
         # other order could persist a state whose tag changes never reached the tag topic.

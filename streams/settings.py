@@ -30,6 +30,8 @@ class KafkaSettings(_Frozen):
     fetch_max_bytes: int = Field(
         8 * 1024 * 1024, ge=65_536,
         description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")
+    batch_delivery: bool = Field(
+        False, description="Experimental: hand fetched records to the agents per batch (streams/faust_patches.py).")
     source_buffer: int = Field(
         32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")
     session_timeout_ms: int = Field(
