@@ -31,6 +31,14 @@ RULES = Path(__file__).with_name("rules")
 _handed_out: set[int] = set()
 
 
+FAUST_629 = pytest.mark.flaky(
+    reruns=2,
+    reason="faust-streaming #629 (open): after a rebalance a worker can stop fetching some assigned "
+           "partitions; seen in ~1 of 3 full runs of the two multi-worker rebalance tests here, never "
+           "with one worker. A rerun starts a new consumer group; three failures in a row still fail.")
+"""For tests whose scenario is several workers rebalancing: rerun (at most twice) on failure."""
+
+
 def free_port() -> int:
     """A free loopback port below the kernel's ephemeral range (32768+), so no outgoing
     connection (Kafka clients open many) can take it between this check and the server's bind."""

@@ -13,7 +13,7 @@ import orjson
 
 from streams.generator import RetailGenerator
 
-from .conftest import Stack, WorkerProc, free_port
+from .conftest import FAUST_629, Stack, WorkerProc, free_port
 
 RULES = Path(__file__).with_name("rules_lifetime")
 CUSTOMERS = 150
@@ -131,6 +131,7 @@ def _diff(a: dict[str, set[str]], b: dict[str, set[str]]) -> str:
                      for k in keys if a.get(k) != b.get(k))[:2000]
 
 
+@FAUST_629
 def test_worker_stopped_and_restarted_mid_load_changes_no_final_tag(stack: Stack) -> None:
     """Two workers in one group; one leaves mid-load (rebalance) and comes back (rebalance)."""
     from .test_broker_restart import expected_tags
