@@ -276,6 +276,9 @@ def table(results: dict[str, Any]) -> str:
                     cv, ov = results["c"].get(key), results[o].get(key)
                     ratios += f"{(f'{cv / ov:.3g}' if cv is not None and ov else 'n/a'):>8}"
         lines.append(f"{label:<{w0}}" + "".join(cells) + ratios)
+    if results.get("c", {}).get("workers", 1) > 1:
+        lines.append(f"(c) is a group of {results['c']['workers']} worker processes: events/s of all together, CPU "
+                     f"summed over them, peak RSS of the largest.")
     for c in cols:
         if results[c].get("partial"):
             lines.append(f"{names[c]}: did not drain the backlog within its budget; figures cover the first "
