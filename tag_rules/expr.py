@@ -9,11 +9,12 @@ Expressions are a small, side-effect free subset of Python expression syntax::
 
 Allowed: ``and``/``or``/``not``, ``+ - * / // % **`` (and unary ``-``/``+``), comparisons
 ``== != < <= > >= in``/``not in`` (chained like Python: ``days(1) <= x < days(7)``), ``a if c else b``,
-names of known fields/features, literals (str up to 256 characters, int, float, ``true``/``false``/``null``
-and ``True``/``False``/``None``), tuple/list literals, and calls of ``min max abs round len coalesce
-seconds minutes hours days`` with positional arguments. Everything else (attributes, subscripts, lambdas,
-comprehensions, f-strings, ``:=``, ``is``, bit operators, other functions, names starting with ``_``)
-is rejected at compile time with an :class:`ExprError` that carries a 1-based line and column.
+names of known fields/features (written in ASCII), literals (str up to 256 characters, int up to 10**20,
+finite float, ``true``/``false``/``null`` and ``True``/``False``/``None``), tuple/list literals, and calls of
+``min max abs round len coalesce seconds minutes hours days`` with positional arguments. Everything else
+(attributes, subscripts, lambdas, comprehensions, f-strings, ``:=``, ``is``, bit operators, other functions,
+names starting with ``_``, non-ASCII names) is rejected at compile time with an :class:`ExprError` that
+carries a 1-based line and column.
 
 Semantics. Feature values come from rolling windows and events, so "no value" is normal: ``None`` means
 no value (e.g. the average of an empty window, an event without an amount). Evaluation never raises for
@@ -36,14 +37,17 @@ env values of type str/int/float/bool/None/list[str]; instead:
 * A name missing from the env reads as None.
 
 Constant sub-expressions (``days(30)``, ``2 ** 10``) are folded at compile time; a constant that could never
-work (``10 ** 10 ** 10``, ``1 / 0``, ``"a" * 3``, ``days("x")``) is a compile-time error.
+work (``10 ** 10 ** 10``, ``1 / 0``, ``"a" * 3``, ``days("x")``, ``1e308 * 10``) is a compile-time error, as is
+an integer constant over 10**20 (:data:`MAX_INT`) and a constant ``seconds/minutes/hours/days(n)`` over 100
+years (:data:`MAX_TIME_S`).
 
 Time-since features (``threshold_names``, values in seconds) may only be compared directly with constants
-(``since_last_purchase >= days(30)``); :attr:`CompiledExpr.thresholds` then lists those constants so the
-runtime can schedule re-evaluation exactly when the tag can change with time alone.
+(``since_last_purchase >= days(30)``), each at most 100 years; :attr:`CompiledExpr.thresholds` then lists
+those constants so the runtime can schedule re-evaluation exactly when the tag can change with time alone.
 
-Implementation: the validated AST is rewritten so that ordering comparisons, arithmetic, ``in`` and calls
-become calls of private helpers (``__ts_lt(a, b)``...), compiled once with ``compile()`` and evaluated with
+Implementation: the source is parsed by :mod:`tag_rules.expr_syntax`; the validated AST is rewritten so that
+ordering comparisons, arithmetic, ``in`` and calls become calls of the helpers in :mod:`tag_rules.expr_values`
+(``__ts_lt(a, b)``...), compiled once with ``compile()`` and evaluated with
 ``eval(code, {"__builtins__": {}, **helpers}, env)``. User names can never start with ``_``, so they cannot
 reach the helpers, and only whitelisted nodes and known names remain in the code.
 """
@@ -52,17 +56,30 @@ from __future__ import annotations
 
 import ast
 import difflib
-import io
 import math
 import re
-import tokenize
-import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-__all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_LENGTH", "MAX_NODES", "CompiledExpr", "ExprError", "compile_expr"]
+from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, source_text
+from .expr_values import (
+    BINOPS,
+    DURATION_FUNCTIONS,
+    FUNCTIONS,
+    HELPERS,
+    MAX_EXPONENT,
+    MAX_POW_BASE,
+    ORDER_OPS,
+    PREFIX,
+    UNARY,
+    is_num,
+)
+from .names import describe_non_ascii
+
+__all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_INT", "MAX_LENGTH", "MAX_NODES", "MAX_TIME_S", "CompiledExpr",
+           "ExprError", "compile_expr"]
 
 MAX_LENGTH = 2000
 """Maximum expression length in characters."""
@@ -72,9 +89,11 @@ MAX_NODES = 500
 """Maximum number of expression nodes."""
 MAX_STR = 256
 """Maximum length of a string literal."""
-MAX_EXPONENT = 64
-MAX_POW_BASE = 1e12
-MAX_ROUND_DIGITS = 64
+MAX_INT = 10**20
+"""Largest absolute value of an integer constant, written or folded (20 digits; 2**64 fits)."""
+MAX_TIME_S = 100 * 365 * 86_400
+"""Largest absolute time constant in seconds (100 years, ``days(36500)``): a time-since threshold or a
+constant ``seconds/minutes/hours/days(n)``. Due times then stay far inside 64 bits."""
 MAX_NAMES_LISTED = 20
 
 _CONSTANT_NAMES: dict[str, Any] = {"true": True, "false": False, "null": None}
@@ -100,255 +119,6 @@ class ExprError(Exception):
         return f"line {self.line} col {self.col}: {self.message}"
 
 
-# --------------------------------------------------------------------------------------------------------
-# Runtime helpers. They must never raise for the value types features and events carry.
-
-def _is_num(v: object) -> bool:
-    # type() and not isinstance(): bools are ints in Python, but "true + 1" is a rule bug, not arithmetic.
-    t = type(v)
-    return t is int or t is float
-
-
-def _lt(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return bool(a < b)
-    except TypeError:
-        return False
-
-
-def _le(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return bool(a <= b)
-    except TypeError:
-        return False
-
-
-def _gt(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return bool(a > b)
-    except TypeError:
-        return False
-
-
-def _ge(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return bool(a >= b)
-    except TypeError:
-        return False
-
-
-def _in(a: Any, b: Any) -> bool:
-    if b is None:
-        return False
-    try:
-        return a in b
-    except TypeError:
-        return False
-
-
-def _not_in(a: Any, b: Any) -> bool:
-    return not _in(a, b)
-
-
-def _add(a: Any, b: Any) -> Any:
-    if _is_num(a) and _is_num(b):
-        try:
-            return a + b
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _sub(a: Any, b: Any) -> Any:
-    if _is_num(a) and _is_num(b):
-        try:
-            return a - b
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _mul(a: Any, b: Any) -> Any:
-    if _is_num(a) and _is_num(b):
-        try:
-            return a * b
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _div(a: Any, b: Any) -> Any:
-    if _is_num(a) and _is_num(b) and b:
-        try:
-            return a / b
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _floordiv(a: Any, b: Any) -> Any:
-    if _is_num(a) and _is_num(b) and b:
-        try:
-            return a // b
-        except (ArithmeticError, ValueError):
-            return None
-    return None
-
-
-def _mod(a: Any, b: Any) -> Any:
-    if _is_num(a) and _is_num(b) and b:
-        try:
-            return a % b
-        except (ArithmeticError, ValueError):
-            return None
-    return None
-
-
-def _pow(a: Any, b: Any) -> Any:
-    if not (_is_num(a) and _is_num(b)):
-        return None
-    try:
-        if not (abs(b) <= MAX_EXPONENT and abs(a) <= MAX_POW_BASE):  # also rejects nan
-            return None
-        r = a**b
-    except (ArithmeticError, ValueError):
-        return None
-    return None if type(r) is complex else r
-
-
-def _neg(a: Any) -> Any:
-    return -a if _is_num(a) else None
-
-
-def _pos(a: Any) -> Any:
-    return a if _is_num(a) else None
-
-
-def _minmax(pick: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    if len(args) == 1 and isinstance(args[0], list | tuple):
-        args = tuple(args[0])
-    items = [a for a in args if a is not None]
-    if not items:
-        return None
-    try:
-        return pick(items)
-    except (TypeError, ValueError):
-        return None
-
-
-def _min(*args: Any) -> Any:
-    return _minmax(min, args)
-
-
-def _max(*args: Any) -> Any:
-    return _minmax(max, args)
-
-
-def _abs(a: Any) -> Any:
-    return abs(a) if _is_num(a) else None
-
-
-def _round(a: Any, ndigits: Any = None) -> Any:
-    if not _is_num(a):
-        return None
-    try:
-        if ndigits is None:
-            return round(a)
-        if type(ndigits) is not int or abs(ndigits) > MAX_ROUND_DIGITS:
-            return None
-        return round(a, ndigits)
-    except (ArithmeticError, ValueError):  # round(inf) / round(nan)
-        return None
-
-
-def _len(a: Any) -> Any:
-    return len(a) if isinstance(a, str | list | tuple) else None
-
-
-def _coalesce(*args: Any) -> Any:
-    for a in args:
-        if a is not None:
-            return a
-    return None
-
-
-def _scale(factor: int) -> Callable[[Any], Any]:
-    def to_seconds(n: Any) -> Any:
-        return n * factor if _is_num(n) else None
-
-    return to_seconds
-
-
-# name -> (helper, min args, max args or None for unlimited)
-FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
-    "min": (_min, 1, None),
-    "max": (_max, 1, None),
-    "abs": (_abs, 1, 1),
-    "round": (_round, 1, 2),
-    "len": (_len, 1, 1),
-    "coalesce": (_coalesce, 1, None),
-    "seconds": (_scale(1), 1, 1),
-    "minutes": (_scale(60), 1, 1),
-    "hours": (_scale(3600), 1, 1),
-    "days": (_scale(86400), 1, 1),
-}
-"""Functions an expression may call."""
-
-_PREFIX = "__ts_"  # user names cannot start with "_", so these can never be shadowed or read by a rule
-_BINOPS: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
-    ast.Add: ("add", _add), ast.Sub: ("sub", _sub), ast.Mult: ("mul", _mul), ast.Div: ("div", _div),
-    ast.FloorDiv: ("floordiv", _floordiv), ast.Mod: ("mod", _mod), ast.Pow: ("pow", _pow),
-}
-_ORDER_OPS: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], bool]]] = {
-    ast.Lt: ("lt", _lt), ast.LtE: ("le", _le), ast.Gt: ("gt", _gt), ast.GtE: ("ge", _ge),
-    ast.In: ("in", _in), ast.NotIn: ("not_in", _not_in),
-}
-_UNARY: dict[type[ast.unaryop], tuple[str, Callable[[Any], Any]]] = {
-    ast.USub: ("neg", _neg), ast.UAdd: ("pos", _pos),
-}
-
-_HELPERS: dict[str, Any] = {"__builtins__": {}}
-for _name, _fn in [*_BINOPS.values(), *_ORDER_OPS.values(), *_UNARY.values()]:
-    _HELPERS[_PREFIX + _name] = _fn
-for _name, _spec in FUNCTIONS.items():
-    _HELPERS[_PREFIX + "f_" + _name] = _spec[0]
-
-_OP_SYMBOL: dict[type[ast.AST], str] = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
-    ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@",
-    ast.Invert: "~",
-}
-
-# Plain-words names for constructs that are not allowed; anything else gets its class name.
-_FORBIDDEN: dict[type[ast.AST], str] = {
-    ast.Attribute: "attribute access (a.b) is not allowed",
-    ast.Subscript: "indexing and slicing (x[...]) are not allowed",
-    ast.Lambda: "lambda is not allowed",
-    ast.ListComp: "comprehensions are not allowed",
-    ast.SetComp: "comprehensions are not allowed",
-    ast.DictComp: "comprehensions are not allowed",
-    ast.GeneratorExp: "generator expressions are not allowed",
-    ast.Starred: "star unpacking (*x) is not allowed",
-    ast.JoinedStr: "f-strings are not allowed",
-    ast.FormattedValue: "f-strings are not allowed",
-    ast.NamedExpr: "assignment expressions (:=) are not allowed",
-    ast.Await: "await is not allowed",
-    ast.Yield: "yield is not allowed",
-    ast.YieldFrom: "yield is not allowed",
-    ast.Dict: "dict literals are not allowed",
-    ast.Set: 'set literals are not allowed; use a tuple, for example x in ("a", "b")',
-    ast.Slice: "slicing is not allowed",
-}
-
-
 @dataclass(frozen=True)
 class CompiledExpr:
     """A compiled expression; call it with a mapping of names to values."""
@@ -362,11 +132,12 @@ class CompiledExpr:
 
     def __call__(self, env: Mapping[str, object]) -> object:
         """Evaluate against ``env``; names missing from it read as None. Never raises for data values."""
+        code: Any = self._code  # validated AST, compiled once
         try:
-            return eval(self._code, _HELPERS, env)  # type: ignore[arg-type]  # validated AST
+            return eval(code, HELPERS, env)
         except NameError:
             # Rare path: keep the hot path a plain lookup and only pay for defaults when a name is missing.
-            return eval(self._code, _HELPERS, _Defaulting(env))  # type: ignore[arg-type]
+            return eval(code, HELPERS, _Defaulting(env))
 
 
 class _Defaulting(Mapping[str, object]):
@@ -389,10 +160,6 @@ class _Defaulting(Mapping[str, object]):
         return len(self._env)
 
 
-# --------------------------------------------------------------------------------------------------------
-# Compilation
-
-
 def compile_expr(source: str, *, names: Mapping[str, str] | Collection[str], kind: str = "expression",
                  threshold_names: Collection[str] = (), filename: str = "<rule>") -> CompiledExpr:
     """Validate and compile ``source``.
@@ -405,9 +172,9 @@ def compile_expr(source: str, *, names: Mapping[str, str] | Collection[str], kin
     return _Compiler(source, names, kind, threshold_names, filename).run()
 
 
-def _char_col(line_text: str, byte_offset: int) -> int:
-    """1-based character column from the AST's 0-based UTF-8 byte offset."""
-    return len(line_text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore")) + 1
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _Compiler:
@@ -433,7 +200,7 @@ class _Compiler:
         if node is not None and hasattr(node, "lineno"):
             line = max(1, min(node.lineno - self.line_shift, len(self.lines) or 1))
             text = self.lines[line - 1] if line - 1 < len(self.lines) else ""
-            col = _char_col(text, getattr(node, "col_offset", 0))
+            col = char_col(text, getattr(node, "col_offset", 0))
         src = self.source if isinstance(self.source, str) else ""
         return ExprError(message, line, col, src, self.filename)
 
@@ -450,7 +217,12 @@ class _Compiler:
             raise ExprError(f"the {self.what} is too long ({len(src)} characters; the maximum "
                             f"is {MAX_LENGTH})", expr=src, filename=self.filename)
         self.lines = re.split(r"\r\n|\r|\n", src)
-        tree = self.parse(src)
+        try:
+            tree, self.line_shift = parse(src, self.lines, self.filename, MAX_DEPTH)
+        except ParseFailure as exc:
+            msg = (f"the {self.what} is nested too deeply (maximum depth {MAX_DEPTH})" if exc.too_deep
+                   else f"invalid {self.what}: {exc.message}")
+            raise ExprError(msg, exc.line, exc.col, src, self.filename) from None
         self.check_shape(tree)
         body = self.rewrite(tree.body)
         for name in self.threshold_uses:
@@ -467,50 +239,6 @@ class _Compiler:
                             filename=self.filename) from None
         return CompiledExpr(src, frozenset(self.used),
                             {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, code)
-
-    def parse(self, src: str) -> ast.Expression:
-        try:
-            return self._parse(src)
-        except SyntaxError as exc:
-            first: SyntaxError = exc
-        err = first
-        # Multi-line rules (YAML block scalars) and leading indentation: parse inside parentheses, but only
-        # when the source's own brackets balance, so "a) or (b" stays an error.
-        if _brackets_balance("(\n" + src + "\n)"):
-            try:
-                tree = self._parse("(\n" + src + "\n)")
-            except SyntaxError as second:
-                if isinstance(first, IndentationError) or "\n" in src.strip():
-                    err = second
-                    if err.lineno is not None:
-                        err.lineno -= 1
-            else:
-                self.line_shift = 1
-                return tree
-        if _nesting(src) > MAX_DEPTH:
-            raise ExprError(f"the {self.what} is nested too deeply (maximum depth {MAX_DEPTH})",
-                            expr=src, filename=self.filename)
-        line = err.lineno
-        col = err.offset
-        if line is not None:
-            line = max(1, min(line, len(self.lines)))
-            if col is not None:
-                col = max(1, min(col, len(self.lines[line - 1]) + 1))
-        msg = err.msg or "invalid syntax"
-        raise ExprError(f"invalid {self.what}: {msg}", line, col, src, self.filename)
-
-    def _parse(self, src: str) -> ast.Expression:
-        try:
-            with warnings.catch_warnings():
-                # SyntaxWarning/DeprecationWarning (e.g. "\d" in a string) must not become errors under
-                # "-W error"; the expression is validated by us anyway.
-                warnings.simplefilter("ignore")
-                return ast.parse(src, filename=self.filename, mode="eval")
-        except SyntaxError:
-            raise
-        except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
-            # null bytes, or the parser's own nesting limits
-            raise SyntaxError(str(exc) or type(exc).__name__) from None
 
     def check_shape(self, tree: ast.Expression) -> None:
         """Depth and size limits, walked iteratively: hostile nesting must not hit the recursion limit."""
@@ -549,17 +277,17 @@ class _Compiler:
             operand = self.rewrite(node.operand)
             if isinstance(node.op, ast.Not):
                 return self.fold(ast.UnaryOp(ast.Not(), operand), node)
-            if type(node.op) in _UNARY:
-                return self.fold(self.helper(_UNARY[type(node.op)][0], [operand]), node)
+            if type(node.op) in UNARY:
+                return self.fold(self.helper(UNARY[type(node.op)][0], [operand]), node)
             raise self.error("the operator '~' is not allowed; use 'not' for negation", node)
         if isinstance(node, ast.BinOp):
             op = type(node.op)
-            if op not in _BINOPS:
-                sym = _OP_SYMBOL.get(op, op.__name__)
+            if op not in BINOPS:
+                sym = OP_SYMBOL.get(op, op.__name__)
                 hint = {ast.BitOr: "; use 'or'", ast.BitAnd: "; use 'and'"}.get(op, "")
                 raise self.error(f"the operator '{sym}' is not allowed{hint}", node)
             left, right = self.rewrite(node.left), self.rewrite(node.right)
-            return self.fold(self.helper(_BINOPS[op][0], [left, right]), node)
+            return self.fold(self.helper(BINOPS[op][0], [left, right]), node)
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.IfExp):
@@ -570,7 +298,7 @@ class _Compiler:
             return ast.Tuple(elts, ast.Load()) if isinstance(node, ast.Tuple) else ast.List(elts, ast.Load())
         if isinstance(node, ast.Call):
             return self.call(node)
-        msg = _FORBIDDEN.get(type(node), f"{type(node).__name__} expressions are not allowed")
+        msg = FORBIDDEN.get(type(node), f"{type(node).__name__} expressions are not allowed")
         raise self.error(msg, node)
 
     def constant(self, node: ast.Constant) -> ast.expr:
@@ -581,13 +309,32 @@ class _Compiler:
                                  f"{MAX_STR})", node)
             return ast.Constant(v)
         if v is None or type(v) in (bool, int, float):
+            self.check_number(v, node, written=True)
             return ast.Constant(v)
         what = {bytes: "bytes literals", complex: "complex numbers"}.get(type(v), f"'{v!r}'")
         raise self.error(f"{what} are not allowed" if what != f"'{v!r}'" else f"{what} is not allowed", node)
 
+    def check_number(self, v: object, node: ast.expr, written: bool = False) -> None:
+        """Constants are finite, and integers at most MAX_INT: no inf, nan or giant integers."""
+        if type(v) is float and not math.isfinite(v):
+            raise self.error("this number is too large (it overflows to infinity; the largest is about 1.8e308)"
+                             if written else "this constant expression overflows (the result is not a finite "
+                             "number)", node)
+        if type(v) is int and abs(v) > MAX_INT:
+            what = "integer literal" if written else "integer constant"
+            raise self.error(f"this {what} is too large (about {v.bit_length() * 0.30103:.0f} digits; the "
+                             f"maximum is 10**20); write a float such as 1e25 for a larger number", node)
+
+    def check_ascii(self, node: ast.Name) -> None:
+        """Python NFKC-normalizes identifiers (a fullwidth ``s`` reads as ``s``): names must be written in ASCII."""
+        text = source_text(self.lines, self.line_shift, node) or node.id
+        if not (text.isascii() and node.id.isascii()):
+            raise self.error(describe_non_ascii(text if not text.isascii() else node.id), node)
+
     def name(self, node: ast.Name) -> ast.expr:
         if not isinstance(node.ctx, ast.Load):  # pragma: no cover - eval mode only produces loads
             raise self.error("assignment is not allowed", node)
+        self.check_ascii(node)
         ident = node.id
         if ident.startswith("_"):
             raise self.error(f"names starting with '_' are not allowed ('{ident}')", node)
@@ -616,6 +363,7 @@ class _Compiler:
         if not isinstance(func, ast.Name):
             raise self.error("calling this is not allowed; only the functions " + ", ".join(FUNCTIONS)
                              + " can be called", node)
+        self.check_ascii(func)
         fname = func.id
         if fname.startswith("_"):
             raise self.error(f"names starting with '_' are not allowed ('{fname}')", func)
@@ -627,7 +375,7 @@ class _Compiler:
                              if hasattr(node.keywords[0], "lineno") else node)
         for a in node.args:
             if isinstance(a, ast.Starred):
-                raise self.error(_FORBIDDEN[ast.Starred], a)
+                raise self.error(FORBIDDEN[ast.Starred], a)
         _, lo, hi = FUNCTIONS[fname]
         n = len(node.args)
         if n < lo or (hi is not None and n > hi):
@@ -647,8 +395,8 @@ class _Compiler:
         pairs: list[ast.expr] = []
         for i, op in enumerate(node.ops):
             a, b = operands[i], operands[i + 1]
-            if type(op) in _ORDER_OPS:
-                pairs.append(self.helper(_ORDER_OPS[type(op)][0], [a, b]))
+            if type(op) in ORDER_OPS:
+                pairs.append(self.helper(ORDER_OPS[type(op)][0], [a, b]))
             else:  # == and != never raise for our value types; keep them native for speed
                 pairs.append(ast.Compare(a, [op], [b]))
         # a < b < c becomes lt(a, b) and lt(b, c): expressions are pure, so evaluating b twice is safe.
@@ -669,7 +417,8 @@ class _Compiler:
                 if isinstance(op, ast.In | ast.NotIn) or not isinstance(other, ast.Constant):
                     break
                 v = other.value
-                if isinstance(v, int | float) and _is_num(v) and not math.isnan(v):
+                if isinstance(v, int | float) and is_num(v) and not math.isnan(v):
+                    self.check_time(v, other, f"'{operand.id}' is compared with")
                     values.append(float(v))
                 elif not (v is None and isinstance(op, ast.Eq | ast.NotEq)):
                     break  # (x == null is fine: it does not change with time)
@@ -677,25 +426,35 @@ class _Compiler:
                 self.sanctioned.add(id(operand))
                 self.thresholds.setdefault(operand.id, set()).update(values)
 
+    def check_time(self, v: float, node: ast.expr, head: str) -> None:
+        """Time constants (seconds) stay within MAX_TIME_S, so every due time fits in 64 bits."""
+        if abs(v) > MAX_TIME_S:
+            raise self.error(f"{head} {v:.6g} seconds, more than 100 years; the limit is days(36500) "
+                             f"= {MAX_TIME_S} seconds", node)
+
     # -- helpers
 
     @staticmethod
     def helper(name: str, args: list[ast.expr]) -> ast.expr:
-        return ast.Call(ast.Name(_PREFIX + name, ast.Load()), args, [])
+        return ast.Call(ast.Name(PREFIX + name, ast.Load()), args, [])
 
     def fold(self, new: ast.expr, orig: ast.expr) -> ast.expr:
         """Evaluate ``new`` now if it reads no names; reject constants that can never work."""
         for sub in ast.walk(new):
-            if isinstance(sub, ast.Name) and not sub.id.startswith(_PREFIX):
+            if isinstance(sub, ast.Name) and not sub.id.startswith(PREFIX):
                 return new
         expr = ast.Expression(ast.copy_location(new, orig))
         ast.fix_missing_locations(expr)
         try:
-            value = eval(compile(expr, self.filename, "eval"), _HELPERS, {})  # validated AST
+            value = eval(compile(expr, self.filename, "eval"), HELPERS, {})  # validated AST
         except Exception as exc:  # pragma: no cover - helpers do not raise; defensive
             raise self.error(f"cannot evaluate this constant expression: {exc}", orig) from None
         if value is None and isinstance(orig, ast.BinOp | ast.UnaryOp | ast.Call):
             self.explain_bad_constant(orig, new)
+        self.check_number(value, orig)
+        if (isinstance(orig, ast.Call) and isinstance(orig.func, ast.Name) and orig.func.id in DURATION_FUNCTIONS
+                and is_num(value)):
+            self.check_time(value, orig, f"{orig.func.id}() gives")
         if value is None or type(value) in (bool, int, float, str):
             return ast.Constant(value)
         return new  # e.g. a tuple from min/max: leave for evaluation
@@ -704,7 +463,7 @@ class _Compiler:
         if isinstance(node, ast.Constant):
             return node.value
         expr = ast.fix_missing_locations(ast.Expression(node))
-        return eval(compile(expr, self.filename, "eval"), _HELPERS, {})
+        return eval(compile(expr, self.filename, "eval"), HELPERS, {})
 
     def explain_bad_constant(self, orig: ast.expr, new: ast.expr) -> None:
         args = [self.value_of(a) for a in new.args] if isinstance(new, ast.Call) else []
@@ -714,44 +473,14 @@ class _Compiler:
             fname = orig.func.id if isinstance(orig.func, ast.Name) else "?"
             if fname == "coalesce":
                 return
-            raise self.error(f"{fname}() cannot be applied to {', '.join(repr(a) for a in args)}", orig)
-        bad = [a for a in args if not _is_num(a)]
+            raise self.error(f"{fname}() cannot be applied to {', '.join(_short_repr(a) for a in args)}", orig)
+        bad = [a for a in args if not is_num(a)]
         if bad:
-            raise self.error(f"arithmetic needs numbers, not {type(bad[0]).__name__} ({bad[0]!r})", orig)
+            raise self.error(f"arithmetic needs numbers, not {type(bad[0]).__name__} ({_short_repr(bad[0])})",
+                             orig)
         if isinstance(orig, ast.BinOp) and isinstance(orig.op, ast.Pow):
             raise self.error(f"this power is too large (exponent at most {MAX_EXPONENT}, base at most "
                              f"{MAX_POW_BASE:.0e})", orig)
         if isinstance(orig, ast.BinOp) and isinstance(orig.op, ast.Div | ast.FloorDiv | ast.Mod):
             raise self.error("division by zero", orig)
         raise self.error("this constant expression has no value (overflow)", orig)
-
-
-def _brackets_balance(wrapped: str) -> bool:
-    """True if the outer parentheses of ``wrapped`` stay open until its end (strings/comments ignored)."""
-    depth = 0
-    closed = False
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(wrapped).readline):
-            if tok.type != tokenize.OP or tok.string not in "()[]{}":
-                if closed and tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
-                    return False
-                continue
-            if closed:
-                return False
-            depth += 1 if tok.string in "([{" else -1
-            closed = depth == 0
-    except Exception:  # tokenize errors on junk input: the strict parse error is the one to report
-        return False
-    return closed
-
-
-def _nesting(src: str) -> int:
-    """Rough bracket depth (ignores strings); used only to word the error for sources the parser refused."""
-    depth = best = 0
-    for ch in src:
-        if ch in "([{":
-            depth += 1
-            best = max(best, depth)
-        elif ch in ")]}":
-            depth -= 1
-    return best
