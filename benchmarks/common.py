@@ -17,9 +17,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.demo import scrape, total
-from streams.generator import SOURCES, RetailGenerator
-from streams.produce import ProduceStats, ensure_topics, produce
+from streams.io.topics import ensure_topics
+from streams.tools.demo import scrape, total
+from streams.tools.generator import SOURCES, RetailGenerator
+from streams.tools.produce import ProduceStats, produce
 
 from .procstat import cpu_seconds, vm_hwm_bytes
 

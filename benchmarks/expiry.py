@@ -53,7 +53,7 @@ from typing import Any
 import orjson
 import yaml
 
-from streams.envelope import decode_envelope
+from streams.app.envelope import decode_envelope
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = Path(__file__).with_name("expiry_rules.yaml")
@@ -66,7 +66,7 @@ WINDOWS_MS: dict[str, int] = {
     "7d": 7 * 86_400_000,
     "30d": 30 * 86_400_000,
 }
-STEPS_PER_WINDOW = 60  # streams.features.windows.DEFAULT_STEPS_PER_WINDOW: resolution = W / 60
+STEPS_PER_WINDOW = 60  # streams.engine.features.windows.DEFAULT_STEPS_PER_WINDOW: resolution = W / 60
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKER_FLAG = "--as-tagstream-worker"
 
@@ -197,7 +197,7 @@ class Phase:
         return f"{self.prefix}.{which}"
 
     def scaled_now(self) -> int:
-        """The worker's clock now (same formula as streams.clock.ScaledClock)."""
+        """The worker's clock now (same formula as streams.engine.clock.ScaledClock)."""
         return self.origin_ms + int((wall_ms() - self.origin_ms) * self.speed)
 
     def start_worker(self) -> None:
@@ -320,7 +320,7 @@ class Phase:
     async def run(self) -> PhaseResult:
         from aiokafka import AIOKafkaProducer
 
-        from streams.produce import ensure_topics
+        from streams.io.topics import ensure_topics
 
         a = self.args
         res = PhaseResult(self.name, self.group, self.speed, a.rate, a.duration, a.customers)
@@ -446,8 +446,8 @@ class Phase:
 
 def micro_benchmark(group: str, n: int) -> dict[str, float]:
     """Pure engine cost (no Kafka, no Faust): one event vs one due tick, in microseconds."""
-    from streams.engine import TagEngine
-    from streams.features.state import CustomerState
+    from streams.engine.features.state import CustomerState
+    from streams.engine.tag_engine import TagEngine
     from tag_rules import load_rules
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
@@ -471,7 +471,7 @@ def micro_benchmark(group: str, n: int) -> dict[str, float]:
             engine.catch_up(st, f"c{i}", st.due_ms)
             ticks += 1
     per_tick = (time.perf_counter() - t0) / max(1, ticks) * 1e6
-    from streams.due import DueIndex
+    from streams.engine.due import DueIndex
 
     idx = DueIndex()
     keys = [f"c{i}".encode() for i in range(n)]

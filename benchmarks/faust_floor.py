@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faust-as-is", action="store_true",
                    help="plain Faust: without tagstream's fetch/buffer settings")
     p.add_argument("--batch-delivery", action="store_true",
-                   help="with the experimental per-batch delivery patch (streams/faust_patches.py, off in tagstream)")
+                   help="with the experimental per-batch delivery patch (streams/app/faust_compat.py, off)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="extra faust.App setting (int/float values parsed), e.g. stream_buffer_maxsize=16384")
     args = p.parse_args(argv)
@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         k, v = kv.split("=", 1)
         extra[k] = int(v) if v.isdigit() else (float(v) if v.replace(".", "", 1).isdigit() else v)
     if args.batch_delivery:
-        from streams import faust_patches
+        from streams.app import faust_compat
 
-        faust_patches.install()
-    if not args.faust_as_is:  # what the tagstream worker runs with (streams/app.py, KafkaSettings)
+        faust_compat.install_batch_delivery()
+    if not args.faust_as_is:  # what the tagstream worker runs with (streams/app/topology.py, KafkaSettings)
         from streams.settings import KafkaSettings
 
         extra.setdefault("consumer_max_fetch_size", KafkaSettings().fetch_max_bytes)

@@ -49,7 +49,7 @@ import orjson
 
 from schemas.canonical import to_canonical
 from schemas.decode import EventDecodeError, decode_event
-from streams.generator import SOURCES
+from streams.tools.generator import SOURCES
 
 from .common import RESULTS, Load, Proc, delete_topics, free_port, log, machine_info, tagstream_env, try_scrape
 from .procstat import cpu_seconds, vm_hwm_bytes, vm_rss_bytes
@@ -604,7 +604,7 @@ class RssSample:
 
 async def sample_worker(proc: Proc, samples: list[RssSample], url: str, total_records: int,
                         stop: asyncio.Event) -> None:
-    from streams.demo import total
+    from streams.tools.demo import total
 
     t0 = time.monotonic()
     while not stop.is_set():
@@ -845,7 +845,7 @@ def check_record(r: Any, chk: DlqCheck, order: array, where: dict[int, int], top
 
 async def metrics_totals(url: str) -> dict[str, float]:
     s = try_scrape(url) or {}
-    from streams.demo import total
+    from streams.tools.demo import total
 
     return {n: total(s, f"tagstream_{n}_total") for n in
             ("events_in", "events_invalid", "deadletter", "events_anonymous", "events_processed",
@@ -854,7 +854,7 @@ async def metrics_totals(url: str) -> dict[str, float]:
 
 async def run_worker_part(args: argparse.Namespace, order: array, now_ms: int, digests: bytearray,
                           expected: array, out_dir: Path, run_id: str, failures: list[Failure]) -> dict[str, Any]:
-    from streams.produce import ensure_topics
+    from streams.io.topics import ensure_topics
 
     app_id = f"{run_id}-w"
     proc, url, load = start_worker(run_id, app_id, args.bootstrap, args.redis_url, args.partitions, out_dir)
@@ -995,7 +995,7 @@ PROBES: dict[str, tuple[str, Callable[[int], tuple[bytes, dict[str, Any]]], str]
 async def run_probe(args: argparse.Namespace, name: str, run_id: str, out_dir: Path) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.produce import ensure_topics
+    from streams.io.topics import ensure_topics
 
     source, build, why = PROBES[name]
     pid = f"{run_id}-p-{name.replace('_', '-')}"
@@ -1079,7 +1079,7 @@ async def broker_limit(bootstrap: str, run_id: str) -> dict[str, Any]:
     """The largest value (uncompressed, no key) the broker accepts on a default topic (bisection)."""
     from aiokafka.errors import KafkaError
 
-    from streams.produce import ensure_topics
+    from streams.io.topics import ensure_topics
 
     topic = f"{run_id}.limit"
     await ensure_topics(bootstrap, [topic], 1)

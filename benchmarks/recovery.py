@@ -25,8 +25,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from streams.features.state import CustomerState
-from streams.produce import ensure_topics
+from streams.engine.features.state import CustomerState
+from streams.io.topics import ensure_topics
 
 from .common import free_port
 

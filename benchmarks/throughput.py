@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.demo import histogram_quantile, total
+from streams.tools.demo import histogram_quantile, total
 
 from . import common
 from .common import (

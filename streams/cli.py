@@ -17,7 +17,7 @@ STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
 def _settings():
     from pydantic import ValidationError
 
-    from .settings import Settings
+    from streams.settings import Settings
 
     try:
         return Settings()
@@ -26,9 +26,9 @@ def _settings():
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.app.faust_compat import FaustCompatError
+    from streams.app.worker import run_worker
     from tag_rules import RuleSetError
-
-    from .worker import run_worker
 
     settings = _settings()
     if args.rules:
@@ -39,6 +39,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"tagstream: the rule set has {len(exc.errors)} error(s):", file=sys.stderr)
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
+        return 2
+    except FaustCompatError as exc:
+        print(f"tagstream: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -61,8 +64,9 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from .generator import RetailGenerator
-    from .produce import ensure_topics, produce
+    from streams.io.topics import ensure_topics
+    from streams.tools.generator import RetailGenerator
+    from streams.tools.produce import produce
 
     ks = _settings().kafka
     topics = ks.source_topics()
@@ -84,12 +88,13 @@ def cmd_tags(args: argparse.Namespace) -> int:
     import orjson
     import redis
 
-    from .sinks import audience_key, tags_key
+    from streams.io.redis_sink import audience_key, tags_key
 
-    rs = _settings().redis
+    settings = _settings()
+    rs = settings.redis
     client = redis.Redis.from_url(rs.url, **rs.client_options())
     if args.audience:
-        members = sorted(m.decode() for m in client.smembers(audience_key(rs.key_prefix, args.audience)))
+        members = sorted(m.decode() for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
         print(f"{args.audience}: {len(members)} customers")
         for m in members[: args.limit]:
             print(f"  {m}")
@@ -97,7 +102,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
     if not args.customer_id:
         sys.exit("tagstream tags: give a CUSTOMER_ID or --audience TAG")
     for cid in args.customer_id:
-        tags = client.hgetall(tags_key(rs.key_prefix, cid))
+        tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid))
         if not tags:
             print(f"{cid}: no tags")
             continue
@@ -123,7 +128,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from streams.tools.demo import run_demo
 
     return run_demo(count=args.count, rate=args.rate, customers=args.customers, keep_worker=args.keep_worker)
 

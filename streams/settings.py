@@ -31,7 +31,7 @@ class KafkaSettings(_Frozen):
         8 * 1024 * 1024, ge=65_536,
         description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")
     batch_delivery: bool = Field(
-        False, description="Experimental: hand fetched records to the agents per batch (streams/faust_patches.py).")
+        False, description="Experimental: hand fetched records to the agents per batch (streams/app/faust_compat.py).")
     source_buffer: int = Field(
         32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")
     session_timeout_ms: int = Field(
@@ -82,7 +82,9 @@ class RedisSettings(_Frozen):
     username: str | None = Field(None, description="Redis ACL user (Redis 6+); or put it in the URL.")
     ssl_ca_certs: Path | None = Field(None, description="CA (PEM) for rediss:// URLs.")
     password: SecretStr | None = None
-    key_prefix: str = "tagstream"
+    key_prefix: str | None = Field(
+        None, description="Prefix of every Redis key; default: the app id, so two deployments (app ids) on one "
+                          "Redis never overwrite each other's tags and audiences.")
 
     def client_options(self) -> dict[str, Any]:
         """Credentials and TLS options for redis-py's ``from_url`` (sync or asyncio)."""
@@ -137,6 +139,10 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     metrics: MetricsSettings = MetricsSettings()
     engine: EngineSettings = EngineSettings()
+
+    def redis_key_prefix(self) -> str:
+        """The Redis key prefix in force: ``redis.key_prefix``, or the app id."""
+        return self.redis.key_prefix or self.app_id
 
     def load_rules(self) -> CompiledRuleSet:
         from tag_rules import DEFAULT_RULES, load_rules

@@ -14,9 +14,9 @@ import orjson
 
 from schemas.canonical import to_canonical
 from schemas.decode import decode_event
-from streams.engine import TagEngine
-from streams.features.state import CustomerState
-from streams.generator import RetailGenerator
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import TagEngine
+from streams.tools.generator import RetailGenerator
 from tag_rules import load_rules
 
 from .conftest import STACK, Stack, WorkerProc, free_port

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from streams.generator import RetailGenerator
+from streams.tools.generator import RetailGenerator
 
 from .conftest import FAUST_629, Stack, WorkerProc, free_port
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.clock import ScaledClock, WallClock
+from streams.engine.clock import ScaledClock, WallClock
 from streams.settings import EngineSettings
 
 
@@ -55,8 +55,8 @@ def test_engine_settings_clock_fields() -> None:
 def test_create_app_uses_a_scaled_clock_when_told(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
-    from streams.app import create_app
-    from streams.metrics import Metrics
+    from streams.app.topology import create_app
+    from streams.io.metrics import Metrics
     from streams.settings import Settings
 
     settings = Settings(app_id="unit-clock", data_dir=tmp_path,

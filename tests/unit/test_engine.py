@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.clock import ManualClock
-from streams.engine import TagEngine
-from streams.features.state import CustomerState
+from streams.engine.clock import ManualClock
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import TagEngine
 from tag_rules import load_rules
 
 H = 3_600_000
@@ -385,7 +385,7 @@ def test_incremental_evaluation_on_the_shipped_rule_sets(rules_path: str) -> Non
     stream (with clock ticks between events): incremental and full evaluation agree."""
     from schemas.canonical import to_canonical
     from schemas.decode import decode_event
-    from streams.generator import RetailGenerator
+    from streams.tools.generator import RetailGenerator
 
     rules = load_rules(Path(__file__).parents[2] / rules_path)
     fast, ref = TagEngine(rules), TagEngine(rules, incremental=False)

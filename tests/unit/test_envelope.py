@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.envelope import EnvelopeBuilder, decode_envelope, partition_for
+from streams.app.envelope import EnvelopeBuilder, decode_envelope, partition_for
 
 
 @given(st.binary(min_size=1, max_size=40), st.integers(1, 64))

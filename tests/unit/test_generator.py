@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from schemas.decode import EventDecodeError, decode_event
-from streams.generator import (
+from streams.tools.generator import (
     BAD_KINDS,
     CATEGORIES,
     CLICK_TYPES,

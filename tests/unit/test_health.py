@@ -9,7 +9,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter
 
-from streams.health import Health, serve
+from streams.io.health import Health, serve
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:

@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.sinks import RedisTagSink, audience_key, tags_key
+from streams.io.redis_sink import RedisTagSink, audience_key, tags_key
 
 changes_st = st.lists(st.tuples(st.sampled_from(["c1", "c2", "c3"]), st.sampled_from(["a", "b"]),
                                 st.sampled_from(["add", "remove"]), st.integers(0, 100)), max_size=30)

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from streams.features.aggregations import AGGREGATIONS
-from streams.features.windows import (
+from streams.engine.features.aggregations import AGGREGATIONS
+from streams.engine.features.windows import (
     bucket_expiry_ms,
     bucket_of,
     default_resolution_ms,

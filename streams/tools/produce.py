@@ -1,11 +1,11 @@
-"""Ship :class:`~streams.generator.RetailGenerator` events to Kafka (load generation, demos, tests).
+"""Ship :class:`~streams.tools.generator.RetailGenerator` events to Kafka (load generation, demos, tests).
 
 ``produce()`` streams ``count`` events to one topic per source with aiokafka, optionally rate
 limited, printing progress about once per second. ``ensure_topics()`` creates missing topics.
 
 Run directly for a quick load::
 
-    python -m streams.produce --count 50000 --rate 2000 --bad-ratio 0.01
+    python -m streams.tools.produce --count 50000 --rate 2000 --bad-ratio 0.01
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import IO, Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError
 
-from streams.generator import SOURCES, RetailGenerator
+from streams.io.topics import ensure_topics
+from streams.tools.generator import SOURCES, RetailGenerator
 
-__all__ = ["DEFAULT_TOPICS", "ProduceStats", "ensure_topics", "produce"]
+__all__ = ["DEFAULT_TOPICS", "ProduceStats", "produce"]
 
 DEFAULT_TOPICS: dict[str, str] = {source: f"events.{source}" for source in SOURCES}
 
@@ -160,58 +160,8 @@ async def produce(
         await producer.stop()
 
 
-async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int, replication: int = 1,
-                        configs: Mapping[str, Mapping[str, str]] | None = None,
-                        client_options: Mapping[str, Any] | None = None) -> None:
-    """Create the topics in ``names`` that do not exist yet; existing ones are left alone.
-
-    ``configs`` gives topic configs by name (e.g. ``{"x-changelog": {"cleanup.policy": "compact"}}``).
-
-    Raises:
-        RuntimeError: the broker at ``bootstrap_servers`` is unreachable, or creation failed.
-    """
-    wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tagstream-admin",
-                                **dict(client_options or {}))
-    try:
-        try:
-            await admin.start()
-        except KafkaConnectionError as exc:
-            raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-        missing = [n for n in wanted if n not in set(await admin.list_topics())]
-        if not missing:
-            return
-        response = await admin.create_topics(
-            [NewTopic(name=n, num_partitions=partitions, replication_factor=replication,
-                      topic_configs=dict((configs or {}).get(n, {}))) for n in missing]
-        )
-        # create_topics reports per-topic errors in the response instead of raising.
-        failures = []
-        for topic, code, *rest in response.topic_errors:
-            if code == 0 or code == TopicAlreadyExistsError.errno:  # lost a race: fine
-                continue
-            failures.append(f"{topic}: error {code} {rest[0] if rest and rest[0] else ''}".rstrip())
-        if failures:
-            raise RuntimeError(f"creating topics on {bootstrap_servers} failed: {'; '.join(failures)}")
-        # A fresh topic has no partition leaders for a moment; wait (briefly) until metadata
-        # shows one per partition so producers start with fewer NotLeaderForPartition retries.
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            described = await admin.describe_topics(missing)
-            if all(
-                t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
-                for t in described
-            ):
-                break
-            await asyncio.sleep(0.1)
-    except KafkaError as exc:
-        raise RuntimeError(f"Kafka admin request to {bootstrap_servers} failed: {exc!r}") from exc
-    finally:
-        await admin.close()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point (``python -m streams.produce``)."""
+    """Command line entry point (``python -m streams.tools.produce``)."""
     p = argparse.ArgumentParser(description="Produce synthetic retail events to Kafka.")
     p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     p.add_argument("--topic-prefix", default="events", help="topics are <prefix>.<source>")

@@ -17,10 +17,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from streams.engine.features.aggregations import AGGREGATIONS, Aggregation
+from streams.engine.features.windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 from tag_rules import FeatureDef
-
-from .aggregations import AGGREGATIONS, Aggregation
-from .windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 
 MAX_DISTINCT = 1000
 """Distinct values remembered per feature and customer; the oldest are forgotten first."""

@@ -8,11 +8,12 @@ import logging
 import faust
 from prometheus_client import REGISTRY
 
-from .app import create_app, internal_topics, topic_configs
-from .health import serve
-from .metrics import Metrics
-from .produce import ensure_topics
-from .settings import Settings
+from streams.app.faust_compat import check_faust
+from streams.app.topology import create_app
+from streams.io.health import serve
+from streams.io.metrics import Metrics
+from streams.io.topics import ensure_topics, topic_configs, worker_topics
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +21,10 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
+    check_faust()  # a faust-streaming our Faust internals were not written for fails here too
     ks = settings.kafka
-    internal = internal_topics(settings)
-    asyncio.run(ensure_topics(ks.bootstrap_servers,
-                              [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal],
-                              ks.partitions, ks.replication_factor, configs=topic_configs(settings),
-                              client_options=ks.client_options()))
+    asyncio.run(ensure_topics(ks.bootstrap_servers, worker_topics(settings), ks.partitions, ks.replication_factor,
+                              configs=topic_configs(settings), client_options=ks.client_options()))
     metrics = Metrics.create(REGISTRY)
     app, rt = create_app(settings, rules, metrics)
     if settings.metrics.enabled:

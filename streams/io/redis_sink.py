@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .metrics import Metrics
+from streams.io.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class RedisTagSink:
         self._metrics = metrics
         self._backoff_max_ms = backoff_max_ms
         self._pending: list[dict[str, Any]] = []
+        self._closed = False
         self.healthy = True
 
     def add(self, change: dict[str, Any]) -> None:
@@ -104,4 +105,8 @@ class RedisTagSink:
                 raise
 
     async def close(self) -> None:
+        """Closes the client's connections; safe to call again."""
+        if self._closed:
+            return
+        self._closed = True
         await self._client.aclose()

@@ -1,6 +1,6 @@
 """Deterministic synthetic retail event stream (clickstream, POS tickets, e-commerce orders).
 
-Pure: no I/O, no wall clock except the default ``start_ms``. :mod:`streams.produce` ships the
+Pure: no I/O, no wall clock except the default ``start_ms``. :mod:`streams.tools.produce` ships the
 events to Kafka; tests and benchmarks use the generator directly.
 
 The stream is built from small per-customer *scripts* (a web session with its funnel, a store

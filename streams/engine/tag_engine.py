@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.engine.features.runtime import FeatureRuntime
+from streams.engine.features.state import SEEN_ENTRY, CustomerState
 from tag_rules.compiler import CompiledRuleSet
-
-from .features.runtime import FeatureRuntime
-from .features.state import SEEN_ENTRY, CustomerState
 
 MAX_CATCH_UP_STEPS = 1000
 

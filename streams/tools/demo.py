@@ -12,50 +12,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
+from streams.settings import Settings
+from streams.tools.prom import Samples, done_count, histogram_quantile, scrape, total
 
-from .settings import Settings
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Reads a Prometheus text endpoint: sample name -> [(labels, value)]."""
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        text = resp.read().decode()
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
-def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
-    return sum(v for _, v in samples.get(name, []))
-
-
-def done_count(samples: dict[str, list[tuple[dict[str, str], float]]]) -> float:
-    """Source events the worker is completely done with: folded into state, or set aside."""
-    return sum(total(samples, f"tagstream_events_{what}_total") for what in ("processed", "anonymous", "invalid"))
-
-
-def histogram_quantile(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, q: float) -> float | None:
-    """Quantile of a Prometheus histogram, interpolated inside its bucket (like PromQL)."""
-    buckets = sorted(((float(lb["le"]), v) for lb, v in samples.get(f"{name}_bucket", [])), key=lambda x: x[0])
-    if not buckets or buckets[-1][1] == 0:
-        return None
-    rank = q * buckets[-1][1]
-    prev_le, prev_count = 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if le == float("inf"):
-                return prev_le
-            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-9)
-        prev_le, prev_count = le, count
-    return None
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> int:
@@ -80,8 +42,8 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
         start_done = done_count(before)
 
         print(f"== 3/5 producing {count:,} retail events for {customers:,} customers at {rate:,.0f}/s", flush=True)
-        from .generator import RetailGenerator
-        from .produce import produce
+        from streams.tools.generator import RetailGenerator
+        from streams.tools.produce import produce
 
         ks = settings.kafka
         asyncio.run(produce(bootstrap_servers=ks.bootstrap_servers, topics=ks.source_topics(), count=count,
@@ -134,23 +96,24 @@ def _wait_for_metrics(url: str, worker: subprocess.Popen[bytes]) -> None:
     raise SystemExit("worker not ready within 90 s")
 
 
-def _report(settings: Settings, s: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+def _report(settings: Settings, s: Samples) -> None:
     import redis
 
-    from .sinks import audience_key, tags_key
+    from streams.io.redis_sink import audience_key, tags_key
 
     print("== 5/5 results", flush=True)
     rs = settings.redis
     client = redis.Redis.from_url(rs.url, **rs.client_options())
     rules = settings.load_rules()
-    print("   audiences (Redis sets tagstream:tag:{tag}):")
+    prefix = settings.redis_key_prefix()
+    print(f"   audiences (Redis sets {prefix}:tag:{{tag}}):")
     for tag in rules.tags:
-        print(f"     {tag:<24} {client.scard(audience_key(rs.key_prefix, tag)):>6} customers")
-    print("   sample customers (Redis hashes tagstream:tags:{id}):")
+        print(f"     {tag:<24} {client.scard(audience_key(prefix, tag)):>6} customers")
+    print(f"   sample customers (Redis hashes {prefix}:tags:{{id}}):")
     shown = 0
     for i in range(1, 200):
         cid = f"c{i:06d}"
-        tags = client.hkeys(tags_key(rs.key_prefix, cid))
+        tags = client.hkeys(tags_key(prefix, cid))
         if tags:
             print(f"     {cid}: {', '.join(sorted(t.decode() for t in tags))}")
             shown += 1

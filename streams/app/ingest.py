@@ -1,0 +1,84 @@
+"""The ingest stage: raw source records -> validated canonical events, repartitioned by customer.
+
+Stateless. Each batch of source records becomes one envelope per customer partition (see
+``envelope.py``); bad records go to the dead-letter topic with the reason. ``process`` returns
+only once the envelopes and dead-letter records are on the broker, so the batch may then be
+acknowledged (at-least-once: a crash before that re-reads the batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from schemas.canonical import to_canonical
+from schemas.decode import EventDecodeError, decode_event
+from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
+from streams.engine.clock import Clock
+from streams.io.contract import SourceRecord
+from streams.io.deadletter import DeadLetterWriter
+from streams.io.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+INTERNAL_RECORD_MAX_BYTES = 900_000
+"""A canonical event bigger than this cannot travel on the internal topic (Kafka's default
+record limit is 1 MB): it is dead-lettered as ``too_large`` instead of being lost in a send."""
+
+
+class IngestStage:
+    """Validates, normalizes and repartitions one batch of source records at a time."""
+
+    def __init__(self, *, source_by_topic: Mapping[str, str], partitions: int, clock: Clock,
+                 future_tolerance_ms: int, envelopes: EnvelopeSender, deadletter: DeadLetterWriter,
+                 metrics: Metrics) -> None:
+        self._source_by_topic = dict(source_by_topic)
+        self._partitions = partitions
+        self._clock = clock
+        self._future_tolerance_ms = future_tolerance_ms
+        self._envelopes = envelopes
+        self._deadletter = deadletter
+        self._metrics = metrics
+
+    async def process(self, records: Sequence[SourceRecord]) -> None:
+        """Handles a batch; returns once its envelopes and dead-letter records are written."""
+        out = EnvelopeBuilder(self._partitions)
+        m = self._metrics
+        for msg in records:
+            source = self._source_by_topic.get(msg.topic, msg.topic)
+            m.events_in.labels(source).inc()
+            try:
+                canonical = self.validate(msg, source)
+                customer_id = canonical["customer_id"]
+                if customer_id is None:
+                    m.events_anonymous.labels(source).inc()
+                    continue
+                item = orjson.dumps(canonical)
+                if len(item) > INTERNAL_RECORD_MAX_BYTES:
+                    raise EventDecodeError("too_large", f"canonical event of {len(item):,} bytes is over the "
+                                           f"{INTERNAL_RECORD_MAX_BYTES:,}-byte internal record limit")
+                out.add(customer_id.encode(), item)
+            except EventDecodeError as exc:
+                self._deadletter.add(msg, source, exc.reason, exc.message)
+            except Exception as exc:  # never let one record stop the worker
+                log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                self._deadletter.add(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
+        await self._envelopes.send(out)  # one record per customer partition, not one per event
+        await self._deadletter.flush()
+
+    def validate(self, msg: SourceRecord, source: str) -> dict[str, Any]:
+        """Raw record -> canonical event; raises EventDecodeError with the DLQ reason."""
+        if not msg.value:
+            raise EventDecodeError("invalid_json", "empty record value")
+        canonical = to_canonical(source, decode_event(source, msg.value), int(msg.timestamp * 1000))
+        now_ms = self._clock.now_ms()
+        ts_ms = canonical["ts_ms"]
+        if ts_ms > now_ms + self._future_tolerance_ms:
+            raise EventDecodeError(
+                "future_timestamp",
+                f"ts {ts_ms} is {(ts_ms - now_ms) / 1000:.0f}s in the future "
+                f"(tolerance {self._future_tolerance_ms / 1000:.0f}s)")
+        return canonical

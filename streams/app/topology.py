@@ -1,0 +1,247 @@
+"""The Faust application: two thin agents and two timers, wired to the stages.
+
+    events.clickstream ┐                          ┌─> Redis  {prefix}:tags:{id}, {prefix}:tag:{tag}
+    events.pos         ├─ ingest ─> customer-events ─ customers ─┤
+    events.orders      ┘   │   (envelopes per partition)   ▲     └─> tags.changes
+                           └─> events.deadletter           │
+                                        due-time timer ────┘ (ticks, in envelopes too)
+
+* ``ingest`` (``ingest.py``) decodes, validates, normalizes and repartitions by customer id.
+* ``customers`` (``customers.py``) owns the per-customer state (a Faust table backed by its
+  changelog topic), evaluates the rules, publishes tag changes and reschedules due times.
+* the due timer (``timers.py``) sends a tick per due customer through the customer topic.
+
+This module only binds those stages to Faust: topics, the table, agents, timers, lifecycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+
+from streams.app import faust_compat
+from streams.app.codec import STATE_CODEC
+from streams.app.customers import CustomerStage, Delivered
+from streams.app.envelope import EnvelopeSender
+from streams.app.ingest import IngestStage
+from streams.app.timers import DueTimer, probe_kafka
+from streams.engine.clock import Clock, ScaledClock, WallClock
+from streams.engine.due import DueIndex
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import TagEngine
+from streams.io.deadletter import DLQ_MAX_RECORD_BYTES, DeadLetterWriter
+from streams.io.health import Health
+from streams.io.kafka_probe import KAFKA_PROBE_INTERVAL_S, KafkaProbe
+from streams.io.metrics import Metrics
+from streams.io.redis_sink import RedisTagSink
+from streams.io.tag_topic import TagTopicWriter
+from streams.io.topics import changelog_topic_name, customer_topic_name
+from streams.settings import Settings
+from tag_rules.compiler import CompiledRuleSet
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_BUFFER_ENVELOPES = 256
+"""Customer-topic records Faust may hold ahead of the customers agent (each up to 512 KB)."""
+
+
+@dataclass
+class Runtime:
+    """What the worker and the tests see of a built app."""
+
+    settings: Settings
+    rules: CompiledRuleSet
+    engine: TagEngine
+    metrics: Metrics
+    clock: Clock
+    due: DueIndex = field(default_factory=DueIndex)
+    health: Health = field(default_factory=Health)
+    redis_sink: RedisTagSink | None = None
+    kafka_probe: KafkaProbe | None = None
+
+
+class TableStore:
+    """The customers table as the stage's StateStore: writes name the record they belong to."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: bytes) -> CustomerState | None:
+        return self.table.get(key)  # type: ignore[no-any-return]
+
+    def put(self, key: bytes, state: CustomerState, record: Delivered) -> None:
+        with faust_compat.current_event_as(record):
+            self.table[key] = state
+
+    def delete(self, key: bytes, record: Delivered) -> None:
+        with faust_compat.current_event_as(record):
+            if key in self.table:
+                del self.table[key]
+
+    def items(self) -> Iterable[tuple[bytes, object]]:
+        return self.table.data.items()  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+
+class AppMembership:
+    """The stage's view of the consumer group, from the faust app."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    def generation(self) -> int:
+        return int(self.app.consumer_generation_id)
+
+    def owns(self, record: Delivered) -> bool:
+        return record.message.tp in self.app.consumer.assignment()
+
+
+def build_faust_app(settings: Settings) -> faust.App:
+    """The faust.App with tagstream's broker, store and producer settings."""
+    ks = settings.kafka
+    broker_credentials: Any = None
+    if ks.sasl_mechanism:
+        broker_credentials = faust.SASLCredentials(
+            username=ks.sasl_username or "",
+            password=ks.sasl_password.get_secret_value() if ks.sasl_password else "",
+            mechanism=ks.sasl_mechanism,
+            ssl_context=ks.ssl_context(),
+        )
+    elif ks.protocol() == "SSL":
+        broker_credentials = faust.SSLCredentials(ks.ssl_context())
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{ks.bootstrap_servers}",
+        broker_credentials=broker_credentials,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        table_standby_replicas=settings.standby_replicas,
+        topic_partitions=ks.partitions,
+        topic_replication_factor=ks.replication_factor,
+        web_enabled=False,
+        producer_acks=-1,
+        producer_max_request_size=DLQ_MAX_RECORD_BYTES,
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        # Batch produced records for a few ms instead of one produce request per record.
+        producer_linger=ks.linger_ms / 1000,
+        broker_session_timeout=ks.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
+        consumer_max_fetch_size=ks.fetch_max_bytes,
+    )
+
+
+def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, clock: Clock | None) -> Runtime:
+    es = settings.engine
+    origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
+    clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
+    engine = TagEngine(rules, allowed_lateness_ms=es.allowed_lateness_ms, dedup_horizon_ms=es.dedup_horizon_ms,
+                       dedup_max_ids=es.dedup_max_ids)
+    rt = Runtime(settings, rules, engine, metrics, clock)
+    rs, ks = settings.redis, settings.kafka
+    rt.redis_sink = RedisTagSink(
+        aioredis.from_url(rs.url, **rs.client_options(), socket_timeout=rs.timeout_ms / 1000,
+                          socket_connect_timeout=rs.timeout_ms / 1000),
+        prefix=settings.redis_key_prefix(), metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
+    rt.kafka_probe = KafkaProbe(ks.bootstrap_servers, f"{settings.app_id}-probe", ks.client_options())
+    return rt
+
+
+def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
+               clock: Clock | None = None) -> tuple[faust.App, Runtime]:
+    """Builds the Faust app for ``settings`` and ``rules``."""
+    if settings.kafka.batch_delivery:
+        faust_compat.install_batch_delivery()
+    app = build_faust_app(settings)
+    rt = build_runtime(settings, rules, metrics, clock)
+    ks, es = settings.kafka, settings.engine
+    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw",
+                        maxsize=ks.source_buffer)
+    customer_events = app.topic(customer_topic_name(settings), partitions=ks.partitions, internal=True,
+                                key_serializer="raw", value_serializer="raw", maxsize=CUSTOMER_BUFFER_ENVELOPES)
+    # Faust derives a table's codecs from Record types; our state has its own compact codec, so
+    # the table and its (compacted) changelog topic are given it explicitly. Recovery decodes
+    # with the topic's codec, writes with the table's: both must say "tagstate".
+    changelog = app.topic(changelog_topic_name(settings), partitions=ks.partitions, internal=True,
+                          compacting=True, deleting=False, acks=False, key_serializer="raw",
+                          value_serializer=STATE_CODEC, allow_empty=True, maxsize=131_072)
+    customers = app.Table("customers", default=None, partitions=ks.partitions, key_type=bytes,
+                          changelog_topic=changelog)
+    customers.value_serializer = STATE_CODEC
+    store = TableStore(customers)
+    deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
+    envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name())
+    assert rt.redis_sink is not None and rt.kafka_probe is not None
+    ingest_stage = IngestStage(
+        source_by_topic={topic: source for source, topic in ks.source_topics().items()}, partitions=ks.partitions,
+        clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
+        metrics=metrics)
+    customer_stage = CustomerStage(
+        engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app), due=rt.due,
+        redis=rt.redis_sink, tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic),
+        deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics)
+    due_timer = DueTimer(due=rt.due, clock=rt.clock, partitions=ks.partitions, envelopes=envelopes,
+                         health=rt.health, redis=rt.redis_sink, metrics=metrics)
+    within_s = es.batch_within_ms / 1000
+
+    @app.agent(sources, name="ingest")
+    async def ingest(stream: faust.StreamT[Any]) -> None:
+        async for events in faust_compat.take_events(stream, es.batch_max, within_s):
+            await ingest_stage.process([ev.message for ev in events])
+
+    @app.agent(customer_events, name="customers")
+    async def process_customers(stream: faust.StreamT[Any]) -> None:
+        async for events in faust_compat.take_events(stream, es.envelopes_max, within_s):
+            await customer_stage.process(events)
+
+    @app.timer(es.timer_interval_ms / 1000, name="due-timer")
+    async def due_tick() -> None:
+        await due_timer.fire(len(store))
+
+    @app.timer(KAFKA_PROBE_INTERVAL_S, name="kafka-probe")
+    async def kafka_probe() -> None:
+        assert rt.kafka_probe is not None
+        await probe_kafka(rt.kafka_probe, rt.health)
+
+    async def recovered() -> None:
+        customer_stage.rebuild_due_index()
+        metrics.ready.set(1)
+        rt.health.recovered = True
+
+    customers.on_recover(recovered)
+    _lifecycle(app, rt)
+    app.tagstream_runtime = rt  # type: ignore[attr-defined]
+    app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
+    return app, rt
+
+
+def _lifecycle(app: faust.App, rt: Runtime) -> None:
+    """Quiet client logs at start, not-ready while rebalancing, close our clients at stop."""
+
+    @app.task
+    async def _quiet_client_logs() -> None:
+        # faust and aiokafka log every produced record at DEBUG; building those records cost
+        # 3-7 % of the worker's CPU (py-spy) even when nothing is printed.
+        for name in ("aiokafka", "faust.topics", "faust.transport"):
+            logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def _rebalancing(*args: Any, **kwargs: Any) -> None:
+        rt.metrics.ready.set(0)  # until the next recovery completes
+        rt.health.recovered = False
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    async def _close_clients(*args: Any, **kwargs: Any) -> None:
+        for client in (rt.redis_sink, rt.kafka_probe):
+            if client is not None:
+                try:
+                    await client.close()
+                except Exception as exc:  # closing must not hide the reason we stop
+                    log.warning("closing %s failed: %r", type(client).__name__, exc)

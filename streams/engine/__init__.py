@@ -1,0 +1,13 @@
+"""The pure engine: tag evaluation, features (aggregations, windows, state), due times, clocks.
+
+No Kafka, Redis, Faust or Prometheus here (tests/unit/test_layers.py holds that line); time
+comes in as ``now_ms`` from the caller's clock, so tests and replays drive it directly.
+Public API: ``TagEngine``, ``Outcome``, ``CustomerState``, ``DueIndex``, the clocks.
+"""
+
+from streams.engine.clock import Clock, ManualClock, ScaledClock, WallClock
+from streams.engine.due import DueIndex
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import Outcome, TagEngine
+
+__all__ = ["Clock", "CustomerState", "DueIndex", "ManualClock", "Outcome", "ScaledClock", "TagEngine", "WallClock"]

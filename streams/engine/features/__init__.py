@@ -1,0 +1,1 @@
+"""Rolling behavioural features: aggregations over time buckets, windows, per-customer state."""

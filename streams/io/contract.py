@@ -1,0 +1,50 @@
+"""The small contracts every adapter in ``streams.io`` shares.
+
+* A sink buffers in ``add()`` and writes in ``flush()``; the caller awaits ``flush()`` before it
+  lets the batch's offsets be committed, so a crash replays the batch instead of losing it.
+  ``close()`` releases what the sink opened and may be called any number of times.
+* A ``RecordSender`` is what the sinks write Kafka records through: faust's producer in the
+  worker (``app.producer``), a fake in unit tests. ``send`` queues the record and returns an
+  awaitable that resolves once the broker has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class RecordSender(Protocol):
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Headers | None) -> Awaitable[Any]: ...
+
+
+class Sink(Protocol):
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SourceRecord(Protocol):
+    """What a sink needs of a consumed Kafka record (faust's ``Message`` has all of it)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> float:
+        """Seconds since the epoch (faust's unit)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...

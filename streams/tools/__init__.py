@@ -1,0 +1,1 @@
+"""Never imported by a worker: load generator, producer, demo, Prometheus scrape helpers."""

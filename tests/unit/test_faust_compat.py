@@ -1,0 +1,56 @@
+"""The Faust internals we rely on are guarded: a faust that differs makes the worker refuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.app import faust_compat
+from streams.app.faust_compat import FINGERPRINTS, FaustCompatError, check_faust, source_fingerprint
+
+
+def test_installed_faust_is_the_tested_one() -> None:
+    check_faust()  # raises if the installed faust-streaming is not what faust_compat was written for
+
+
+@pytest.mark.parametrize("version", ["0.15.2", "0.16.0", "1.0.0", "0.11.0"])
+def test_a_version_outside_the_tested_range_is_refused(version: str) -> None:
+    with pytest.raises(FaustCompatError, match="not in the tested range"):
+        check_faust(version)
+
+
+def _a_different_take_events(self: object, max_: int, within: float) -> None:
+    """Another implementation under the same name: its source differs."""
+
+
+def test_a_different_implementation_is_refused() -> None:
+    from faust.streams import Stream
+
+    targets = {"faust.streams.Stream.take_events": _a_different_take_events,
+               "faust.transport.consumer.Consumer._drain_messages": Stream.take_events}
+    with pytest.raises(FaustCompatError, match="differs from the tested one"):
+        check_faust("0.15.3", targets)
+
+
+def test_fingerprints_are_of_the_installed_source() -> None:
+    from faust.streams import Stream
+
+    assert source_fingerprint(Stream.take_events) == FINGERPRINTS["faust.streams.Stream.take_events"]
+
+
+def test_batch_delivery_patch_refuses_a_different_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.transport import consumer as faust_consumer
+
+    monkeypatch.setattr(faust_consumer.Consumer, "_drain_messages", _a_different_take_events)
+    assert faust_compat.install_batch_delivery() is False
+    assert faust_consumer.Consumer._drain_messages is _a_different_take_events
+
+
+def test_importing_the_app_touches_no_faust_private_without_the_patch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import faust.streams as s, faust.transport.consumer as c\n"
+            "del s._current_event\n"  # a faust without the private: importing must still work
+            "import streams.app.topology, streams.app.worker\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

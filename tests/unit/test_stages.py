@@ -1,0 +1,317 @@
+"""The ingest and customer stages' batch logic, with fakes of the io contracts (no Kafka, no Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streams.app.customers import CustomerStage
+from streams.app.envelope import EnvelopeSender, decode_envelope, partition_for
+from streams.app.ingest import IngestStage
+from streams.engine.clock import ManualClock
+from streams.engine.due import DueIndex
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import TagEngine
+from streams.io.deadletter import DeadLetterWriter
+from streams.io.metrics import Metrics
+from streams.io.redis_sink import RedisTagSink
+from streams.io.tag_topic import TagTopicWriter
+from tag_rules import load_rules
+
+NOW = 1_800_000_000_000
+PARTITIONS = 4
+RULES = """
+version: v1
+features:
+  - {name: views_1h, agg: count, window: 1h, where: 'type == "product_view"'}
+tags:
+  - {name: browser, when: views_1h >= 2}
+"""
+
+
+class FakeProducer:
+    """Records every send; the returned future is done unless ``fail`` says otherwise."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Any) -> asyncio.Future[None]:
+        self.sent.append((topic, key, value, partition, headers))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[tuple[str, bytes | None, bytes | None, int | None, Any]]:
+        return [s for s in self.sent if s[0] == topic]
+
+
+class FakePipeline:
+    def __init__(self, client: FakeRedis) -> None:
+        self.client = client
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    async def execute(self) -> list[Any]:
+        self.client.log.append(("flush", self.client.producer_sent()))
+        self.client.commands += self.commands
+        return []
+
+
+class FakeRedis:
+    def __init__(self, producer: FakeProducer) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+        self.log: list[tuple[str, int]] = []
+        self.producer = producer
+
+    def producer_sent(self) -> int:
+        return len(self.producer.sent)
+
+    def pipeline(self, transaction: bool = False) -> FakePipeline:
+        return FakePipeline(self)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Record:
+    value: bytes | None
+    topic: str = "events.clickstream"
+    partition: int = 0
+    offset: int = 0
+    timestamp: float = NOW / 1000
+    key: bytes | None = None
+    generation_id: int = 1
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+
+@dataclass
+class Event:
+    message: Record
+
+
+@dataclass
+class DictStore:
+    data: dict[bytes, CustomerState] = field(default_factory=dict)
+    writes: list[tuple[bytes, int]] = field(default_factory=list)
+
+    def get(self, key: bytes) -> CustomerState | None:
+        return self.data.get(key)
+
+    def put(self, key: bytes, state: CustomerState, record: Event) -> None:
+        self.data[key] = state
+        self.writes.append((key, record.message.partition))
+
+    def delete(self, key: bytes, record: Event) -> None:
+        self.data.pop(key, None)
+
+    def items(self) -> list[tuple[bytes, object]]:
+        return list(self.data.items())
+
+
+@dataclass
+class Group:
+    gen: int = 1
+    owned: set[int] = field(default_factory=lambda: set(range(PARTITIONS)))
+    bump_on_publish: bool = False
+
+    def generation(self) -> int:
+        return self.gen
+
+    def owns(self, record: Event) -> bool:
+        return record.message.partition in self.owned
+
+
+def click(cid: str | None, i: int, **kw: Any) -> bytes:
+    ev = {"event_id": f"e{cid}-{i}", "ts": NOW - 1000 + i, "type": "product_view", "session_id": "s",
+          "user_id": cid, "anonymous_id": None if cid else "anon-1", **kw}
+    return orjson.dumps(ev)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics.create(CollectorRegistry())
+
+
+def ingest_stage(producer: FakeProducer, metrics: Metrics) -> IngestStage:
+    return IngestStage(source_by_topic={"events.clickstream": "clickstream"}, partitions=PARTITIONS,
+                       clock=ManualClock(NOW), future_tolerance_ms=60_000,
+                       envelopes=EnvelopeSender(producer, "cust"), deadletter=DeadLetterWriter(producer, "dlq", metrics),
+                       metrics=metrics)
+
+
+async def test_ingest_repartitions_by_customer_and_dead_letters_bad_records(metrics: Metrics) -> None:
+    producer = FakeProducer()
+    records = [Record(click(f"c{i % 5}", i), offset=i) for i in range(20)]
+    records += [Record(b"{not json", offset=20), Record(click(None, 21), offset=21),
+                Record(click("c9", 22, ts=NOW + 3_600_000), offset=22)]
+    await ingest_stage(producer, metrics).process(records)
+    envelopes = producer.on("cust")
+    assert len(envelopes) == len({partition_for(f"c{i}".encode(), PARTITIONS) for i in range(5)})
+    items = [(p, obj) for _, _, v, p, _ in envelopes for obj in decode_envelope(v)]
+    assert len(items) == 20
+    assert all(p == partition_for(obj["customer_id"].encode(), PARTITIONS) for p, obj in items)
+    for cid in ("c0", "c3"):  # a customer's events keep their order
+        ids = [obj["event_id"] for _, obj in items if obj["customer_id"] == cid]
+        assert ids == sorted(ids, key=lambda e: int(e.split("-")[1]))
+    dlq = producer.on("dlq")
+    reasons = sorted(dict(h)["ts.reason"].decode() for *_, h in dlq)
+    assert reasons == ["future_timestamp", "invalid_json"]
+    assert {dict(h)["ts.source_offset"] for *_, h in dlq} == {b"20", b"22"}
+    assert dlq[0][2] == b"{not json"  # the original bytes, unchanged
+    assert metrics.events_anonymous.labels("clickstream")._value.get() == 1
+
+
+async def test_ingest_dead_letters_an_event_too_big_for_the_internal_topic(metrics: Metrics,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.app import ingest
+
+    monkeypatch.setattr(ingest, "INTERNAL_RECORD_MAX_BYTES", 200)
+    producer = FakeProducer()
+    await ingest_stage(producer, metrics).process([Record(click("c1", 0, url="https://x/" + "a" * 300))])
+    assert producer.on("cust") == []
+    assert [dict(h)["ts.reason"] for *_, h in producer.on("dlq")] == [b"too_large"]
+
+
+def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, store: DictStore,
+                   group: Group) -> tuple[CustomerStage, FakeRedis]:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    redis = FakeRedis(producer)
+    stage = CustomerStage(engine=TagEngine(load_rules(path)), clock=ManualClock(NOW), store=store, membership=group,
+                          due=DueIndex(), redis=RedisTagSink(redis, prefix="p"),  # type: ignore[arg-type]
+                          tag_topic=TagTopicWriter(producer, "tags"), deadletter=DeadLetterWriter(producer, "dlq", metrics),
+                          metrics=metrics)
+    return stage, redis
+
+
+def envelope(cid: str, n: int, start: int = 0, **kw: Any) -> Event:
+    from streams.app.envelope import EnvelopeBuilder
+
+    b = EnvelopeBuilder(PARTITIONS)
+    for i in range(start, start + n):
+        b.add(cid.encode(), orjson.dumps({
+            "event_id": f"{cid}-{i}", "source": "clickstream", "type": "product_view", "customer_id": cid,
+            "ts_ms": NOW - 1000 + i, "src_ts_ms": NOW - 1000 + i, "amount": None, "currency": None, "skus": [],
+            "categories": [], "channel": None, "store_id": None, "session_id": None, "order_id": None,
+            "payment_method": None, "quantity": None, "query": None, "url": None}))
+    (p, value), = b.records()
+    return Event(Record(value, topic="cust", partition=p, **kw))
+
+
+async def test_customer_batch_publishes_then_saves(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, redis = customer_stage(tmp_path, producer, metrics, store, Group())
+    await stage.process([envelope("c1", 1), envelope("c2", 3)])
+    tags = [orjson.loads(v) for _, _, v, _, _ in producer.on("tags")]
+    assert [(t["customer_id"], t["tag"], t["op"]) for t in tags] == [("c2", "browser", "add")]
+    assert ("SADD", "p:tag:browser", "c2") in redis.commands
+    assert set(store.data) == {b"c1", b"c2"}
+    assert store.data[b"c2"].tags.keys() == {"browser"}
+    # a second batch for c1 tags it too; c2's state is read back, not rebuilt
+    await stage.process([envelope("c1", 1, start=5)])
+    assert store.data[b"c1"].tags.keys() == {"browser"}
+
+
+async def test_stale_generation_records_are_skipped(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group(gen=2))
+    await stage.process([envelope("c1", 3, generation_id=1)])
+    assert store.data == {} and producer.sent == []
+
+
+async def test_partitions_lost_during_publish_are_not_saved(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    group = Group()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, group)
+    moved = envelope("c2", 3)
+    kept = envelope("c1", 3) if envelope("c1", 3).message.partition != moved.message.partition else envelope("c3", 3)
+    real_flush = stage.tag_topic.flush
+
+    async def rebalance_while_publishing() -> None:
+        await real_flush()
+        group.gen += 1
+        group.owned.discard(moved.message.partition)
+
+    stage.tag_topic.flush = rebalance_while_publishing  # type: ignore[method-assign]
+    await stage.process([kept, moved])
+    assert set(store.data) == {kept_key(kept)}
+
+
+def kept_key(ev: Event) -> bytes:
+    return decode_envelope(ev.message.value)[0]["customer_id"].encode()
+
+
+async def test_a_failing_customer_goes_to_the_dead_letter_topic_alone(tmp_path: Path, metrics: Metrics,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    real = stage.engine.process_event
+
+    def boom(state: CustomerState, event: Any, now_ms: int) -> Any:
+        if event["customer_id"] == "bad":
+            raise OverflowError("int too big to convert")
+        return real(state, event, now_ms)
+
+    monkeypatch.setattr(stage.engine, "process_event", boom)
+    await stage.process([envelope("bad", 2), envelope("c2", 3)])
+    dlq = producer.on("dlq")
+    assert [(k, dict(h)["ts.reason"]) for _, k, _, _, h in dlq] == [(b"bad", b"internal_error")] * 2
+    assert set(store.data) == {b"c2"}
+
+
+async def test_a_state_that_cannot_be_saved_is_dead_lettered_not_raised(tmp_path: Path, metrics: Metrics,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    real = stage.engine.process_event
+
+    def poison(state: CustomerState, event: Any, now_ms: int) -> Any:
+        out = real(state, event, now_ms)
+        if event["customer_id"] == "bad":
+            state.due_ms = 2 ** 70  # orjson cannot encode it
+        return out
+
+    monkeypatch.setattr(stage.engine, "process_event", poison)
+    await stage.process([envelope("bad", 1), envelope("c2", 1)])
+    assert [dict(h)["ts.reason"] for *_, h in producer.on("dlq")] == [b"internal_error"]
+    assert set(store.data) == {b"c2"}
+
+
+async def test_redis_and_tag_topic_are_written_before_the_state(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, redis = customer_stage(tmp_path, producer, metrics, store, Group())
+    order: list[str] = []
+    real_put = store.put
+
+    def put(key: bytes, state: CustomerState, record: Event) -> None:
+        order.append(f"save after {len(producer.on('tags'))} tag records, {len(redis.log)} redis flushes")
+        real_put(key, state, record)
+
+    store.put = put  # type: ignore[method-assign]
+    await stage.process([envelope("c2", 3)])
+    assert order == ["save after 1 tag records, 1 redis flushes"]
+    assert redis.log == [("flush", 0)]  # Redis first, then the tag topic
+
+
+def test_rebuild_due_index_reschedules_every_state(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    old = CustomerState(rule_version="v0")
+    old.due_ms = NOW + 5
+    store.data.update({b"a": old, b"b": CustomerState(rule_version=stage.engine.version)})
+    store.data[b"b"].due_ms = NOW + 10
+    assert stage.rebuild_due_index() == 2
+    assert sorted(stage.due.pop_due(NOW + 10)) == [(b"a", NOW), (b"b", NOW + 10)]
