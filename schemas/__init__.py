@@ -1,6 +1,7 @@
 """tagstream data contracts: pure pydantic v2 models, no I/O and no imports of other tagstream packages.
 
-- events: the three source topics' input models (validated from bytes)
+- events: the three source topics' input models (validated from bytes); the source names,
+  event type enums and size limits, each defined once
 - decode: bytes -> event, or EventDecodeError(reason, message)
 - canonical: event -> the flat canonical dict the engine and rules see
 - tags: tag-change topic value, Redis tag value, dead-letter headers
@@ -10,25 +11,72 @@
 
 from .canonical import CANONICAL_FIELD_TYPES, CANONICAL_FIELDS, to_canonical
 from .decode import REASONS, EventDecodeError, decode_event
-from .events import MODEL_BY_SOURCE, SOURCES, ClickstreamEvent, LineItem, OrderEvent, PosEvent, SourceEvent
+from .events import (
+    CLICK_TYPES,
+    MAX_ID_CHARS,
+    MAX_ITEMS,
+    MAX_LABEL_CHARS,
+    MAX_MONEY,
+    MAX_QTY,
+    MAX_QUERY_CHARS,
+    MAX_TS_CHARS,
+    MAX_TS_MS,
+    MAX_URL_CHARS,
+    MIN_TS_MS,
+    MODEL_BY_SOURCE,
+    ORDER_CHANNELS,
+    ORDER_STATUSES,
+    POS_TYPES,
+    SOURCES,
+    ClickstreamEvent,
+    ClickType,
+    LineItem,
+    OrderChannel,
+    OrderEvent,
+    OrderStatus,
+    PosEvent,
+    PosType,
+    Source,
+    SourceEvent,
+)
 from .rules import FeatureSpec, RuleFile, TagSpec, parse_duration_ms
-from .tags import DLQ_HEADERS, DeadLetter, TagChange, TagValue
+from .tags import DLQ_HEADERS, DLQ_MAX_ERROR_CHARS, DeadLetter, TagChange, TagValue
 
 __all__ = [
     "CANONICAL_FIELDS",
     "CANONICAL_FIELD_TYPES",
+    "CLICK_TYPES",
     "DLQ_HEADERS",
+    "DLQ_MAX_ERROR_CHARS",
+    "MAX_ID_CHARS",
+    "MAX_ITEMS",
+    "MAX_LABEL_CHARS",
+    "MAX_MONEY",
+    "MAX_QTY",
+    "MAX_QUERY_CHARS",
+    "MAX_TS_CHARS",
+    "MAX_TS_MS",
+    "MAX_URL_CHARS",
+    "MIN_TS_MS",
     "MODEL_BY_SOURCE",
+    "ORDER_CHANNELS",
+    "ORDER_STATUSES",
+    "POS_TYPES",
     "REASONS",
     "SOURCES",
+    "ClickType",
     "ClickstreamEvent",
     "DeadLetter",
     "EventDecodeError",
     "FeatureSpec",
     "LineItem",
+    "OrderChannel",
     "OrderEvent",
+    "OrderStatus",
     "PosEvent",
+    "PosType",
     "RuleFile",
+    "Source",
     "SourceEvent",
     "TagChange",
     "TagSpec",

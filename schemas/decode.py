@@ -95,8 +95,13 @@ def _describe(err: Any) -> str:
     if not loc:
         return msg
     text = f"field '{'.'.join(str(p) for p in loc)}': {msg}"
-    if etype != "missing":
-        text += f" (got {_short_repr(err.get('input'))})"
+    value = err.get("input")
+    if etype == "string_too_long" and isinstance(value, str):
+        text += f" (got {len(value)})"  # the size is the news; the content is noise
+    elif etype == "too_long":
+        pass  # pydantic's message already gives the length ("... at most 1000 items ..., not 5000")
+    elif etype != "missing":
+        text += f" (got {_short_repr(value)})"
     return text
 
 

@@ -18,6 +18,9 @@ from .rules import RuleFile
 from .tags import TagChange, TagValue
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "json"
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+ID_BASE = "https://tagstream.dev/schemas/"
+"""``$id`` of each schema: ID_BASE + ``<name>.schema.json`` (the committed file's name)."""
 
 _MODELS: dict[str, type[BaseModel]] = {
     "clickstream": ClickstreamEvent,
@@ -34,8 +37,13 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, model in _MODELS.items():
         schema = model.model_json_schema(mode="validation")
-        out[name] = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+        out[name] = {"$schema": SCHEMA_DIALECT, "$id": schema_id(name), **schema}
     return out
+
+
+def schema_id(name: str) -> str:
+    """The ``$id`` of schema ``name`` (e.g. https://tagstream.dev/schemas/clickstream.schema.json)."""
+    return f"{ID_BASE}{name}.schema.json"
 
 
 def render(schema: dict[str, Any]) -> str:

@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from .events import SOURCES, Source
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 NAME_MAX_LENGTH = 64
 
 Agg = Literal["count", "sum", "min", "max", "avg", "distinct_count", "first", "last", "since_last"]
-Source = Literal["clickstream", "pos", "orders"]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -57,7 +58,7 @@ class FeatureSpec(BaseModel):
     resolution: str | None = None
     """Bucket size of a windowed feature (a duration); None: a default derived from the window."""
     sources: Annotated[list[Source], BeforeValidator(_one_or_many), Field(min_length=1)] = Field(
-        default_factory=lambda: ["clickstream", "pos", "orders"])
+        default_factory=lambda: list(SOURCES))
     where: str | None = None
     """Filter expression over canonical event fields."""
     description: str | None = None

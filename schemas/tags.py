@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 DLQ_HEADER_PREFIX = "ts."
 
@@ -44,11 +44,21 @@ class TagValue(BaseModel):
     rule_version: str
 
 
+DLQ_MAX_ERROR_CHARS = 1000
+"""``ts.error`` is cut to this many characters (a plain cut, as the worker always did)."""
+
+
+def _cut_error(value: object) -> object:
+    return value[:DLQ_MAX_ERROR_CHARS] if isinstance(value, str) else value
+
+
 class DeadLetter(BaseModel):
-    """Headers of a record on the dead-letter topic.
+    """Headers of a record on the dead-letter topic: the one definition of their names and order.
 
     The dead-letter record keeps the original value bytes unchanged and the original key; these
     headers (names prefixed ``ts.``, values UTF-8) say where it came from and why it was rejected.
+    When the copy had to be cut (see docs/contracts.md), the optional fields say so. The worker
+    builds them with ``DeadLetter(source_topic=..., ..., error=...).to_headers()``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -57,18 +67,28 @@ class DeadLetter(BaseModel):
     source_partition: int
     source_offset: int
     source_timestamp_ms: int | None = None
+    """Kafka timestamp of the source record; the header is left out when None."""
     reason: str
-    """Short machine category, e.g. an EventDecodeError reason."""
-    error: str
-    """Human readable message."""
+    """Short machine category, e.g. an EventDecodeError reason, ``future_timestamp``, ``internal_error``."""
+    error: Annotated[str, BeforeValidator(_cut_error)]
+    """Human readable message, cut to DLQ_MAX_ERROR_CHARS characters."""
+    key_truncated_from_bytes: Annotated[int, Field(ge=0)] | None = None
+    """Size of the source key when the dead-letter copy of the key was cut."""
+    truncated_from_bytes: Annotated[int, Field(ge=0)] | None = None
+    """Size of the source value when the dead-letter copy of the value was cut."""
+    value_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 (hex) of the whole source value, given with ``truncated_from_bytes``."""
 
     def to_headers(self) -> list[tuple[str, bytes]]:
-        """Kafka headers, in documented order; ``ts.source_timestamp_ms`` is left out when unknown."""
+        """Kafka headers in DLQ_HEADERS order; headers whose field is None are left out.
+
+        Values are ``str(value)`` as UTF-8 (a lone surrogate becomes ``?``, as in the worker).
+        """
         out = []
         for name in _DLQ_FIELDS:
             value = getattr(self, name)
             if value is not None:
-                out.append((DLQ_HEADER_PREFIX + name, str(value).encode()))
+                out.append((DLQ_HEADER_PREFIX + name, str(value).encode("utf-8", "replace")))
         return out
 
     @classmethod
@@ -87,6 +107,8 @@ class DeadLetter(BaseModel):
         return cls.model_validate(values)
 
 
-_DLQ_FIELDS = ("source_topic", "source_partition", "source_offset", "source_timestamp_ms", "reason", "error")
+_DLQ_FIELDS = ("source_topic", "source_partition", "source_offset", "source_timestamp_ms", "reason", "error",
+               "key_truncated_from_bytes", "truncated_from_bytes", "value_sha256")
 DLQ_HEADERS: tuple[str, ...] = tuple(DLQ_HEADER_PREFIX + f for f in _DLQ_FIELDS)
-"""The dead-letter header names."""
+"""Every dead-letter header name, in the order ``to_headers`` writes them (the first six always,
+``ts.source_timestamp_ms`` when known, the last three only when the copy was cut)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -16,6 +17,10 @@ from pydantic import ValidationError
 from schemas import (
     CANONICAL_FIELD_TYPES,
     CANONICAL_FIELDS,
+    DLQ_HEADERS,
+    DLQ_MAX_ERROR_CHARS,
+    MAX_TS_MS,
+    MIN_TS_MS,
     MODEL_BY_SOURCE,
     REASONS,
     SOURCES,
@@ -141,10 +146,10 @@ def test_walk_in_pos_has_no_customer() -> None:
 
 
 def test_minimal_clickstream_and_empty_order_items() -> None:
-    click = {"event_id": "e", "ts": 0, "anonymous_id": "a", "session_id": "s", "type": "page_view"}
+    click = {"event_id": "e", "ts": TS_MS, "anonymous_id": "a", "session_id": "s", "type": "page_view"}
     out = to_canonical("clickstream", decode_event("clickstream", raw(click)), 5)
     assert out == {**EMPTY_CANONICAL, "event_id": "e", "source": "clickstream", "type": "page_view",
-                   "ts_ms": 0, "src_ts_ms": 5, "skus": [], "categories": [], "session_id": "s"}
+                   "ts_ms": TS_MS, "src_ts_ms": 5, "skus": [], "categories": [], "session_id": "s"}
     order = to_canonical("orders", decode_event("orders", with_("orders", items=[], status="cancelled")), 5)
     assert (order["skus"], order["categories"], order["quantity"], order["type"]) == ([], [], 0, "cancelled")
 
@@ -205,12 +210,20 @@ def test_canonical_field_types() -> None:
         ("orders", with_("orders", ts="2026-02-30T12:00:00Z"), "bad_timestamp", "field 'ts'"),
         ("orders", with_("orders", ts="1769857200250"), "bad_timestamp", "field 'ts'"),
         ("orders", with_("orders", ts="1769857200250.5"), "bad_timestamp", "field 'ts'"),
-        ("orders", with_("orders", ts=1769857200250.0), "bad_timestamp", "field 'ts'"),
+        ("orders", with_("orders", ts=1769857200250.5), "bad_timestamp", "field 'ts': epoch milliseconds must be"),
+        ("orders", with_("orders", ts=1796001968), "bad_timestamp",
+         "field 'ts': ts 1796001968 is before 2001 as epoch milliseconds: epoch seconds?"),
+        ("orders", with_("orders", ts="1900-01-01T00:00:00Z"), "bad_timestamp", "out of range"),
+        ("orders", with_("orders", ts="2026-01-31T12:00:00Z\n"), "bad_timestamp", "field 'ts'"),
+        ("orders", with_("orders", ts="2026-06-30T23:59:60Z"), "bad_timestamp", "not a valid date/time"),
+        ("orders", with_("orders", ts="2100-02-29T00:00:00Z"), "bad_timestamp", "not a valid date/time"),
+        ("orders", with_("orders", ts="2026-01-31T12:00:00+24:00"), "bad_timestamp", "not a valid date/time"),
         ("orders", with_("orders", ts=True), "bad_timestamp", "boolean"),
         ("orders", with_("orders", ts=-1), "bad_timestamp", "out of range"),
         ("orders", with_("orders", ts=1769857200250000), "bad_timestamp", "out of range"),
         ("orders", with_("orders", ts="2201-01-01T00:00:00Z"), "bad_timestamp", "out of range"),
         ("orders", with_("orders", ts="1970-01-01T00:30:00+01:00"), "bad_timestamp", "out of range"),
+        ("orders", with_("orders", ts="2000-12-31T23:59:59.999Z"), "bad_timestamp", "out of range"),
         ("orders", with_("orders", ts=None), "bad_timestamp", "field 'ts'"),
         ("tweets", raw(CLICK), "unknown_source", "tweets"),
     ],
@@ -238,10 +251,34 @@ def test_ids_as_ints_are_rejected(source: str, field: str, value: int) -> None:
 
 
 def test_ts_edges_accepted() -> None:
-    assert decode_event("orders", with_("orders", ts=0)).ts_ms == 0
+    assert MIN_TS_MS == 978307200000 and MAX_TS_MS == 7289654399999
+    assert decode_event("orders", with_("orders", ts=978307200000)).ts_ms == 978307200000
+    assert decode_event("orders", with_("orders", ts="2001-01-01T00:00:00Z")).ts_ms == 978307200000
     assert decode_event("orders", with_("orders", ts="2200-12-31T23:59:59.999Z")).ts_ms == 7289654399999
     assert decode_event("orders", with_("orders", ts=7289654399999)).ts_ms == 7289654399999
     assert decode_error("orders", with_("orders", ts=7289654400000)).reason == "bad_timestamp"
+    assert decode_error("orders", with_("orders", ts=978307199999)).reason == "bad_timestamp"
+    # The year range applies to the date-time as written; the offset may move the instant by < 1 day.
+    assert decode_event("orders", with_("orders", ts="2001-01-01T00:30:00+01:00")).ts_ms == 978305400000
+    assert decode_event("orders", with_("orders", ts="2024-02-29T00:00:00Z")).ts_ms == 1709164800000
+
+
+@pytest.mark.parametrize(
+    ("ts", "ts_ms"),
+    [(1769857200250.0, TS_MS), (1.76985720025e12, TS_MS), ("2026-11-30 01:20:00Z", 1796001600000),
+     ("2026-11-30T01:20:00.5Z", 1796001600500), ("2026-11-30T01:20:00.123456789012345+00:00", 1796001600123),
+     ("2026-11-30T01:20:00-00:00", 1796001600000), ("2026-11-30T06:50:00+05:30", 1796001600000)],
+)
+def test_ts_forms_accepted(ts: float | str, ts_ms: int) -> None:
+    """A JSON number without a fraction is an integer (2.0 == 2); a space may replace the T."""
+    assert decode_event("orders", with_("orders", ts=ts)).ts_ms == ts_ms
+
+
+@pytest.mark.parametrize("seconds", [1796001968, 1796001968.0, 1, 978307199])
+def test_ts_in_epoch_seconds_is_rejected_with_a_hint(seconds: float) -> None:
+    err = decode_error("clickstream", with_("clickstream", ts=seconds))
+    assert err.reason == "bad_timestamp"
+    assert f"ts {int(seconds)} is before 2001 as epoch milliseconds: epoch seconds?" in err.message
 
 
 @pytest.mark.parametrize(
@@ -271,7 +308,7 @@ def test_hostile_input_raises_only_decode_error(source: str, data: bytes) -> Non
 
 
 def test_message_lists_several_problems_but_stays_short() -> None:
-    doc = {"event_id": "e", "ts": 0, "store_id": "s", "type": "sale", "total": 1, "payment_method": "x",
+    doc = {"event_id": "e", "ts": TS_MS, "store_id": "s", "type": "sale", "total": 1, "payment_method": "x",
            "items": [{"sku": 1, "category": 2, "qty": "x", "unit_price": "y"}] * 50}
     err = decode_error("pos", raw(doc))
     assert err.reason == "invalid_field"
@@ -342,6 +379,47 @@ def test_dead_letter_headers_round_trip() -> None:
     assert DeadLetter.from_headers(no_ts.to_headers()) == no_ts
     with pytest.raises(ValueError):
         DeadLetter.from_headers(headers[1:])
+
+
+class _Msg:
+    topic, partition, offset, timestamp = "events.orders", 2, 1234, 1769857201.5
+
+
+def _worker_dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
+    """The header layout the stream worker wrote by hand before it used DeadLetter (streams/app.py)."""
+    return [
+        ("ts.source_topic", msg.topic.encode()),
+        ("ts.source_partition", str(msg.partition).encode()),
+        ("ts.source_offset", str(msg.offset).encode()),
+        ("ts.source_timestamp_ms", str(int(msg.timestamp * 1000)).encode()),
+        ("ts.reason", reason.encode()),
+        ("ts.error", error[:1000].encode("utf-8", "replace")),
+    ]
+
+
+@pytest.mark.parametrize("error", ["field 'ts': bad", "é" * 1500, "x" * 999 + "\ud800tail"])
+def test_dead_letter_builds_the_worker_headers_exactly(error: str) -> None:
+    msg = _Msg()
+    base = _worker_dlq_headers(msg, "bad_timestamp", error)
+    key, value = b"k" * 20_000, b"v" * 100
+    sha = hashlib.sha256(value).hexdigest()
+    # The worker appends the cut-key header first, the cut-value headers when a copy is cut.
+    want = [*base, ("ts.key_truncated_from_bytes", b"20000"), ("ts.truncated_from_bytes", b"100"),
+            ("ts.value_sha256", sha.encode())]
+    dl = DeadLetter(source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
+                    source_timestamp_ms=int(msg.timestamp * 1000), reason="bad_timestamp", error=error,
+                    key_truncated_from_bytes=len(key), truncated_from_bytes=len(value), value_sha256=sha)
+    assert dl.to_headers() == want
+    assert [k for k, _ in want] == list(DLQ_HEADERS)
+    plain = DeadLetter(source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
+                       source_timestamp_ms=int(msg.timestamp * 1000), reason="bad_timestamp", error=error)
+    assert plain.to_headers() == base
+    assert len(plain.error) == min(len(error), DLQ_MAX_ERROR_CHARS)
+    assert DeadLetter.from_headers(dl.to_headers()).to_headers() == want
+    with pytest.raises(ValidationError):
+        DeadLetter(**{**plain.model_dump(), "value_sha256": "not-hex"})
+    with pytest.raises(ValidationError):
+        DeadLetter(**{**plain.model_dump(), "truncated_from_bytes": -1})
 
 
 @pytest.mark.parametrize(
