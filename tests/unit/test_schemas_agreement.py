@@ -1,0 +1,483 @@
+"""The committed JSON Schemas (schemas/json) accept exactly what ``decode_event`` accepts.
+
+Every record of a corpus (hand-written edge cases, byte-level damage taken from the ideas of
+benchmarks/fuzz.py, a few hundred seeded random mutations of valid events, and hypothesis-made
+timestamps) goes through both ``decode_event`` and a Draft 2020-12 ``jsonschema`` validator (with
+format checking). The verdicts must be the same, except where KNOWN_EXCEPTIONS explains the
+difference; each exception states a precise claim that is checked instead, and is documented in
+docs/contracts.md ("What the JSON Schemas cannot say").
+
+The schema side reads the bytes as standard JSON (RFC 8259, I-JSON strings): UTF-8 without a BOM,
+no NaN/Infinity, no lone surrogates. Bytes that are not such JSON are "rejected" by the schema side.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from schemas import (
+    CLICK_TYPES,
+    MAX_ID_CHARS,
+    MAX_ITEMS,
+    MAX_LABEL_CHARS,
+    MAX_QTY,
+    MAX_QUERY_CHARS,
+    MAX_TS_MS,
+    MAX_URL_CHARS,
+    MIN_TS_MS,
+    ORDER_CHANNELS,
+    ORDER_STATUSES,
+    POS_TYPES,
+    SOURCES,
+    EventDecodeError,
+    decode_event,
+)
+from schemas.events import TS_PATTERN
+from schemas.export import DEFAULT_DIR, schema_id
+
+REPO = Path(__file__).resolve().parents[2]
+TS_MS = 1769857200250
+
+# The committed files, not a fresh export: they are what clients use (test_schemas.py checks
+# that they are current).
+SCHEMAS = {src: json.loads((DEFAULT_DIR / f"{src}.schema.json").read_text(encoding="utf-8")) for src in SOURCES}
+VALIDATORS = {src: Draft202012Validator(s, format_checker=Draft202012Validator.FORMAT_CHECKER)
+              for src, s in SCHEMAS.items()}
+
+PARSER_MAX_DEPTH = 200
+"""Deepest nesting of arrays/objects pydantic-core's JSON parser reads (its recursion limit)."""
+
+KNOWN_EXCEPTIONS: dict[str, str] = {
+    "nonstandard_literal": (
+        "NaN, Infinity and -Infinity are not JSON, so no JSON Schema applies to a record holding them. "
+        "pydantic-core's parser reads them; every typed field rejects them (not a finite number / wrong "
+        "type), so the decoder accepts them only in fields it ignores. Checked claim: the decoder's verdict "
+        "equals the schema's verdict on the record with each such literal replaced by a value no field accepts."
+    ),
+    "parser_depth": (
+        f"pydantic-core's JSON parser stops at {PARSER_MAX_DEPTH} levels of nesting (RFC 8259 section 9 lets a "
+        "parser limit depth); a JSON Schema cannot bound the depth of fields it does not describe. Checked "
+        "claim: the record nests deeper than the limit and the decoder says invalid_json."
+    ),
+}
+"""Disagreements the JSON Schema cannot avoid: key -> reason. Keep it short; aim for none."""
+
+
+# -- the two verdicts --------------------------------------------------------------------------
+
+
+class NotJson(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    raise NotJson(f"{name} is not JSON")
+
+
+def _check_strings(value: Any) -> None:
+    # I-JSON (RFC 7493): strings are valid Unicode; Python's json would keep a lone "\ud800".
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            v.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def parse_json(raw: bytes, parse_constant: Callable[[str], Any] = _no_constants) -> Any:
+    text = raw.decode("utf-8")  # strict: invalid UTF-8 and UTF-8-encoded surrogates fail; a BOM stays
+    doc = json.loads(text, parse_constant=parse_constant)
+    _check_strings(doc)
+    return doc
+
+
+def schema_accepts(source: str, raw: bytes) -> bool:
+    try:
+        doc = parse_json(raw)
+    except (ValueError, RecursionError):
+        return False
+    return VALIDATORS[source].is_valid(doc)
+
+
+def decoder_verdict(source: str, raw: bytes) -> str | None:
+    """None when decode_event accepts ``raw``, else the EventDecodeError reason."""
+    try:
+        decode_event(source, raw)
+    except EventDecodeError as exc:
+        return exc.reason
+    return None
+
+
+class _Unusable(dict[str, str]):
+    """Stands in for a NaN/Infinity literal: an object no field of any source accepts."""
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def explained_by(source: str, raw: bytes, reason: str | None) -> str | None:
+    """The KNOWN_EXCEPTIONS key whose checked claim explains a disagreement on ``raw``, or None."""
+    try:
+        lenient = parse_json(raw, parse_constant=lambda name: _Unusable({"nonstandard": name}))
+    except RecursionError:
+        return None
+    except ValueError:
+        return None
+    if _depth(lenient) > PARSER_MAX_DEPTH and reason == "invalid_json":
+        return "parser_depth"
+    try:
+        parse_json(raw)
+    except NotJson:
+        substituted = VALIDATORS[source].is_valid(lenient)
+        if substituted == (reason is None):
+            return "nonstandard_literal"
+    except ValueError:
+        pass
+    return None
+
+
+# -- the corpus --------------------------------------------------------------------------------
+
+ITEM: dict[str, Any] = {"sku": "SKU-1", "category": "shoes", "qty": 2, "unit_price": 19.99}
+VALID: dict[str, dict[str, Any]] = {
+    "clickstream": {"event_id": "c-1", "ts": TS_MS, "user_id": "u-1", "anonymous_id": "a-1", "session_id": "s-1",
+                    "type": "add_to_cart", "sku": "SKU-1", "category": "shoes", "price": 19.99,
+                    "url": "https://shop.example/p/1", "query": "red shoes", "channel": "web"},
+    "pos": {"event_id": "p-1", "ts": TS_MS, "store_id": "st-7", "member_id": "m-1", "type": "sale",
+            "items": [ITEM, {**ITEM, "sku": "SKU-2"}], "total": 39.98, "payment_method": "card"},
+    "orders": {"event_id": "o-1", "ts": TS_MS, "order_id": "ord-1", "user_id": "u-1", "status": "paid",
+               "amount": 39.98, "currency": "EUR", "channel": "app", "items": [ITEM]},
+}
+
+
+class Raw:
+    """A JSON literal written as is (NaN, 1e400, 1.0e0, a 5000-digit integer)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Raw({self.text[:30]!r})"
+
+
+def dumps(doc: Any) -> bytes:
+    """json.dumps, with every Raw value written verbatim."""
+    raws: list[str] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Raw):
+            raws.append(o.text)
+            return f"\u2063RAW{len(raws) - 1}\u2063"
+        raise TypeError(type(o).__name__)
+
+    text = json.dumps(doc, default=default, ensure_ascii=False)
+    for i, lit in enumerate(raws):
+        text = text.replace(json.dumps(f"\u2063RAW{i}\u2063", ensure_ascii=False), lit, 1)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def strings(limit: int) -> list[Any]:
+    return ["", "a", " ", "\u0000", "x" * limit, "x" * (limit + 1), "é" * limit, "é" * (limit + 1),
+            "\U0001f600" * limit, "\U0001f600" * (limit + 1), "line\nbreak"]
+
+
+OTHER_TYPES: list[Any] = [None, True, False, 0, 1, -1, 1.0, 1.5, "1", [], {}, ["a"], {"a": 1}, 10**30, -0.0,
+                          Raw("1e400"), Raw("NaN")]
+MONEY: list[Any] = [0, -0.0, 0.01, -0.01, 5, 1e12, 10**12, 10**12 + 1, 1e12 + 0.5, 1e-300, "9.99", Raw("1e400"),
+                    Raw("-1e400"), Raw("1E2"), Raw("1.0e+2"), Raw("1" + "0" * 400), Raw("NaN"), Raw("Infinity"),
+                    True]
+NUMBER: list[Any] = [*MONEY, -1e12, -(10**12), -(10**12) - 1, -5.5]
+QTY: list[Any] = [1, 1.0, 2.0, Raw("1e0"), Raw("10E-1"), 1.5, 0, 0.0, -1, MAX_QTY, float(MAX_QTY), MAX_QTY + 1,
+                  Raw("1e6"), 1e300, 10**30, Raw("9" * 4300), "1", True, 1.0000000000000002, 0.9999999999999999]
+TS: list[Any] = [
+    TS_MS, MIN_TS_MS, MIN_TS_MS - 1, MAX_TS_MS, MAX_TS_MS + 1, 1796001968, 1796001968.0, 0, -1, float(TS_MS),
+    Raw("1.76985720025e12"), Raw("1769857200250.0"), 1769857200250.5, 1.7e12, Raw("1e400"), 2**63, 2**64,
+    "2026-01-31T12:00:00Z", "2026-01-31t12:00:00z", "2026-11-30 01:20:00Z", "2026-11-30 01:20:00+05:30",
+    "2026-01-31T12:00:00.123456789Z", "2026-01-31T12:00:00", "2026-01-31", "1900-01-01T00:00:00Z",
+    "1970-01-01T00:00:00Z", "2000-12-31T23:59:59.999Z", "2001-01-01T00:00:00Z", "2001-01-01T00:30:00+01:00",
+    "2200-12-31T23:59:59.999Z", "2200-12-31T23:00:00-05:00", "2201-01-01T00:00:00Z", "2024-02-29T00:00:00Z",
+    "2100-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-06-30T23:59:60Z",
+    "2026-01-31T24:00:00Z", "2026-01-31T12:00:00+24:00", "2026-01-31T12:00:00+0100", "2026-01-31T12:00:00.Z",
+    "2026-01-31T12:00:00Z\n", " 2026-01-31T12:00:00Z", "2026-01-31_12:00:00Z", "20260131T120000Z",
+    "+2026-01-31T12:00:00Z", "\uff12\uff10\uff12\uff16-01-31T12:00:00Z", "2026-01-31T12:00:00." + "1" * 43 + "Z",
+    "2026-01-31T12:00:00." + "1" * 44 + "Z", "1769857200250", "yesterday", "", True, None, [], {},
+]
+CURRENCY: list[Any] = ["EUR", "eur", "EuR", "EU", "EURO", "EUR\n", "E1R", "\u20acUR", "\u00c9UR", "", 840, None]
+
+
+def enum_values(values: tuple[str, ...]) -> list[Any]:
+    v = values[0]
+    return [*values, v.upper(), v + " ", " " + v, v + "\u0000", "", "nope", None, 1, [v]]
+
+
+def items_values(n_ok: int) -> list[Any]:
+    return [[], [ITEM] * n_ok, [ITEM] * MAX_ITEMS, [ITEM] * (MAX_ITEMS + 1), ITEM, [1], [None], "a", None,
+            [{k: v for k, v in ITEM.items() if k != "sku"}], [{**ITEM, "extra": {"deep": [1, 2]}}]]
+
+
+ITEM_FIELDS: dict[str, list[Any]] = {"sku": strings(MAX_ID_CHARS), "category": strings(MAX_LABEL_CHARS),
+                                     "qty": QTY, "unit_price": MONEY}
+FIELDS: dict[str, dict[str, list[Any]]] = {
+    "clickstream": {
+        "event_id": strings(MAX_ID_CHARS), "ts": TS, "user_id": [*strings(MAX_ID_CHARS), None],
+        "anonymous_id": [*strings(MAX_ID_CHARS), None], "session_id": strings(MAX_ID_CHARS),
+        "type": enum_values(CLICK_TYPES), "sku": [*strings(MAX_ID_CHARS), None],
+        "category": [*strings(MAX_LABEL_CHARS), None], "price": [*MONEY, None],
+        "url": [*strings(MAX_URL_CHARS), None], "query": [*strings(MAX_QUERY_CHARS), None],
+        "channel": [*strings(MAX_LABEL_CHARS), None],
+    },
+    "pos": {
+        "event_id": strings(MAX_ID_CHARS), "ts": TS, "store_id": strings(MAX_ID_CHARS),
+        "member_id": [*strings(MAX_ID_CHARS), None], "type": enum_values(POS_TYPES), "items": items_values(3),
+        "total": NUMBER, "payment_method": strings(MAX_LABEL_CHARS),
+    },
+    "orders": {
+        "event_id": strings(MAX_ID_CHARS), "ts": TS, "order_id": strings(MAX_ID_CHARS),
+        "user_id": strings(MAX_ID_CHARS), "status": enum_values(ORDER_STATUSES), "amount": MONEY,
+        "currency": CURRENCY, "channel": enum_values(ORDER_CHANNELS), "items": items_values(3),
+    },
+}
+
+
+def hand_written() -> Iterator[tuple[str, str, bytes]]:
+    """(id, source, bytes): each field of each source set to each value of its pool, alone."""
+    for source, fields in FIELDS.items():
+        yield f"{source}-valid", source, dumps(VALID[source])
+        for name, pool in fields.items():
+            missing = {k: v for k, v in VALID[source].items() if k != name}
+            yield f"{source}-{name}-missing", source, dumps(missing)
+            for i, value in enumerate([*pool, *OTHER_TYPES]):
+                yield f"{source}-{name}-{i}", source, dumps({**VALID[source], name: value})
+        if "items" in fields:
+            for name, pool in ITEM_FIELDS.items():
+                for i, value in enumerate([*pool, *OTHER_TYPES]):
+                    doc = {**VALID[source], "items": [ITEM, {**ITEM, name: value}]}
+                    yield f"{source}-items.1.{name}-{i}", source, dumps(doc)
+    click = VALID["clickstream"]
+    for uid in ("u", None, "", Raw("NaN"), 1, "missing"):
+        for aid in ("a", None, "", 1, "missing"):
+            doc = {k: v for k, v in click.items() if k not in ("user_id", "anonymous_id")}
+            doc |= {k: v for k, v in (("user_id", uid), ("anonymous_id", aid)) if v != "missing"}
+            yield f"identity-{uid!r}-{aid!r}", "clickstream", dumps(doc)
+
+
+def damaged_bytes() -> Iterator[tuple[str, str, bytes]]:
+    """Byte-level damage (benchmarks/fuzz.py's kinds): not JSON, not an object, odd encodings."""
+    for source in SOURCES:
+        body = dumps(VALID[source])
+        eid = VALID[source]["event_id"].encode()
+        cases: dict[str, bytes] = {
+            "bom": b"\xef\xbb\xbf" + body, "nul-after": body + b"\x00", "nul-before": b"\x00" + body,
+            "ws": b" \t\r\n" + body + b"\n ", "nbsp": b"\xc2\xa0" + body, "twice": body + body,
+            "trailing-x": body + b" x", "empty": b"", "spaces": b"   ", "array": b"[" + body + b"]",
+            "string": json.dumps(body.decode()).encode(), "null": b"null", "number": b"-1.5e3", "true": b"true",
+            "empty-object": b"{}", "truncated": body[: len(body) // 2], "garbage": bytes(range(256)),
+            "invalid-utf8-id": body.replace(eid, b"\xff" + eid, 1),
+            "invalid-utf8-key": body[:-1] + b',"no\xfete":1}',
+            "utf8-surrogate": body[:-1] + b',"x":"\xed\xa0\x80"}',
+            "overlong-utf8": body[:-1] + b',"x":"\xc0\xaf"}',
+            "lone-surrogate-id": body.replace(eid, b"\\ud800" + eid, 1),
+            "lone-surrogate-extra": body[:-1] + b',"x":"\\udc00"}',
+            "lone-surrogate-key": body[:-1] + b',"\\ud800":1}',
+            "surrogate-pair-id": body.replace(eid, b"\\ud83d\\ude00" + eid, 1),
+            "escaped-nul-id": body.replace(eid, eid + b"\\u0000nul", 1),
+            "raw-control-char": body.replace(eid, eid + b"\x01", 1),
+            "dup-key-bad-last": body[:-1] + b',"event_id":7}',
+            "dup-key-good-last": b'{"event_id":7,' + body[1:],
+            "dup-key-empty-last": body[:-1] + b',"event_id":"x","event_id":""}',
+            "single-quotes": body.replace(b'"event_id"', b"'event_id'", 1),
+            "trailing-comma": body[:-1] + b",}",
+            "comment": body[:-1] + b"/* c */}",
+            "extra-nan": body[:-1] + b',"measure":NaN}',
+            "extra-infinity": body[:-1] + b',"measure":Infinity}',
+            "extra-neg-infinity": body[:-1] + b',"measure":-Infinity}',
+            "extra-1e400": body[:-1] + b',"measure":1e400}',
+            "extra-big-int-4300": body[:-1] + b',"measure":' + b"9" * 4300 + b"}",
+            "extra-big-int-4301": body[:-1] + b',"measure":' + b"9" * 4301 + b"}",
+            "extra-deep-150": body[:-1] + b',"x":' + b"[" * 150 + b"]" * 150 + b"}",
+            "extra-deep-199": body[:-1] + b',"x":' + b"[" * 199 + b"1" + b"]" * 199 + b"}",
+            "extra-deep-250": body[:-1] + b',"x":' + b"[" * 250 + b"]" * 250 + b"}",
+            "extra-deep-5000": body[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "deep-only": b'{"a":' * 100_000,
+            "extra-many": dumps({**VALID[source], **{f"x{n}": {"__proto__": n} for n in range(2000)}}),
+            "10mb-event-id": dumps({**VALID[source], "event_id": "x" * 10_000_000}),
+            "10mb-ignored": dumps({**VALID[source], "note": "x" * 10_000_000}),
+        }
+        for name, data in cases.items():
+            yield f"{source}-bytes-{name}", source, data
+
+
+def _mutate(rng: random.Random, source: str) -> Any:
+    doc: dict[str, Any] = json.loads(json.dumps(VALID[source]))
+    fields = FIELDS[source]
+    for _ in range(rng.randint(1, 3)):
+        op = rng.random()
+        if op < 0.55:
+            name = rng.choice(list(fields))
+            doc[name] = rng.choice(fields[name] if rng.random() < 0.85 else OTHER_TYPES)
+        elif op < 0.7 and "items" in fields:
+            items = [dict(ITEM) for _ in range(rng.randint(0, 4))]
+            if items:
+                k = rng.choice(list(ITEM_FIELDS))
+                items[rng.randrange(len(items))][k] = rng.choice(ITEM_FIELDS[k])
+            doc["items"] = items
+        elif op < 0.8:
+            doc.pop(rng.choice(list(doc)), None)
+        elif op < 0.9:
+            doc[rng.choice(["extra", "schema_version", "ts_", "Event_id", ""])] = rng.choice(
+                [*OTHER_TYPES, {"nested": [1, {"a": None}]}])
+        else:
+            name = rng.choice(list(fields))
+            doc[name] = rng.choice(OTHER_TYPES)
+    return doc
+
+
+def generated(n_per_source: int = 250, seed: int = 20261130) -> Iterator[tuple[str, str, bytes]]:
+    """Seeded random mutations of valid events: 1-3 changes drawn from the pools above."""
+    rng = random.Random(seed)
+    for i in range(n_per_source):
+        for source in SOURCES:
+            yield f"gen-{source}-{i}", source, dumps(_mutate(rng, source))
+
+
+CORPUS = [*hand_written(), *damaged_bytes(), *generated()]
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _big_ints() -> Iterator[None]:
+    # Python's json reads integers of up to 4300 digits, like pydantic-core; keep that default
+    # explicit so a test run that changed it elsewhere cannot hide a difference.
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(4300)
+    yield
+    sys.set_int_max_str_digits(old)
+
+
+def test_schemas_are_valid_draft_2020_12_with_ids() -> None:
+    for source, schema in SCHEMAS.items():
+        Draft202012Validator.check_schema(schema)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["$id"] == schema_id(source) == f"https://tagstream.dev/schemas/{source}.schema.json"
+        ts = schema["properties"]["ts"]["anyOf"]
+        assert ts[0]["pattern"] == TS_PATTERN
+        assert (ts[1]["minimum"], ts[1]["maximum"]) == (MIN_TS_MS, MAX_TS_MS)
+
+
+def test_corpus_is_big_and_has_both_verdicts() -> None:
+    verdicts = [decoder_verdict(src, raw) is None for _, src, raw in CORPUS]
+    assert len(CORPUS) > 2000
+    assert sum(verdicts) > 150, "too few accepted records to say anything about acceptance"
+    assert len(verdicts) - sum(verdicts) > 1000
+
+
+def test_decoder_and_json_schema_agree_on_the_corpus() -> None:
+    disagreements: list[str] = []
+    used: dict[str, int] = dict.fromkeys(KNOWN_EXCEPTIONS, 0)
+    for case_id, source, raw in CORPUS:
+        reason = decoder_verdict(source, raw)
+        if (reason is None) == schema_accepts(source, raw):
+            continue
+        key = explained_by(source, raw, reason)
+        if key is None:
+            shown = raw[:160].decode("utf-8", "replace")
+            disagreements.append(f"{case_id}: decoder {'accepts' if reason is None else 'rejects (' + reason + ')'}, "
+                                 f"schema {'rejects' if reason is None else 'accepts'}: {shown}")
+        else:
+            used[key] += 1
+    assert disagreements == [], "\n".join(disagreements[:30])
+    # Every allowed exception is real (seen in the corpus), so the list cannot silently grow stale.
+    assert all(used.values()), used
+
+
+def test_known_exceptions_are_documented() -> None:
+    doc = (REPO / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = doc.split("### What the JSON Schemas cannot say", 1)[1].split("\n## ", 1)[0]
+    assert "NaN" in section and "Infinity" in section
+    assert f"{PARSER_MAX_DEPTH} levels" in section
+    assert len(KNOWN_EXCEPTIONS) == 2  # adding one means documenting it there too
+
+
+@pytest.mark.parametrize(
+    ("source", "doc", "accepted"),
+    [
+        # What real clients reported: the old schemas accepted these, the decoder did not ...
+        ("clickstream", {**VALID["clickstream"], "user_id": None, "anonymous_id": None}, False),
+        ("pos", {**VALID["pos"], "ts": "1900-01-01T00:00:00Z"}, False),
+        ("pos", {**VALID["pos"], "ts": 1769857200250.5}, False),
+        ("clickstream", {**VALID["clickstream"], "ts": 1796001968}, False),  # epoch seconds
+        # ... and now both accept these (a JSON number without a fraction is an integer)
+        ("pos", {**VALID["pos"], "items": [{**ITEM, "qty": 1.0}]}, True),
+        ("pos", {**VALID["pos"], "ts": 1769857200250.0}, True),
+        # ... the old schemas rejected this one (format date-time wants a T), the decoder did not
+        ("orders", {**VALID["orders"], "ts": "2026-11-30 01:20:00Z"}, True),
+    ],
+    ids=["both-ids-null", "year-1900", "fractional-ms", "epoch-seconds", "qty-1.0", "ts-float-whole",
+         "space-separator"],
+)
+def test_reported_cases(source: str, doc: dict[str, Any], accepted: bool) -> None:
+    raw = dumps(doc)
+    assert (decoder_verdict(source, raw) is None) is accepted
+    assert schema_accepts(source, raw) is accepted
+
+
+def test_ts_pattern_matches_exactly_the_real_dates_in_range() -> None:
+    """The year/month/day part of TS_PATTERN (leap years included) against the calendar."""
+    pattern = re.compile(TS_PATTERN)
+    for y in range(1999, 2203):
+        for m in range(14):
+            for d in range(33):
+                try:
+                    real = 2001 <= y <= 2200 and date(y, m, d) is not None
+                except ValueError:
+                    real = False
+                text = f"{y:04d}-{m:02d}-{d:02d}T00:00:00Z"
+                assert (pattern.fullmatch(text) is not None) == real, text
+
+
+_digits = st.integers(min_value=0, max_value=99).map(lambda n: f"{n:02d}")
+
+
+@st.composite
+def ts_strings(draw: st.DrawFn) -> str:
+    """Near-RFC 3339 strings: random fields, separators, fractions and offsets, some malformed."""
+    year = draw(st.sampled_from(["1999", "2000", "2001", "2026", "2100", "2104", "2200", "2201", "0000", "20262"]))
+    sep = draw(st.sampled_from(["T", "t", " ", "_", "", "  "]))
+    frac = draw(st.sampled_from(["", ".", ".5", ".123", ".1234567", "." + "9" * 30, ",5"]))
+    offset = draw(st.sampled_from(["Z", "z", "", "+00:00", "-00:00", "+05:30", "-23:59", "+24:00", "+0100",
+                                   "+01", "Z\n", "UTC"]))
+    hh, mi, ss = draw(_digits), draw(_digits), draw(_digits)
+    return f"{year}-{draw(_digits)}-{draw(_digits)}{sep}{hh}:{mi}:{ss}{frac}{offset}"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(ts=st.one_of(ts_strings(), st.integers(min_value=-(2**64), max_value=2**64),
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.integers(min_value=MIN_TS_MS - 10, max_value=MIN_TS_MS + 10),
+                    st.integers(min_value=MAX_TS_MS - 10, max_value=MAX_TS_MS + 10)))
+def test_ts_verdicts_agree(ts: Any) -> None:
+    raw = dumps({**VALID["orders"], "ts": ts})
+    assert (decoder_verdict("orders", raw) is None) == schema_accepts("orders", raw), ts
