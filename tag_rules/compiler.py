@@ -7,7 +7,7 @@ so ``tagstream rules check`` can list them all and a worker never meets a bad ru
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,20 @@ from schemas.rules import FeatureSpec, RuleFile, TagSpec, parse_duration_ms
 from .errors import RuleError, RuleSetError
 from .expr import CompiledExpr, ExprError, compile_expr
 from .loader import load_yaml, rule_files
+from .names import describe_non_ascii, name_problem
 
 NUMERIC_TYPES = {"int", "float"}
 NEEDS_NUMERIC = {"sum", "min", "max", "avg"}
 NEEDS_FIELD = NEEDS_NUMERIC | {"distinct_count", "first", "last"}
+
+MIN_WINDOW_MS = 5_000
+"""Shortest window (5s): finer windows only multiply due times and buckets."""
+MAX_WINDOW_MS = 3650 * 86_400_000
+"""Longest window (3650d, 10 years); longer is lifetime. Keeps every bucket and due time in 64 bits."""
+MAX_DURATION_CHARS = 24
+"""Longest duration text: more digits can only be an overflow."""
+MAX_VERSION_LENGTH = 128
+"""Longest ``version``: it is published with every tag change and stored with every customer."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class FeatureDef:
     window_ms: int | None
     """None: lifetime."""
     resolution_ms: int | None
-    """None: the default for the window (see streams.features.windows)."""
+    """None: the default for the window (see streams.engine.features.windows)."""
     sources: frozenset[str]
     where: CompiledExpr | None
     file: str = ""
@@ -77,6 +87,7 @@ def load_rules(path: str | Path) -> CompiledRuleSet:
     """Loads and compiles the rule file(s) at ``path``; raises RuleSetError listing every problem."""
     files = rule_files(path)
     errors: list[RuleError] = []
+    version_errors: list[RuleError] = []  # not fatal to the check: the rules are still compiled
     parsed: list[tuple[str, RuleFile, Any]] = []
     digest = hashlib.sha256()
     for f in files:
@@ -90,26 +101,47 @@ def load_rules(path: str | Path) -> CompiledRuleSet:
             errors.append(RuleError(str(f), "a rule file is a mapping with 'features' and 'tags'"))
             continue
         try:
-            parsed.append((str(f), RuleFile.model_validate(doc), doc))
+            rf = RuleFile.model_validate(doc)
         except ValidationError as exc:
             errors.extend(_validation_errors(str(f), doc, exc))
+            continue
+        problem = _version_problem(rf.version)
+        if problem:
+            version_errors.append(RuleError(str(f), f"version: {problem}", None, *_pos(doc, "version")))
+        parsed.append((str(f), rf, doc))
     if errors:
-        raise RuleSetError(errors)
+        raise RuleSetError(errors + version_errors)
     versions = [rf.version for _, rf, _ in parsed if rf.version]
     version = versions[0] if len(versions) == 1 and len(parsed) == 1 else "sha-" + digest.hexdigest()[:12]
-    return compile_rules(parsed, version=version)
+    try:
+        rules = compile_rules(parsed, version=version)
+    except RuleSetError as exc:
+        raise RuleSetError(version_errors + exc.errors) from None
+    if version_errors:
+        raise RuleSetError(version_errors)
+    return rules
 
 
 def compile_rules(parsed: list[tuple[str, RuleFile, Any]], *, version: str) -> CompiledRuleSet:
     """Compiles validated rule files (``(file name, RuleFile, raw document)``) into one rule set."""
     errors: list[RuleError] = []
-    features: dict[str, FeatureDef] = {}
     raw_features: list[tuple[str, FeatureSpec, Mapping[str, Any]]] = []
     raw_tags: list[tuple[str, TagSpec, Mapping[str, Any]]] = []
     for fname, rf, doc in parsed:
         raw_features += [(fname, s, _raw_item(doc, "features", i)) for i, s in enumerate(rf.features)]
         raw_tags += [(fname, s, _raw_item(doc, "tags", i)) for i, s in enumerate(rf.tags)]
+    features = _compile_features(raw_features, errors)
+    tags = _compile_tags(raw_tags, raw_features, errors)
+    if not tags and not errors:
+        errors.append(RuleError(",".join(f for f, _, _ in parsed) or "<rules>", "the rule set declares no tags"))
+    if errors:
+        raise RuleSetError(errors)
+    return CompiledRuleSet(version, features, tags, tuple(f for f, _, _ in parsed))
 
+
+def _compile_features(raw_features: list[tuple[str, FeatureSpec, Mapping[str, Any]]],
+                      errors: list[RuleError]) -> dict[str, FeatureDef]:
+    features: dict[str, FeatureDef] = {}
     for fname, spec, raw in raw_features:
         where = f"feature '{spec.name}'"
         line = getattr(raw, "line", None)
@@ -123,17 +155,26 @@ def compile_rules(parsed: list[tuple[str, RuleFile, Any]], *, version: str) -> C
             errors.extend(RuleError(fname, m, where, ln or line, col) for m, ln, col in p.items)
             continue
         features[spec.name] = fdef
+    return features
+
+
+def _compile_tags(raw_tags: list[tuple[str, TagSpec, Mapping[str, Any]]],
+                  raw_features: list[tuple[str, FeatureSpec, Mapping[str, Any]]],
+                  errors: list[RuleError]) -> dict[str, TagDef]:
     # Tags are checked against every declared feature, even one with errors of its own, so a
     # broken feature is reported once (above) and not again as "unknown" in each tag.
     declared = sorted({spec.name for _, spec, _ in raw_features})
     since_names = {spec.name for _, spec, _ in raw_features if spec.agg == "since_last"}
-
     tags: dict[str, TagDef] = {}
     for fname, tspec, raw in raw_tags:
         where = f"tag '{tspec.name}'"
         line = getattr(raw, "line", None)
         if tspec.name in tags:
             errors.append(RuleError(fname, f"duplicate tag name (first in {tags[tspec.name].file})", where, line))
+            continue
+        problem = name_problem(tspec.name, "tag")
+        if problem:
+            errors.append(RuleError(fname, f"name: {problem}", where, *_pos(raw, "name", line)))
             continue
         try:
             when = compile_expr(tspec.when, names=declared, kind="when",
@@ -143,12 +184,7 @@ def compile_rules(parsed: list[tuple[str, RuleFile, Any]], *, version: str) -> C
             errors.append(RuleError(fname, f"when: {exc.message}", where, ln or line, col))
             continue
         tags[tspec.name] = TagDef(tspec.name, when, tuple(sorted(when.names)), tspec.description, fname)
-
-    if not tags and not errors:
-        errors.append(RuleError(",".join(f for f, _, _ in parsed) or "<rules>", "the rule set declares no tags"))
-    if errors:
-        raise RuleSetError(errors)
-    return CompiledRuleSet(version, features, tags, tuple(f for f, _, _ in parsed))
+    return tags
 
 
 class _Problems(Exception):
@@ -159,43 +195,14 @@ class _Problems(Exception):
 def _compile_feature(fname: str, spec: FeatureSpec, raw: Mapping[str, Any]) -> FeatureDef:
     problems: list[tuple[str, int | None, int | None]] = []
 
-    def pos(key: str) -> tuple[int | None, int | None]:
-        vp = getattr(raw, "value_pos", {})
-        return vp.get(key, (None, None))
+    def problem(key: str, message: str) -> None:
+        problems.append((message, *_pos(raw, key)))
 
-    window_ms: int | None = None
-    if spec.window not in (None, "lifetime"):
-        try:
-            window_ms = parse_duration_ms(spec.window)  # type: ignore[arg-type]
-            if window_ms <= 0:
-                raise ValueError("a window must be longer than 0")
-        except ValueError as exc:
-            problems.append((f"window: {exc}", *pos("window")))
-    resolution_ms: int | None = None
-    if spec.resolution is not None:
-        try:
-            resolution_ms = parse_duration_ms(spec.resolution)
-            if resolution_ms <= 0:
-                raise ValueError("resolution must be longer than 0")
-            if window_ms is not None and resolution_ms > window_ms:
-                raise ValueError(f"resolution {spec.resolution} is longer than the window {spec.window}")
-        except ValueError as exc:
-            problems.append((f"resolution: {exc}", *pos("resolution")))
-        if spec.window in (None, "lifetime"):
-            problems.append(("resolution: only windowed features have a resolution", *pos("resolution")))
-    if spec.agg == "since_last" and spec.window not in (None, "lifetime"):
-        problems.append(("window: since_last is measured over the customer's whole history; drop the window "
-                         "and compare it with a constant in the tag (e.g. x >= days(30))", *pos("window")))
-    if spec.field is not None and spec.field not in CANONICAL_FIELD_TYPES:
-        known = ", ".join(sorted(CANONICAL_FIELD_TYPES))
-        problems.append((f"field: unknown event field '{spec.field}'; known: {known}", *pos("field")))
-    elif spec.agg in NEEDS_FIELD and spec.field is None:
-        problems.append((f"{spec.agg} needs a 'field'", *pos("agg")))
-    elif spec.agg in NEEDS_NUMERIC and CANONICAL_FIELD_TYPES[spec.field] not in NUMERIC_TYPES:  # type: ignore[index]
-        problems.append((f"field: {spec.agg} needs a numeric field; '{spec.field}' is "
-                         f"{CANONICAL_FIELD_TYPES[spec.field]}", *pos("field")))  # type: ignore[index]
-    elif spec.agg == "since_last" and spec.field is not None:
-        problems.append(("field: since_last takes no field (it reads the event time)", *pos("field")))
+    name_issue = name_problem(spec.name, "feature")
+    if name_issue:
+        problem("name", f"name: {name_issue}")
+    window_ms, resolution_ms = _window_and_resolution(spec, problem)
+    _check_field(spec, problem)
     where_expr = None
     if spec.where is not None:
         try:
@@ -213,6 +220,87 @@ def _compile_feature(fname: str, spec: FeatureSpec, raw: Mapping[str, Any]) -> F
     return FeatureDef(spec.name, key, spec.agg, spec.field, window_ms, resolution_ms, sources, where_expr, fname)
 
 
+def _window_and_resolution(spec: FeatureSpec, problem: Callable[[str, str], None]) -> tuple[int | None, int | None]:
+    """The window and resolution in ms (None: lifetime / the default); reports what is wrong."""
+    lifetime = spec.window in (None, "lifetime")
+    window_ms: int | None = None
+    if spec.window is not None and not lifetime:
+        try:
+            window_ms = _duration_ms(spec.window)
+            if window_ms < MIN_WINDOW_MS:
+                raise ValueError(f"{spec.window} is shorter than the minimum window, {_fmt(MIN_WINDOW_MS)}")
+            if window_ms > MAX_WINDOW_MS:
+                raise ValueError(f"{spec.window} is longer than the maximum window, {_fmt(MAX_WINDOW_MS)} "
+                                 "(10 years); use lifetime (drop the window)")
+        except ValueError as exc:
+            window_ms = None
+            problem("window", f"window: {exc}")
+    resolution_ms: int | None = None
+    if spec.resolution is not None:
+        try:
+            resolution_ms = _duration_ms(spec.resolution)
+            if resolution_ms <= 0:
+                raise ValueError("resolution must be longer than 0")
+            if window_ms is not None and resolution_ms > window_ms:
+                raise ValueError(f"resolution {spec.resolution} is longer than the window {spec.window}")
+        except ValueError as exc:
+            problem("resolution", f"resolution: {exc}")
+        if lifetime:
+            problem("resolution", "resolution: only windowed features have a resolution")
+    if spec.agg == "since_last" and not lifetime:
+        problem("window", "window: since_last is measured over the customer's whole history; drop the window "
+                "and compare it with a constant in the tag (e.g. x >= days(30))")
+    return window_ms, resolution_ms
+
+
+def _duration_ms(text: str) -> int:
+    """parse_duration_ms, but a digit string too long for any sane duration is refused before int()."""
+    if isinstance(text, str) and len(text.strip()) > MAX_DURATION_CHARS:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ValueError(f"invalid duration {shown!r}: too long (the longest window is {_fmt(MAX_WINDOW_MS)})")
+    return parse_duration_ms(text)
+
+
+def _fmt(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _check_field(spec: FeatureSpec, problem: Callable[[str, str], None]) -> None:
+    ftype = CANONICAL_FIELD_TYPES.get(spec.field) if spec.field is not None else None
+    if spec.field is not None and ftype is None:
+        known = ", ".join(sorted(CANONICAL_FIELD_TYPES))
+        problem("field", f"field: unknown event field '{spec.field}'; known: {known}")
+    elif spec.agg in NEEDS_FIELD and spec.field is None:
+        problem("agg", f"{spec.agg} needs a 'field'")
+    elif spec.agg in NEEDS_NUMERIC and ftype not in NUMERIC_TYPES:
+        problem("field", f"field: {spec.agg} needs a numeric field; '{spec.field}' is {ftype}")
+    elif spec.agg == "since_last" and spec.field is not None:
+        problem("field", "field: since_last takes no field (it reads the event time)")
+
+
+def _version_problem(version: str | None) -> str | None:
+    """A version is published with every tag change and stored per customer: short, printable text."""
+    if version is None:
+        return None
+    if len(version) > MAX_VERSION_LENGTH:
+        return f"too long ({len(version)} characters; the maximum is {MAX_VERSION_LENGTH})"
+    bad = next((c for c in version if not c.isprintable()), None)
+    if bad is not None:
+        kind = "a lone surrogate" if 0xD800 <= ord(bad) <= 0xDFFF else "a control or non-printable character"
+        return f"contains {kind} ({bad!a}); a version is printable text such as retail-2026.11.1"
+    return None
+
+
+def _pos(raw: Any, key: str, default_line: int | None = None) -> tuple[int | None, int | None]:
+    """Line and column of ``raw[key]``'s value (``default_line``, None when unknown)."""
+    vp: dict[str, tuple[int, int]] = getattr(raw, "value_pos", {})
+    line, col = vp.get(key, (default_line, None))
+    return line, col
+
+
 def _raw_item(doc: Any, section: str, index: int) -> Mapping[str, Any]:
     try:
         item = doc[section][index]
@@ -223,10 +311,9 @@ def _raw_item(doc: Any, section: str, index: int) -> Mapping[str, Any]:
 
 def _expr_pos(raw: Mapping[str, Any], key: str, exc: ExprError) -> tuple[int | None, int | None]:
     """Position of an expression error in the file (single-line expressions are exact)."""
-    vp = getattr(raw, "value_pos", {})
-    if key not in vp:
+    line, col = _pos(raw, key)
+    if line is None or col is None:
         return None, None
-    line, col = vp[key]
     if exc.line is None:
         return line, col
     if exc.line == 1:
@@ -248,11 +335,16 @@ def _validation_errors(fname: str, doc: Any, exc: ValidationError) -> list[RuleE
             rule = f"{kind} '{name}'" if name else f"{kind} #{loc[1] + 1}"
             line = getattr(raw, "line", line)
             if len(loc) >= 3 and isinstance(loc[2], str):
-                line, col = getattr(raw, "value_pos", {}).get(loc[2], (line, None))
-        field_path = ".".join(str(p) for p in loc[2:] if not isinstance(p, int) or True) if len(loc) > 2 else \
-            ".".join(str(p) for p in loc)
+                line, col = _pos(raw, loc[2], line)
+        elif loc and isinstance(loc[0], str):
+            line, col = _pos(doc, loc[0], line)
+        field_path = ".".join(str(p) for p in (loc[2:] if len(loc) > 2 else loc))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling)"
+        elif err["type"] == "string_pattern_mismatch" and loc[-1] == "name":
+            value = err.get("input")
+            msg = (describe_non_ascii(value) if isinstance(value, str) and not value.isascii() else
+                   "a name is lowercase ASCII letters, digits and _, starting with a letter ([a-z][a-z0-9_]*)")
         out.append(RuleError(fname, f"{field_path}: {msg}" if field_path else msg, rule, line, col))
     return out

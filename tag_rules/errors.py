@@ -22,7 +22,15 @@ class RuleError:
             where += f":{self.line}"
             if self.col is not None:
                 where += f":{self.col}"
-        return f"{where}: {self.rule + ': ' if self.rule else ''}{self.message}"
+        return _printable(f"{where}: {self.rule + ': ' if self.rule else ''}{self.message}")
+
+
+def _printable(text: str) -> str:
+    """Escapes control characters and lone surrogates (from YAML escapes such as "\\ud800"): a message
+    must print on any terminal and encode as UTF-8."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
 
 
 class RuleSetError(Exception):

@@ -16,30 +16,11 @@ finite float, ``true``/``false``/``null`` and ``True``/``False``/``None``), tupl
 names starting with ``_``, non-ASCII names) is rejected at compile time with an :class:`ExprError` that
 carries a 1-based line and column.
 
-Semantics. Feature values come from rolling windows and events, so "no value" is normal: ``None`` means
-no value (e.g. the average of an empty window, an event without an amount). Evaluation never raises for
-env values of type str/int/float/bool/None/list[str]; instead:
-
-* ``< <= > >=`` with ``None`` on either side, or between incomparable types (``"a" < 1``), are False.
-  ``==``/``!=`` behave as in Python (``x == null`` tests for no value).
-* Arithmetic needs numbers (int/float; bools are not numbers here). Any other operand - ``None``, a str,
-  a list, a bool - gives ``None``, as do division/modulo by zero and overflow. ``**`` gives ``None`` when
-  ``|exponent| > 64`` or ``|base| > 1e12`` (no giant integers, no hangs) or the result would be complex.
-  ``None`` then propagates: ``avg_basket * 2 > 100`` is False for an empty window.
-* ``x in y`` is False when ``y`` is None or the test is not possible (``1 in "abc"``); ``not in`` is its
-  negation (so True in those cases). ``"sho" in "shoes"`` is a substring test, as in Python.
-* ``and``/``or``/``not``/``if-else`` use Python truthiness and return what Python returns.
-* ``min``/``max`` take one list/tuple argument or several arguments; ``None`` items are skipped, and the
-  result is None when nothing is left or the items cannot be compared. ``abs``, ``round(x[, ndigits])``
-  (``|ndigits| <= 64``) and ``seconds/minutes/hours/days(n)`` (return seconds: ``minutes(5) == 300``)
-  give None for non-numbers; ``len`` gives None for anything but str/list/tuple; ``coalesce(a, b, ...)``
-  returns the first argument that is not None.
-* A name missing from the env reads as None.
+Semantics ("no value" is None; evaluation never raises for data values): see :mod:`tag_rules.expr_values`.
 
 Constant sub-expressions (``days(30)``, ``2 ** 10``) are folded at compile time; a constant that could never
 work (``10 ** 10 ** 10``, ``1 / 0``, ``"a" * 3``, ``days("x")``, ``1e308 * 10``) is a compile-time error, as is
-an integer constant over 10**20 (:data:`MAX_INT`) and a constant ``seconds/minutes/hours/days(n)`` over 100
-years (:data:`MAX_TIME_S`).
+one beyond the limits of :mod:`tag_rules.expr_constants` (integers up to 10**20, time values up to 100 years).
 
 Time-since features (``threshold_names``, values in seconds) may only be compared directly with constants
 (``since_last_purchase >= days(30)``), each at most 100 years; :attr:`CompiledExpr.thresholds` then lists
@@ -55,7 +36,6 @@ reach the helpers, and only whitelisted nodes and known names remain in the code
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -63,20 +43,19 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, source_text
+from .expr_constants import MAX_INT, MAX_TIME_S, bad_constant_problem, evaluate, number_problem, time_problem
+from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, shape_problem, source_text
 from .expr_values import (
     BINOPS,
     DURATION_FUNCTIONS,
     FUNCTIONS,
     HELPERS,
-    MAX_EXPONENT,
-    MAX_POW_BASE,
     ORDER_OPS,
     PREFIX,
     UNARY,
     is_num,
 )
-from .names import describe_non_ascii
+from .names import describe_non_ascii, unknown_message
 
 __all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_INT", "MAX_LENGTH", "MAX_NODES", "MAX_TIME_S", "CompiledExpr",
            "ExprError", "compile_expr"]
@@ -89,12 +68,6 @@ MAX_NODES = 500
 """Maximum number of expression nodes."""
 MAX_STR = 256
 """Maximum length of a string literal."""
-MAX_INT = 10**20
-"""Largest absolute value of an integer constant, written or folded (20 digits; 2**64 fits)."""
-MAX_TIME_S = 100 * 365 * 86_400
-"""Largest absolute time constant in seconds (100 years, ``days(36500)``): a time-since threshold or a
-constant ``seconds/minutes/hours/days(n)``. Due times then stay far inside 64 bits."""
-MAX_NAMES_LISTED = 20
 
 _CONSTANT_NAMES: dict[str, Any] = {"true": True, "false": False, "null": None}
 
@@ -172,11 +145,6 @@ def compile_expr(source: str, *, names: Mapping[str, str] | Collection[str], kin
     return _Compiler(source, names, kind, threshold_names, filename).run()
 
 
-def _short_repr(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 class _Compiler:
     def __init__(self, source: Any, names: Mapping[str, str] | Collection[str], kind: str,
                  threshold_names: Collection[str], filename: str) -> None:
@@ -223,7 +191,9 @@ class _Compiler:
             msg = (f"the {self.what} is nested too deeply (maximum depth {MAX_DEPTH})" if exc.too_deep
                    else f"invalid {self.what}: {exc.message}")
             raise ExprError(msg, exc.line, exc.col, src, self.filename) from None
-        self.check_shape(tree)
+        too_big = shape_problem(tree, MAX_DEPTH, MAX_NODES)
+        if too_big:
+            raise self.error(f"the {self.what} {too_big[1]}", too_big[0])
         body = self.rewrite(tree.body)
         for name in self.threshold_uses:
             if id(name) not in self.sanctioned:
@@ -240,25 +210,8 @@ class _Compiler:
         return CompiledExpr(src, frozenset(self.used),
                             {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, code)
 
-    def check_shape(self, tree: ast.Expression) -> None:
-        """Depth and size limits, walked iteratively: hostile nesting must not hit the recursion limit."""
-        count = 0
-        stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
-        while stack:
-            node, depth = stack.pop()
-            if isinstance(node, ast.expr_context | ast.operator | ast.unaryop | ast.cmpop | ast.boolop):
-                continue
-            count += 1
-            if depth > MAX_DEPTH:
-                raise self.error(f"the {self.what} is nested too deeply (maximum depth "
-                                 f"{MAX_DEPTH})", node)
-            if count > MAX_NODES:
-                raise self.error(f"the {self.what} is too complex (more than {MAX_NODES} parts)",
-                                 node)
-            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-
     # -- rewrite: validation, constant folding, threshold checks and helper calls in one recursive pass
-    # (depth is bounded by check_shape, so recursion is safe)
+    # (depth is bounded by shape_problem, so recursion is safe)
 
     def rewrite(self, node: ast.expr) -> ast.expr:
         new = self._rewrite(node)
@@ -309,21 +262,12 @@ class _Compiler:
                                  f"{MAX_STR})", node)
             return ast.Constant(v)
         if v is None or type(v) in (bool, int, float):
-            self.check_number(v, node, written=True)
+            problem = number_problem(v, written=True)
+            if problem:
+                raise self.error(problem, node)
             return ast.Constant(v)
         what = {bytes: "bytes literals", complex: "complex numbers"}.get(type(v), f"'{v!r}'")
         raise self.error(f"{what} are not allowed" if what != f"'{v!r}'" else f"{what} is not allowed", node)
-
-    def check_number(self, v: object, node: ast.expr, written: bool = False) -> None:
-        """Constants are finite, and integers at most MAX_INT: no inf, nan or giant integers."""
-        if type(v) is float and not math.isfinite(v):
-            raise self.error("this number is too large (it overflows to infinity; the largest is about 1.8e308)"
-                             if written else "this constant expression overflows (the result is not a finite "
-                             "number)", node)
-        if type(v) is int and abs(v) > MAX_INT:
-            what = "integer literal" if written else "integer constant"
-            raise self.error(f"this {what} is too large (about {v.bit_length() * 0.30103:.0f} digits; the "
-                             f"maximum is 10**20); write a float such as 1e25 for a larger number", node)
 
     def check_ascii(self, node: ast.Name) -> None:
         """Python NFKC-normalizes identifiers (a fullwidth ``s`` reads as ``s``): names must be written in ASCII."""
@@ -347,16 +291,7 @@ class _Compiler:
             return ast.Constant(_CONSTANT_NAMES[ident])
         if ident in FUNCTIONS:
             raise self.error(f"'{ident}' is a function; call it, for example {ident}(...)", node)
-        raise self.error(self.unknown(f"unknown name '{ident}'", ident, self.known), node)
-
-    def unknown(self, head: str, ident: str, known: Collection[str], label: str = "known") -> str:
-        close = difflib.get_close_matches(ident, sorted(known), n=1, cutoff=0.6)
-        msg = head + (f"; did you mean '{close[0]}'?" if close else "")
-        listed = sorted(known)
-        if not listed:
-            return msg + f" (this {self.what} cannot read any names)"
-        more = f", ... ({len(listed) - MAX_NAMES_LISTED} more)" if len(listed) > MAX_NAMES_LISTED else ""
-        return msg + f"{' ' if close else '; '}{label}: {', '.join(listed[:MAX_NAMES_LISTED])}{more}"
+        raise self.error(unknown_message(f"unknown name '{ident}'", ident, self.known, self.what), node)
 
     def call(self, node: ast.Call) -> ast.expr:
         func = node.func
@@ -368,8 +303,8 @@ class _Compiler:
         if fname.startswith("_"):
             raise self.error(f"names starting with '_' are not allowed ('{fname}')", func)
         if fname not in FUNCTIONS:
-            raise self.error(self.unknown(f"function '{fname}' is not allowed", fname, FUNCTIONS,
-                                          "available functions"), func)
+            raise self.error(unknown_message(f"function '{fname}' is not allowed", fname, FUNCTIONS,
+                                                  self.what, "available functions"), func)
         if node.keywords:
             raise self.error(f"keyword arguments are not allowed (in {fname}())", node.keywords[0]
                              if hasattr(node.keywords[0], "lineno") else node)
@@ -418,19 +353,15 @@ class _Compiler:
                     break
                 v = other.value
                 if isinstance(v, int | float) and is_num(v) and not math.isnan(v):
-                    self.check_time(v, other, f"'{operand.id}' is compared with")
+                    problem = time_problem(v, f"'{operand.id}' is compared with")
+                    if problem:
+                        raise self.error(problem, other)
                     values.append(float(v))
                 elif not (v is None and isinstance(op, ast.Eq | ast.NotEq)):
                     break  # (x == null is fine: it does not change with time)
             else:
                 self.sanctioned.add(id(operand))
                 self.thresholds.setdefault(operand.id, set()).update(values)
-
-    def check_time(self, v: float, node: ast.expr, head: str) -> None:
-        """Time constants (seconds) stay within MAX_TIME_S, so every due time fits in 64 bits."""
-        if abs(v) > MAX_TIME_S:
-            raise self.error(f"{head} {v:.6g} seconds, more than 100 years; the limit is days(36500) "
-                             f"= {MAX_TIME_S} seconds", node)
 
     # -- helpers
 
@@ -443,44 +374,18 @@ class _Compiler:
         for sub in ast.walk(new):
             if isinstance(sub, ast.Name) and not sub.id.startswith(PREFIX):
                 return new
-        expr = ast.Expression(ast.copy_location(new, orig))
-        ast.fix_missing_locations(expr)
         try:
-            value = eval(compile(expr, self.filename, "eval"), HELPERS, {})  # validated AST
+            value = evaluate(ast.copy_location(new, orig), self.filename)  # validated AST
         except Exception as exc:  # pragma: no cover - helpers do not raise; defensive
             raise self.error(f"cannot evaluate this constant expression: {exc}", orig) from None
+        problem = None
         if value is None and isinstance(orig, ast.BinOp | ast.UnaryOp | ast.Call):
-            self.explain_bad_constant(orig, new)
-        self.check_number(value, orig)
-        if (isinstance(orig, ast.Call) and isinstance(orig.func, ast.Name) and orig.func.id in DURATION_FUNCTIONS
-                and is_num(value)):
-            self.check_time(value, orig, f"{orig.func.id}() gives")
+            problem = bad_constant_problem(orig, new, self.filename)
+        problem = problem or number_problem(value)
+        if isinstance(orig, ast.Call) and isinstance(orig.func, ast.Name) and orig.func.id in DURATION_FUNCTIONS:
+            problem = problem or (time_problem(value, f"{orig.func.id}() gives") if is_num(value) else None)
+        if problem:
+            raise self.error(problem, orig)
         if value is None or type(value) in (bool, int, float, str):
             return ast.Constant(value)
         return new  # e.g. a tuple from min/max: leave for evaluation
-
-    def value_of(self, node: ast.expr) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        expr = ast.fix_missing_locations(ast.Expression(node))
-        return eval(compile(expr, self.filename, "eval"), HELPERS, {})
-
-    def explain_bad_constant(self, orig: ast.expr, new: ast.expr) -> None:
-        args = [self.value_of(a) for a in new.args] if isinstance(new, ast.Call) else []
-        if any(a is None for a in args):
-            return  # None in, None out: a documented rule, not a mistake we can be sure of
-        if isinstance(orig, ast.Call):
-            fname = orig.func.id if isinstance(orig.func, ast.Name) else "?"
-            if fname == "coalesce":
-                return
-            raise self.error(f"{fname}() cannot be applied to {', '.join(_short_repr(a) for a in args)}", orig)
-        bad = [a for a in args if not is_num(a)]
-        if bad:
-            raise self.error(f"arithmetic needs numbers, not {type(bad[0]).__name__} ({_short_repr(bad[0])})",
-                             orig)
-        if isinstance(orig, ast.BinOp) and isinstance(orig.op, ast.Pow):
-            raise self.error(f"this power is too large (exponent at most {MAX_EXPONENT}, base at most "
-                             f"{MAX_POW_BASE:.0e})", orig)
-        if isinstance(orig, ast.BinOp) and isinstance(orig.op, ast.Div | ast.FloorDiv | ast.Mod):
-            raise self.error("division by zero", orig)
-        raise self.error("this constant expression has no value (overflow)", orig)

@@ -101,6 +101,24 @@ def _parse(src: str, filename: str) -> ast.Expression:
         raise SyntaxError(str(exc) or type(exc).__name__) from None
 
 
+def shape_problem(tree: ast.Expression, max_depth: int, max_nodes: int) -> tuple[ast.AST, str] | None:
+    """The first node beyond the depth or size limit and what is wrong, or None. Walked iteratively:
+    hostile nesting must not hit the recursion limit."""
+    count = 0
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ast.expr_context | ast.operator | ast.unaryop | ast.cmpop | ast.boolop):
+            continue
+        count += 1
+        if depth > max_depth:
+            return node, f"is nested too deeply (maximum depth {max_depth})"
+        if count > max_nodes:
+            return node, f"is too complex (more than {max_nodes} parts)"
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return None
+
+
 def char_col(line_text: str, byte_offset: int) -> int:
     """1-based character column from the AST's 0-based UTF-8 byte offset."""
     return len(line_text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore")) + 1

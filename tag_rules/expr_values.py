@@ -1,8 +1,26 @@
 """Run-time values of rule expressions: the helpers a compiled expression calls, and their table.
 
-Every helper must never raise for the value types features and events carry (str, int, float, bool,
-None, list[str]): "no value", impossible arithmetic, overflow and incomparable operands give ``None``
-(or False for comparisons). See :mod:`tag_rules.expr` for the language and its semantics.
+Semantics. Feature values come from rolling windows and events, so "no value" is normal: ``None`` means
+no value (e.g. the average of an empty window, an event without an amount). Evaluation never raises for
+env values of type str/int/float/bool/None/list[str]; instead:
+
+* ``< <= > >=`` with ``None`` on either side, or between incomparable types (``"a" < 1``), are False.
+  ``==``/``!=`` behave as in Python (``x == null`` tests for no value).
+* Arithmetic needs numbers (int/float; bools are not numbers here). Any other operand - ``None``, a str,
+  a list, a bool - gives ``None``, as do division/modulo by zero and overflow. ``**`` gives ``None`` when
+  ``|exponent| > 64`` or ``|base| > 1e12`` (no giant integers, no hangs) or the result would be complex.
+  ``None`` then propagates: ``avg_basket * 2 > 100`` is False for an empty window.
+* ``x in y`` is False when ``y`` is None or the test is not possible (``1 in "abc"``); ``not in`` is its
+  negation (so True in those cases). ``"sho" in "shoes"`` is a substring test, as in Python.
+* ``and``/``or``/``not``/``if-else`` use Python truthiness and return what Python returns.
+* ``min``/``max`` take one list/tuple argument or several arguments; ``None`` items are skipped, and the
+  result is None when nothing is left or the items cannot be compared. ``abs``, ``round(x[, ndigits])``
+  (``|ndigits| <= 64``) and ``seconds/minutes/hours/days(n)`` (return seconds: ``minutes(5) == 300``)
+  give None for non-numbers; ``len`` gives None for anything but str/list/tuple; ``coalesce(a, b, ...)``
+  returns the first argument that is not None.
+* A name missing from the env reads as None.
+
+See :mod:`tag_rules.expr` for the language and its compiler.
 
 A compiled expression calls ``__ts_<op>`` names (``PREFIX``); ``HELPERS`` maps them to the functions
 here and is the only global namespace expressions are evaluated in (no builtins).

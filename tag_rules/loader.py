@@ -18,7 +18,12 @@ class LineDict(dict[str, Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # a 5,000-digit int, a date such as 2001-13-45
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value: {exc}",
+                                                    node.start_mark) from None
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -28,6 +33,13 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     out.value_pos = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:  # a list or mapping as a key (``? [a, b]: 1``, ``{[1]: x}``)
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "a mapping key must be a plain value (text or number), not a list or mapping",
+                key_node.start_mark) from None
         out[key] = loader.construct_object(value_node, deep=True)
         # Plain scalars start where their text starts; quoted and block scalars one char later.
         style_skip = 1 if getattr(value_node, "style", None) in ("'", '"') else 0
@@ -39,7 +51,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     return out
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def rule_files(path: str | Path) -> list[Path]:
@@ -66,7 +78,10 @@ def load_yaml(path: Path) -> tuple[Any, str]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise RuleSetError([RuleError(str(path), f"YAML syntax error: {problem}",
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise RuleSetError([RuleError(str(path), f"{kind}: {problem}",
                                       line=mark.line + 1 if mark else None,
                                       col=mark.column + 1 if mark else None)]) from exc
+    except RecursionError:
+        raise RuleSetError([RuleError(str(path), "YAML nesting too deep")]) from None
     return doc, text

@@ -8,11 +8,15 @@ an expression could not read it, or would read the literal instead.
 
 from __future__ import annotations
 
+import difflib
 import keyword
 import unicodedata
+from collections.abc import Collection
 
 LITERAL_NAMES = frozenset({"null", "true", "false", "none"})
 """Literal words of the expression language (any case): never a feature name."""
+MAX_NAMES_LISTED = 20
+"""An unknown-name message lists at most this many known names."""
 
 
 def describe_non_ascii(text: str) -> str:
@@ -37,3 +41,14 @@ def name_problem(name: str, kind: str) -> str | None:
     if kind == "feature" and keyword.iskeyword(name):
         return f"'{name}' is a Python keyword, so expressions could not read it; choose another name"
     return None
+
+
+def unknown_message(head: str, ident: str, known: Collection[str], what: str, label: str = "known") -> str:
+    """``head``, a "did you mean" for ``ident`` and the ``known`` names (``what`` reads them)."""
+    close = difflib.get_close_matches(ident, sorted(known), n=1, cutoff=0.6)
+    msg = head + (f"; did you mean '{close[0]}'?" if close else "")
+    listed = sorted(known)
+    if not listed:
+        return msg + f" (this {what} cannot read any names)"
+    more = f", ... ({len(listed) - MAX_NAMES_LISTED} more)" if len(listed) > MAX_NAMES_LISTED else ""
+    return msg + f"{' ' if close else '; '}{label}: {', '.join(listed[:MAX_NAMES_LISTED])}{more}"
