@@ -9,6 +9,8 @@
 - export: JSON Schemas of the public shapes (``python -m schemas.export [DIR]``)
 """
 
+from typing import TYPE_CHECKING
+
 from .canonical import CANONICAL_FIELD_TYPES, CANONICAL_FIELDS, to_canonical
 from .decode import REASONS, EventDecodeError, decode_event
 from .events import (
@@ -86,6 +88,9 @@ __all__ = [
     "parse_duration_ms",
     "to_canonical",
 ]
+
+if TYPE_CHECKING:  # for type checkers only; at run time the lazy __getattr__ below provides it
+    from .export import json_schemas
 
 
 def __getattr__(name: str) -> object:

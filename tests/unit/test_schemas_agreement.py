@@ -52,9 +52,12 @@ TS_MS = 1769857200250
 
 # The committed files, not a fresh export: they are what clients use (test_schemas.py checks
 # that they are current).
-SCHEMAS = {src: json.loads((DEFAULT_DIR / f"{src}.schema.json").read_text(encoding="utf-8")) for src in SOURCES}
-VALIDATORS = {src: Draft202012Validator(s, format_checker=Draft202012Validator.FORMAT_CHECKER)
-              for src, s in SCHEMAS.items()}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    src: json.loads((DEFAULT_DIR / f"{src}.schema.json").read_text(encoding="utf-8")) for src in SOURCES
+}
+VALIDATORS: dict[str, Draft202012Validator] = {
+    src: Draft202012Validator(s, format_checker=Draft202012Validator.FORMAT_CHECKER) for src, s in SCHEMAS.items()
+}
 
 PARSER_MAX_DEPTH = 200
 """Deepest nesting of arrays/objects pydantic-core's JSON parser reads (its recursion limit)."""
@@ -112,7 +115,7 @@ def schema_accepts(source: str, raw: bytes) -> bool:
         doc = parse_json(raw)
     except (ValueError, RecursionError):
         return False
-    return VALIDATORS[source].is_valid(doc)
+    return bool(VALIDATORS[source].is_valid(doc))
 
 
 def decoder_verdict(source: str, raw: bytes) -> str | None:
