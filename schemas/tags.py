@@ -110,5 +110,6 @@ class DeadLetter(BaseModel):
 _DLQ_FIELDS = ("source_topic", "source_partition", "source_offset", "source_timestamp_ms", "reason", "error",
                "key_truncated_from_bytes", "truncated_from_bytes", "value_sha256")
 DLQ_HEADERS: tuple[str, ...] = tuple(DLQ_HEADER_PREFIX + f for f in _DLQ_FIELDS)
-"""Every dead-letter header name, in the order ``to_headers`` writes them (the first six always,
-``ts.source_timestamp_ms`` when known, the last three only when the copy was cut)."""
+"""Every dead-letter header name, in the order ``to_headers`` writes them. Always present:
+source_topic/partition/offset, reason, error; ``ts.source_timestamp_ms`` when known; the last
+three only when the dead-letter copy of the key or value was cut."""
