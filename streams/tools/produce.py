@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from streams.io.topics import ensure_topics
-from streams.tools.generator import SOURCES, RetailGenerator
+from streams.tools.generator import SOURCES, GeneratedEvent, RetailGenerator
 
 __all__ = ["DEFAULT_TOPICS", "ProduceStats", "produce"]
 
@@ -107,57 +107,99 @@ async def produce(
         **dict(client_options or {}),
     )
     batch_size = _MAX_BATCH if rate is None else max(1, min(_MAX_BATCH, int(rate / 10)))
-    pending: list[asyncio.Future[object]] = []
-    pending_src: Counter[str] = Counter()
-    pending_bad = 0
-
-    async def drain() -> None:
-        nonlocal pending_bad
-        if pending:
-            await asyncio.gather(*pending)
-        # Count only what the broker acknowledged.
-        stats.sent += len(pending)
-        for source, n in pending_src.items():
-            stats.per_source[source] += n
-        stats.bad += pending_bad
-        pending.clear()
-        pending_src.clear()
-        pending_bad = 0
-
-    t0 = time.monotonic()
+    pending = _Pending(stats)
     try:
-        try:
-            await producer.start()
-        except KafkaConnectionError as exc:
-            raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-        t0 = last_t = time.monotonic()
-        last_sent = 0
+        await _start(producer, bootstrap_servers)
+        t0 = time.monotonic()
+        report = _Progress(stats, count, out, t0) if progress else None
         for i, ev in enumerate(islice(generator, count)):
             if rate is not None:
-                # Token bucket: event i may leave at t0 + i / rate at the earliest.
-                due = t0 + i / rate
-                if due - time.monotonic() >= _MIN_SLEEP_S:
-                    await drain()  # idle time anyway: collect acks for fresher progress
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
-            pending.append(await producer.send(topic_of[ev.source], value=ev.value, key=ev.key))
-            pending_src[ev.source] += 1
-            pending_bad += not ev.valid
+                await _wait_until(t0 + i / rate, pending)
+            pending.add(await producer.send(topic_of[ev.source], value=ev.value, key=ev.key), ev)
             if len(pending) >= batch_size:
-                await drain()
-            if progress:
-                now = time.monotonic()
-                if now - last_t >= 1.0:
-                    print(_line(stats, count, (stats.sent - last_sent) / (now - last_t)), file=out, flush=True)
-                    last_t, last_sent = now, stats.sent
-        await drain()
+                await pending.drain()
+            if report is not None:
+                report.tick()
+        await pending.drain()
         await producer.flush()
         stats.elapsed_s = time.monotonic() - t0
-        if progress:
-            print(f"done: {_line(stats, count, stats.rate)} in {stats.elapsed_s:.1f}s", file=out, flush=True)
+        if report is not None:
+            report.done()
         return stats
     finally:
         # stop() also flushes what is still buffered, on errors and cancellation too.
         await producer.stop()
+
+
+async def _start(producer: AIOKafkaProducer, bootstrap_servers: str) -> None:
+    """Start ``producer``; an unreachable broker becomes a RuntimeError."""
+    try:
+        await producer.start()
+    except KafkaConnectionError as exc:
+        raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+
+
+async def _wait_until(due: float, pending: _Pending) -> None:
+    """Token bucket: sleep until ``due`` (monotonic) if it is far enough ahead to sleep at all."""
+    if due - time.monotonic() >= _MIN_SLEEP_S:
+        await pending.drain()  # idle time anyway: collect acks for fresher progress
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+
+class _Pending:
+    """Delivery futures not awaited yet; :meth:`drain` awaits them and counts them in ``stats``."""
+
+    def __init__(self, stats: ProduceStats) -> None:
+        self._stats = stats
+        self._futures: list[asyncio.Future[object]] = []
+        self._per_source: Counter[str] = Counter()
+        self._bad = 0
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def add(self, future: asyncio.Future[object], ev: GeneratedEvent) -> None:
+        """Track the delivery of ``ev``."""
+        self._futures.append(future)
+        self._per_source[ev.source] += 1
+        self._bad += not ev.valid
+
+    async def drain(self) -> None:
+        """Await every tracked delivery, then count them (only what the broker acknowledged)."""
+        if self._futures:
+            await asyncio.gather(*self._futures)
+        stats = self._stats
+        stats.sent += len(self._futures)
+        for source, n in self._per_source.items():
+            stats.per_source[source] += n
+        stats.bad += self._bad
+        self._futures.clear()
+        self._per_source.clear()
+        self._bad = 0
+
+
+class _Progress:
+    """Progress lines to ``out``: about once per second, and a final one."""
+
+    def __init__(self, stats: ProduceStats, count: int, out: IO[str], t0: float) -> None:
+        self._stats = stats
+        self._count = count
+        self._out = out
+        self._last_t = t0
+        self._last_sent = 0
+
+    def tick(self) -> None:
+        """Print the current rate if a second has passed since the last line."""
+        now = time.monotonic()
+        if now - self._last_t >= 1.0:
+            rate = (self._stats.sent - self._last_sent) / (now - self._last_t)
+            print(_line(self._stats, self._count, rate), file=self._out, flush=True)
+            self._last_t, self._last_sent = now, self._stats.sent
+
+    def done(self) -> None:
+        """Print the final line (average rate over the whole run)."""
+        stats = self._stats
+        print(f"done: {_line(stats, self._count, stats.rate)} in {stats.elapsed_s:.1f}s", file=self._out, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
