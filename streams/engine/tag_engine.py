@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.events import SOURCES
 from streams.engine.features.runtime import FeatureRuntime
 from streams.engine.features.state import SEEN_ENTRY, CustomerState
 from tag_rules.compiler import CompiledRuleSet
@@ -66,7 +67,7 @@ class TagEngine:
         slots: dict[str, int] = {}
         self._by_source = {src: [(rt, -1 if rt.where is None else slots.setdefault(rt.where.source, len(slots)))
                                  for rt in self.runtimes if src in rt.sources]
-                           for src in ("clickstream", "pos", "orders")}
+                           for src in SOURCES}
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
         self._plans: dict[tuple[str, ...], tuple[list[Any], list[FeatureRuntime]]] = {}

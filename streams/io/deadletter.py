@@ -30,7 +30,6 @@ compressed bigger one) fits whole with its headers."""
 SAFE_RECORD_BYTES = 900_000
 """Under Kafka's 1 MB default record limit, headers included."""
 DLQ_MAX_KEY_BYTES = 16_384
-DLQ_MAX_ERROR_CHARS = 1000
 RETRY_BACKOFF_MAX_S = 5.0
 
 
@@ -55,31 +54,29 @@ class _Rejected:
     error: str
 
 
-def dlq_headers(record: SourceRecord, reason: str, error: str) -> list[tuple[str, bytes]]:
-    """Dead-letter headers: where the record came from and why it was rejected."""
-    return DeadLetter(source_topic=record.topic, source_partition=record.partition, source_offset=record.offset,
-                      source_timestamp_ms=int(record.timestamp * 1000), reason=reason,
-                      error=error[:DLQ_MAX_ERROR_CHARS]).to_headers()
-
-
-def fit_record(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
-               limit: int) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """Key, value and headers cut to fit ``limit`` bytes; what was cut is said in headers.
+def dlq_headers(record: SourceRecord, reason: str, error: str, limit: int = DLQ_MAX_RECORD_BYTES) -> tuple[
+        bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value and ``ts.*`` headers of the dead-letter copy of ``record``, cut to ``limit`` bytes.
 
     Key and value go unchanged (a null value stays null) when they fit. A bigger value goes
-    truncated, marked with ``ts.truncated_from_bytes`` and ``ts.value_sha256``; the whole record
-    stays at its source topic/partition/offset.
+    truncated, marked with ``ts.truncated_from_bytes`` and ``ts.value_sha256`` (a key over
+    DLQ_MAX_KEY_BYTES with ``ts.key_truncated_from_bytes``); the whole record stays at its source
+    topic/partition/offset.
     """
-    headers = list(headers)
-    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
-        headers.append(("ts.key_truncated_from_bytes", str(len(key)).encode()))
+    key, value = record.key, record.value
+    dead = DeadLetter(source_topic=record.topic, source_partition=record.partition, source_offset=record.offset,
+                      source_timestamp_ms=int(record.timestamp * 1000), reason=reason, error=error)
+    key_cut = key is not None and len(key) > DLQ_MAX_KEY_BYTES
+    if key_cut:
+        assert key is not None
+        dead = dead.model_copy(update={"key_truncated_from_bytes": len(key)})
         key = key[:DLQ_MAX_KEY_BYTES]
-    budget = limit - len(key or b"") - sum(len(k) + len(v) + 64 for k, v in headers) - 1024
+    budget = limit - len(key or b"") - sum(len(k) + len(v) + 64 for k, v in dead.to_headers()) - 1024 - 160
     if value is not None and len(value) > budget:
-        headers += [("ts.truncated_from_bytes", str(len(value)).encode()),
-                    ("ts.value_sha256", hashlib.sha256(value).hexdigest().encode())]
+        dead = dead.model_copy(update={"truncated_from_bytes": len(value),
+                                       "value_sha256": hashlib.sha256(value).hexdigest()})
         value = value[:budget]
-    return key, value, headers
+    return key, value, dead.to_headers()
 
 
 class DeadLetterWriter:
@@ -111,10 +108,9 @@ class DeadLetterWriter:
         """Nothing of its own to release (the producer belongs to the app)."""
 
     async def _send(self, r: _Rejected, limit: int = DLQ_MAX_RECORD_BYTES) -> Awaitable[Any]:
-        headers = dlq_headers(r.record, r.reason, r.error)
         backoff_s = 0.1
         while True:
-            key, value, sent_headers = fit_record(r.record.key, r.record.value, headers, limit)
+            key, value, sent_headers = dlq_headers(r.record, r.reason, r.error, limit)
             try:
                 return await self._producer.send(self._topic, key, value, None, None, sent_headers)
             except MessageSizeTooLargeError:

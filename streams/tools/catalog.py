@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
+from schemas.events import CLICK_TYPES, ORDER_CHANNELS, ORDER_STATUSES, POS_TYPES, SOURCES
+
 if TYPE_CHECKING:
     from streams.tools.rng import SplitMix64
 
@@ -35,19 +37,6 @@ __all__ = [
     "random_category",
 ]
 
-SOURCES: tuple[str, ...] = ("clickstream", "pos", "orders")
-CLICK_TYPES: tuple[str, ...] = (
-    "page_view",
-    "product_view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout_start",
-    "login",
-)
-POS_TYPES: tuple[str, ...] = ("sale", "return")
-ORDER_STATUSES: tuple[str, ...] = ("created", "paid", "shipped", "cancelled", "refunded")
-ORDER_CHANNELS: tuple[str, ...] = ("web", "app", "mini_program", "marketplace")
 PAYMENT_METHODS: tuple[str, ...] = ("card", "mobile_wallet", "cash", "gift_card")
 STORES: tuple[str, ...] = tuple(f"s{i:02d}" for i in range(1, 21))
 CURRENCY = "USD"

@@ -148,8 +148,8 @@ def metrics() -> Metrics:
 def ingest_stage(producer: FakeProducer, metrics: Metrics) -> IngestStage:
     return IngestStage(source_by_topic={"events.clickstream": "clickstream"}, partitions=PARTITIONS,
                        clock=ManualClock(NOW), future_tolerance_ms=60_000,
-                       envelopes=EnvelopeSender(producer, "cust"), deadletter=DeadLetterWriter(producer, "dlq", metrics),
-                       metrics=metrics)
+                       envelopes=EnvelopeSender(producer, "cust"),
+                       deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics)
 
 
 async def test_ingest_repartitions_by_customer_and_dead_letters_bad_records(metrics: Metrics) -> None:
@@ -192,8 +192,8 @@ def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, sto
     redis = FakeRedis(producer)
     stage = CustomerStage(engine=TagEngine(load_rules(path)), clock=ManualClock(NOW), store=store, membership=group,
                           due=DueIndex(), redis=RedisTagSink(redis, prefix="p"),  # type: ignore[arg-type]
-                          tag_topic=TagTopicWriter(producer, "tags"), deadletter=DeadLetterWriter(producer, "dlq", metrics),
-                          metrics=metrics)
+                          tag_topic=TagTopicWriter(producer, "tags"),
+                          deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics)
     return stage, redis
 
 
