@@ -9,12 +9,16 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
 
 
-def _settings():
+def _settings() -> Settings:
     from pydantic import ValidationError
 
     from streams.settings import Settings
@@ -94,7 +98,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
     rs = settings.redis
     client = redis.Redis.from_url(rs.url, **rs.client_options())
     if args.audience:
-        members = sorted(m.decode() for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
+        members = sorted(_text(m) for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
         print(f"{args.audience}: {len(members)} customers")
         for m in members[: args.limit]:
             print(f"  {m}")
@@ -109,7 +113,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
         print(f"{cid}:")
         for tag, raw in sorted(tags.items()):
             v = orjson.loads(raw)
-            print(f"  {tag.decode():<24} since {_fmt_ts(v['since_ms'])}  (rules {v['rule_version']})")
+            print(f"  {_text(tag):<24} since {_fmt_ts(v['since_ms'])}  (rules {v['rule_version']})")
     return 0
 
 
@@ -205,3 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

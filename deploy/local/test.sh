@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the linter and the whole test suite: unit tests, then integration tests against a real Kafka broker and
+# Runs the linter, the type checker (mypy) and the whole test suite: unit tests, then integration tests against a real Kafka broker and
 # a real Redis server that the tests start themselves (deploy/local/stack.sh on free ports).
 # Installs what is missing first: the Python venv (.venv), redis-server and prometheus (promtool)
 # from Debian's packages, and the Kafka jars from Maven Central (cached in .cache/).
@@ -21,4 +21,5 @@ for pkg in redis-server:redis-server prometheus:promtool; do
 done
 bash deploy/local/stack.sh resolve
 .venv/bin/ruff check .
+.venv/bin/mypy  # typing: settings and paths in pyproject.toml [tool.mypy]
 exec .venv/bin/python -m pytest "$@"

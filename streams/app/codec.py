@@ -13,7 +13,8 @@ STATE_CODEC = "tagstate"
 
 class StateCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
-        return obj.dumps()  # type: ignore[no-any-return]
+        state: CustomerState = obj
+        return state.dumps()
 
     def _loads(self, s: bytes) -> Any:
         return CustomerState.loads(s)

@@ -72,7 +72,8 @@ class TableStore:
         self.table = table
 
     def get(self, key: bytes) -> CustomerState | None:
-        return self.table.get(key)  # type: ignore[no-any-return]
+        state: CustomerState | None = self.table.get(key)
+        return state
 
     def put(self, key: bytes, state: CustomerState, record: Delivered) -> None:
         with faust_compat.current_event_as(record):
@@ -84,7 +85,8 @@ class TableStore:
                 del self.table[key]
 
     def items(self) -> Iterable[tuple[bytes, object]]:
-        return self.table.data.items()  # type: ignore[no-any-return]
+        items: Iterable[tuple[bytes, object]] = self.table.data.items()
+        return items
 
     def __len__(self) -> int:
         return len(self.table.data)
@@ -174,7 +176,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                           value_serializer=STATE_CODEC, allow_empty=True, maxsize=131_072)
     customers = app.Table("customers", default=None, partitions=ks.partitions, key_type=bytes,
                           changelog_topic=changelog)
-    customers.value_serializer = STATE_CODEC
+    customers.value_serializer = STATE_CODEC  # type: ignore[attr-defined]
     store = TableStore(customers)
     deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
     envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name())
@@ -232,12 +234,12 @@ def _lifecycle(app: faust.App, rt: Runtime) -> None:
         for name in ("aiokafka", "faust.topics", "faust.transport"):
             logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
-    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    @app.on_partitions_revoked.connect
     async def _rebalancing(*args: Any, **kwargs: Any) -> None:
         rt.metrics.ready.set(0)  # until the next recovery completes
         rt.health.recovered = False
 
-    @app.on_before_shutdown.connect  # type: ignore[misc]
+    @app.on_before_shutdown.connect
     async def _close_clients(*args: Any, **kwargs: Any) -> None:
         for client in (rt.redis_sink, rt.kafka_probe):
             if client is not None:

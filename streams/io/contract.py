@@ -18,7 +18,7 @@ Headers = Sequence[tuple[str, bytes]]
 
 class RecordSender(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-                   timestamp: float | None, headers: Headers | None) -> Awaitable[Any]: ...
+                   timestamp: float | None, headers: Any) -> Awaitable[Any]: ...
 
 
 class Sink(Protocol):

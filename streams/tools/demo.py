@@ -115,7 +115,7 @@ def _report(settings: Settings, s: Samples) -> None:
         cid = f"c{i:06d}"
         tags = client.hkeys(tags_key(prefix, cid))
         if tags:
-            print(f"     {cid}: {', '.join(sorted(t.decode() for t in tags))}")
+            print(f"     {cid}: {', '.join(sorted(_text(t) for t in tags))}")
             shown += 1
         if shown >= 8:
             break
@@ -129,3 +129,7 @@ def _report(settings: Settings, s: Samples) -> None:
     if p50 is not None and p99 is not None:
         print(f"   event->tag latency over {n:,.0f} changes: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
               "(Kafka timestamp of the source record -> written to Redis and tags.changes)")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -28,7 +28,7 @@ from streams.tools.generator import SOURCES, GeneratedEvent, RetailGenerator
 
 __all__ = ["DEFAULT_TOPICS", "ProduceStats", "produce"]
 
-DEFAULT_TOPICS: dict[str, str] = {source: f"events.{source}" for source in SOURCES}
+DEFAULT_TOPICS: dict[str, str] = {str(source): f"events.{source}" for source in SOURCES}
 
 # Delivery futures are awaited in batches: often enough to surface broker errors quickly and
 # keep progress honest, rarely enough not to cost throughput.
@@ -95,7 +95,7 @@ async def produce(
         raise ValueError("count must be >= 0")
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0 (or None for unlimited)")
-    topic_of = {source: topics[source] for source in SOURCES}
+    topic_of: dict[str, str] = {source: topics[source] for source in SOURCES}
     stats = ProduceStats(per_source=dict.fromkeys(SOURCES, 0))
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bad-ratio", type=float, default=0.0)
     p.add_argument("--step-ms", type=float, default=1.0)
     args = p.parse_args(argv)
-    topics = {s: f"{args.topic_prefix}.{s}" for s in SOURCES}
+    topics: dict[str, str] = {s: f"{args.topic_prefix}.{s}" for s in SOURCES}
     gen = RetailGenerator(seed=args.seed, customers=args.customers, bad_ratio=args.bad_ratio, step_ms=args.step_ms)
 
     async def run() -> None:

@@ -220,7 +220,12 @@ class WorkerProc:
 
     def tags_of(self, customer_id: str) -> dict[str, Any]:
         raw = self.redis().hgetall(f"{self.prefix}:tags:{customer_id}")
-        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        return {text(k): orjson.loads(v) for k, v in raw.items()}
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply item as text (redis-py types replies as bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @pytest.fixture(scope="module")

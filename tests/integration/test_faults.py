@@ -13,7 +13,7 @@ import orjson
 
 from streams.tools.generator import RetailGenerator
 
-from .conftest import FAUST_629, Stack, WorkerProc, free_port
+from .conftest import FAUST_629, Stack, WorkerProc, free_port, text
 from .faultcheck import MONOTONE_TAGS, RULES, await_same_state, reference
 
 CUSTOMERS = 150
@@ -30,7 +30,7 @@ def final_tags(w: WorkerProc) -> dict[str, set[str]]:
     out = {}
     for i in range(CUSTOMERS):
         cid = f"c{i:06d}"
-        tags = {t.decode() for t in r.hkeys(f"{w.prefix}:tags:{cid}")}
+        tags = {text(t) for t in r.hkeys(f"{w.prefix}:tags:{cid}")}
         if tags:
             out[cid] = tags
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -19,18 +21,18 @@ def test_partition_is_kafkas_default_partitioner(key: bytes, n: int) -> None:
 
 def test_items_are_grouped_by_partition_in_order() -> None:
     b = EnvelopeBuilder(4)
-    sent = []
+    sent: list[dict[str, Any]] = []
     for i in range(200):
         cid = f"u-{i % 17}"
         item = {"customer_id": cid, "seq": i}
         b.add(cid.encode(), orjson.dumps(item))
         sent.append(item)
     assert b.items == 200
-    got = {}
+    got: dict[str, list[int]] = {}
     for p, value in b.records():
-        for item in decode_envelope(value):
-            assert partition_for(item["customer_id"].encode(), 4) == p
-            got.setdefault(item["customer_id"], []).append(item["seq"])
+        for got_item in decode_envelope(value):
+            assert partition_for(got_item["customer_id"].encode(), 4) == p
+            got.setdefault(got_item["customer_id"], []).append(got_item["seq"])
     for cid in {x["customer_id"] for x in sent}:
         assert got[cid] == [x["seq"] for x in sent if x["customer_id"] == cid]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
-from tag_rules import DEFAULT_RULES, RuleSetError, load_rules
+from tag_rules import DEFAULT_RULES, CompiledRuleSet, RuleSetError, load_rules
 
 
 def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
@@ -94,7 +94,7 @@ def test_a_folder_of_rule_files_is_one_rule_set(tmp_path: Path) -> None:
 
 
 def test_same_definition_same_state_key_and_redefinition_changes_it(tmp_path: Path) -> None:
-    def rules(name: str, window: str):
+    def rules(name: str, window: str) -> CompiledRuleSet:
         return load_rules(write(tmp_path, f"features:\n  - {{name: {name}, agg: count, window: {window}}}\n"
                                           f"tags: [{{name: t, when: {name} > 1}}]\n"))
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.app.customers import CustomerStage
+from streams.app.customers import CustomerStage, Delivered
 from streams.app.envelope import EnvelopeSender, decode_envelope, partition_for
 from streams.app.ingest import IngestStage
 from streams.engine.clock import ManualClock
@@ -110,11 +110,11 @@ class DictStore:
     def get(self, key: bytes) -> CustomerState | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, state: CustomerState, record: Event) -> None:
+    def put(self, key: bytes, state: CustomerState, record: Delivered) -> None:
         self.data[key] = state
         self.writes.append((key, record.message.partition))
 
-    def delete(self, key: bytes, record: Event) -> None:
+    def delete(self, key: bytes, record: Delivered) -> None:
         self.data.pop(key, None)
 
     def items(self) -> list[tuple[bytes, object]]:
@@ -130,7 +130,7 @@ class Group:
     def generation(self) -> int:
         return self.gen
 
-    def owns(self, record: Event) -> bool:
+    def owns(self, record: Delivered) -> bool:
         return record.message.partition in self.owned
 
 
@@ -215,7 +215,7 @@ async def test_customer_batch_publishes_then_saves(tmp_path: Path, metrics: Metr
     producer, store = FakeProducer(), DictStore()
     stage, redis = customer_stage(tmp_path, producer, metrics, store, Group())
     await stage.process([envelope("c1", 1), envelope("c2", 3)])
-    tags = [orjson.loads(v) for _, _, v, _, _ in producer.on("tags")]
+    tags = [orjson.loads(v or b"") for _, _, v, _, _ in producer.on("tags")]
     assert [(t["customer_id"], t["tag"], t["op"]) for t in tags] == [("c2", "browser", "add")]
     assert ("SADD", "p:tag:browser", "c2") in redis.commands
     assert set(store.data) == {b"c1", b"c2"}
@@ -251,7 +251,7 @@ async def test_partitions_lost_during_publish_are_not_saved(tmp_path: Path, metr
 
 
 def kept_key(ev: Event) -> bytes:
-    return decode_envelope(ev.message.value)[0]["customer_id"].encode()
+    return str(decode_envelope(ev.message.value)[0]["customer_id"]).encode()
 
 
 async def test_a_failing_customer_goes_to_the_dead_letter_topic_alone(tmp_path: Path, metrics: Metrics,
@@ -296,7 +296,7 @@ async def test_redis_and_tag_topic_are_written_before_the_state(tmp_path: Path, 
     order: list[str] = []
     real_put = store.put
 
-    def put(key: bytes, state: CustomerState, record: Event) -> None:
+    def put(key: bytes, state: CustomerState, record: Delivered) -> None:
         order.append(f"save after {len(producer.on('tags'))} tag records, {len(redis.log)} redis flushes")
         real_put(key, state, record)
 

@@ -174,9 +174,10 @@ class FeatureRuntime:
         lo = oldest_live_bucket(now_ms, res, self.window_ms)
         oldest = min(buckets)
         if oldest < lo:
-            oldest = min((b for b in buckets if b >= lo), default=None)
-            if oldest is None:
+            live = min((b for b in buckets if b >= lo), default=None)
+            if live is None:
                 return NEVER
+            oldest = live
         return bucket_expiry_ms(oldest, res, self.window_ms)
 
 
@@ -194,4 +195,5 @@ def _as_buckets(data: Any) -> dict[int, Any]:
     """Bucket dicts have int keys; a state fresh from its JSON encoding has them as strings."""
     if data and type(next(iter(data))) is str:
         return {int(b): acc for b, acc in data.items()}
-    return data  # type: ignore[no-any-return]
+    buckets: dict[int, Any] = data
+    return buckets
