@@ -42,7 +42,7 @@ from .events import (
     SourceEvent,
 )
 from .rules import FeatureSpec, RuleFile, TagSpec, parse_duration_ms
-from .tags import DLQ_HEADERS, DLQ_MAX_ERROR_CHARS, DeadLetter, TagChange, TagValue
+from .tags import DLQ_HEADERS, DLQ_MAX_ERROR_CHARS, DeadLetter, TagChange, TagChangeDict, TagValue
 
 __all__ = [
     "CANONICAL_FIELDS",
@@ -81,6 +81,7 @@ __all__ = [
     "Source",
     "SourceEvent",
     "TagChange",
+    "TagChangeDict",
     "TagSpec",
     "TagValue",
     "decode_event",

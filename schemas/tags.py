@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 DLQ_HEADER_PREFIX = "ts."
+
+TagOp = Literal["add", "remove"]
+ChangeCause = Literal["event", "expiry", "rule_change"]
 
 
 class TagChange(BaseModel):
@@ -22,17 +25,33 @@ class TagChange(BaseModel):
 
     customer_id: Annotated[str, Field(min_length=1)]
     tag: Annotated[str, Field(min_length=1)]
-    op: Literal["add", "remove"]
+    op: TagOp
     at_ms: int
     """When the change happened (processing time for expiry, event time for events), epoch ms."""
     event_ts_ms: int | None
     """Business time of the triggering event; None when the clock or a rule change caused it."""
-    cause: Literal["event", "expiry", "rule_change"]
+    cause: ChangeCause
     rule_version: str
     features: dict[str, float | int | str | None]
     """The feature values the tag's rule read, at the time of the change."""
     event_id: str | None
     change_id: Annotated[str, Field(min_length=1)]
+
+
+class TagChangeDict(TypedDict):
+    """The engine's tag change before it is encoded: exactly the fields of :class:`TagChange`
+    (tests/unit/test_schemas.py holds the two together), a plain dict on the hot path."""
+
+    customer_id: str
+    tag: str
+    op: TagOp
+    at_ms: int
+    event_ts_ms: int | None
+    cause: ChangeCause
+    rule_version: str
+    features: dict[str, float | int | str | None]
+    event_id: str | None
+    change_id: str
 
 
 class TagValue(BaseModel):

@@ -40,11 +40,6 @@ class DueIndex:
                 out.append((key, due_ms))
         return out
 
-    def next_due_ms(self) -> int | None:
-        while self._heap and self._latest.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
-
     def clear(self) -> None:
         self._heap.clear()
         self._latest.clear()

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import SOURCES
+from schemas.tags import ChangeCause, TagChangeDict, TagOp
 from streams.engine.features.runtime import FeatureRuntime
 from streams.engine.features.state import SEEN_ENTRY, CustomerState
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
 
-Change = dict[str, Any]
-"""A tag change, shaped as schemas.tags.TagChange (the tag-change topic's value)."""
+Change = TagChangeDict
+"""A tag change: the fields of schemas.tags.TagChange (the tag-change topic's value), typed."""
 
 
 @dataclass
@@ -57,7 +58,7 @@ class TagEngine:
             self._names_by_key.setdefault(fdef.key, []).append(name)
         # A shared key merges the thresholds of all names that use it.
         for key, names in self._names_by_key.items():
-            if len(names) > 1 and by_key[key].is_since:
+            if len(names) > 1 and by_key[key].takes_thresholds:
                 merged = sorted({t for n in names for t in thresholds.get(n, ())})
                 by_key[key] = FeatureRuntime(rules.features[names[0]], merged)
         self.runtimes = list(by_key.values())
@@ -232,7 +233,7 @@ class TagEngine:
         return self._diff(state, customer_id, values, now_ms, "rule_change", None)
 
     def _diff(self, state: CustomerState, customer_id: str, values: dict[str, Any], at_ms: int,
-              cause: str, event: Mapping[str, Any] | None, tags: list[Any] | None = None) -> list[Change]:
+              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[Any] | None = None) -> list[Change]:
         changes: list[Change] = []
         held = state.tags
         for tag in self.tags if tags is None else tags:
@@ -250,7 +251,7 @@ class TagEngine:
             changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
         return changes
 
-    def _change(self, customer_id: str, tag: str, op: str, at_ms: int, cause: str,
+    def _change(self, customer_id: str, tag: str, op: TagOp, at_ms: int, cause: ChangeCause,
                 event: Mapping[str, Any] | None, features: dict[str, Any]) -> Change:
         event_id = event["event_id"] if event is not None else None
         # Deterministic: replaying the same event (or the same due time) yields the same id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -47,18 +48,18 @@ class RedisTagSink:
         self._prefix = prefix
         self._metrics = metrics
         self._backoff_max_ms = backoff_max_ms
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Mapping[str, Any]] = []
         self._closed = False
         self.healthy = True
 
-    def add(self, change: dict[str, Any]) -> None:
+    def add(self, change: Mapping[str, Any]) -> None:
         self._pending.append(change)
 
-    def commands(self, changes: list[dict[str, Any]]) -> list[tuple[str, str, list[Any]]]:
+    def commands(self, changes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[Any]]]:
         """The Redis commands that leave each customer's hash and each audience set as applying
         ``changes`` one by one would: the last change of a (customer, tag) wins, then one
         HSET/HDEL per customer and one SADD/SREM per tag carry all of them."""
-        last: dict[tuple[str, str], dict[str, Any]] = {}
+        last: dict[tuple[str, str], Mapping[str, Any]] = {}
         for c in changes:
             key = (c["customer_id"], c["tag"])
             last.pop(key, None)  # re-insert: keep the order of the last changes

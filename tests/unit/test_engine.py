@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from streams.engine.clock import ManualClock
 from streams.engine.features.state import CustomerState
-from streams.engine.tag_engine import TagEngine
+from streams.engine.tag_engine import Change, TagEngine
 from tag_rules import load_rules
 
 H = 3_600_000
@@ -114,9 +114,9 @@ def engine(tmp_path: Path) -> TagEngine:
     return TagEngine(load_rules(rules_file(tmp_path, WINDOW_RULES)))
 
 
-def run_dues(engine: TagEngine, st: CustomerState, until_ms: int) -> list[dict[str, Any]]:
+def run_dues(engine: TagEngine, st: CustomerState, until_ms: int) -> list[Change]:
     """Drives the due times like the worker's timer does, up to ``until_ms``."""
-    out = []
+    out: list[Change] = []
     while st.due_ms is not None and st.due_ms <= until_ms:
         out += engine.process_due(st, "c1", st.due_ms, until_ms)
     return out

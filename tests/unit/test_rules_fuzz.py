@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def round_trip(state: CustomerState) -> CustomerState:
     return CustomerState.loads(state.dumps())
 
 
-def publish(changes: list[dict[str, Any]]) -> None:
+def publish(changes: Sequence[Mapping[str, Any]]) -> None:
     """What the worker does with a change: encode it for the tag topic (consumers read TagChange)."""
     for change in changes:
         TagChange.model_validate_json(orjson.dumps(change))

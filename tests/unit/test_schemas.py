@@ -517,3 +517,9 @@ def test_absurd_quantities_and_amounts_are_invalid_fields(qty: str, unit_price: 
     with pytest.raises(EventDecodeError) as info:
         decode_event("pos", raw)
     assert info.value.reason == "invalid_field" and field in info.value.message
+
+
+def test_the_engine_change_dict_has_exactly_the_tag_change_fields() -> None:
+    from schemas.tags import TagChange, TagChangeDict
+
+    assert list(TagChangeDict.__annotations__) == list(TagChange.model_fields)

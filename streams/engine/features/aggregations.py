@@ -24,9 +24,6 @@ class Aggregation:
     ``merge`` folds two accumulators (buckets of one window) and ``result`` reads the value."""
 
     name = ""
-    needs_field = False
-    numeric = False
-    """The field must be a number (sum, min, max, avg)."""
     empty: object = None
     """The result over no values at all."""
 
@@ -65,8 +62,6 @@ class Count(Aggregation):
 
 class Sum(Aggregation):
     name = "sum"
-    needs_field = True
-    numeric = True
     empty = 0
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
@@ -85,8 +80,6 @@ class Sum(Aggregation):
 
 class Min(Aggregation):
     name = "min"
-    needs_field = True
-    numeric = True
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
         return value
@@ -100,8 +93,6 @@ class Min(Aggregation):
 
 class Max(Aggregation):
     name = "max"
-    needs_field = True
-    numeric = True
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
         return value
@@ -115,8 +106,6 @@ class Max(Aggregation):
 
 class Avg(Aggregation):
     name = "avg"
-    needs_field = True
-    numeric = True
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
         return [value, 1]
@@ -135,7 +124,6 @@ class First(Aggregation):
     """Value of the earliest event (by event time)."""
 
     name = "first"
-    needs_field = True
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
         return [ts_ms, value]
@@ -186,7 +174,6 @@ class DistinctCount(Aggregation):
     bucket, so the state grows with the distinct values, not with the events."""
 
     name = "distinct_count"
-    needs_field = True
     empty = 0
 
 

@@ -14,7 +14,7 @@ since_last                    ``ts_ms`` of the newest matching event
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from streams.engine.features.aggregations import AGGREGATIONS, Aggregation
@@ -28,10 +28,16 @@ NEVER = math.inf
 
 
 class FeatureRuntime:
-    """Folds events into one feature's state and reads its value at an instant."""
+    """Folds events into one feature's state and reads its value at an instant.
 
-    __slots__ = ("agg", "defn", "field", "is_distinct", "is_since", "key", "name", "resolution_ms",
-                 "sources", "thresholds_ms", "where", "window_ms")
+    The feature's shape (lifetime or windowed; a plain accumulator, distinct values, or the
+    time since the last event) is resolved once, here: ``fold``, ``value``, ``prune`` and
+    ``next_change_ms`` are bound to the methods for that shape, so the per-event path does not
+    ask which shape it is.
+    """
+
+    __slots__ = ("agg", "defn", "field", "fold", "key", "name", "next_change_ms", "prune", "resolution_ms",
+                 "sources", "takes_thresholds", "thresholds_ms", "value", "values_of", "where", "window_ms")
 
     def __init__(self, defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> None:
         self.defn = defn
@@ -44,12 +50,28 @@ class FeatureRuntime:
         self.window_ms = defn.window_ms
         self.resolution_ms = (defn.resolution_ms or default_resolution_ms(defn.window_ms)
                               if defn.window_ms is not None else None)
-        self.is_distinct = defn.agg == "distinct_count"
-        self.is_since = defn.agg == "since_last"
+        distinct = defn.agg == "distinct_count"
+        self.takes_thresholds = defn.agg == "since_last"
+        """Its value moves with the clock: ``since >= T`` rules flip at instants the thresholds give."""
         # Instants (relative to the newest event) at which `since >= T`-style rules flip;
         # ">" needs the next millisecond, so both are candidates.
         self.thresholds_ms = tuple(sorted({ms for t in thresholds_s
                                            for ms in (math.ceil(t * 1000), math.ceil(t * 1000) + 1)}))
+        self.values_of: Callable[[Mapping[str, Any]], list[Any]] = (
+            self._each_value if distinct else self._one_value)
+        lifetime = self.window_ms is None
+        self.fold: Callable[[Any, Mapping[str, Any], int], tuple[Any, bool]] = {
+            (True, True): self._fold_lifetime_distinct, (True, False): self._fold_lifetime,
+            (False, True): self._fold_window_distinct, (False, False): self._fold_window}[(lifetime, distinct)]
+        self.value: Callable[[Any, int], Any] = (
+            self._value_since if self.takes_thresholds else
+            {(True, True): self._value_lifetime_distinct, (True, False): self._value_lifetime,
+             (False, True): self._value_window_distinct, (False, False): self._value_window}[(lifetime, distinct)])
+        self.prune: Callable[[Any, int], Any] = (
+            self._keep if lifetime else self._prune_window_distinct if distinct else self._prune_window)
+        self.next_change_ms: Callable[[Any, int], float] = (
+            self._next_since if self.takes_thresholds else self._never if lifetime
+            else self._next_window_distinct if distinct else self._next_window)
 
     # -- folding events ---------------------------------------------------------------------
 
@@ -59,126 +81,166 @@ class FeatureRuntime:
             return False
         return self.where is None or bool(self.where(event))
 
-    def values_of(self, event: Mapping[str, Any]) -> list[Any]:
-        """The values the event contributes (none when the field is missing)."""
+    def _one_value(self, event: Mapping[str, Any]) -> list[Any]:
+        """The value the event contributes (none when the field is missing; a list counts as its
+        first element)."""
         if self.field is None:
             return [None]
         value = event.get(self.field)
         if value is None:
             return []
         if isinstance(value, list):
-            # distinct_count counts every element; count/first/last take the list as one value.
-            if self.is_distinct:
-                return value
             return [value[0]] if value else []
         return [value]
 
-    def fold(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]:
-        """Folds ``event`` into ``data`` and returns ``(new data, late)``.
+    def _each_value(self, event: Mapping[str, Any]) -> list[Any]:
+        """distinct_count: every element of a list field counts."""
+        if self.field is None:
+            return [None]
+        value = event.get(self.field)
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
 
-        ``late`` is True when the event is already outside this feature's window at ``now_ms``;
-        such an event leaves the window untouched (it still feeds longer windows and lifetime).
-        """
-        ts_ms: int = event["ts_ms"]
+    # ``fold(data, event, now_ms) -> (new data, late)``. ``late`` is True when the event is
+    # already outside this feature's window at ``now_ms``; such an event leaves the window
+    # untouched (it still feeds longer windows and lifetime).
+
+    def _fold_lifetime(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]:
+        agg, ts_ms = self.agg, event["ts_ms"]
+        for v in self.values_of(event):
+            data = agg.initialize(v, ts_ms) if data is None else agg.update(data, v, ts_ms)
+        return data, False
+
+    def _fold_lifetime_distinct(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]:
         values = self.values_of(event)
         if not values:
             return data, False
-        agg = self.agg
-        if self.window_ms is None:  # lifetime
-            if self.is_distinct:
-                data = data if data is not None else {}
-                for v in values:
-                    data[_distinct_key(v)] = 0
-                _cap(data)
-                return data, False
-            for v in values:
-                data = agg.initialize(v, ts_ms) if data is None else agg.update(data, v, ts_ms)
+        data = data if data is not None else {}
+        for v in values:
+            data[_distinct_key(v)] = 0
+        _cap(data)
+        return data, False
+
+    def _live_bucket(self, event: Mapping[str, Any], now_ms: int) -> int | None:
+        """The event's bucket, or None when the bucket already left the window."""
+        res, window_ms = self.resolution_ms, self.window_ms
+        assert res is not None and window_ms is not None
+        bucket = bucket_of(event["ts_ms"], res)
+        return None if bucket_expiry_ms(bucket, res, window_ms) <= now_ms else bucket
+
+    def _fold_window(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]:
+        values = self.values_of(event)
+        if not values:
             return data, False
-        res = self.resolution_ms
-        assert res is not None
-        bucket = bucket_of(ts_ms, res)
-        if bucket_expiry_ms(bucket, res, self.window_ms) <= now_ms:
+        bucket = self._live_bucket(event, now_ms)
+        if bucket is None:
             return data, True
-        if data is None:
-            data = {}
-        elif not self.is_distinct:
-            data = _as_buckets(data)
-        if self.is_distinct:
-            for v in values:
-                k = _distinct_key(v)
-                old = data.get(k)
-                if old is None or old < bucket:
-                    data[k] = bucket
-            _cap(data)
-            return data, False
+        data = {} if data is None else _as_buckets(data)
+        agg, ts_ms = self.agg, event["ts_ms"]
         acc = data.get(bucket)
         for v in values:
             acc = agg.initialize(v, ts_ms) if acc is None else agg.update(acc, v, ts_ms)
         data[bucket] = acc
         return data, False
 
-    # -- reading ----------------------------------------------------------------------------
+    def _fold_window_distinct(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]:
+        values = self.values_of(event)
+        if not values:
+            return data, False
+        bucket = self._live_bucket(event, now_ms)
+        if bucket is None:
+            return data, True
+        data = {} if data is None else data
+        for v in values:
+            k = _distinct_key(v)
+            old = data.get(k)
+            if old is None or old < bucket:
+                data[k] = bucket
+        _cap(data)
+        return data, False
 
-    def value(self, data: Any, now_ms: int) -> Any:
-        """The feature's value at ``now_ms``; ``data`` must have been through ``prune``."""
-        if self.is_since:
-            return None if data is None else round((now_ms - data) / 1000, 3)
-        if self.window_ms is None:
-            if self.is_distinct:
-                return 0 if data is None else len(data)
-            return self.agg.empty if data is None else self.agg.finish(data)
-        if not data:
-            return self.agg.empty
-        if self.is_distinct:
-            return len(data)
-        return self.agg.result(data.values())
+    # -- reading: ``value(data, now_ms)``; ``data`` must have been through ``prune`` ---------------
 
-    def prune(self, data: Any, now_ms: int) -> Any:
-        """Drops buckets that left the window; returns None when nothing is left."""
-        if self.window_ms is None or data is None:
-            return data
-        if not self.is_distinct:
-            data = _as_buckets(data)
+    def _value_since(self, data: Any, now_ms: int) -> Any:
+        return None if data is None else round((now_ms - data) / 1000, 3)
+
+    def _value_lifetime(self, data: Any, now_ms: int) -> Any:
+        return self.agg.empty if data is None else self.agg.finish(data)
+
+    def _value_lifetime_distinct(self, data: Any, now_ms: int) -> Any:
+        return 0 if data is None else len(data)
+
+    def _value_window(self, data: Any, now_ms: int) -> Any:
+        return self.agg.result(data.values()) if data else self.agg.empty
+
+    def _value_window_distinct(self, data: Any, now_ms: int) -> Any:
+        return len(data) if data else self.agg.empty
+
+    # -- ``prune(data, now_ms)``: drops buckets that left the window; None when nothing is left --
+
+    def _keep(self, data: Any, now_ms: int) -> Any:
+        return data
+
+    def _oldest_live(self, now_ms: int) -> int:
+        """Bucket b is live iff b >= this (same as bucket_expiry_ms(b) > now_ms)."""
         res, window_ms = self.resolution_ms, self.window_ms
-        assert res is not None
+        assert res is not None and window_ms is not None
+        return oldest_live_bucket(now_ms, res, window_ms)
+
+    def _prune_window(self, data: Any, now_ms: int) -> Any:
         if not data:
             return None
-        # Bucket b is live iff b >= oldest_live_bucket (same as bucket_expiry_ms(b) > now_ms).
-        lo = oldest_live_bucket(now_ms, res, window_ms)
-        if self.is_distinct:
-            if min(data.values()) < lo:
-                for k in [k for k, b in data.items() if b < lo]:
-                    del data[k]
-        elif min(data) < lo:
+        data = _as_buckets(data)
+        lo = self._oldest_live(now_ms)
+        if min(data) < lo:
             for b in [b for b in data if b < lo]:
                 del data[b]
         return data or None
 
-    def next_change_ms(self, data: Any, now_ms: int) -> float:
-        """The next instant after ``now_ms`` at which the value can change with no new event."""
+    def _prune_window_distinct(self, data: Any, now_ms: int) -> Any:
+        if not data:
+            return None
+        lo = self._oldest_live(now_ms)
+        if min(data.values()) < lo:
+            for k in [k for k, b in data.items() if b < lo]:
+                del data[k]
+        return data or None
+
+    # -- ``next_change_ms(data, now_ms)``: the next instant after ``now_ms`` at which the value can
+    # change with no new event ----------------------------------------------------------------
+
+    def _never(self, data: Any, now_ms: int) -> float:
+        return NEVER
+
+    def _next_since(self, data: Any, now_ms: int) -> float:
         if data is None:
             return NEVER
-        if self.is_since:
-            for t in self.thresholds_ms:
-                if data + t > now_ms:
-                    return data + t
+        for t in self.thresholds_ms:
+            if data + t > now_ms:
+                return data + t
+        return NEVER
+
+    def _next_window(self, data: Any, now_ms: int) -> float:
+        return self._next_expiry(_as_buckets(data).keys() if data else (), now_ms)
+
+    def _next_window_distinct(self, data: Any, now_ms: int) -> float:
+        return self._next_expiry(data.values() if data else (), now_ms)
+
+    def _next_expiry(self, buckets: Collection[int], now_ms: int) -> float:
+        """Expiry grows with the bucket index: the next change is the oldest live bucket's expiry."""
+        if not buckets:
             return NEVER
-        if self.window_ms is None:
-            return NEVER
-        res = self.resolution_ms
-        assert res is not None
-        if not data:
-            return NEVER
-        buckets: Iterable[int] = data.values() if self.is_distinct else _as_buckets(data).keys()
-        # Expiry grows with the bucket index: the next change is the oldest live bucket's expiry.
-        lo = oldest_live_bucket(now_ms, res, self.window_ms)
+        res, window_ms = self.resolution_ms, self.window_ms
+        assert res is not None and window_ms is not None
+        lo = oldest_live_bucket(now_ms, res, window_ms)
         oldest = min(buckets)
         if oldest < lo:
             live = min((b for b in buckets if b >= lo), default=None)
             if live is None:
                 return NEVER
             oldest = live
-        return bucket_expiry_ms(oldest, res, self.window_ms)
+        return bucket_expiry_ms(oldest, res, window_ms)
 
 
 def _distinct_key(value: Any) -> str:

@@ -38,8 +38,3 @@ def oldest_live_bucket(now_ms: int, resolution_ms: int, window_ms: int) -> int:
     Bucket ``b`` is live iff ``expiry_ms(b) > now_ms`` iff ``b > (now_ms - window_ms) / res - 1``.
     """
     return (now_ms - window_ms) // resolution_ms
-
-
-def is_live(bucket: int, now_ms: int, resolution_ms: int, window_ms: int) -> bool:
-    """True when ``bucket`` is inside the window at ``now_ms``."""
-    return bucket_expiry_ms(bucket, resolution_ms, window_ms) > now_ms
