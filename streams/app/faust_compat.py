@@ -180,92 +180,89 @@ _DONE = "done"
 _SEEKED = object()
 """Marks a partition whose read offset a seek changed under a batch: its remaining records are dropped."""
 _COMMIT = "commit"
+_YIELD_EVERY = 100
+
+
+async def _deliver(self: Any, batch: list[Any], pos: list[int], expected: dict[Any, Any]) -> str:  # pragma: no cover
+    """Hands ``batch[pos[0]:]`` to the consumer's callback, advancing ``pos``; stops early when a
+    commit is due (faust commits between records).
+
+    ``expected`` holds each partition's read offset as the drain loop last left it. If it changed
+    meanwhile, faust seeked (recovery, rebalance) while the batch waited: the rest of that
+    partition's records predate the seek and are dropped untouched, so they can neither be
+    delivered out of place nor move the read offset past records the seek will fetch again.
+    """
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    commit_every = self._commit_every
+    since_yield = 0
+    while pos[0] < len(batch):
+        if commit_every is not None and self._n_acked >= commit_every:
+            return _COMMIT
+        tp, message = batch[pos[0]]
+        since_yield += 1
+        if since_yield > _YIELD_EVERY:
+            await asyncio.sleep(0)
+            since_yield = 0
+        offset = message.offset
+        r_offset = get_read_offset(tp)
+        if r_offset != expected.get(tp, r_offset):
+            expected[tp] = _SEEKED
+            pos[0] += 1
+            continue
+        if r_offset is None or offset >= r_offset:
+            gap = offset - (r_offset or 0)
+            if gap > 1 and r_offset and self.app.topics.acks_enabled_for(message.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            await self.callback(message)
+            if get_read_offset(tp) == r_offset:  # else a seek came while the callback waited
+                set_read_offset(tp, offset)
+                expected[tp] = offset
+            else:
+                expected[tp] = _SEEKED
+        else:
+            self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
+        pos[0] += 1
+    return _DONE
+
+
+async def _deliver_batch(self: Any, batch: list[Any]) -> None:  # pragma: no cover
+    """Delivers one fetched batch, committing when due; on a flow suspension (a rebalance),
+    skips the rest like faust does: unacked, so commits stay behind it and the seek after
+    recovery re-reads it."""
+    get_read_offset = self._read_offset.__getitem__
+    expected = {tp: get_read_offset(tp) for tp, _ in batch}
+    pos = [0]
+    while pos[0] < len(batch):
+        res = await self.wait_first(_deliver(self, batch, pos, expected), self.suspend_flow.wait())
+        if res.stopped or _DONE in res.results:
+            return
+        if _COMMIT in res.results:
+            self._n_acked = 0
+            await self.commit()
+            continue
+        for tp, message in batch[pos[0]:]:
+            r_offset = get_read_offset(tp)
+            if r_offset == expected.get(tp) and (r_offset is None or message.offset >= r_offset):
+                self._read_offset[tp] = message.offset
+                expected[tp] = message.offset
+        return
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - runs in faust's thread
-    callback = self.callback
-    getmany = self.getmany
-    consumer_should_stop = self._stopped.is_set
-    fetcher_should_stop = fetcher._stopped.is_set
-    get_read_offset = self._read_offset.__getitem__
-    set_read_offset = self._read_offset.__setitem__
     from faust.transport import consumer as faust_consumer
 
     flag_consumer_fetching = faust_consumer.CONSUMER_FETCHING
-    set_flag = self.diag.set_flag
-    unset_flag = self.diag.unset_flag
-    commit_every = self._commit_every
-    acks_enabled_for = self.app.topics.acks_enabled_for
-    sleep = asyncio.sleep
-    yield_every = 100
-
-    async def deliver(batch: list[Any], pos: list[int], expected: dict[Any, Any]) -> str:
-        """Hands ``batch[pos[0]:]`` to the callback, advancing ``pos``; stops early when a
-        commit is due (faust commits between records).
-
-        ``expected`` holds each partition's read offset as this loop last left it. If it changed
-        meanwhile, faust seeked (recovery, rebalance) while the batch waited: the rest of that
-        partition's records predate the seek and are dropped untouched, so they can neither be
-        delivered out of place nor move the read offset past records the seek will fetch again.
-        """
-        since_yield = 0
-        while pos[0] < len(batch):
-            if commit_every is not None and self._n_acked >= commit_every:
-                return _COMMIT
-            tp, message = batch[pos[0]]
-            since_yield += 1
-            if since_yield > yield_every:
-                await sleep(0)
-                since_yield = 0
-            offset = message.offset
-            r_offset = get_read_offset(tp)
-            if r_offset != expected.get(tp, r_offset):
-                expected[tp] = _SEEKED
-                pos[0] += 1
-                continue
-            if r_offset is None or offset >= r_offset:
-                gap = offset - (r_offset or 0)
-                if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, r_offset + 1, offset)
-                await callback(message)
-                if get_read_offset(tp) == r_offset:  # else a seek came while the callback waited
-                    set_read_offset(tp, offset)
-                    expected[tp] = offset
-                else:
-                    expected[tp] = _SEEKED
-            else:
-                self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
-            pos[0] += 1
-        return _DONE
-
     try:
-        while not (consumer_should_stop() or fetcher_should_stop()):
-            set_flag(flag_consumer_fetching)
-            ait = getmany(timeout=1.0)
+        while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+            self.diag.set_flag(flag_consumer_fetching)
+            ait = self.getmany(timeout=1.0)
             # Sleeping because sometimes getmany is called in a loop never releasing to the loop.
             await self.sleep(0)
             if not self.should_stop:
                 # The fetch itself is never raced (cancelling it could drop fetched records).
-                batch = [item async for item in ait]
-                expected = {tp: get_read_offset(tp) for tp, _ in batch}
-                pos = [0]
-                while pos[0] < len(batch):
-                    res = await self.wait_first(deliver(batch, pos, expected), self.suspend_flow.wait())
-                    if res.stopped or _DONE in res.results:
-                        break
-                    if _COMMIT in res.results:
-                        self._n_acked = 0
-                        await self.commit()
-                        continue
-                    # Flow suspended (a rebalance): like faust, skip the rest of the batch without
-                    # acking it, so commits stay behind it and the seek after recovery re-reads it.
-                    for tp, message in batch[pos[0]:]:
-                        r_offset = get_read_offset(tp)
-                        if r_offset == expected.get(tp) and (r_offset is None or message.offset >= r_offset):
-                            set_read_offset(tp, message.offset)
-                            expected[tp] = message.offset
-                    break
-            unset_flag(flag_consumer_fetching)
+                await _deliver_batch(self, [item async for item in ait])
+            self.diag.unset_flag(flag_consumer_fetching)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
             self.log.info("Broker stopped consumer, shutting down...")
@@ -280,8 +277,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         self.log.exception("Drain messages raised: %r", exc)
         raise
     finally:
-        unset_flag(flag_consumer_fetching)
-
+        self.diag.unset_flag(flag_consumer_fetching)
 
 
 def install_batch_delivery() -> bool:
