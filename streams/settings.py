@@ -34,6 +34,9 @@ class KafkaSettings(_Frozen):
         False, description="Experimental: hand fetched records to the agents per batch (streams/app/faust_compat.py).")
     source_buffer: int = Field(
         32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")
+    stall_after_ms: int = Field(
+        30_000, ge=1_000, description="An assigned partition with lag whose committed offset stands this long is "
+                                      "stalled: readiness goes false and the worker seeks it to its committed offset.")
     session_timeout_ms: int = Field(
         10_000, ge=1_000, description="A crashed worker's partitions move after this long without heartbeats.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -86,6 +86,12 @@ def _targets() -> dict[str, Callable[..., Any]]:
             "faust.transport.consumer.Consumer._drain_messages": Consumer._drain_messages}
 
 
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset faust last committed for ``tp`` (its consumer keeps no public accessor)."""
+    offset: int | None = consumer._committed_offset.get(tp)
+    return offset
+
+
 @contextmanager
 def current_event_as(event: Any) -> Iterator[None]:
     """Makes ``event`` faust's current event, so table writes go to its partition's changelog.

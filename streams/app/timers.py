@@ -1,4 +1,5 @@
-"""What runs on the worker's clock rather than on records: due-time ticks and health checks.
+"""What runs on the worker's clock rather than on records: due-time ticks, health checks and the
+partition progress watch.
 
 Due customers get a *tick* through the customer topic (in envelopes, like events), so every
 state change, event- or clock-driven, happens inside the customer stage, in order, per customer.
@@ -6,15 +7,24 @@ state change, event- or clock-driven, happens inside the customer stage, in orde
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import orjson
 
+from streams.app import faust_compat
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
+from streams.app.watchdog import Offsets, PartitionWatchdog, Verdict
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
 from streams.io.health import Health
 from streams.io.kafka_probe import KafkaProbe
 from streams.io.metrics import Metrics
 from streams.io.redis_sink import RedisTagSink
+
+log = logging.getLogger(__name__)
 
 
 class DueTimer:
@@ -46,3 +56,49 @@ class DueTimer:
 async def probe_kafka(probe: KafkaProbe, health: Health) -> None:
     """Readiness also means "the brokers answer"."""
     health.kafka_ok = await probe.check()
+
+
+class PartitionWatch:
+    """Feeds the watchdog the consumer's offsets for the agents' input partitions, exports lag and
+    stalls per partition, sets readiness, and seeks a stalled partition to its committed offset."""
+
+    def __init__(self, *, consumer: Callable[[], Any], topics: Iterable[str], watchdog: PartitionWatchdog,
+                 health: Health, metrics: Metrics) -> None:
+        self._consumer = consumer
+        self._topics = frozenset(topics)
+        self._watchdog = watchdog
+        self._health = health
+        self._metrics = metrics
+        self._stalled: set[Any] = set()
+
+    async def check(self) -> Verdict | None:
+        if not self._health.recovered:  # rebalancing: offsets are being reset
+            self._watchdog.reset()
+            self._mark(set())
+            return None
+        consumer = self._consumer()
+        tps = [tp for tp in consumer.assignment() if tp.topic in self._topics]
+        highwaters = await consumer.highwaters(*tps) if tps else {}
+        offsets = {tp: Offsets(faust_compat.committed_offset(consumer, tp), highwaters.get(tp)) for tp in tps}
+        verdict = self._watchdog.check(offsets, time.monotonic())
+        for tp, lag in verdict.lag.items():
+            self._metrics.partition_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        self._mark(set(verdict.stalled))
+        for tp in verdict.recover:
+            committed = offsets[tp].committed
+            log.warning("partition %s[%d] stalled: %d records waiting, committed offset %s unchanged for %.0f s; "
+                        "seeking it to its committed offset", tp.topic, tp.partition, offsets[tp].lag, committed,
+                        self._watchdog.stall_after_s)
+            self._metrics.partition_stall_recoveries.labels(tp.topic, str(tp.partition)).inc()
+            if committed is not None:
+                await consumer.seek(tp, committed)
+        return verdict
+
+    def _mark(self, stalled: set[Any]) -> None:
+        for tp in self._stalled - stalled:
+            self._metrics.partition_stalled.labels(tp.topic, str(tp.partition)).set(0)
+            log.warning("partition %s[%d] moves again", tp.topic, tp.partition)
+        for tp in stalled:
+            self._metrics.partition_stalled.labels(tp.topic, str(tp.partition)).set(1)
+        self._stalled = stalled
+        self._health.stalled = tuple(sorted(f"{tp.topic}[{tp.partition}]" for tp in stalled))

@@ -29,7 +29,8 @@ from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered
 from streams.app.envelope import EnvelopeSender
 from streams.app.ingest import IngestStage
-from streams.app.timers import DueTimer, probe_kafka
+from streams.app.timers import DueTimer, PartitionWatch, probe_kafka
+from streams.app.watchdog import PartitionWatchdog
 from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
@@ -211,6 +212,14 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     async def kafka_probe() -> None:
         assert rt.kafka_probe is not None
         await probe_kafka(rt.kafka_probe, rt.health)
+
+    watch = PartitionWatch(consumer=lambda: app.consumer,
+                           topics=[*ks.source_topics().values(), customer_events.get_topic_name()],
+                           watchdog=PartitionWatchdog(ks.stall_after_ms / 1000), health=rt.health, metrics=metrics)
+
+    @app.timer(min(5.0, ks.stall_after_ms / 3000), name="partition-watch")
+    async def partition_watch() -> None:
+        await watch.check()
 
     async def recovered() -> None:
         customer_stage.rebuild_due_index()

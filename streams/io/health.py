@@ -25,6 +25,8 @@ class Health:
     """Partitions assigned and state recovered (False again while rebalancing)."""
     redis_ok: bool = True
     kafka_ok: bool = True
+    stalled: tuple[str, ...] = ()
+    """Assigned partitions with lag whose committed offset stands still (see app/watchdog.py)."""
 
     def beat(self) -> None:
         self.heartbeat_s = time.monotonic()
@@ -35,8 +37,9 @@ class Health:
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         live, detail = self.live()
-        detail.update(recovered=self.recovered, redis=self.redis_ok, kafka=self.kafka_ok)
-        return live and self.recovered and self.redis_ok and self.kafka_ok, detail
+        detail.update(recovered=self.recovered, redis=self.redis_ok, kafka=self.kafka_ok,
+                      stalled_partitions=list(self.stalled))
+        return live and self.recovered and self.redis_ok and self.kafka_ok and not self.stalled, detail
 
 
 def serve(health: Health, *, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPServer:

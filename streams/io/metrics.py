@@ -28,6 +28,9 @@ class Metrics:
     expiry_lateness: Histogram
     redis_errors: Counter
     ready: Gauge
+    partition_lag: Gauge
+    partition_stalled: Gauge
+    partition_stall_recoveries: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -65,4 +68,12 @@ class Metrics:
             redis_errors=Counter(f"{p}_redis_errors", "Failed Redis writes (retried)", registry=registry),
             ready=Gauge(f"{p}_ready", "1 once this worker has recovered its state and processes events",
                         registry=registry),
+            partition_lag=Gauge(f"{p}_partition_lag", "Records not yet committed, per assigned input partition",
+                                ["topic", "partition"], registry=registry),
+            partition_stalled=Gauge(f"{p}_partition_stalled",
+                                    "1 while an assigned partition has lag and its committed offset stands still",
+                                    ["topic", "partition"], registry=registry),
+            partition_stall_recoveries=Counter(f"{p}_partition_stall_recoveries",
+                                               "Seeks of a stalled partition back to its committed offset",
+                                               ["topic", "partition"], registry=registry),
         )

@@ -31,12 +31,6 @@ RULES = Path(__file__).with_name("rules")
 _handed_out: set[int] = set()
 
 
-FAUST_629 = pytest.mark.flaky(
-    reruns=2,
-    reason="faust-streaming #629 (open): after a rebalance a worker can stop fetching some assigned "
-           "partitions; seen in ~1 of 3 full runs of the two multi-worker rebalance tests here, never "
-           "with one worker. A rerun starts a new consumer group; three failures in a row still fail.")
-"""For tests whose scenario is several workers rebalancing: rerun (at most twice) on failure."""
 
 
 def free_port() -> int:
@@ -98,6 +92,7 @@ class WorkerProc:
     """Tells apart workers of one group (same name) in their log file names."""
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    metrics_port: int = field(default_factory=free_port)
 
     @property
     def prefix(self) -> str:
@@ -121,7 +116,7 @@ class WorkerProc:
             "TAGSTREAM_KAFKA__PARTITIONS": "2",
             "TAGSTREAM_REDIS__URL": self.stack.redis_url,
             "TAGSTREAM_REDIS__KEY_PREFIX": self.prefix,
-            "TAGSTREAM_METRICS__PORT": str(free_port()),
+            "TAGSTREAM_METRICS__PORT": str(self.metrics_port),
             "TAGSTREAM_LOGLEVEL": "info",
             **self.extra_env,
         }

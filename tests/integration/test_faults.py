@@ -13,7 +13,7 @@ import orjson
 
 from streams.tools.generator import RetailGenerator
 
-from .conftest import FAUST_629, Stack, WorkerProc, free_port, text
+from .conftest import Stack, WorkerProc, free_port, text
 from .faultcheck import MONOTONE_TAGS, RULES, await_same_state, reference
 
 CUSTOMERS = 150
@@ -128,7 +128,6 @@ def assert_leaving_tags_left(changes: list[dict[str, Any]]) -> None:
             ("odd_purchases", "remove")} <= ops, sorted(ops)
 
 
-@FAUST_629
 def test_worker_stopped_and_restarted_mid_load_changes_no_final_tag(stack: Stack) -> None:
     """Two workers in one group; one leaves mid-load (rebalance) and comes back (rebalance)."""
     events = [e for e in RetailGenerator(seed=13, customers=CUSTOMERS).take(4000) if e.valid]

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import WorkerProc, now_ms
 
@@ -170,3 +171,26 @@ def test_oversized_compressed_and_null_records_are_dead_lettered_too(worker: Wor
     a = cid()  # ... and the worker goes on
     worker.produce("orders", [order(a, "paid", 900.0, now_ms())])
     worker.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))
+
+
+def test_lag_per_partition_is_exported_and_no_partition_is_stalled(worker: WorkerProc) -> None:
+    """The partition watchdog runs: lag per input partition in metrics, stalls in readiness."""
+    import time
+    import urllib.request
+
+    marker = cid()
+    worker.produce("pos", [pos_sale(marker, 999.0, now_ms())])
+    worker.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, marker))
+    port = int(worker.env()["TAGSTREAM_METRICS__PORT"])
+    deadline = time.monotonic() + 30
+    want = {worker.topic(s) for s in ("clickstream", "pos", "orders")} | {f"{worker.prefix}-customer-events"}
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        lagging = {s.labels["topic"]: s.value for f in text_string_to_metric_families(text)
+                   if f.name == "tagstream_partition_lag" for s in f.samples}
+        if want <= set(lagging):
+            break
+        assert time.monotonic() < deadline, lagging
+        time.sleep(1)
+    ready = orjson.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).read())
+    assert ready["ok"] is True and ready["stalled_partitions"] == []

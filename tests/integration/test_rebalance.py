@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from .conftest import FAUST_629, Stack, WorkerProc, now_ms
+from .conftest import Stack, WorkerProc, now_ms
 from .test_pipeline import click, of, pos_sale
 
 # Partitions move between workers here: the local RocksDB store (plus its changelog) is what a
@@ -13,7 +13,6 @@ from .test_pipeline import click, of, pos_sale
 STORE = {"TAGSTREAM_STORE": "rocksdb://"}
 
 
-@FAUST_629
 def test_tags_and_due_times_survive_a_rebalance(stack: Stack) -> None:
     name = f"rebalance-{uuid.uuid4().hex[:6]}"
     a = WorkerProc(stack, name, extra_env=dict(STORE)).start()

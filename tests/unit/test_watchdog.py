@@ -1,0 +1,114 @@
+"""The partition progress watchdog: lag with a committed offset that does not move is a stall."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.app.watchdog import Offsets, PartitionWatchdog
+
+TP, OTHER = ("events.pos", 0), ("events.pos", 1)
+
+
+def test_a_partition_that_keeps_committing_is_never_stalled() -> None:
+    w = PartitionWatchdog(stall_after_s=10)
+    for i in range(100):
+        v = w.check({TP: Offsets(committed=i, highwater=1000)}, now_s=i)
+        assert v.stalled == [] and v.lag[TP] == 1000 - i
+
+
+def test_no_lag_is_no_stall_however_long_the_offset_stands() -> None:
+    w = PartitionWatchdog(stall_after_s=10)
+    for t in range(0, 100, 5):
+        assert w.check({TP: Offsets(committed=50, highwater=50)}, now_s=t).stalled == []
+
+
+def test_lag_with_a_standing_offset_is_a_stall_after_the_period_and_recovers_once_a_period() -> None:
+    w = PartitionWatchdog(stall_after_s=10)
+    stuck = {TP: Offsets(committed=50, highwater=80), OTHER: Offsets(committed=None, highwater=0)}
+    assert w.check(stuck, now_s=0).stalled == []
+    assert w.check(stuck, now_s=9.9).stalled == []
+    v = w.check(stuck, now_s=10)
+    assert (v.stalled, v.recover, v.lag[TP]) == ([TP], [TP], 30)
+    v = w.check(stuck, now_s=15)
+    assert (v.stalled, v.recover) == ([TP], [])  # the seek gets a period to work
+    assert w.check(stuck, now_s=20).recover == [TP]
+    v = w.check({TP: Offsets(committed=51, highwater=80)}, now_s=21)  # it moved
+    assert v.stalled == [] and v.recover == []
+
+
+def test_a_partition_never_committed_with_records_waiting_stalls_too() -> None:
+    w = PartitionWatchdog(stall_after_s=5)
+    waiting = {TP: Offsets(committed=None, highwater=7)}
+    w.check(waiting, now_s=0)
+    assert w.check(waiting, now_s=5).stalled == [TP]
+
+
+def test_revoked_partitions_are_forgotten_and_reset_starts_over() -> None:
+    w = PartitionWatchdog(stall_after_s=5)
+    stuck = {TP: Offsets(committed=1, highwater=9)}
+    w.check(stuck, now_s=0)
+    w.check({}, now_s=1)  # revoked
+    assert w.check(stuck, now_s=5).stalled == []  # assigned again: a new period
+    w.reset()
+    assert w.check(stuck, now_s=9).stalled == []
+
+
+def test_the_period_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        PartitionWatchdog(stall_after_s=0)
+
+
+class FakeTP(tuple[str, int]):
+    @property
+    def topic(self) -> str:
+        return self[0]
+
+    @property
+    def partition(self) -> int:
+        return self[1]
+
+
+class FakeConsumer:
+    """What PartitionWatch reads of faust's consumer; a partition that never moves."""
+
+    def __init__(self) -> None:
+        self.tps = [FakeTP(("in", 0)), FakeTP(("in", 1)), FakeTP(("some-changelog", 0))]
+        self._committed_offset = {self.tps[0]: 10, self.tps[1]: 5, self.tps[2]: 0}
+        self.seeks: list[tuple[FakeTP, int]] = []
+
+    def assignment(self) -> set[FakeTP]:
+        return set(self.tps)
+
+    async def highwaters(self, *tps: FakeTP) -> dict[FakeTP, int]:
+        return {tp: 20 if tp.partition == 0 else 5 for tp in tps}
+
+    async def seek(self, tp: FakeTP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+async def test_partition_watch_reports_and_seeks_a_stalled_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import timers
+    from streams.app.timers import PartitionWatch
+    from streams.io.health import Health
+    from streams.io.metrics import Metrics
+
+    now = [1000.0]
+    monkeypatch.setattr(timers.time, "monotonic", lambda: now[0])
+    consumer, health, metrics = FakeConsumer(), Health(recovered=True), Metrics.create(CollectorRegistry())
+    watch = PartitionWatch(consumer=lambda: consumer, topics=["in"], watchdog=PartitionWatchdog(30), health=health,
+                           metrics=metrics)
+    await watch.check()
+    assert health.ready()[0] and consumer.seeks == []
+    now[0] += 30
+    await watch.check()
+    assert consumer.seeks == [(consumer.tps[0], 10)]  # in[0]: 10 records waiting; in[1] is caught up
+    ok, detail = health.ready()
+    assert not ok and detail["stalled_partitions"] == ["in[0]"]
+    assert metrics.partition_stalled.labels("in", "0")._value.get() == 1
+    assert metrics.partition_lag.labels("in", "0")._value.get() == 10
+    consumer._committed_offset[consumer.tps[0]] = 20  # it moved and caught up
+    now[0] += 5
+    await watch.check()
+    assert health.ready()[0] and metrics.partition_stalled.labels("in", "0")._value.get() == 0
