@@ -136,7 +136,7 @@ BAD_TS: list[Any] = [
     "2026-06-30T23:59:60Z", "2026-11-27T08:00:00+99:99", "2026-11-27T25:00:00Z", "9" * 100, "1700000000000",
     "\uff12\uff10\uff12\uff16-11-27T08:00:00Z",  # full-width digits
     "2026-11-27T08:00:00.123456789012345678901234567890123456789012345678Z",
-    1.7e12, True, False, b"NaN", b"Infinity", b"-Infinity", b"1e400",
+    1.7e12 + 0.5, 1_796_001_968, True, False, b"NaN", b"Infinity", b"-Infinity", b"1e400",
 ]
 HUGE_NUMBERS: dict[str, list[str]] = {
     "clickstream": ["price"], "pos": ["total", "items.unit_price", "items.qty"], "orders": ["amount", "items.qty"],
@@ -312,6 +312,49 @@ def k_huge_string(c: Ctx) -> bytes:
     return _padded_invalid(c, c.rng.randrange(MB + 4096, 5 * MB + 1))
 
 
+OVER_LIMIT: dict[str, list[str]] = {
+    # field -> over its documented limit (schemas/events.py): ids 256 chars, url 8192, items 1000
+    "clickstream": ["event_id", "user_id", "session_id", "sku", "url", "query", "category"],
+    "pos": ["event_id", "member_id", "store_id", "items"],
+    "orders": ["event_id", "user_id", "order_id", "items"],
+}
+LIMIT_OF = {"url": 8192, "query": 4096, "items": 1000}
+
+
+def k_epoch_seconds(c: Ctx) -> bytes:
+    """A timestamp in epoch SECONDS (read as ms it would be January 1970)."""
+    return with_field(c, "ts", _ts_ok(c) // 1000)
+
+
+def k_over_limit(c: Ctx) -> bytes:
+    """A well-formed event with one field just over, or far over, its size limit."""
+    name = c.rng.choice(OVER_LIMIT[c.source])
+    limit = LIMIT_OF.get(name, 256)
+    n = limit + 1 if c.rng.random() < 0.5 else c.rng.randrange(limit + 2, (4 if name != "items" else 2) * limit)
+    if name == "items":
+        return with_field(c, "items", [dict(ITEM, sku=f"s{i}") for i in range(n)])
+    return with_field(c, name, "x" * n)
+
+
+def k_huge_compressed(c: Ctx) -> bytes:
+    """A 2-6 MiB event (a huge id) that compresses well: the broker takes it from a gzip producer;
+    the worker must dead-letter it whole (invalid_field), not choke on it."""
+    name = {"clickstream": "user_id", "pos": "member_id", "orders": "user_id"}[c.source]
+    return with_field(c, name, "customer-" * (c.rng.randrange(2 * MB, 6 * MB) // 9))
+
+
+def v_at_limits(c: Ctx) -> bytes:
+    """Every bounded field exactly at its limit: valid."""
+    ev = base_event(c, event_id=f"fz-{c.i}-" + "e" * (256 - len(f"fz-{c.i}-")))
+    if c.source == "clickstream":
+        ev.update(url="https://shop/" + "u" * (8192 - 13), session_id="s" * 256, query="q" * 4096)
+    else:
+        ev["items"] = [dict(ev["items"][0], sku=f"s{i}") for i in range(1000)]
+        total = round(sum(it["qty"] * it["unit_price"] for it in ev["items"]), 2)
+        ev["total" if c.source == "pos" else "amount"] = total
+    return orjson.dumps(ev)
+
+
 def k_empty_record(c: Ctx) -> bytes:
     return b""
 
@@ -383,6 +426,8 @@ class Kind:
     expect: str = "dlq"
     """"dlq" (rejected by decode_event), "dlq_worker" (decodes, the worker rejects it), "valid"."""
     anonymous: bool = False
+    compressed: bool = False
+    """Sent by a gzip producer (a value over the broker's 1 MB limit that compresses under it)."""
 
     def count(self, n: int) -> int:
         if self.fixed is not None:
@@ -413,6 +458,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("deep_nesting", k_deep, 200),
     Kind("large_string_100k_900k", k_large_string, 50),
     Kind("huge_string_1_5mb", k_huge_string, fixed=5),
+    Kind("epoch_seconds_ts", k_epoch_seconds, 10_000),
+    Kind("over_limit_field", k_over_limit, 5_000),
+    Kind("huge_valid_shape_compressed_2_6mb", k_huge_compressed, fixed=5, compressed=True),
     Kind("valid", v_plain, 5_000, expect="valid"),
     Kind("valid_rfc3339", v_rfc3339, 1_000, expect="valid"),
     Kind("valid_extra_fields", v_extra_fields, 1_000, expect="valid"),
@@ -420,6 +468,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("valid_escaped_nul_in_id", v_escaped_nul_id, 500, expect="valid"),
     Kind("valid_duplicate_event_id", v_duplicate, 1_000, expect="valid"),
     Kind("valid_anonymous", v_anonymous, 1_000, expect="valid", anonymous=True),
+    Kind("valid_at_size_limits", v_at_limits, 200, expect="valid"),
 )
 KIND_INDEX = {k.name: i for i, k in enumerate(KINDS)}
 REASON_CODES = ["", "invalid_json", "not_an_object", "missing_field", "invalid_field", "bad_timestamp",
@@ -673,7 +722,9 @@ async def produce_all(bootstrap: str, load: Load, order: array, seed: int, now_m
     from aiokafka.errors import KafkaError
 
     p = new_producer(bootstrap)
+    pz = new_producer(bootstrap, compression_type="gzip")
     await p.start()
+    await pz.start()
     t0 = time.monotonic()
     last = t0
     sent = 0
@@ -693,7 +744,7 @@ async def produce_all(bootstrap: str, load: Load, order: array, seed: int, now_m
             if digest(value) != bytes(digests[i * 16: i * 16 + 8]):
                 failures.append(Failure("generator", i, kind.name, source, "payload not deterministic"))
             try:
-                fut = await p.send(load.topic(source), value, key=key)
+                fut = await (pz if kind.compressed else p).send(load.topic(source), value, key=key)
             except KafkaError as exc:  # refused by the client before sending
                 refused.append({"index": i, "kind": kind.name, "bytes": len(value or b""),
                                 "error": f"{type(exc).__name__} (client)"})
@@ -709,8 +760,10 @@ async def produce_all(bootstrap: str, load: Load, order: array, seed: int, now_m
                     f"{len(refused)} refused by the broker")
         await settle()
         await p.flush()
+        await pz.flush()
     finally:
         await p.stop()
+        await pz.stop()
     secs = time.monotonic() - t0
     log(f"produce: done, {sent - len([r for r in refused if 'client' not in r['error']]):,} accepted, "
         f"{len(refused)} refused, {secs:.1f}s ({sent / secs:,.0f}/s)")
