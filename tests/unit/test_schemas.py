@@ -386,7 +386,7 @@ class _Msg:
 
 
 def _worker_dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
-    """The header layout the stream worker wrote by hand before it used DeadLetter (streams/app.py)."""
+    """The header layout the stream worker wrote by hand before it used DeadLetter (streams/app.py, before the io/ split)."""
     return [
         ("ts.source_topic", msg.topic.encode()),
         ("ts.source_partition", str(msg.partition).encode()),
