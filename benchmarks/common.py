@@ -10,17 +10,20 @@ import subprocess
 import sys
 import time
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.io.topics import ensure_topics
-from streams.tools.demo import scrape, total
 from streams.tools.generator import SOURCES, RetailGenerator
 from streams.tools.produce import ProduceStats, produce
+from streams.tools.prom import done_count, scrape, total
 
 from .procstat import cpu_seconds, vm_hwm_bytes
 
@@ -74,6 +77,38 @@ async def produce_backlog(load: Load, *, events: int, customers: int, seed: int)
     gen = RetailGenerator(seed=seed, customers=customers, start_ms=int(time.time() * 1000) - events, step_ms=1.0)
     return await produce(bootstrap_servers=load.bootstrap, topics=load.topics, count=events, rate=None,
                          generator=gen, progress=True, out=sys.stdout)
+
+
+def input_customers(*, events: int, customers: int, seed: int) -> dict[str, int]:
+    """What the backlog of :func:`produce_backlog` holds, recomputed from the deterministic generator
+    (ids do not depend on ``start_ms``): valid and invalid events, anonymous ones, and the distinct
+    customer ids (``user_id`` for clickstream/orders, ``member_id`` for pos) — the customers a
+    worker should hold in state once it is done with the backlog."""
+    ids: set[str] = set()
+    anonymous = invalid = 0
+    for ev in islice(RetailGenerator(seed=seed, customers=customers, start_ms=0, step_ms=1.0), events):
+        if not ev.valid:
+            invalid += 1
+            continue
+        cid = orjson.loads(ev.value).get("member_id" if ev.source == "pos" else "user_id")
+        if cid is None:
+            anonymous += 1
+        else:
+            ids.add(cid)
+    return {"events": events, "invalid": invalid, "anonymous": anonymous,
+            "customer_events": events - invalid - anonymous, "distinct_customers": len(ids)}
+
+
+def check_customers(label: str, held: float, expected: int, *, tolerance: float = 0.01) -> dict[str, Any]:
+    """Customers with state after a drain vs the input's distinct customers; warns on stderr when
+    they differ by more than ``tolerance`` (a worker "drained" before its customer stage was done,
+    or lost state). A few customers may legitimately hold nothing (their events feed no feature)."""
+    diff = (held - expected) / expected if expected else 0.0
+    if abs(diff) > tolerance:
+        print(f"\n!!! WARNING {label}: {held:,.0f} customers in state after the drain, but the input has "
+              f"{expected:,} distinct customers ({diff:+.1%}, tolerance {tolerance:.0%}): the figures of this "
+              f"run are suspect !!!\n", file=sys.stderr, flush=True)
+    return {"input_distinct_customers": expected, "customers_in_state": held, "customers_diff_share": diff}
 
 
 async def produce_at_rate(load: Load, *, events: int, rate: float, customers: int, seed: int) -> ProduceStats:
@@ -234,6 +269,9 @@ class Drain:
     t_first: float = 0.0
     seen_at_first: float = 0.0
     t_ingest_done: float = 0.0
+    """First poll at which ingest had read every event (diagnostic only: not the end)."""
+    t_done: float = 0.0
+    """First poll at which the second stage was done with every event (see ``watch_drain``)."""
     t_last: float = 0.0
     cpu_first: float = 0.0
     cpu_last: float = 0.0
@@ -242,8 +280,8 @@ class Drain:
     ok: bool = False
     partial: bool = False
     """The budget ran out before the backlog was drained: the figures cover ``events`` read so far."""
-    trace: list[tuple[float, float, int]] = field(default_factory=list)
-    """(t, events read, changelog end offset) per poll."""
+    trace: list[tuple[float, float, float, int]] = field(default_factory=list)
+    """(t, events read, events done, changelog end offset) per poll."""
 
     @property
     def seconds(self) -> float:
@@ -288,16 +326,33 @@ class EndOffsets:
             await self._consumer.stop()
 
 
+def baseline_done(samples: Samples) -> float:
+    """Events the baseline app (column b) is done with: it has one agent, which counts an event
+    when it starts on it; the changelog-quiet half of the drain rule covers the last one."""
+    return total(samples, "baseline_events_in_total")
+
+
 async def watch_drain(proc: Proc | ProcGroup, *, metrics_url: str | list[str], counter: str, changelog: str,
-                      bootstrap: str, events: int, base_seen: float = 0.0, timeout_s: float = 1800, poll_s: float = 0.5,
+                      bootstrap: str, events: int, done: Callable[[Samples], float] = done_count,
+                      base_seen: float = 0.0, base_done: float = 0.0, timeout_s: float = 1800, poll_s: float = 0.5,
                       stable_s: float = 2.5, budget_s: float | None = None, label: str = "") -> Drain:
-    """Polls the worker until it has read ``events`` more source events (metric ``counter``) and
-    its state changelog has stopped growing for ``stable_s``; the drain ends at the last growth.
+    """Polls the worker until it is done with ``events`` more source events; returns when and at
+    what cost.
+
+    The drain rule: drained when (1) ``done(scrape) - base_done >= events`` — by default
+    :func:`streams.tools.prom.done_count`, i.e. ``tagstream_events_processed_total`` (folded into
+    customer state by the second stage) + ``_anonymous_total`` + ``_invalid_total`` (set aside by
+    ingest), so every produced event, valid or not, counts once when the worker is through with it —
+    and (2) the state changelog has not grown for ``stable_s`` after that (a batch's states are saved
+    after its events are counted). The drain ends (``t_last``) at the later of the first poll that saw
+    (1) and the changelog's last growth; the rate and CPU figures run from ``t_first`` to there.
+    Ingest having read every event (``counter``) is NOT the end: the customer stage can lag far
+    behind it (a run once ended with 16 of ~9,900 customers in state and reported ingest's rate).
 
     ``t_first`` is the first poll that saw events read; the events already read by then are
     left out of the rate (``seen_at_first``), so poll granularity does not inflate it.
     With ``budget_s``, a drain still running that long after ``t_first`` is cut short: the result
-    then covers the events read so far (``partial``).
+    then covers the events done so far (``partial``).
     """
     d = Drain(events)
     offsets = EndOffsets(bootstrap, changelog)
@@ -305,6 +360,7 @@ async def watch_drain(proc: Proc | ProcGroup, *, metrics_url: str | list[str], c
     last_print = 0.0
     last_end: int | None = None
     last_growth: tuple[float, float] | None = None
+    at_done: tuple[float, float] | None = None
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -317,33 +373,39 @@ async def watch_drain(proc: Proc | ProcGroup, *, metrics_url: str | list[str], c
                 await asyncio.sleep(poll_s)
                 continue
             seen = total(s, counter) - base_seen
+            finished = done(s) - base_done
             if d.t_first == 0.0 and seen > 0:
                 d.t_first, d.cpu_first, d.seen_at_first = now, cpu, seen
                 d.startup_s = now - t_start
             end = await offsets.total() if d.t_first else None
             if end is not None and end != last_end:
                 last_end, last_growth = end, (now, cpu)
-            d.trace.append((round(now - t_start, 3), seen, end or 0))
+            d.trace.append((round(now - t_start, 3), seen, finished, end or 0))
             if seen >= events and not d.t_ingest_done:
                 d.t_ingest_done = now
+            if finished >= events and at_done is None:
+                d.t_done, at_done = now, (now, cpu)
             if now - last_print >= 2.0:
-                rate = (seen - d.seen_at_first) / max(1e-9, now - d.t_first) if d.t_first else 0.0
-                log(f"{label}: {seen:,.0f}/{events:,} events read ({rate:,.0f}/s), "
+                rate = (finished - d.seen_at_first) / max(1e-9, now - d.t_first) if d.t_first else 0.0
+                log(f"{label}: {seen:,.0f}/{events:,} events read, {finished:,.0f} done ({rate:,.0f}/s), "
                     f"state changelog +{(end or 0):,} records, cpu {cpu:.1f}s")
                 last_print = now
-            if budget_s is not None and d.t_first and not d.t_ingest_done and now - d.t_first > budget_s:
-                d.events, d.t_last, d.cpu_last = int(seen), now, cpu
+            if budget_s is not None and d.t_first and at_done is None and now - d.t_first > budget_s:
+                d.events, d.t_last, d.cpu_last = int(finished), now, cpu
                 d.changelog_records = last_end or 0
                 d.vm_hwm_bytes = proc.vm_hwm_bytes()
                 d.partial = True
-                log(f"{label}: budget of {budget_s:.0f}s used up after {seen:,.0f}/{events:,} events; stopping it")
+                log(f"{label}: budget of {budget_s:.0f}s used up after {finished:,.0f}/{events:,} events done; "
+                    f"stopping it")
                 return d
-            if d.t_ingest_done and last_growth is not None and now - last_growth[0] >= stable_s:
-                d.t_last, d.cpu_last = last_growth
-                d.changelog_records = last_end or 0
-                d.vm_hwm_bytes = proc.vm_hwm_bytes()
-                d.ok = True
-                return d
+            if at_done is not None:
+                last = max(at_done, last_growth or at_done)  # the later of (1) and the last growth
+                if now - last[0] >= stable_s:
+                    d.t_last, d.cpu_last = last
+                    d.changelog_records = last_end or 0
+                    d.vm_hwm_bytes = proc.vm_hwm_bytes()
+                    d.ok = True
+                    return d
             await asyncio.sleep(poll_s)
         raise TimeoutError(f"{label}: not drained after {timeout_s}s")
     finally:

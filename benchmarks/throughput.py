@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.tools.demo import histogram_quantile, total
+from streams.tools.prom import done_count
 
 from . import common
 from .common import (
@@ -77,7 +78,7 @@ def run_raw(load: Load, events: int, logs: Path, column: str = "a") -> dict[str,
 
 
 async def run_baseline(load: Load, events: int, rules: Path, redis_url: str, logs: Path,
-                       budget_s: float) -> dict[str, Any]:
+                       budget_s: float, input_customers: int) -> dict[str, Any]:
     app_id = f"{load.run_id}-b"
     port = free_port()
     log(f"(b) baseline Faust app {app_id}: fresh process, metrics on :{port}")
@@ -90,19 +91,23 @@ async def run_baseline(load: Load, events: int, rules: Path, redis_url: str, log
     try:
         d = await watch_drain(proc, metrics_url=f"http://127.0.0.1:{port}/metrics", counter="baseline_events_in_total",
                               changelog=f"{app_id}-customers-changelog", bootstrap=load.bootstrap, events=events,
-                              budget_s=budget_s, label="(b) baseline")
+                              done=common.baseline_done, budget_s=budget_s, label="(b) baseline")
         log("(b) baseline: drained; reading its state changelog")
         st = await state_size(load.bootstrap, f"{app_id}-customers-changelog")
     finally:
         proc.stop()
-    return _drain_result(d, st, app_id)
+    res = _drain_result(d, st, app_id)
+    if not d.partial:  # a partial drain holds only the customers of the events it got to
+        res["customers_check"] = common.check_customers("(b) baseline", st["customers"], input_customers)
+        res["input_customers"] = input_customers
+    return res
 
 
 # -- (c) tagstream ----------------------------------------------------------------------------------------
 
 
 async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, logs: Path, rates: list[float],
-                        rate_seconds: float, customers: int, seed: int,
+                        rate_seconds: float, customers: int, seed: int, input_customers: int,
                         compare_prefix: str | None = None, workers: int = 1) -> dict[str, Any]:
     app_id = f"{load.run_id}-c"
     ports = [free_port() for _ in range(workers)]
@@ -130,6 +135,9 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
         s = common.scrape_all(url)
         res["tag_changes"] = total(s, "tagstream_tag_changes_total")
         res["customers_in_state_metric"] = total(s, "tagstream_customers_in_state")
+        res["customers_check"] = common.check_customers("(c) tagstream", st["customers"], input_customers)
+        res["customers_check"]["customers_in_state_metric"] = res["customers_in_state_metric"]
+        res["input_customers"] = input_customers
         res["backlog_latency_p50_s"] = histogram_quantile(s, LATENCY, 0.5)
         res["latency"] = []
         for i, rate in enumerate(rates):
@@ -146,11 +154,12 @@ async def _latency_phase(load: Load, proc: Proc | common.ProcGroup, url: str | l
     n = int(rate * seconds)
     log(f"(c) latency at {rate:,.0f} events/s: producing {n:,} events over ~{seconds:.0f}s")
     before = common.scrape_all(url)
-    base = total(before, "tagstream_events_in_total")
+    base, base_done = total(before, "tagstream_events_in_total"), done_count(before)
     t0 = time.time()
     prod = asyncio.create_task(common.produce_at_rate(load, events=n, rate=rate, customers=customers, seed=seed))
     d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total", changelog=changelog,
-                          bootstrap=load.bootstrap, events=n, base_seen=base, label=f"(c) @{rate:,.0f}/s",
+                          bootstrap=load.bootstrap, events=n, base_seen=base, base_done=base_done,
+                          label=f"(c) @{rate:,.0f}/s",
                           timeout_s=max(600, seconds * 30))
     stats = await prod
     after = common.scrape_all(url)
@@ -189,6 +198,9 @@ def _drain_result(d: common.Drain, st: dict[str, float], app_id: str) -> dict[st
         "changelog_records": st["changelog_records"],
         "startup_s": d.startup_s,
         "ingest_done_s_before_end": d.t_last - d.t_ingest_done if d.t_ingest_done else None,
+        "done_s_before_end": d.t_last - d.t_done if d.t_done else None,
+        "drain_rule": "second stage done with every event (processed + anonymous + invalid >= events) "
+                      "and the state changelog quiet for 2.5 s after that",
         "trace": d.trace,
     }
 
@@ -257,6 +269,7 @@ def table(results: dict[str, Any]) -> str:
         ("peak RSS (VmHWM) MiB", "peak_rss_mib", "{:,.0f}"),
         ("state bytes / customer", "state_bytes_per_customer", "{:,.0f}"),
         ("active customers", "state_customers", "{:,.0f}"),
+        ("input customers", "input_customers", "{:,.0f}"),
         ("events measured", "events", "{:,.0f}"),
         ("drain seconds", "seconds", "{:,.1f}"),
     ]
@@ -370,7 +383,15 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         f"{args.partitions} partitions; logs in {logs}")
     log("producing the backlog (RetailGenerator, deterministic seed)")
     ps = await common.produce_backlog(load, events=args.events, customers=args.customers, seed=args.seed)
-    out["produce"] = {"events": ps.sent, "per_source": ps.per_source, "seconds": ps.elapsed_s, "rate": ps.rate}
+    out["produce"] = {"events": ps.sent, "bad": ps.bad, "per_source": ps.per_source, "seconds": ps.elapsed_s,
+                      "rate": ps.rate}
+    out["input"] = common.input_customers(events=args.events, customers=args.customers, seed=args.seed)
+    if ps.sent != args.events or ps.bad != out["input"]["invalid"]:
+        raise RuntimeError(f"the backlog is not what the generator replay says: produced {ps.sent:,} "
+                           f"({ps.bad:,} bad), expected {args.events:,} ({out['input']['invalid']:,} invalid)")
+    log(f"backlog: {out['input']['customer_events']:,} customer events, {out['input']['anonymous']:,} anonymous, "
+        f"{out['input']['invalid']:,} invalid; {out['input']['distinct_customers']:,} distinct customers")
+    n_customers = out["input"]["distinct_customers"]
     res = out["results"]
     prefixes = []
     try:
@@ -380,13 +401,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             res["f"] = run_raw(load, args.events, logs, "f")
         if "b" in only:
             prefixes.append(f"{run_id}-b")
-            res["b"] = await run_baseline(load, args.events, rules, args.redis_url, logs, args.baseline_budget)
+            res["b"] = await run_baseline(load, args.events, rules, args.redis_url, logs, args.baseline_budget,
+                                          n_customers)
             log(f"(b) baseline: {res['b']['events_per_s']:,.0f} events/s, "
                 f"{res['b']['cpu_s_per_million']:.1f} CPU s per M events")
         if "c" in only:
             prefixes.append(f"{run_id}-c")
             res["c"] = await run_tagstream(load, args.events, rules, args.redis_url, logs, rates,
-                                           args.rate_seconds, args.customers, args.seed,
+                                           args.rate_seconds, args.customers, args.seed, n_customers,
                                            compare_prefix=f"{run_id}-b" if "b" in res and not res["b"]["partial"]
                                            else None, workers=args.workers)
         if "b" in only and "c" in only:
