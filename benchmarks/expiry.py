@@ -18,6 +18,11 @@ For each window W (one *phase* each; method and results: benchmarks/EXPIRY.md):
   It is reported in the engine's clock *and* divided by S (wall-equivalent, what the same
   scheduling delay costs a real deployment at speed 1); the 1 s target applies to the latter.
 
+Completeness: the same events are replayed through ``TagEngine`` in process (the worker's code
+snapshot, each event at its own ``ts`` as "now", then every state caught up to the end of the
+run); every expiry change that replay makes must be on the tag topic (by ``change_id``), else the
+phase is INCOMPLETE and the run exits 1.
+
 Timer cost: the worker's CPU time (/proc/<pid>/stat) per event under the same load, compared with
 two baselines that never fire a due time: the lifetime-only group, and the 30d group at speed 1
 (same folding and due scheduling, nothing falls due within the run). Ticks are counted exactly in
@@ -69,6 +74,10 @@ WINDOWS_MS: dict[str, int] = {
 STEPS_PER_WINDOW = 60  # streams.engine.features.windows.DEFAULT_STEPS_PER_WINDOW: resolution = W / 60
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKER_FLAG = "--as-tagstream-worker"
+REPLAY_FLAG = "--replay-expiries"
+CUT_MARGIN_MS = 1_000
+"""Completeness counts expiries due up to this long (wall) before the end of the tail: time for the
+last ones to be published. Every due time of the load falls at least 2 s before the tail ends."""
 
 
 def wall_ms() -> int:
@@ -172,6 +181,19 @@ class PhaseResult:
     lateness_wall_ms_by_tag: dict[str, Any] = field(default_factory=dict)
     worker_histogram_clock_s: dict[str, str] = field(default_factory=dict)
     metrics_end: dict[str, Any] = field(default_factory=dict)
+    expiry_check_cut_clock_ms: int = 0
+    """Expiries with ``at_ms`` up to this instant (worker clock) are compared."""
+    expiries_expected: int = 0
+    """Distinct expiry changes the in-process replay of the same events makes (see ``replay_expiries``)."""
+    expiries_published: int = 0
+    """Distinct expiry changes (by change_id) on the tag topic."""
+    expiries_missing: int = 0
+    """Expected change_ids not published: must be 0."""
+    expiries_extra: int = 0
+    """Published but not in the replay: a due time that fell between an event's send and its processing."""
+    expiries_missing_by_tag: dict[str, int] = field(default_factory=dict)
+    expiries_missing_sample: list[str] = field(default_factory=list)
+    complete: bool = True
 
 
 class Phase:
@@ -191,6 +213,10 @@ class Phase:
         self.origin_ms = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.records: list[tuple[int, bytes]] = []  # (kafka create time ms, value) of the tag topic
+        self.sent: list[bytes] = []  # values of the load events, in send order (warm-up excluded)
+        self.env: dict[str, str] = {}
+        self.cut_clock_ms = 0
+        self.expected: dict[str, str] = {}  # change_id -> "tag op" of the replay's expiry changes
         self.wall_under: list[float] = []  # wall-equivalent lateness (ms) of expiries due during the load
 
     def topic(self, which: str) -> str:
@@ -202,7 +228,7 @@ class Phase:
 
     def start_worker(self) -> None:
         a = self.args
-        env = {
+        env = self.env = {
             **os.environ,
             "TAGSTREAM_APP_ID": self.prefix,
             "TAGSTREAM_RULES_PATH": str(self.rules_path),
@@ -365,6 +391,7 @@ class Phase:
                         pending.clear()
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
                 key, value = self.event(i, rng.randrange(a.customers))
+                self.sent.append(value)
                 pending.append(await producer.send(self.topic("clickstream"), value, key=key))
                 if len(pending) >= 1000:
                     await asyncio.gather(*pending)
@@ -394,6 +421,8 @@ class Phase:
                   f"tail {tail_s:.0f} s", flush=True)
             await asyncio.sleep(tail_s)
             self.assert_alive()
+            cut_wall = wall_ms() - CUT_MARGIN_MS
+            self.cut_clock_ms = self.origin_ms + int((cut_wall - self.origin_ms) * self.speed)
             res.metrics_end = scrape(self.metrics_port)
             res.ticks, res.ticks_during_load, res.customer_records = await self.count_ticks(t0_wall, t1_wall)
         finally:
@@ -403,8 +432,20 @@ class Phase:
             self.stop_worker()
             if not a.keep:
                 await self.cleanup()
+        self.expected = self.replay()
         self.analyze(res, t0_wall, t1_wall)
         return res
+
+    def replay(self) -> dict[str, str]:
+        """The expiry changes the engine should have made: :func:`replay_expiries` on the load's
+        events, run on the worker's code snapshot with the worker's environment (engine settings)."""
+        inp, out = self.dir / "replay-in.json", self.dir / "replay-out.json"
+        inp.write_bytes(orjson.dumps({"rules": str(self.rules_path), "cut_clock_ms": self.cut_clock_ms,
+                                      "events": [v.decode() for v in self.sent]}))
+        subprocess.run([sys.executable, "-m", "benchmarks.expiry", REPLAY_FLAG, str(inp), str(out)],
+                       env=self.env, cwd=self.src, check=True)
+        expected: dict[str, str] = orjson.loads(out.read_bytes())
+        return expected
 
     def analyze(self, res: PhaseResult, t0_wall: int, t1_wall: int) -> None:
         s, origin = self.speed, self.origin_ms
@@ -413,6 +454,7 @@ class Phase:
         wall_all: list[float] = []
         by_tag: dict[str, list[float]] = {}
         counts: dict[str, int] = {}
+        published: set[str] = set()
         for create_ms, value in self.records:
             c = orjson.loads(value)
             if c["customer_id"] == "warmup":
@@ -420,6 +462,8 @@ class Phase:
             counts[c["cause"]] = counts.get(c["cause"], 0) + 1
             if c["cause"] != "expiry":
                 continue
+            if c["at_ms"] <= self.cut_clock_ms:
+                published.add(c["change_id"])
             due = c["at_ms"]
             publish_clock = origin + (create_ms - origin) * s
             late_clock = publish_clock - due
@@ -442,6 +486,61 @@ class Phase:
         res.worker_histogram_clock_s = {"p50": histogram_quantile(buckets, 0.5),
                                         "p99": histogram_quantile(buckets, 0.99),
                                         "count": f"{buckets.get('+Inf', 0):.0f}"}
+        missing = sorted(set(self.expected) - published)
+        res.expiry_check_cut_clock_ms = self.cut_clock_ms
+        res.expiries_expected = len(self.expected)
+        res.expiries_published = len(published)
+        res.expiries_missing = len(missing)
+        res.expiries_extra = len(published - set(self.expected))
+        for cid in missing:
+            res.expiries_missing_by_tag[self.expected[cid]] = res.expiries_missing_by_tag.get(self.expected[cid], 0) + 1
+        res.expiries_missing_sample = missing[:20]
+        res.complete = not missing and res.expiries_published >= res.expiries_expected
+
+
+def replay_expiries(rules_path: Path, values: list[bytes], cut_clock_ms: int) -> dict[str, str]:
+    """change_id -> "tag op" of every expiry change (``at_ms <= cut_clock_ms``) the engine makes
+    from the load's events, each processed at its own ``ts`` as now — the earliest instant the
+    worker can process it — and every customer then caught up to ``cut_clock_ms``.
+
+    The worker processes an event a little after its ``ts``; before folding it, it runs every due
+    time up to then (``catch_up``), so it can only make *more* expiry changes (a due time that fell
+    between the send and the processing: removed, then re-added by the event), never fewer; the
+    change_ids of the others are equal (the due instant is a function of the event times).
+    """
+    from schemas.canonical import to_canonical
+    from schemas.decode import decode_event
+    from streams.engine.features.state import CustomerState
+    from streams.engine.tag_engine import Change, TagEngine
+    from streams.settings import Settings
+    from tag_rules import load_rules
+
+    es = Settings().engine  # the worker's environment: its engine settings
+    engine = TagEngine(load_rules(rules_path), allowed_lateness_ms=es.allowed_lateness_ms,
+                       dedup_horizon_ms=es.dedup_horizon_ms, dedup_max_ids=es.dedup_max_ids)
+    states: dict[str, CustomerState] = {}
+    out: dict[str, str] = {}
+
+    def keep(changes: list[Change]) -> None:
+        for c in changes:
+            if c["cause"] == "expiry" and c["at_ms"] <= cut_clock_ms:
+                out[c["change_id"]] = f"{c['tag']} {c['op']}"
+
+    for raw in values:
+        ev = to_canonical("clickstream", decode_event("clickstream", raw), 0)
+        state = states.setdefault(ev["customer_id"], CustomerState())
+        keep(engine.process_event(state, ev, ev["ts_ms"]).changes)
+    for customer_id, state in states.items():
+        keep(engine.catch_up(state, customer_id, cut_clock_ms))
+    return out
+
+
+def replay_main(inp: Path, out: Path) -> int:
+    """``python -m benchmarks.expiry --replay-expiries IN OUT`` (run by ``Phase.replay``)."""
+    job = orjson.loads(inp.read_bytes())
+    expected = replay_expiries(Path(job["rules"]), [v.encode() for v in job["events"]], job["cut_clock_ms"])
+    out.write_bytes(orjson.dumps(expected))
+    return 0
 
 
 def micro_benchmark(group: str, n: int) -> dict[str, float]:
@@ -523,6 +622,13 @@ def print_report(results: list[PhaseResult], overall: dict[str, Any], micro: dic
               f"{r.cpu_us_per_event:>10.0f}{sl:>18.1%} {sn:>16.1%} {fmt_ms(per_tick):>8}")
     print("\nEngine micro-benchmark (pure Python, no Kafka): "
           + ", ".join(f"{k} {v:.1f}" for k, v in micro.items()))
+    print("\nCompleteness: expiry changes the in-process replay of the same events makes vs those on the tag "
+          "topic (by change_id)")
+    print(f"{'phase':<16}{'expected':>10}{'published':>11}{'missing':>9}{'extra':>7}  verdict")
+    for r in results:
+        verdict = "complete" if r.complete else f"INCOMPLETE {r.expiries_missing_by_tag}"
+        print(f"{r.name:<16}{r.expiries_expected:>10,}{r.expiries_published:>11,}{r.expiries_missing:>9,}"
+              f"{r.expiries_extra:>7,}  {verdict}")
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -555,7 +661,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     overall = summary(wall_under)
     print_report(results, overall, micro, baseline)
     return {"run_id": run_id, "args": vars(args), "machine": machine(), "code": code,
-            "baseline_cpu_us_per_event": baseline,
+            "complete": all(r.complete for r in results), "baseline_cpu_us_per_event": baseline,
             "micro_benchmark_us": micro, "phases": [asdict(r) for r in results], "overall": overall}
 
 
@@ -602,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
         from streams.cli import main as tagstream
 
         return tagstream(["worker"])
+    if len(argv) == 3 and argv[0] == REPLAY_FLAG:
+        return replay_main(Path(argv[1]), Path(argv[2]))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -636,6 +744,12 @@ def main(argv: list[str] | None = None) -> int:
     report["args"]["out"] = str(out)
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nwrote {out}")
+    if not report["complete"]:
+        bad = [f"{p['name']} ({p['expiries_missing']:,} of {p['expiries_expected']:,} missing)"
+               for p in report["phases"] if not p["complete"]]
+        print(f"INCOMPLETE: expiry changes the engine should have made are not on the tag topic: {', '.join(bad)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
