@@ -32,6 +32,10 @@ class KafkaSettings(_Frozen):
         description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")
     batch_delivery: bool = Field(
         False, description="Experimental: hand fetched records to the agents per batch (streams/app/faust_compat.py).")
+    ingest_consumer: bool = Field(
+        True, description="Ingest reads the source topics with its own aiokafka consumer (group {app_id}-ingest), "
+                          "in batches; false: through a Faust agent, record by record (slower).")
+    ingest_batch_max: int = Field(2_000, ge=1, description="Source records per ingest batch (own consumer).")
     source_buffer: int = Field(
         32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")
     stall_after_ms: int = Field(

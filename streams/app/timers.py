@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import orjson
 
@@ -58,13 +58,45 @@ async def probe_kafka(probe: KafkaProbe, health: Health) -> None:
     health.kafka_ok = await probe.check()
 
 
-class PartitionWatch:
-    """Feeds the watchdog the consumer's offsets for the agents' input partitions, exports lag and
-    stalls per partition, sets readiness, and seeks a stalled partition to its committed offset."""
+class OffsetSource(Protocol):
+    """A consumer as the partition watch reads it."""
 
-    def __init__(self, *, consumer: Callable[[], Any], topics: Iterable[str], watchdog: PartitionWatchdog,
+    def assignment(self) -> Iterable[Any]: ...
+
+    async def highwaters(self, *tps: Any) -> Mapping[Any, int]: ...
+
+    def committed_offset(self, tp: Any) -> int | None: ...
+
+    async def seek(self, tp: Any, offset: int) -> None: ...
+
+
+class FaustOffsets:
+    """Faust's consumer (the internal customer topic) as an OffsetSource."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def assignment(self) -> Iterable[Any]:
+        return self._app.consumer.assignment()
+
+    async def highwaters(self, *tps: Any) -> Mapping[Any, int]:
+        return await self._app.consumer.highwaters(*tps)
+
+    def committed_offset(self, tp: Any) -> int | None:
+        return faust_compat.committed_offset(self._app.consumer, tp)
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        await self._app.consumer.seek(tp, offset)
+
+
+class PartitionWatch:
+    """Feeds the watchdog a consumer's offsets for the given topics, exports lag and stalls per
+    partition, sets readiness, and seeks a stalled partition to its committed offset."""
+
+    def __init__(self, *, name: str, source: OffsetSource, topics: Iterable[str], watchdog: PartitionWatchdog,
                  health: Health, metrics: Metrics) -> None:
-        self._consumer = consumer
+        self._name = name
+        self._source = source
         self._topics = frozenset(topics)
         self._watchdog = watchdog
         self._health = health
@@ -76,10 +108,10 @@ class PartitionWatch:
             self._watchdog.reset()
             self._mark(set())
             return None
-        consumer = self._consumer()
-        tps = [tp for tp in consumer.assignment() if tp.topic in self._topics]
-        highwaters = await consumer.highwaters(*tps) if tps else {}
-        offsets = {tp: Offsets(faust_compat.committed_offset(consumer, tp), highwaters.get(tp)) for tp in tps}
+        source = self._source
+        tps = [tp for tp in source.assignment() if tp.topic in self._topics]
+        highwaters = await source.highwaters(*tps) if tps else {}
+        offsets = {tp: Offsets(source.committed_offset(tp), highwaters.get(tp)) for tp in tps}
         verdict = self._watchdog.check(offsets, time.monotonic())
         for tp, lag in verdict.lag.items():
             self._metrics.partition_lag.labels(tp.topic, str(tp.partition)).set(lag)
@@ -91,7 +123,7 @@ class PartitionWatch:
                         self._watchdog.stall_after_s)
             self._metrics.partition_stall_recoveries.labels(tp.topic, str(tp.partition)).inc()
             if committed is not None:
-                await consumer.seek(tp, committed)
+                await source.seek(tp, committed)
         return verdict
 
     def _mark(self, stalled: set[Any]) -> None:
@@ -101,4 +133,4 @@ class PartitionWatch:
         for tp in stalled:
             self._metrics.partition_stalled.labels(tp.topic, str(tp.partition)).set(1)
         self._stalled = stalled
-        self._health.stalled = tuple(sorted(f"{tp.topic}[{tp.partition}]" for tp in stalled))
+        self._health.stalled[self._name] = tuple(sorted(f"{tp.topic}[{tp.partition}]" for tp in stalled))

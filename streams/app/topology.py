@@ -29,7 +29,8 @@ from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered
 from streams.app.envelope import EnvelopeSender
 from streams.app.ingest import IngestStage
-from streams.app.timers import DueTimer, PartitionWatch, probe_kafka
+from streams.app.source_consumer import SourceConsumer
+from streams.app.timers import DueTimer, FaustOffsets, PartitionWatch, probe_kafka
 from streams.app.watchdog import PartitionWatchdog
 from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
@@ -165,8 +166,6 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     app = build_faust_app(settings)
     rt = build_runtime(settings, rules, metrics, clock)
     ks, es = settings.kafka, settings.engine
-    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw",
-                        maxsize=ks.source_buffer)
     customer_events = app.topic(customer_topic_name(settings), partitions=ks.partitions, internal=True,
                                 key_serializer="raw", value_serializer="raw", maxsize=CUSTOMER_BUFFER_ENVELOPES)
     # Faust derives a table's codecs from Record types; our state has its own compact codec, so
@@ -193,11 +192,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     due_timer = DueTimer(due=rt.due, clock=rt.clock, partitions=ks.partitions, envelopes=envelopes,
                          health=rt.health, redis=rt.redis_sink, metrics=metrics)
     within_s = es.batch_within_ms / 1000
-
-    @app.agent(sources, name="ingest")
-    async def ingest(stream: faust.StreamT[Any]) -> None:
-        async for events in faust_compat.take_events(stream, es.batch_max, within_s):
-            await ingest_stage.process([ev.message for ev in events])
+    source_consumer = _wire_ingest(app, settings, rt, ingest_stage)
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT[Any]) -> None:
@@ -213,13 +208,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         assert rt.kafka_probe is not None
         await probe_kafka(rt.kafka_probe, rt.health)
 
-    watch = PartitionWatch(consumer=lambda: app.consumer,
-                           topics=[*ks.source_topics().values(), customer_events.get_topic_name()],
-                           watchdog=PartitionWatchdog(ks.stall_after_ms / 1000), health=rt.health, metrics=metrics)
-
-    @app.timer(min(5.0, ks.stall_after_ms / 3000), name="partition-watch")
-    async def partition_watch() -> None:
-        await watch.check()
+    _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name())
 
     async def recovered() -> None:
         customer_stage.rebuild_due_index()
@@ -231,6 +220,51 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
     return app, rt
+
+
+def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestStage) -> SourceConsumer | None:
+    """Ingest on its own aiokafka consumer (the default), or as a Faust agent (per record)."""
+    ks, es = settings.kafka, settings.engine
+    if ks.ingest_consumer:
+        consumer = SourceConsumer(
+            bootstrap_servers=ks.bootstrap_servers, client_options=ks.client_options(),
+            group_id=f"{settings.app_id}-ingest", legacy_group_id=settings.app_id, topics=ks.source_topics().values(),
+            stage=stage, batch_max=ks.ingest_batch_max, fetch_max_bytes=ks.fetch_max_bytes,
+            session_timeout_ms=ks.session_timeout_ms, health=rt.health, on_crash=app.crash)
+
+        @app.task
+        async def ingest() -> None:
+            await consumer.run()
+
+        return consumer
+    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw",
+                        maxsize=ks.source_buffer)
+
+    @app.agent(sources, name="ingest")
+    async def ingest_agent(stream: faust.StreamT[Any]) -> None:
+        async for events in faust_compat.take_events(stream, es.batch_max, es.batch_within_ms / 1000):
+            await stage.process([ev.message for ev in events])
+
+    return None
+
+
+def _wire_watches(app: faust.App, settings: Settings, rt: Runtime, source_consumer: SourceConsumer | None,
+                  customer_topic: str) -> None:
+    """The partition watchdog over every input partition: Faust's and the source consumer's."""
+    ks = settings.kafka
+    watches = [PartitionWatch(
+        name="faust", source=FaustOffsets(app), metrics=rt.metrics, health=rt.health,
+        topics=[customer_topic, *(() if source_consumer else ks.source_topics().values())],
+        watchdog=PartitionWatchdog(ks.stall_after_ms / 1000))]
+    if source_consumer is not None:
+        watches.append(PartitionWatch(name="ingest", source=source_consumer, topics=ks.source_topics().values(),
+                                      watchdog=PartitionWatchdog(ks.stall_after_ms / 1000), health=rt.health,
+                                      metrics=rt.metrics))
+
+    @app.timer(min(5.0, ks.stall_after_ms / 3000), name="partition-watch")
+    async def partition_watch() -> None:
+        for watch in watches:
+            await watch.check()
 
 
 def _lifecycle(app: faust.App, rt: Runtime) -> None:

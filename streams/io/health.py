@@ -25,8 +25,10 @@ class Health:
     """Partitions assigned and state recovered (False again while rebalancing)."""
     redis_ok: bool = True
     kafka_ok: bool = True
-    stalled: tuple[str, ...] = ()
-    """Assigned partitions with lag whose committed offset stands still (see app/watchdog.py)."""
+    ingest_ok: bool = True
+    """False once the source consumer failed (the worker is stopping)."""
+    stalled: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per consumer, assigned partitions with lag whose committed offset stands still (app/watchdog.py)."""
 
     def beat(self) -> None:
         self.heartbeat_s = time.monotonic()
@@ -37,9 +39,11 @@ class Health:
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         live, detail = self.live()
-        detail.update(recovered=self.recovered, redis=self.redis_ok, kafka=self.kafka_ok,
-                      stalled_partitions=list(self.stalled))
-        return live and self.recovered and self.redis_ok and self.kafka_ok and not self.stalled, detail
+        stalled = sorted(p for parts in self.stalled.values() for p in parts)
+        detail.update(recovered=self.recovered, redis=self.redis_ok, kafka=self.kafka_ok, ingest=self.ingest_ok,
+                      stalled_partitions=stalled)
+        ok = live and self.recovered and self.redis_ok and self.kafka_ok and self.ingest_ok and not stalled
+        return ok, detail
 
 
 def serve(health: Health, *, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPServer:

@@ -386,7 +386,7 @@ class _Msg:
 
 
 def _worker_dlq_headers(msg: Any, reason: str, error: str) -> list[tuple[str, bytes]]:
-    """The header layout the stream worker wrote by hand before it used DeadLetter (streams/app.py, before the io/ split)."""
+    """The header layout the worker wrote by hand before it used DeadLetter (streams/app.py, before the split)."""
     return [
         ("ts.source_topic", msg.topic.encode()),
         ("ts.source_partition", str(msg.partition).encode()),

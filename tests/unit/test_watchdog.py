@@ -71,6 +71,10 @@ class FakeTP(tuple[str, int]):
 class FakeConsumer:
     """What PartitionWatch reads of faust's consumer; a partition that never moves."""
 
+    @property
+    def consumer(self) -> FakeConsumer:  # FaustOffsets reads ``app.consumer``: the fake is both
+        return self
+
     def __init__(self) -> None:
         self.tps = [FakeTP(("in", 0)), FakeTP(("in", 1)), FakeTP(("some-changelog", 0))]
         self._committed_offset = {self.tps[0]: 10, self.tps[1]: 5, self.tps[2]: 0}
@@ -90,15 +94,15 @@ async def test_partition_watch_reports_and_seeks_a_stalled_partition(monkeypatch
     from prometheus_client import CollectorRegistry
 
     from streams.app import timers
-    from streams.app.timers import PartitionWatch
+    from streams.app.timers import FaustOffsets, PartitionWatch
     from streams.io.health import Health
     from streams.io.metrics import Metrics
 
     now = [1000.0]
     monkeypatch.setattr(timers.time, "monotonic", lambda: now[0])
     consumer, health, metrics = FakeConsumer(), Health(recovered=True), Metrics.create(CollectorRegistry())
-    watch = PartitionWatch(consumer=lambda: consumer, topics=["in"], watchdog=PartitionWatchdog(30), health=health,
-                           metrics=metrics)
+    watch = PartitionWatch(name="faust", source=FaustOffsets(consumer), topics=["in"], watchdog=PartitionWatchdog(30),
+                           health=health, metrics=metrics)
     await watch.check()
     assert health.ready()[0] and consumer.seeks == []
     now[0] += 30
