@@ -140,11 +140,13 @@ class Proc:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path = REPO
+    """Where ``python -m ...`` finds the code: another checkout runs that checkout's worker."""
 
     def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as f:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=f, stderr=subprocess.STDOUT, cwd=self.cwd)
         return self
 
     @property
@@ -460,11 +462,11 @@ def hist_delta(after: Samples, before: Samples, name: str) -> Samples:
 # -- machine -----------------------------------------------------------------------------------------
 
 
-def git_state() -> dict[str, Any]:
+def git_state(repo: Path | None = None) -> dict[str, Any]:
     """Which code a worker started now runs: HEAD and the uncommitted files of the packages."""
 
     def git(*a: str) -> str:
-        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=REPO).stdout.strip()
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=repo or REPO).stdout.strip()
 
     return {"git_head": git("rev-parse", "--short", "HEAD"),
             "git_uncommitted_in_code": git("status", "--porcelain", "--", "streams", "tag_rules",

@@ -108,18 +108,20 @@ async def run_baseline(load: Load, events: int, rules: Path, redis_url: str, log
 
 async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, logs: Path, rates: list[float],
                         rate_seconds: float, customers: int, seed: int, input_customers: int,
-                        compare_prefix: str | None = None, workers: int = 1) -> dict[str, Any]:
+                        compare_prefix: str | None = None, workers: int = 1,
+                        worker_repo: Path | None = None) -> dict[str, Any]:
     app_id = f"{load.run_id}-c"
     ports = [free_port() for _ in range(workers)]
     url: str | list[str] = [f"http://127.0.0.1:{port}/metrics" for port in ports]
     changelog = f"{app_id}-customers-changelog"
     log(f"(c) tagstream {app_id}: {workers} fresh worker process(es) (python -m streams.cli worker) in one "
         f"consumer group, metrics on :{','.join(map(str, ports))}")
-    code = common.git_state()
+    code = common.git_state(worker_repo)
     argv = [sys.executable, "-m", "streams.cli", "worker"]
     procs = [Proc("tagstream" if workers == 1 else f"tagstream-{i + 1}", argv,
                   tagstream_env(load, app_id, port, logs / f"data-{app_id}-{i + 1}", rules, redis_url),
-                  logs / ("tagstream.log" if workers == 1 else f"tagstream-{i + 1}.log")).start()
+                  logs / ("tagstream.log" if workers == 1 else f"tagstream-{i + 1}.log"),
+                  cwd=worker_repo or common.REPO).start()
              for i, port in enumerate(ports)]
     proc: Proc | common.ProcGroup = procs[0] if workers == 1 else common.ProcGroup(procs)
     try:
@@ -410,7 +412,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             res["c"] = await run_tagstream(load, args.events, rules, args.redis_url, logs, rates,
                                            args.rate_seconds, args.customers, args.seed, n_customers,
                                            compare_prefix=f"{run_id}-b" if "b" in res and not res["b"]["partial"]
-                                           else None, workers=args.workers)
+                                           else None, workers=args.workers, worker_repo=args.worker_repo)
         if "b" in only and "c" in only:
             out["tags_b_vs_c"] = res["c"].get("tags_vs_b")
     finally:
@@ -441,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--keep", action="store_true", help="keep the run's topics and Redis keys")
+    p.add_argument("--worker-repo", type=Path, default=None,
+                   help="(c) run the worker of another checkout of tagstream (e.g. a git worktree of an older "
+                        "commit) with this harness: before/after comparisons on one harness")
     args = p.parse_args(argv)
     args.rules = str(Path(args.rules).resolve())
     out = asyncio.run(amain(args))
