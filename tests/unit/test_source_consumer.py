@@ -1,0 +1,115 @@
+"""The source consumer's bookkeeping with a fake aiokafka consumer: a batch is committed at
+exactly the offsets processed, only after the ingest stage returned; a refused commit leaves
+the batch to the next owner; never-committed partitions start where the old Faust group left."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from streams.app.source_consumer import SourceConsumer
+from streams.io.health import Health
+
+A, B = TopicPartition("events.pos", 0), TopicPartition("events.pos", 1)
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int = 1_800_000_000_000
+    key: bytes | None = None
+    value: bytes | None = b"{}"
+
+
+class FakeStage:
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, int, int, float]]] = []
+        self.gate: asyncio.Event | None = None
+
+    async def process(self, records: list[Any]) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.batches.append([(r.topic, r.partition, r.offset, r.timestamp) for r in records])
+
+
+class FakeConsumer:
+    def __init__(self, committed: dict[TopicPartition, int] | None = None) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.refuse = False
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self._committed = committed or {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refuse:
+            raise CommitFailedError("rebalanced")
+        self.commits.append(dict(offsets))
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self._committed.get(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def source_consumer(stage: FakeStage) -> SourceConsumer:
+    async def crash(exc: BaseException) -> None:
+        raise AssertionError(exc)
+
+    return SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
+                          legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
+                          batch_max=100, fetch_max_bytes=1 << 20, session_timeout_ms=10_000, health=Health(),
+                          on_crash=crash)
+
+
+async def test_a_batch_is_committed_at_the_offsets_processed_after_the_stage() -> None:
+    stage, consumer = FakeStage(), FakeConsumer()
+    sc = source_consumer(stage)
+    batch = {A: [Rec("events.pos", 0, 5), Rec("events.pos", 0, 6)], B: [Rec("events.pos", 1, 9)]}
+    await sc._process(consumer, batch)
+    assert stage.batches == [[("events.pos", 0, 5, 1_800_000_000.0), ("events.pos", 0, 6, 1_800_000_000.0),
+                              ("events.pos", 1, 9, 1_800_000_000.0)]]
+    assert consumer.commits == [{A: 7, B: 10}]
+    assert sc.committed_offset(A) == 7 and sc.committed_offset(B) == 10
+
+
+async def test_a_revoke_waits_for_the_batch_in_flight_and_its_commit() -> None:
+    stage, consumer = FakeStage(), FakeConsumer()
+    stage.gate = asyncio.Event()
+    sc = source_consumer(stage)
+    running = asyncio.create_task(sc._process(consumer, {A: [Rec("events.pos", 0, 1)]}))
+    await asyncio.sleep(0)
+    revoke = asyncio.create_task(sc.on_revoked([A]))
+    await asyncio.sleep(0.01)
+    assert not revoke.done() and consumer.commits == []
+    stage.gate.set()
+    await asyncio.gather(running, revoke)
+    assert consumer.commits == [{A: 2}]
+    assert sc.committed_offset(A) is None  # no longer ours
+
+
+async def test_a_refused_commit_leaves_the_batch_to_the_next_owner() -> None:
+    stage, consumer = FakeStage(), FakeConsumer()
+    consumer.refuse = True
+    sc = source_consumer(stage)
+    await sc._process(consumer, {A: [Rec("events.pos", 0, 3)]})
+    assert len(stage.batches) == 1 and sc.committed_offset(A) is None
+
+
+async def test_new_partitions_start_where_the_old_faust_group_left_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = source_consumer(FakeStage())
+    consumer = FakeConsumer(committed={B: 40})  # the new group already has B
+    sc._consumer = consumer
+
+    async def legacy(tp: TopicPartition) -> int | None:
+        return {A: 17, B: 3}.get(tp)
+
+    monkeypatch.setattr(sc, "_legacy_offset", legacy)
+    await sc.on_assigned([A, B, TopicPartition("events.pos", 2)])
+    assert consumer.seeks == [(A, 17)]  # B keeps its own offset; partition 2 was never read: earliest
