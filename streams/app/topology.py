@@ -1,4 +1,5 @@
-"""The Faust application: two thin agents and two timers, wired to the stages.
+"""The Faust application: the ingest loop (or agent), the customers agent and the timers, wired to
+the stages.
 
     events.clickstream ┐                          ┌─> Redis  {prefix}:tags:{id}, {prefix}:tag:{tag}
     events.pos         ├─ ingest ─> customer-events ─ customers ─┤
@@ -6,7 +7,8 @@
                            └─> events.deadletter           │
                                         due-time timer ────┘ (ticks, in envelopes too)
 
-* ``ingest`` (``ingest.py``) decodes, validates, normalizes and repartitions by customer id.
+* ingest (``ingest.py``) decodes, validates, normalizes and repartitions by customer id; it reads
+  the sources with a consumer of its own (``source_consumer.py``), or as a Faust agent.
 * ``customers`` (``customers.py``) owns the per-customer state (a Faust table backed by its
   changelog topic), evaluates the rules, publishes tag changes and reschedules due times.
 * the due timer (``timers.py``) sends a tick per due customer through the customer topic.
