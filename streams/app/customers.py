@@ -50,6 +50,10 @@ class StateStore(Protocol):
 
     def items(self) -> Iterable[tuple[bytes, object]]: ...
 
+    async def flush(self) -> None:
+        """Returns once every write so far is on its way to the changelog (before the batch is
+        acknowledged)."""
+
 
 class Membership(Protocol):
     """The consumer group as the stage needs it: the generation and what this worker owns."""
@@ -115,14 +119,17 @@ class CustomerStage:
             updated = self._still_owned(updated)
         for u in updated:
             self.save(u)
+        await self.store.flush()
 
     def _group(self, events: Sequence[Delivered], generation: int) -> tuple[
             dict[bytes, list[dict[str, Any]]], dict[bytes, Delivered]]:
         """Items per customer, in order, and the (last) record that carried each customer's items."""
         by_key: dict[bytes, list[dict[str, Any]]] = {}
         record_of: dict[bytes, Delivered] = {}
+        stale = 0
         for ev in events:
             if ev.message.generation_id != generation:
+                stale += 1
                 continue  # fetched before a rebalance: faust re-reads it from the committed offset
             try:
                 items = decode_envelope(ev.message.value)
@@ -133,6 +140,9 @@ class CustomerStage:
                 key = obj["customer_id"].encode()
                 by_key.setdefault(key, []).append(obj)
                 record_of[key] = ev
+        if stale:
+            log.info("%d of %d records of an old consumer generation skipped (generation now %d)",
+                     stale, len(events), generation)
         return by_key, record_of
 
     def _dead_letter_items(self, record: Delivered, key: bytes, objs: list[dict[str, Any]], exc: Exception) -> None:

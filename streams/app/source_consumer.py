@@ -75,9 +75,14 @@ class SourceConsumer:
         """Consumes until cancelled; any other failure marks the worker not ready and crashes it."""
         try:
             consumer = await self._start()
+            first = True
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 if batches:
+                    if first:
+                        first = False
+                        log.info("ingest: first batch, %d records from %d partitions",
+                                 sum(map(len, batches.values())), len(batches))
                     await self._process(consumer, batches)
         except asyncio.CancelledError:
             raise
@@ -120,8 +125,12 @@ class SourceConsumer:
         """Partitions this group never committed start where the old Faust group left them."""
         consumer = self._consumer
         assert consumer is not None
+        assigned = sorted(assigned)
+        log.info("ingest: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
         for tp in assigned:
-            if await consumer.committed(tp) is not None:
+            committed = await consumer.committed(tp)
+            log.info("ingest: %s[%d] committed offset %s", tp.topic, tp.partition, committed)
+            if committed is not None:
                 continue
             legacy = await self._legacy_offset(tp)
             if legacy is not None:

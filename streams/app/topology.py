@@ -92,6 +92,9 @@ class TableStore:
         items: Iterable[tuple[bytes, object]] = self.table.data.items()
         return items
 
+    async def flush(self) -> None:
+        await faust_compat.drain_producer_buffer(self.table.app)
+
     def __len__(self) -> int:
         return len(self.table.data)
 

@@ -54,3 +54,27 @@ def test_importing_the_app_touches_no_faust_private_without_the_patch() -> None:
             "import streams.app.topology, streams.app.worker\nprint('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+async def test_drain_producer_buffer_waits_until_faust_s_buffer_is_empty() -> None:
+    """faust's ProducerBuffer.flush() gives up after 100 ms without progress; the drain does not."""
+
+    class Buffer:
+        def __init__(self) -> None:
+            self.queued = 5
+            self.flush_calls = 0
+
+        @property
+        def size(self) -> int:
+            return self.queued
+
+        async def flush(self) -> None:  # like faust's: returns early, having sent one record
+            self.flush_calls += 1
+            self.queued -= 1
+
+    class App:
+        class producer:
+            buffer = Buffer()
+
+    await faust_compat.drain_producer_buffer(App())
+    assert App.producer.buffer.size == 0 and App.producer.buffer.flush_calls == 5

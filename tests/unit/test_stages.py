@@ -106,6 +106,7 @@ class Event:
 class DictStore:
     data: dict[bytes, CustomerState] = field(default_factory=dict)
     writes: list[tuple[bytes, int]] = field(default_factory=list)
+    flushes: int = 0
 
     def get(self, key: bytes) -> CustomerState | None:
         return self.data.get(key)
@@ -119,6 +120,9 @@ class DictStore:
 
     def items(self) -> list[tuple[bytes, object]]:
         return list(self.data.items())
+
+    async def flush(self) -> None:
+        self.flushes += 1
 
 
 @dataclass
@@ -303,6 +307,7 @@ async def test_redis_and_tag_topic_are_written_before_the_state(tmp_path: Path, 
     store.put = put  # type: ignore[method-assign]
     await stage.process([envelope("c2", 3)])
     assert order == ["save after 1 tag records, 1 redis flushes"]
+    assert store.flushes == 1  # the writes are pushed out before the batch can be acknowledged
     assert redis.log == [("flush", 0)]  # Redis first, then the tag topic
 
 
