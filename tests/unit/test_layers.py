@@ -79,3 +79,17 @@ def test_imports_go_one_way(package: str) -> None:
 def test_no_worker_module_imports_the_tools() -> None:
     for mod in modules("streams.app") + modules("streams.io") + modules("streams.engine"):
         assert not any(n.startswith("streams.tools") or n == "streams.cli" for n in imported(mod)), mod
+
+
+def test_every_package_is_shipped_by_the_build() -> None:
+    """pyproject's package discovery takes every package under schemas/, tag_rules/, streams/
+    (a plain ``pip install .``, as in the Dockerfile, must get the layer subpackages too)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    shipped = set(find_packages(str(REPO), include=conf["include"]))
+    present = {".".join(p.parent.relative_to(REPO).parts) for top in ("schemas", "tag_rules", "streams")
+               for p in (REPO / top).rglob("__init__.py")}
+    assert present <= shipped, present - shipped
