@@ -131,12 +131,14 @@ class SourceConsumer:
             committed = await consumer.committed(tp)
             log.info("ingest: %s[%d] committed offset %s", tp.topic, tp.partition, committed)
             if committed is not None:
+                self.committed[tp] = committed  # the watchdog measures lag from here
                 continue
             legacy = await self._legacy_offset(tp)
             if legacy is not None:
                 log.info("%s[%d]: no offset in group %s yet; starting at %d, where group %s left it",
                          tp.topic, tp.partition, self._group_id, legacy, self._legacy_group_id)
                 consumer.seek(tp, legacy)
+                self.committed[tp] = legacy
 
     async def _legacy_offset(self, tp: TopicPartition) -> int | None:
         if self._legacy is None:
