@@ -443,11 +443,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--keep", action="store_true", help="keep the run's topics and Redis keys")
+    p.add_argument("--guarantee", choices=("at_least_once", "exactly_once"), default=None,
+                   help="(c) TAGSTREAM_PROCESSING_GUARANTEE of the worker (default: the worker's default)")
     p.add_argument("--worker-repo", type=Path, default=None,
                    help="(c) run the worker of another checkout of tagstream (e.g. a git worktree of an older "
                         "commit) with this harness: before/after comparisons on one harness")
     args = p.parse_args(argv)
     args.rules = str(Path(args.rules).resolve())
+    if args.guarantee:
+        os.environ["TAGSTREAM_PROCESSING_GUARANTEE"] = args.guarantee  # tagstream_env passes it on
     out = asyncio.run(amain(args))
     text = table(out["results"])
     print("\n" + text + "\n", flush=True)

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".tagstream-data")
     standby_replicas: int = Field(1, ge=0, description="Warm copies of each state partition on other workers.")
     loglevel: str = "warn"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", description="exactly_once: a batch's tag changes and customer states are written in one "
+                                     "Kafka transaction per partition (read tags.changes with read_committed); "
+                                     "costs throughput (docs/operations.md)")
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 
 from streams.app import faust_compat
 from streams.app.codec import STATE_CODEC
-from streams.app.customers import CustomerStage, Delivered
+from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender
 from streams.app.ingest import IngestStage
 from streams.app.source_consumer import SourceConsumer
@@ -45,6 +45,7 @@ from streams.io.metrics import Metrics
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
 from streams.io.topics import changelog_topic_name, customer_topic_name
+from streams.io.transactions import PartitionTransactions
 from streams.settings import Settings
 from tag_rules.compiler import CompiledRuleSet
 
@@ -88,15 +89,21 @@ class TableStore:
             if key in self.table:
                 del self.table[key]
 
+    def put_local(self, key: bytes, state: CustomerState, record: Delivered) -> None:
+        with faust_compat.current_event_as(record):  # the store files the key under the record's partition
+            self.table.data[key] = state
+
+    def delete_local(self, key: bytes, record: Delivered) -> None:
+        with faust_compat.current_event_as(record):
+            if key in self.table.data:
+                del self.table.data[key]
+
     def items(self) -> Iterable[tuple[bytes, object]]:
         items: Iterable[tuple[bytes, object]] = self.table.data.items()
         return items
 
     async def flush(self) -> None:
         await faust_compat.drain_producer_buffer(self.table.app)
-
-    def __len__(self) -> int:
-        return len(self.table.data)
 
 
 class AppMembership:
@@ -144,6 +151,10 @@ def build_faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=ks.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
         consumer_max_fetch_size=ks.fetch_max_bytes,
+        # exactly_once: the consumer reads committed records only (the changelog is written in
+        # transactions), table recovery stops at the last stable offset, and Faust commits the
+        # consumed offsets in transactions of its own (per source partition).
+        processing_guarantee=settings.processing_guarantee,
     )
 
 
@@ -190,10 +201,12 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         source_by_topic={topic: source for source, topic in ks.source_topics().items()}, partitions=ks.partitions,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
         metrics=metrics)
+    exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app), due=rt.due,
         redis=rt.redis_sink, tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic),
-        deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics)
+        deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
+        exactly_once=exactly_once)
     due_timer = DueTimer(due=rt.due, clock=rt.clock, partitions=ks.partitions, envelopes=envelopes,
                          health=rt.health, redis=rt.redis_sink, metrics=metrics)
     within_s = es.batch_within_ms / 1000
@@ -206,7 +219,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     @app.timer(es.timer_interval_ms / 1000, name="due-timer")
     async def due_tick() -> None:
-        await due_timer.fire(len(store))
+        await due_timer.fire(customer_stage.customers)
 
     @app.timer(KAFKA_PROBE_INTERVAL_S, name="kafka-probe")
     async def kafka_probe() -> None:
@@ -225,6 +238,35 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
     return app, rt
+
+
+def _exactly_once(app: faust.App, settings: Settings, changelog_topic: str,
+                  customer_topic: str) -> ExactlyOnce | None:
+    """The customer stage's transactions (exactly_once), fencing on assignment, released on revoke."""
+    if settings.processing_guarantee != "exactly_once":
+        return None
+    ks = settings.kafka
+    transactions = PartitionTransactions(
+        bootstrap_servers=ks.bootstrap_servers, transactional_prefix=f"{settings.app_id}-tagstream-customers",
+        client_options=ks.client_options(), linger_ms=ks.linger_ms, max_request_size=DLQ_MAX_RECORD_BYTES)
+
+    def ours(tps: Iterable[Any]) -> list[int]:
+        return sorted(tp.partition for tp in tps if tp.topic == customer_topic)
+
+    @app.on_partitions_revoked.connect
+    async def _release(*args: Any, **kwargs: Any) -> None:  # (sender, revoked)
+        await transactions.release(ours(args[1]))  # waits for a commit in flight on those partitions
+
+    @app.on_partitions_assigned.connect
+    async def _fence(*args: Any, **kwargs: Any) -> None:  # (sender, assigned)
+        # start (InitProducerId) now: fences the previous owner before we process its partitions
+        await transactions.acquire(ours(args[1]))
+
+    @app.on_before_shutdown.connect
+    async def _close(*args: Any, **kwargs: Any) -> None:
+        await transactions.close()
+
+    return ExactlyOnce(transactions, ks.tag_changes_topic, changelog_topic)
 
 
 def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestStage) -> SourceConsumer | None:

@@ -11,6 +11,11 @@ import orjson
 from streams.io.contract import RecordSender
 
 
+def tag_record(change: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """The tag topic's record of a change: (key = customer id, value = the change as JSON)."""
+    return str(change["customer_id"]).encode(), orjson.dumps(change)
+
+
 class TagTopicWriter:
     """Queues tag changes (``add``); ``flush`` sends them and waits until the broker has all."""
 
@@ -26,8 +31,7 @@ class TagTopicWriter:
         """Sends the queued changes in order; returns once every one is acknowledged. A failure
         raises: the batch is then not acknowledged, and its replay sends them again (same change_id)."""
         pending, self._pending = self._pending, []
-        acks = [await self._producer.send(self._topic, str(c["customer_id"]).encode(), orjson.dumps(c),
-                                          None, None, None) for c in pending]
+        acks = [await self._producer.send(self._topic, *tag_record(c), None, None, None) for c in pending]
         await asyncio.gather(*acks)
 
     async def close(self) -> None:

@@ -179,14 +179,15 @@ class WorkerProc:
 
         asyncio.run(run())
 
-    def consume(self, which: str, *, until: Any, timeout_s: float = 120) -> list[Any]:
+    def consume(self, which: str, *, until: Any, timeout_s: float = 120,
+                isolation_level: str = "read_uncommitted") -> list[Any]:
         """Reads a topic from the start until ``until(records)`` is true; returns aiokafka records."""
         from aiokafka import AIOKafkaConsumer
 
         async def run() -> list[Any]:
             c = AIOKafkaConsumer(self.topic(which), bootstrap_servers=self.stack.bootstrap,
                                  auto_offset_reset="earliest", enable_auto_commit=False,
-                                 group_id=f"probe-{uuid.uuid4().hex[:8]}")
+                                 group_id=f"probe-{uuid.uuid4().hex[:8]}", isolation_level=isolation_level)
             await c.start()
             out: list[Any] = []
             deadline = time.monotonic() + timeout_s

@@ -55,8 +55,9 @@ def read_to_end(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
 
     async def run() -> dict[bytes, bytes | None]:
         # no group: a subscribed consumer is assigned every partition of the topic
+        # read_committed: an exactly-once worker's aborted transactions are not its state
         c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
+                             auto_offset_reset="earliest", isolation_level="read_committed")
         await c.start()
         try:
             deadline = time.monotonic() + 30

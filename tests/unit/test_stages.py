@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.app.customers import CustomerStage, Delivered
+from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender, decode_envelope, partition_for
 from streams.app.ingest import IngestStage
 from streams.engine.clock import ManualClock
@@ -22,6 +22,7 @@ from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
+from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 from tag_rules import load_rules
 
 NOW = 1_800_000_000_000
@@ -106,6 +107,7 @@ class Event:
 class DictStore:
     data: dict[bytes, CustomerState] = field(default_factory=dict)
     writes: list[tuple[bytes, int]] = field(default_factory=list)
+    local: list[bytes] = field(default_factory=list)
     flushes: int = 0
 
     def get(self, key: bytes) -> CustomerState | None:
@@ -117,6 +119,14 @@ class DictStore:
 
     def delete(self, key: bytes, record: Delivered) -> None:
         self.data.pop(key, None)
+
+    def put_local(self, key: bytes, state: CustomerState, record: Delivered) -> None:
+        self.data[key] = state
+        self.local.append(key)
+
+    def delete_local(self, key: bytes, record: Delivered) -> None:
+        self.data.pop(key, None)
+        self.local.append(key)
 
     def items(self) -> list[tuple[bytes, object]]:
         return list(self.data.items())
@@ -320,3 +330,91 @@ def test_rebuild_due_index_reschedules_every_state(tmp_path: Path, metrics: Metr
     store.data[b"b"].due_ms = NOW + 10
     assert stage.rebuild_due_index() == 2
     assert sorted(stage.due.pop_due(NOW + 10)) == [(b"a", NOW), (b"b", NOW + 10)]
+
+
+class FakeTransactions:
+    """Commits per partition, in order; partitions in ``fenced`` raise Fenced (nothing written)."""
+
+    def __init__(self, redis: FakeRedis) -> None:
+        self.commits: list[tuple[int, list[OutRecord]]] = []
+        self.fenced: set[int] = set()
+        self.redis = redis
+        self.redis_flushes_before: list[int] = []
+
+    async def commit(self, partition: int, records: list[OutRecord]) -> None:
+        self.redis_flushes_before.append(len(self.redis.log))
+        if partition in self.fenced:
+            raise Fenced(f"partition {partition} moved")
+        self.commits.append((partition, list(records)))
+
+
+def exactly_once_stage(tmp_path: Path, metrics: Metrics, store: DictStore) -> tuple[CustomerStage, FakeTransactions,
+                                                                                      FakeProducer]:
+    producer = FakeProducer()
+    stage, redis = customer_stage(tmp_path, producer, metrics, store, Group())
+    tx = FakeTransactions(redis)
+    stage.exactly_once = ExactlyOnce(tx, "tags", "changelog")  # type: ignore[arg-type]
+    return stage, tx, producer
+
+
+async def test_exactly_once_writes_changes_and_states_in_one_transaction_per_partition(
+        tmp_path: Path, metrics: Metrics) -> None:
+    store = DictStore()
+    stage, tx, producer = exactly_once_stage(tmp_path, metrics, store)
+    evs = [envelope(f"c{i}", 3) for i in range(6)]
+    await stage.process(evs)
+    assert producer.sent == []  # nothing outside the transactions
+    assert store.writes == [] and sorted(store.local) == sorted(f"c{i}".encode() for i in range(6))
+    assert sorted(p for p, _ in tx.commits) == sorted({e.message.partition for e in evs})  # one per partition
+    for partition, records in tx.commits:
+        states = [r for r in records if r.topic == "changelog"]
+        changes = [r for r in records if r.topic == "tags"]
+        assert states and all(r.partition == partition for r in states)
+        assert {r.key for r in changes} == {r.key for r in states}  # every customer here was tagged
+        for r in states:
+            assert r.value == store.data[r.key].dumps()
+    assert all(n == 1 for n in tx.redis_flushes_before)  # Redis (idempotent) before the commits
+
+
+async def test_exactly_once_fenced_partition_is_not_saved(tmp_path: Path, metrics: Metrics) -> None:
+    store = DictStore()
+    stage, tx, _ = exactly_once_stage(tmp_path, metrics, store)
+    a = envelope("c1", 3)
+    b = next(e for e in (envelope(f"c{i}", 3) for i in range(2, 40)) if e.message.partition != a.message.partition)
+    tx.fenced.add(b.message.partition)
+    await stage.process([a, b])
+    assert set(store.data) == {kept_key(a)}  # the fenced partition's new owner replays b
+    assert [p for p, _ in tx.commits] == [a.message.partition]
+
+
+async def test_exactly_once_state_with_nothing_left_is_a_tombstone(tmp_path: Path, metrics: Metrics) -> None:
+    store = DictStore()
+    stage, tx, _ = exactly_once_stage(tmp_path, metrics, store)
+    state = CustomerState(rule_version=stage.engine.version)
+    from streams.app.customers import Updated
+
+    ev = envelope("gone", 1)
+    await stage.commit_transactions([], [Updated(b"gone", state, ev)], {b"gone": ev}, 1)
+    (_, records), = tx.commits
+    assert records == [OutRecord("changelog", b"gone", None, ev.message.partition)]
+
+
+def test_partition_transactions_ids_are_per_partition() -> None:
+    t = PartitionTransactions(bootstrap_servers="x:1", transactional_prefix="app-tagstream-customers",
+                              client_options={})
+    assert [t.transactional_id(p) for p in (0, 3)] == ["app-tagstream-customers-0", "app-tagstream-customers-3"]
+
+
+async def test_customers_in_state_is_counted_without_walking_the_store(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    await stage.process([envelope("c1", 1), envelope("c2", 1)])
+    await stage.process([envelope("c1", 1, start=3), envelope("c3", 1)])
+    assert stage.customers == len(store.data) == 3
+    from streams.app.customers import Updated
+
+    gone = envelope("c2", 1)
+    stage.save(Updated(b"c2", CustomerState(), gone, existed=True))  # nothing left: deleted
+    assert stage.customers == len(store.data) == 2
+    stage.customers = 99
+    assert stage.rebuild_due_index() == 2 and stage.customers == 2  # recounted after a recovery
