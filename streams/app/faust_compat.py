@@ -28,7 +28,7 @@ import hashlib
 import inspect
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
@@ -41,6 +41,8 @@ TESTED_FAUST = ((0, 15, 3), (0, 16, 0))
 FINGERPRINTS = {
     "faust.streams.Stream.take_events": "607d48aead118ba8",
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._highwaters": "a7f4f97d9f32aca2",
+    "faust.transport.consumer.Consumer._add_gap": "4df2573ded7c1c2c",
 }
 """sha256 (first 16 hex digits) of the faust source each piece here was copied from or replaces."""
 
@@ -81,9 +83,18 @@ def check_faust(version: str | None = None, targets: dict[str, Callable[..., Any
 def _targets() -> dict[str, Callable[..., Any]]:
     from faust.streams import Stream
     from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     return {"faust.streams.Stream.take_events": Stream.take_events,
-            "faust.transport.consumer.Consumer._drain_messages": Consumer._drain_messages}
+            "faust.transport.consumer.Consumer._drain_messages": Consumer._drain_messages,
+            "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._highwaters":
+                _original(AIOKafkaConsumerThread._highwaters),
+            "faust.transport.consumer.Consumer._add_gap": _original(Consumer._add_gap)}
+
+
+def _original(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The faust function a patch of ours replaced (fingerprints are of faust's code)."""
+    return getattr(func, "_tagstream_original", func)
 
 
 def committed_offset(consumer: Any, tp: Any) -> int | None:
@@ -315,4 +326,47 @@ def install_batch_delivery() -> bool:
                     "written for; keeping faust's own (slower per record)")
         return False
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    return True
+
+
+def watch_gaps(topics: set[str], on_gap: Callable[[Any, int, int], None]) -> None:
+    """Calls ``on_gap(tp, from, to)`` whenever faust's consumer marks a range of offsets of one of
+    ``topics`` as a gap (acknowledged without delivery: it saw offset ``to`` right after ``from - 1``).
+    Our internal topics have no compaction and no transaction markers, so a gap there means records
+    are being skipped."""
+    from faust.transport.consumer import Consumer
+
+    real = Consumer._add_gap
+    if getattr(real, "_tagstream_watch", False):
+        return
+
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        if tp.topic in topics:
+            on_gap(tp, offset_from, offset_to)
+        await real(self, tp, offset_from, offset_to)
+
+    _add_gap._tagstream_watch = True  # type: ignore[attr-defined]
+    _add_gap._tagstream_original = real  # type: ignore[attr-defined]
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+
+
+def install_read_committed_highwaters() -> bool:
+    """For ``processing_guarantee=exactly_once``: table recovery reads the changelog up to the
+    broker's last stable offset (``end_offsets`` under ``read_committed``). Faust asks the
+    consumer's ``last_stable_offset(tp)`` instead, which is only known after a fetch of that
+    partition: at recovery start it is None, so faust took the highwater as -1 — it skipped
+    recovery (empty state after a restart) or, with a RocksDB store that had an offset, raised
+    ``ConsistencyError`` and crashed the worker. True if it is in place."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    real = AIOKafkaConsumerThread._highwaters
+    if getattr(real, "_tagstream_original", None) is not None:
+        return True
+
+    async def _highwaters(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
+        ends: Mapping[Any, int] = await self._ensure_consumer().end_offsets(partitions)
+        return ends
+
+    _highwaters._tagstream_original = real  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     return True

@@ -78,3 +78,41 @@ async def test_drain_producer_buffer_waits_until_faust_s_buffer_is_empty() -> No
 
     await faust_compat.drain_producer_buffer(App())
     assert App.producer.buffer.size == 0 and App.producer.buffer.flush_calls == 5
+
+
+def test_read_committed_highwaters_patch_is_idempotent_and_keeps_faust_checkable() -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert faust_compat.install_read_committed_highwaters()
+    patched = AIOKafkaConsumerThread._highwaters
+    assert faust_compat.install_read_committed_highwaters()
+    assert AIOKafkaConsumerThread._highwaters is patched  # not wrapped twice
+    check_faust()  # fingerprints are taken of faust's own function, not of the patch
+
+
+async def test_gaps_of_watched_topics_are_reported() -> None:
+    from collections import defaultdict
+
+    from faust.transport.consumer import Consumer
+    from intervaltree import IntervalTree
+
+    from streams.app.faust_compat import watch_gaps
+
+    seen: list[tuple[str, int, int]] = []
+    watch_gaps({"cust"}, lambda tp, a, b: seen.append((tp.topic, a, b)))
+    watch_gaps({"cust"}, lambda tp, a, b: seen.append(("twice", a, b)))  # second call: no double wrap
+
+    class TP:
+        def __init__(self, topic: str) -> None:
+            self.topic = topic
+
+    class StandIn:  # what faust's own _add_gap touches
+        def __init__(self) -> None:
+            self._committed_offset: dict[object, int | None] = defaultdict(lambda: None)
+            self._gap: dict[object, IntervalTree] = defaultdict(IntervalTree)
+
+    consumer = StandIn()
+    await Consumer._add_gap(consumer, TP("cust"), 5, 9)  # type: ignore[arg-type]
+    await Consumer._add_gap(consumer, TP("other"), 1, 2)  # type: ignore[arg-type]
+    assert seen == [("cust", 5, 9)]
+    assert sum(len(t) for t in consumer._gap.values()) == 2  # faust's bookkeeping still runs
