@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
-    metrics = Metrics.create(REGISTRY)
-    setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too
+    metrics = Metrics.create(REGISTRY)
+    setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)
     ks = settings.kafka
     asyncio.run(ensure_topics(ks.bootstrap_servers, worker_topics(settings), ks.partitions, ks.replication_factor,
                               configs=topic_configs(settings), client_options=ks.client_options()))
