@@ -184,6 +184,10 @@ def _print_tags(found: dict[str, dict[str, Any]], *, as_json: bool) -> None:
             print(f"  {tag:<24} since {_fmt_ts(v['since_ms'])}  (rules {v['rule_version']})")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _json(obj: object) -> str:
     import orjson
 
@@ -328,6 +332,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
