@@ -1,4 +1,9 @@
-"""The ``tagstream`` command line."""
+"""The ``tagstream`` command line.
+
+Exit codes: 0 done; 1 the command failed (an unreachable broker or Redis, a rule file with
+errors under ``rules check``); 2 a usage error: a bad argument, a bad ``TAGSTREAM_*`` setting, an
+unknown tag, a rule set the worker cannot load (argparse's own usage errors exit 2 too).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -18,15 +23,24 @@ REPO = Path(__file__).resolve().parents[1]
 STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
 
 
+class UsageError(Exception):
+    """The command line asked for something that does not exist or cannot be: exit code 2."""
+
+
 def _settings() -> Settings:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from streams.settings import Settings
+    from streams.settings import Settings, describe_errors
 
     try:
         return Settings()
     except ValidationError as exc:
-        sys.exit(f"tagstream: bad configuration (TAGSTREAM_* environment):\n{exc}")
+        for line in describe_errors(exc):
+            print(f"tagstream: bad setting {line}", file=sys.stderr)
+    except SettingsError as exc:  # e.g. TAGSTREAM_KAFKA='not json'
+        print(f"tagstream: bad setting: {exc} (nested settings are TAGSTREAM_<GROUP>__<NAME>)", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -88,6 +102,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redis_errors_in_one_line(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from redis.exceptions import RedisError
+
+        try:
+            return cmd(args)
+        except RedisError as exc:
+            raise RuntimeError(f"Redis: {exc}") from exc
+
+    return run
+
+
+@_redis_errors_in_one_line
 def cmd_tags(args: argparse.Namespace) -> int:
     import orjson
     import redis
@@ -95,26 +122,76 @@ def cmd_tags(args: argparse.Namespace) -> int:
     from streams.io.redis_sink import audience_key, tags_key
 
     settings = _settings()
+    if not args.audience and not args.customer_id:
+        raise UsageError("give a CUSTOMER_ID or --audience TAG")
+    if args.audience:
+        _check_tag(settings, args.audience)
     rs = settings.redis
     client = redis.Redis.from_url(rs.url, **rs.client_options())
     if args.audience:
         members = sorted(_text(m) for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
-        print(f"{args.audience}: {len(members)} customers")
-        for m in members[: args.limit]:
-            print(f"  {m}")
+        _print_audience(args.audience, members, args.limit, as_json=args.json)
         return 0
-    if not args.customer_id:
-        sys.exit("tagstream tags: give a CUSTOMER_ID or --audience TAG")
+    found = {}
     for cid in args.customer_id:
         tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid))
+        found[cid] = {_text(tag): orjson.loads(raw) for tag, raw in sorted(tags.items())}
+    _print_tags(found, as_json=args.json)
+    return 0
+
+
+def _check_tag(settings: Settings, tag: str) -> None:
+    """An audience is asked for a tag of the rule set in force; anything else is a usage error
+    that names the known tags."""
+    import difflib
+
+    from tag_rules import RuleSetError
+
+    try:
+        rules = settings.load_rules()
+    except RuleSetError as exc:
+        raise UsageError(f"cannot check tag {tag!r}: the rule set has {len(exc.errors)} error(s) "
+                         f"(see `tagstream rules check`)") from exc
+    if tag in rules.tags:
+        return
+    close = difflib.get_close_matches(tag, rules.tags, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UsageError(f"unknown tag {tag!r}; {hint}the rule set (version {rules.version}) has "
+                     f"{len(rules.tags)} tags: {', '.join(sorted(rules.tags))}")
+
+
+def _print_audience(tag: str, members: list[str], limit: int, *, as_json: bool) -> None:
+    """``--audience``: the count and the first ``limit`` customer ids (sorted)."""
+    if as_json:
+        print(_json({"tag": tag, "count": len(members), "customers": members[:limit]}))
+        return
+    print(f"{tag}: {len(members)} customers")
+    for m in members[:limit]:
+        print(f"  {m}")
+
+
+def _print_tags(found: dict[str, dict[str, Any]], *, as_json: bool) -> None:
+    """Customers' tags: ``{customer_id: {tag: {"since_ms", "rule_version"}}}`` (as in Redis)."""
+    if as_json:
+        print(_json(found))
+        return
+    for cid, tags in found.items():
         if not tags:
             print(f"{cid}: no tags")
             continue
         print(f"{cid}:")
-        for tag, raw in sorted(tags.items()):
-            v = orjson.loads(raw)
-            print(f"  {_text(tag):<24} since {_fmt_ts(v['since_ms'])}  (rules {v['rule_version']})")
-    return 0
+        for tag, v in tags.items():
+            print(f"  {tag:<24} since {_fmt_ts(v['since_ms'])}  (rules {v['rule_version']})")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _json(obj: object) -> str:
+    import orjson
+
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -150,8 +227,42 @@ def _fmt_ts(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def _number(kind: Callable[[str], Any], *, low: float, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` in [low, high]; anything else is argparse's usage error (exit 2)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}: {text!r}")
+        return value
+
+    return parse
+
+
+class _Version(argparse.Action):
+    """``--version``: computed when asked (package metadata), not at every start."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the versions of tagstream, faust-streaming and Python, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from streams.version import versions
+
+        v = versions()
+        print(f"tagstream {v['version']} (faust-streaming {v['faust']}, Python {v['python']})")  # stdout, as argparse's
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tagstream", description="Real-time customer tagging on Kafka and Redis.")
+    p = argparse.ArgumentParser(prog="tagstream", description="Real-time customer tagging on Kafka and Redis.",
+                                epilog="exit codes: 0 done, 1 the command failed, 2 usage error (bad argument, "
+                                       "bad TAGSTREAM_* setting, unknown tag)")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run a worker (settings from TAGSTREAM_* environment variables)")
@@ -165,18 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_rules_check)
 
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
-    pr.add_argument("--count", type=int, default=10_000, help="events to produce (default 10000)")
-    pr.add_argument("--rate", type=float, default=1000.0, help="events per second, 0 = as fast as possible")
-    pr.add_argument("--customers", type=int, default=1000, help="distinct customers (Zipf-distributed)")
+    pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")
+    pr.add_argument("--rate", type=_number(float, low=0), default=1000.0,
+                    help="events per second, 0 = as fast as possible")
+    pr.add_argument("--customers", type=_number(int, low=1), default=1000,
+                    help="distinct customers (Zipf-distributed)")
     pr.add_argument("--seed", type=int, default=1)
-    pr.add_argument("--bad-ratio", type=float, default=0.0, help="share of malformed events (0..1)")
+    pr.add_argument("--bad-ratio", type=_number(float, low=0, high=1), default=0.0,
+                    help="share of malformed events (0..1)")
     pr.add_argument("--quiet", action="store_true", help="no progress lines")
     pr.set_defaults(func=cmd_produce)
 
-    t = sub.add_parser("tags", help="show a customer's tags (or an audience) from Redis")
+    t = sub.add_parser("tags", help="show a customer's tags (or an audience) from Redis",
+                       epilog="exit codes: 0 done, 1 Redis unreachable, 2 usage error (no CUSTOMER_ID or --audience, "
+                              "a TAG not in the rule set: the message lists the known tags)")
     t.add_argument("customer_id", nargs="*")
-    t.add_argument("--audience", metavar="TAG", help="list the customers holding TAG")
-    t.add_argument("--limit", type=int, default=20)
+    t.add_argument("--audience", metavar="TAG", help="list the customers holding TAG (a tag of the rule set)")
+    t.add_argument("--limit", type=_number(int, low=0), default=20, help="customer ids listed with --audience")
+    t.add_argument("--json", action="store_true",
+                   help="JSON output: {customer_id: {tag: {since_ms, rule_version}}}, or with --audience "
+                        "{tag, count, customers}")
     t.set_defaults(func=cmd_tags)
 
     s = sub.add_parser("stack", help="start/stop the local Kafka + Redis (+ Prometheus) stack")
@@ -189,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_schemas)
 
     d = sub.add_parser("demo", help="start the local stack and a worker, produce events, show tags")
-    d.add_argument("--count", type=int, default=30_000)
-    d.add_argument("--rate", type=float, default=1_000.0)
-    d.add_argument("--customers", type=int, default=2_000)
+    d.add_argument("--count", type=_number(int, low=1), default=30_000)
+    d.add_argument("--rate", type=_number(float, low=0), default=1_000.0)
+    d.add_argument("--customers", type=_number(int, low=1), default=2_000)
     d.add_argument("--keep-worker", action="store_true", help="leave the worker running at the end")
     d.set_defaults(func=cmd_demo)
     return p
@@ -202,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"tagstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:  # unreachable broker, failed topic creation: say it in one line
         print(f"tagstream {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -210,6 +332,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

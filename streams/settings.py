@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tag_rules.compiler import CompiledRuleSet
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[Literal["debug", "info", "warn", "warning", "error", "critical"], BeforeValidator(_lower)]
 
 
 class _Frozen(BaseModel):
@@ -110,6 +117,9 @@ class MetricsSettings(_Frozen):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
+    audience_interval_ms: int = Field(
+        15_000, ge=0, description="How often tagstream_audience_size{tag} is read from Redis (one SCARD per tag, "
+                                  "pipelined); 0: never.")
 
 
 class EngineSettings(_Frozen):
@@ -142,7 +152,10 @@ class Settings(BaseSettings):
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     data_dir: Path = Path(".tagstream-data")
     standby_replicas: int = Field(1, ge=0, description="Warm copies of each state partition on other workers.")
-    loglevel: str = "warn"
+    loglevel: LogLevel = Field("warn", description="debug, info, warn (warning), error or critical.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: one line per record, colours only on a terminal; json: one JSON object per line "
+                            "(ts, level, logger, message, exc_info).")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="exactly_once: a batch's tag changes and customer states are written in one "
                                      "Kafka transaction per partition (read tags.changes with read_committed); "
@@ -160,3 +173,25 @@ class Settings(BaseSettings):
         from tag_rules import DEFAULT_RULES, load_rules
 
         return load_rules(self.rules_path or DEFAULT_RULES)
+
+
+ENV_PREFIX = "TAGSTREAM_"
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a settings field path, e.g. ("kafka", "partitions") ->
+    TAGSTREAM_KAFKA__PARTITIONS."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per bad setting, naming its environment variable (secrets are never echoed)."""
+    lines = []
+    for err in exc.errors():
+        name = env_name(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{name}: unknown setting (see docs/operations.md for the TAGSTREAM_* variables)")
+            continue
+        shown = "" if "password" in name.lower() else f" (got {err.get('input')!r})"
+        lines.append(f"{name}: {err['msg']}{shown}")
+    return lines

@@ -17,6 +17,7 @@ its batch logic is unit-tested with fakes; ``topology.py`` binds them to Faust.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -127,6 +128,7 @@ class CustomerStage:
 
     async def process(self, events: Sequence[Delivered]) -> None:
         """Handles one batch; returns once its changes are published and its states saved."""
+        started_s = time.perf_counter()
         generation = self.membership.generation()
         by_key, record_of = self._group(events, generation)
         published: list[Published] = []
@@ -144,6 +146,7 @@ class CustomerStage:
             published += changes
             if state is not None:
                 updated.append(Updated(key, state, record_of[key], existed=before is not None))
+        self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
         await self.deadletter.flush()
         if self.exactly_once is not None:
             await self.commit_transactions(published, updated, record_of, generation)

@@ -91,7 +91,11 @@ class FaustOffsets:
 
 class PartitionWatch:
     """Feeds the watchdog a consumer's offsets for the given topics, exports lag and stalls per
-    partition, sets readiness, and seeks a stalled partition to its committed offset."""
+    partition, sets readiness, and seeks a stalled partition to its committed offset.
+
+    Lag is exported for the partitions assigned to this worker only: a partition that moved to
+    another worker loses its series here (the new owner exports it), so ``sum()`` over the workers
+    of a group counts each partition once."""
 
     def __init__(self, *, name: str, source: OffsetSource, topics: Iterable[str], watchdog: PartitionWatchdog,
                  health: Health, metrics: Metrics) -> None:
@@ -102,6 +106,8 @@ class PartitionWatch:
         self._health = health
         self._metrics = metrics
         self._stalled: set[Any] = set()
+        self._exported: set[tuple[str, str]] = set()
+        """(topic, partition) label sets this watch has exported lag for."""
 
     async def check(self) -> Verdict | None:
         if not self._health.recovered:  # rebalancing: offsets are being reset
@@ -113,8 +119,7 @@ class PartitionWatch:
         highwaters = await source.highwaters(*tps) if tps else {}
         offsets = {tp: Offsets(source.committed_offset(tp), highwaters.get(tp)) for tp in tps}
         verdict = self._watchdog.check(offsets, time.monotonic())
-        for tp, lag in verdict.lag.items():
-            self._metrics.partition_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        self._export_lag(verdict.lag)
         self._mark(set(verdict.stalled))
         for tp in verdict.recover:
             committed = offsets[tp].committed
@@ -125,6 +130,15 @@ class PartitionWatch:
             if committed is not None:
                 await source.seek(tp, committed)
         return verdict
+
+    def _export_lag(self, lag: Mapping[Any, int]) -> None:
+        current = {(tp.topic, str(tp.partition)): n for tp, n in lag.items()}
+        for labels in self._exported - current.keys():  # revoked: its new owner reports it
+            self._metrics.partition_lag.remove(*labels)
+            self._metrics.partition_stalled.remove(*labels)
+        for labels, n in current.items():
+            self._metrics.partition_lag.labels(*labels).set(n)
+        self._exported = set(current)
 
     def _mark(self, stalled: set[Any]) -> None:
         for tp in self._stalled - stalled:

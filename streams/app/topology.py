@@ -38,6 +38,7 @@ from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
 from streams.engine.tag_engine import TagEngine
+from streams.io.audience import AudienceSizes
 from streams.io.deadletter import DLQ_MAX_RECORD_BYTES, DeadLetterWriter
 from streams.io.health import Health
 from streams.io.kafka_probe import KAFKA_PROBE_INTERVAL_S, KafkaProbe
@@ -68,6 +69,7 @@ class Runtime:
     health: Health = field(default_factory=Health)
     redis_sink: RedisTagSink | None = None
     kafka_probe: KafkaProbe | None = None
+    audience: AudienceSizes | None = None
 
 
 class TableStore:
@@ -166,10 +168,11 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
                        dedup_max_ids=es.dedup_max_ids)
     rt = Runtime(settings, rules, engine, metrics, clock)
     rs, ks = settings.redis, settings.kafka
-    rt.redis_sink = RedisTagSink(
-        aioredis.from_url(rs.url, **rs.client_options(), socket_timeout=rs.timeout_ms / 1000,
-                          socket_connect_timeout=rs.timeout_ms / 1000),
-        prefix=settings.redis_key_prefix(), metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
+    redis_client = aioredis.from_url(rs.url, **rs.client_options(), socket_timeout=rs.timeout_ms / 1000,
+                                     socket_connect_timeout=rs.timeout_ms / 1000)
+    rt.redis_sink = RedisTagSink(redis_client, prefix=settings.redis_key_prefix(), metrics=metrics,
+                                 backoff_max_ms=rs.retry_backoff_max_ms)
+    rt.audience = AudienceSizes(redis_client, prefix=settings.redis_key_prefix(), tags=rules.tags, metrics=metrics)
     rt.kafka_probe = KafkaProbe(ks.bootstrap_servers, f"{settings.app_id}-probe", ks.client_options())
     return rt
 
@@ -181,6 +184,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         faust_compat.install_batch_delivery()
     app = build_faust_app(settings)
     rt = build_runtime(settings, rules, metrics, clock)
+    metrics.set_build_info(rt.engine.version)
+    metrics.precreate(tags=rules.tags)
     ks, es = settings.kafka, settings.engine
     customer_events = app.topic(customer_topic_name(settings), partitions=ks.partitions, internal=True,
                                 key_serializer="raw", value_serializer="raw", maxsize=CUSTOMER_BUFFER_ENVELOPES)
@@ -227,6 +232,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         await probe_kafka(rt.kafka_probe, rt.health)
 
     _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name())
+    _wire_audience_sizes(app, settings, rt)
 
     def gap(tp: Any, first: int, last: int) -> None:
         # the customer topic has no compaction and no transaction markers: a gap means faust
@@ -321,6 +327,20 @@ def _wire_watches(app: faust.App, settings: Settings, rt: Runtime, source_consum
     async def partition_watch() -> None:
         for watch in watches:
             await watch.check()
+
+
+def _wire_audience_sizes(app: faust.App, settings: Settings, rt: Runtime) -> None:
+    """tagstream_audience_size{tag}: read at start, then every ``metrics.audience_interval_ms``."""
+    interval_s = settings.metrics.audience_interval_ms / 1000
+    audience = rt.audience
+    if not interval_s or audience is None:
+        return
+
+    @app.task
+    async def audience_sizes() -> None:  # a task, not a timer: the first read is at start, not a period later
+        while not app.should_stop:
+            await audience.refresh()
+            await app.sleep(interval_s)
 
 
 def _lifecycle(app: faust.App, rt: Runtime) -> None:

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from streams.app.faust_compat import check_faust
 from streams.app.topology import create_app
 from streams.io.health import serve
+from streams.io.logs import setup_logging
 from streams.io.metrics import Metrics
 from streams.io.topics import ensure_topics, topic_configs, worker_topics
 from streams.settings import Settings
@@ -22,16 +23,22 @@ def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too
+    metrics = Metrics.create(REGISTRY)
+    setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)
     ks = settings.kafka
     asyncio.run(ensure_topics(ks.bootstrap_servers, worker_topics(settings), ks.partitions, ks.replication_factor,
                               configs=topic_configs(settings), client_options=ks.client_options()))
-    metrics = Metrics.create(REGISTRY)
     app, rt = create_app(settings, rules, metrics)
     if settings.metrics.enabled:
         serve(rt.health, host=settings.metrics.host, port=settings.metrics.port)
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
                  settings.metrics.port)
-    print(f"tagstream worker: rules {rules.version} ({len(rules.features)} features, {len(rules.tags)} tags), "
-          f"kafka {ks.bootstrap_servers} ({ks.protocol()}{' ' + ks.sasl_mechanism if ks.sasl_mechanism else ''}), "
-          f"redis {settings.redis.url.split('@')[-1]}", flush=True)  # never the credentials
-    faust.Worker(app, loglevel=settings.loglevel, quiet=True).execute_from_commandline()
+    sasl = f" {ks.sasl_mechanism}" if ks.sasl_mechanism else ""
+    log.info("tagstream worker: rules %s (%d features, %d tags), kafka %s (%s%s), redis %s", rules.version,
+             len(rules.features), len(rules.tags), ks.bootstrap_servers, ks.protocol(), sasl,
+             settings.redis.url.split("@")[-1])  # never the credentials
+    # Logging is ours (setup_logging above): faust's would replace it with coloured lines, and its
+    # progress spinner writes cursor codes into log files; without it faust logs "Ready" instead.
+    worker = faust.Worker(app, loglevel=settings.loglevel, quiet=True, override_logging=False)
+    worker.spinner = None
+    worker.execute_from_commandline()

@@ -1,15 +1,33 @@
 """Prometheus metrics as one typed bundle built from a registry you pass in (tests use a fresh
-``CollectorRegistry()``; the worker uses the default one and serves it over HTTP)."""
+``CollectorRegistry()``; the worker uses the default one and serves it over HTTP).
+
+``precreate`` gives every labelled series the worker knows in advance (sources, reasons, tags,
+ops, causes) a value of 0, so dashboards and ``rate()`` have a series before the first event.
+The ``*_created`` series prometheus-client adds to counters and histograms are switched off: they
+double the series count and no panel or alert reads them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+from schemas import REASONS, SOURCES
+from schemas.tags import ChangeCause, TagOp
+from streams.version import versions
 
 # Fine buckets below a second: the demo and benchmarks read p50/p99 from them.
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
                      0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+# A customer batch folds up to ENVELOPES_MAX x BATCH_MAX events at ~40 us each: 0.1 ms .. 1 s.
+BATCH_BUCKETS_S = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS_S)
+INTERNAL_REASON = "internal_error"
+"""The dead-letter reason of a record the worker failed on (not the sender's fault)."""
+INTERNAL_SOURCE = "customers"
+"""The dead-letter ``source`` label of the customer stage's failures."""
 
 
 @dataclass(frozen=True)
@@ -31,10 +49,15 @@ class Metrics:
     partition_lag: Gauge
     partition_stalled: Gauge
     partition_stall_recoveries: Counter
+    build_info: Info
+    batch_evaluation: Histogram
+    audience_size: Gauge
+    producer_buffer_full: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
         p = prefix
+        disable_created_metrics()  # process-wide in prometheus-client; every tagstream process wants it off
         return cls(
             events_in=Counter(f"{p}_events_in", "Source events read, per source", ["source"], registry=registry),
             events_invalid=Counter(f"{p}_events_invalid", "Source events rejected, per source and reason",
@@ -76,4 +99,39 @@ class Metrics:
             partition_stall_recoveries=Counter(f"{p}_partition_stall_recoveries",
                                                "Seeks of a stalled partition back to its committed offset",
                                                ["topic", "partition"], registry=registry),
+            build_info=Info(f"{p}_build", "Versions this worker runs: tagstream, the rule set, faust-streaming, "
+                                          "Python", registry=registry),
+            batch_evaluation=Histogram(
+                f"{p}_batch_evaluation_seconds",
+                "Per customer batch: decoding its envelopes, folding the events into state and evaluating the "
+                "rules (Redis and Kafka writes excluded)", buckets=BATCH_BUCKETS_S, registry=registry),
+            audience_size=Gauge(f"{p}_audience_size",
+                                "Customers holding each tag (SCARD of its Redis set, read every few seconds)",
+                                ["tag"], registry=registry),
+            producer_buffer_full=Counter(
+                f"{p}_producer_buffer_full",
+                "Times faust's producer buffer was full and a table write waited for it to drain",
+                registry=registry),
         )
+
+    def set_build_info(self, rules_version: str) -> None:
+        """``tagstream_build_info{version, rules_version, faust, python} 1``."""
+        self.build_info.info({**versions(), "rules_version": rules_version})
+
+    def precreate(self, *, tags: Iterable[str], sources: Iterable[str] = SOURCES) -> None:
+        """Every label set known before the first event, at 0 (``labels()`` creates the child)."""
+        sources = tuple(sources)
+        tags = tuple(tags)
+        for source in sources:
+            for counter in (self.events_in, self.events_anonymous, self.events_late, self.events_processed,
+                            self.events_duplicate):
+                counter.labels(source)
+            for reason in (*REASONS, INTERNAL_REASON):
+                self.events_invalid.labels(source, reason)
+                self.deadletter.labels(source, reason)
+        self.events_invalid.labels(INTERNAL_SOURCE, INTERNAL_REASON)
+        self.deadletter.labels(INTERNAL_SOURCE, INTERNAL_REASON)
+        for tag in tags:
+            for op in get_args(TagOp):
+                for cause in get_args(ChangeCause):
+                    self.tag_changes.labels(tag, op, cause)

@@ -38,8 +38,13 @@ COUNTERS_AND_GAUGES = {
     "tagstream_due_index_size",
     "tagstream_redis_errors_total",
     "tagstream_deadletter_total",
+    "tagstream_audience_size",
+    "tagstream_partition_lag",
+    "tagstream_producer_buffer_full_total",
+    "tagstream_build_info",
 }
-HISTOGRAMS = {"tagstream_event_to_tag_latency_seconds", "tagstream_expiry_lateness_seconds"}
+HISTOGRAMS = {"tagstream_event_to_tag_latency_seconds", "tagstream_expiry_lateness_seconds",
+              "tagstream_batch_evaluation_seconds"}
 KNOWN_SERIES = (
     COUNTERS_AND_GAUGES
     | HISTOGRAMS

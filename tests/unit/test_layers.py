@@ -48,9 +48,11 @@ ALLOWED = {
     "schemas": {"schemas"},
     "tag_rules": {"schemas", "tag_rules"},
     "streams.engine": {"schemas", "tag_rules", "streams.engine"},
-    "streams.io": {"schemas", "tag_rules", "streams.engine", "streams.io", "streams.settings"},
-    "streams.app": {"schemas", "tag_rules", "streams.engine", "streams.io", "streams.app", "streams.settings"},
+    "streams.io": {"schemas", "tag_rules", "streams.engine", "streams.io", "streams.settings", "streams.version"},
+    "streams.app": {"schemas", "tag_rules", "streams.engine", "streams.io", "streams.app", "streams.settings",
+                    "streams.version"},
     "streams.settings": {"tag_rules"},
+    "streams.version": set(),
 }
 
 

@@ -116,3 +116,25 @@ async def test_partition_watch_reports_and_seeks_a_stalled_partition(monkeypatch
     now[0] += 5
     await watch.check()
     assert health.ready()[0] and metrics.partition_stalled.labels("in", "0")._value.get() == 0
+
+
+async def test_partition_watch_drops_the_lag_of_a_revoked_partition() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.app.timers import FaustOffsets, PartitionWatch
+    from streams.io.health import Health
+    from streams.io.metrics import Metrics
+
+    consumer, registry = FakeConsumer(), CollectorRegistry()
+    metrics = Metrics.create(registry)
+    watch = PartitionWatch(name="faust", source=FaustOffsets(consumer), topics=["in"], watchdog=PartitionWatchdog(30),
+                           health=Health(recovered=True), metrics=metrics)
+    await watch.check()
+    lag = {s.labels["partition"]: s.value for m in registry.collect() if m.name == "tagstream_partition_lag"
+           for s in m.samples}
+    assert lag == {"0": 10, "1": 0}
+    consumer.tps.remove(FakeTP(("in", 1)))  # revoked: another worker owns it now
+    await watch.check()
+    lag = {s.labels["partition"]: s.value for m in registry.collect() if m.name == "tagstream_partition_lag"
+           for s in m.samples}
+    assert lag == {"0": 10}
