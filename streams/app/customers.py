@@ -16,6 +16,7 @@ its batch logic is unit-tested with fakes; ``topology.py`` binds them to Faust.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -60,6 +61,9 @@ class StateStore(Protocol):
     def delete_local(self, key: bytes, record: Delivered) -> None: ...
 
     def items(self) -> Iterable[tuple[bytes, object]]: ...
+
+    def held_keys(self) -> Iterable[bytes]:
+        """The keys held (no state decoded)."""
 
     async def flush(self) -> None:
         """Returns once every write so far is on its way to the changelog (before the batch is
@@ -122,12 +126,30 @@ class CustomerStage:
         self.deadletter = deadletter
         self.metrics = metrics
         self.exactly_once = exactly_once
+        self._batch = asyncio.Lock()
         self.customers = 0
         """Customers in the store: counted at recovery, kept up to date by ``save`` (counting a
         RocksDB store walks every key: 1 s per million, too slow for a gauge)."""
 
     async def process(self, events: Sequence[Delivered]) -> None:
         """Handles one batch; returns once its changes are published and its states saved."""
+        async with self._batch:  # a rule switch waits for the batch in flight
+            await self._process(events)
+
+    async def swap_engine(self, engine: TagEngine) -> int:
+        """Switches to ``engine`` between two batches and schedules every customer held for
+        re-evaluation now (a tick re-evaluates a state made under other rules: ``rule_change``);
+        returns how many were scheduled."""
+        async with self._batch:
+            self.engine = engine
+            now_ms = self.clock.now_ms()
+            n = 0
+            for key in self.store.held_keys():
+                self.due.schedule(key, now_ms)
+                n += 1
+            return n
+
+    async def _process(self, events: Sequence[Delivered]) -> None:
         started_s = time.perf_counter()
         generation = self.membership.generation()
         by_key, record_of = self._group(events, generation)
@@ -210,8 +232,13 @@ class CustomerStage:
             now_ms = self.clock.now_ms()
             tick = obj.get("tick")
             if tick is not None:
-                if state is None or state.due_ms != tick:
-                    continue  # stale tick: an event since then already moved the due time
+                if state is None:
+                    continue
+                if state.due_ms != tick:
+                    if state.rule_version == self.engine.version:
+                        continue  # stale tick: an event since then already moved the due time
+                    # made under other rules (a restart or a deploy scheduled it): re-evaluate now
+                    state.due_ms = tick if state.due_ms is None else min(state.due_ms, tick)
                 out += [Published(c, None) for c in self.engine.catch_up(state, obj["customer_id"], now_ms)]
                 continue
             if state is None:

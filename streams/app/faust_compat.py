@@ -329,23 +329,27 @@ def install_batch_delivery() -> bool:
     return True
 
 
+_GAP_WATCHERS: list[tuple[set[str], Callable[[Any, int, int], None]]] = []
+
+
 def watch_gaps(topics: set[str], on_gap: Callable[[Any, int, int], None]) -> None:
     """Calls ``on_gap(tp, from, to)`` whenever faust's consumer marks a range of offsets of one of
     ``topics`` as a gap (acknowledged without delivery: it saw offset ``to`` right after ``from - 1``).
     Our internal topics have no compaction and no transaction markers, so a gap there means records
-    are being skipped."""
+    are being skipped. Faust's method is wrapped once; each call adds a watcher."""
     from faust.transport.consumer import Consumer
 
+    _GAP_WATCHERS.append((set(topics), on_gap))
     real = Consumer._add_gap
-    if getattr(real, "_tagstream_watch", False):
+    if getattr(real, "_tagstream_original", None) is not None:
         return
 
     async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-        if tp.topic in topics:
-            on_gap(tp, offset_from, offset_to)
+        for watched, callback in _GAP_WATCHERS:
+            if tp.topic in watched:
+                callback(tp, offset_from, offset_to)
         await real(self, tp, offset_from, offset_to)
 
-    _add_gap._tagstream_watch = True  # type: ignore[attr-defined]
     _add_gap._tagstream_original = real  # type: ignore[attr-defined]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
 

@@ -31,6 +31,7 @@ from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender
 from streams.app.ingest import IngestStage
+from streams.app.rules_watch import RulesWatch
 from streams.app.source_consumer import SourceConsumer
 from streams.app.timers import DueTimer, FaustOffsets, PartitionWatch, probe_kafka
 from streams.app.watchdog import PartitionWatchdog
@@ -104,6 +105,10 @@ class TableStore:
         items: Iterable[tuple[bytes, object]] = self.table.data.items()
         return items
 
+    def held_keys(self) -> Iterable[bytes]:
+        keys: Iterable[bytes] = self.table.data.keys()
+        return keys
+
     async def flush(self) -> None:
         await faust_compat.drain_producer_buffer(self.table.app)
 
@@ -160,13 +165,17 @@ def build_faust_app(settings: Settings) -> faust.App:
     )
 
 
+def make_engine(settings: Settings, rules: CompiledRuleSet) -> TagEngine:
+    es = settings.engine
+    return TagEngine(rules, allowed_lateness_ms=es.allowed_lateness_ms, dedup_horizon_ms=es.dedup_horizon_ms,
+                     dedup_max_ids=es.dedup_max_ids)
+
+
 def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, clock: Clock | None) -> Runtime:
     es = settings.engine
     origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
     clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
-    engine = TagEngine(rules, allowed_lateness_ms=es.allowed_lateness_ms, dedup_horizon_ms=es.dedup_horizon_ms,
-                       dedup_max_ids=es.dedup_max_ids)
-    rt = Runtime(settings, rules, engine, metrics, clock)
+    rt = Runtime(settings, rules, make_engine(settings, rules), metrics, clock)
     rs, ks = settings.redis, settings.kafka
     redis_client = aioredis.from_url(rs.url, **rs.client_options(), socket_timeout=rs.timeout_ms / 1000,
                                      socket_connect_timeout=rs.timeout_ms / 1000)
@@ -178,8 +187,9 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
 
 
 def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
-               clock: Clock | None = None) -> tuple[faust.App, Runtime]:
-    """Builds the Faust app for ``settings`` and ``rules``."""
+               clock: Clock | None = None, rules_offset: int = -1) -> tuple[faust.App, Runtime]:
+    """Builds the Faust app for ``settings`` and ``rules`` (the rules topic's deployment at
+    ``rules_offset``, or -1: the local rule file)."""
     if settings.kafka.batch_delivery:
         faust_compat.install_batch_delivery()
     app = build_faust_app(settings)
@@ -233,6 +243,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name())
     _wire_audience_sizes(app, settings, rt)
+    wire_rules_watch(app, settings, rt, customer_stage, rules_offset)
 
     def gap(tp: Any, first: int, last: int) -> None:
         # the customer topic has no compaction and no transaction markers: a gap means faust
@@ -366,3 +377,30 @@ def _lifecycle(app: faust.App, rt: Runtime) -> None:
                     await client.close()
                 except Exception as exc:  # closing must not hide the reason we stop
                     log.warning("closing %s failed: %r", type(client).__name__, exc)
+
+
+def wire_rules_watch(app: faust.App, settings: Settings, rt: Runtime, stage: CustomerStage, offset: int) -> None:
+    """Hot deploy: follow the rules topic, switch engines between batches (rules_watch.py)."""
+    assert rt.redis_sink is not None
+
+    async def apply(rules: CompiledRuleSet) -> int:
+        engine = make_engine(settings, rules)
+        n = await stage.swap_engine(engine)
+        rt.engine, rt.rules = engine, rules
+        rt.metrics.set_build_info(engine.version)
+        rt.metrics.precreate(tags=rules.tags)
+        if rt.audience is not None:
+            rt.audience.set_tags(rules.tags)
+        return n
+
+    watch = RulesWatch(settings, current=rt.rules, offset=offset, apply=apply, redis=rt.redis_sink.client,
+                       prefix=settings.redis_key_prefix(),
+                       on_rejected=lambda why: rt.metrics.rules_rejected.labels(why).inc())
+
+    @app.timer(1.0, name="rules-watch")
+    async def rules_watch() -> None:
+        await watch.check()
+
+    @app.on_before_shutdown.connect
+    async def _close_watch(*args: Any, **kwargs: Any) -> None:
+        await watch.close()

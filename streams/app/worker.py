@@ -9,11 +9,12 @@ import faust
 from prometheus_client import REGISTRY
 
 from streams.app.faust_compat import check_faust
+from streams.app.rules_watch import deployed_rules
 from streams.app.topology import create_app
 from streams.io.health import serve
 from streams.io.logs import setup_logging
 from streams.io.metrics import Metrics
-from streams.io.topics import ensure_topics, topic_configs, worker_topics
+from streams.io.topics import RULES_TOPIC_CONFIG, ensure_topics, rules_topic_name, topic_configs, worker_topics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,11 @@ def run_worker(settings: Settings) -> None:
     ks = settings.kafka
     asyncio.run(ensure_topics(ks.bootstrap_servers, worker_topics(settings), ks.partitions, ks.replication_factor,
                               configs=topic_configs(settings), client_options=ks.client_options()))
-    app, rt = create_app(settings, rules, metrics)
+    asyncio.run(ensure_topics(ks.bootstrap_servers, [rules_topic_name(settings)], 1, ks.replication_factor,
+                              configs={rules_topic_name(settings): RULES_TOPIC_CONFIG},
+                              client_options=ks.client_options()))
+    rules, rules_offset = deployed_rules(settings, rules)  # a later worker runs what was deployed
+    app, rt = create_app(settings, rules, metrics, rules_offset=rules_offset)
     if settings.metrics.enabled:
         serve(rt.health, host=settings.metrics.host, port=settings.metrics.port)
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,

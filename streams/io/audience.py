@@ -28,9 +28,14 @@ class AudienceSizes:
 
     def __init__(self, client: aioredis.Redis, *, prefix: str, tags: Iterable[str], metrics: Metrics) -> None:
         self._client = client
+        self._prefix = prefix
         self._keys = {tag: audience_key(prefix, tag) for tag in sorted(tags)}
         self._metrics = metrics
         self._failing = False
+
+    def set_tags(self, tags: Iterable[str]) -> None:
+        """The tags to read from now on (a rule switch)."""
+        self._keys = {tag: audience_key(self._prefix, tag) for tag in sorted(tags)}
 
     async def refresh(self) -> dict[str, int] | None:
         """One read of every tag's audience size; returns them, or None when Redis failed (the

@@ -53,6 +53,7 @@ class Metrics:
     batch_evaluation: Histogram
     audience_size: Gauge
     producer_buffer_full: Counter
+    rules_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -112,6 +113,8 @@ class Metrics:
                 f"{p}_producer_buffer_full",
                 "Times faust's producer buffer was full and a table write waited for it to drain",
                 registry=registry),
+            rules_rejected=Counter(f"{p}_rules_rejected", "Rules-topic records this worker ignored, by reason",
+                                   ["reason"], registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:

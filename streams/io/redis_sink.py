@@ -105,6 +105,11 @@ class RedisTagSink:
                 self._pending = changes + self._pending
                 raise
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client (shared with readers of the worker, e.g. the rules status)."""
+        return self._client
+
     async def close(self) -> None:
         """Closes the client's connections; safe to call again."""
         if self._closed:

@@ -43,6 +43,14 @@ def changelog_topic_name(settings: Settings) -> str:
     return f"{settings.app_id}-customers-changelog"
 
 
+def rules_topic_name(settings: Settings) -> str:
+    """The compacted, one-partition topic of deployed rule sets (streams/io/rules_topic.py)."""
+    return f"{settings.app_id}-rules"
+
+
+RULES_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+
+
 def worker_topics(settings: Settings) -> list[str]:
     """Every topic a worker reads or writes."""
     ks = settings.kafka

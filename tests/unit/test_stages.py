@@ -131,6 +131,9 @@ class DictStore:
     def items(self) -> list[tuple[bytes, object]]:
         return list(self.data.items())
 
+    def held_keys(self) -> list[bytes]:
+        return list(self.data)
+
     async def flush(self) -> None:
         self.flushes += 1
 

@@ -1,0 +1,134 @@
+"""Hot deploy: every worker follows the rules topic and switches rule sets while it runs.
+
+* At start (``deployed_rules``) the worker takes the latest deployment that compiles, else the
+  local rule file (``TAGSTREAM_RULES_PATH``): a worker that starts later runs what was deployed.
+* While running (``RulesWatch.check``, on a timer) a new deployment is compiled; if it compiles,
+  the customer stage switches engines between two batches (``CustomerStage.swap_engine``) and
+  schedules every customer it holds for re-evaluation now: the due timer's ticks bring them
+  through the stage, which re-evaluates a state made under other rules (cause ``rule_change``).
+  A deployment that does not compile is skipped with a loud log and
+  ``tagstream_rules_rejected_total``; the worker keeps its rules.
+* Each worker reports the version it runs to Redis (``{prefix}:workers``: worker id -> JSON),
+  refreshed every few seconds; ``tagstream rules status`` reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.io.rules_topic import Deployment, RulesFollower, workers_key
+from streams.io.topics import rules_topic_name
+from streams.settings import Settings
+from tag_rules import RuleSetError, load_rules
+from tag_rules.compiler import CompiledRuleSet
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 5.0
+
+
+def worker_id() -> str:
+    return os.environ.get("TAGSTREAM_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def compile_deployment(d: Deployment, data_dir: Path) -> CompiledRuleSet:
+    """Writes the deployment's files under ``data_dir/rules/<version>`` and compiles them
+    (raises RuleSetError)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", d.version)[:100] or "unnamed"
+    return load_rules(d.write_to(data_dir / "rules" / f"{d.offset}-{safe}"))
+
+
+def deployed_rules(settings: Settings, local: CompiledRuleSet) -> tuple[CompiledRuleSet, int]:
+    """The rule set a starting worker runs: the newest deployment that compiles (and its
+    offset), else ``local`` (offset -1)."""
+    import asyncio
+
+    ks = settings.kafka
+    follower = RulesFollower(ks.bootstrap_servers, rules_topic_name(settings), ks.client_options())
+
+    async def read() -> list[Deployment]:
+        try:
+            return await follower.read_to_end()
+        finally:
+            await follower.close()
+
+    for d in reversed(asyncio.run(read())):
+        try:
+            rules = compile_deployment(d, settings.data_dir)
+        except RuleSetError as exc:
+            log.error("deployed rule set %s (offset %d) does not compile here; trying the one before: %s",
+                      d.version, d.offset, exc)
+            continue
+        log.info("running the deployed rule set %s (rules topic offset %d)", rules.version, d.offset)
+        return rules, d.offset
+    return local, -1
+
+
+class RulesWatch:
+    """Follows the rules topic; ``check()`` applies a new deployment through ``apply``."""
+
+    def __init__(self, settings: Settings, *, current: CompiledRuleSet, offset: int,
+                 apply: Callable[[CompiledRuleSet], Awaitable[int]], redis: Any, prefix: str,
+                 on_rejected: Callable[[str], None]) -> None:
+        ks = settings.kafka
+        self._follower = RulesFollower(ks.bootstrap_servers, rules_topic_name(settings), ks.client_options(),
+                                       on_bad=on_rejected)
+        self._data_dir = settings.data_dir
+        self._apply = apply
+        self._redis = redis
+        self._key = workers_key(prefix)
+        self._on_rejected = on_rejected
+        self._id = worker_id()
+        self.version = current.version
+        self.offset = offset
+        self.since_ms = int(time.time() * 1000)
+        self._last_status = 0.0
+
+    async def check(self) -> None:
+        """Applies the newest new deployment, if any; reports the status every few seconds."""
+        new = [d for d in await self._follower.poll() if d.offset > self.offset]
+        if new:
+            await self._take(new[-1])
+        if time.monotonic() - self._last_status >= STATUS_EVERY_S:
+            await self.report()
+
+    async def _take(self, d: Deployment) -> None:
+        self.offset = d.offset  # a bad one is not retried
+        try:
+            rules = compile_deployment(d, self._data_dir)
+        except RuleSetError as exc:
+            log.error("deployed rule set %s (rules topic offset %d) rejected, keeping %s:\n%s",
+                      d.version, d.offset, self.version, exc)
+            self._on_rejected("does not compile")
+            return
+        if rules.version == self.version:
+            log.info("deployment at offset %d is version %s, already running", d.offset, rules.version)
+            return
+        started = time.monotonic()
+        n = await self._apply(rules)
+        log.warning("rules switched %s -> %s (offset %d) in %.3f s; %d customers scheduled for re-evaluation",
+                    self.version, rules.version, d.offset, time.monotonic() - started, n)
+        self.version, self.since_ms = rules.version, int(time.time() * 1000)
+        await self.report()
+
+    async def report(self) -> None:
+        self._last_status = time.monotonic()
+        status = {"version": self.version, "offset": self.offset, "since_ms": self.since_ms,
+                  "seen_ms": int(time.time() * 1000)}
+        try:
+            await self._redis.hset(self._key, self._id, orjson.dumps(status))
+        except Exception as exc:  # status is best effort; tags are not affected
+            log.warning("could not report the rules status to Redis: %r", exc)
+
+    async def close(self) -> None:
+        await self._follower.close()
+

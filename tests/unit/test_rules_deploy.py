@@ -1,0 +1,121 @@
+"""Hot deploy without Kafka: the rules-topic record format, the engine switch between batches,
+and a state made under other rules being re-evaluated by its tick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.app.rules_watch import RulesWatch, compile_deployment
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import TagEngine
+from streams.io.metrics import Metrics
+from streams.io.rules_topic import BadRulesRecord, Deployment, decode_deployment, deployment_of
+from streams.settings import Settings
+from tag_rules import load_rules
+
+from .test_stages import NOW, DictStore, FakeProducer, Group, customer_stage, envelope
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    from prometheus_client import CollectorRegistry
+
+    return Metrics.create(CollectorRegistry())
+
+
+V2 = """
+version: v2
+features:
+  - {name: views_1h, agg: count, window: 1h, where: 'type == "product_view"'}
+tags:
+  - {name: browser, when: views_1h >= 1}
+"""
+
+
+@pytest.mark.parametrize("value, reason", [
+    (None, "tombstone"),
+    (b"{", "not JSON"),
+    (b"[]", "not a JSON object"),
+    (b'{"format": 9}', "unknown format"),
+    (b'{"format": 1, "version": "v", "files": {}, "deployed_at_ms": 1}', "non-empty"),
+    (b'{"format": 1, "version": "v", "files": {"../x.yaml": "a"}, "deployed_at_ms": 1}', "plain"),
+    (b'{"format": 1, "version": "", "files": {"a.yaml": "a"}, "deployed_at_ms": 1}', "no version"),
+])
+def test_bad_rules_records_are_refused_with_a_reason(value: bytes | None, reason: str) -> None:
+    with pytest.raises(BadRulesRecord, match=reason):
+        decode_deployment(value)
+
+
+def test_a_deployment_round_trips_and_compiles(tmp_path: Path) -> None:
+    d = deployment_of({"rules.yaml": V2}, "v2", "me")
+    back = decode_deployment(d.encode(), offset=7)
+    assert (back.version, dict(back.files), back.deployed_by, back.offset) == ("v2", {"rules.yaml": V2}, "me", 7)
+    assert compile_deployment(back, tmp_path).version == "v2"
+
+
+def test_a_rule_set_too_big_for_one_record_is_refused() -> None:
+    with pytest.raises(ValueError, match="at most"):
+        deployment_of({"rules.yaml": "#" * 1_000_000}, "big")
+
+
+async def test_swap_schedules_every_customer_and_the_tick_re_evaluates(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    await stage.process([envelope("c1", 1)])  # one view: not a browser under v1 (views_1h >= 2)
+    assert store.data[b"c1"].tags == {}
+    (tmp_path / "v2.yaml").write_text(V2)
+    assert await stage.swap_engine(TagEngine(load_rules(tmp_path / "v2.yaml"))) == 1
+    (key, due), = stage.due.pop_due(NOW + 10_000)
+    # the stored state is a copy (as a RocksDB store returns): its due time is not the tick's
+    store.data[b"c1"] = CustomerState.loads(store.data[b"c1"].dumps())
+    tick = envelope_tick(key, due)
+    await stage.process([tick])
+    assert store.data[b"c1"].tags.keys() == {"browser"}
+    changes = [orjson.loads(v or b"") for _, _, v, _, _ in producer.on("tags")]
+    assert [(c["tag"], c["op"], c["cause"]) for c in changes] == [("browser", "add", "rule_change")]
+
+
+def envelope_tick(key: bytes, due_ms: int) -> Any:
+    from streams.app.envelope import EnvelopeBuilder
+
+    from .test_stages import PARTITIONS, Event, Record
+
+    b = EnvelopeBuilder(PARTITIONS)
+    b.add(key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+    (p, value), = b.records()
+    return Event(Record(value, topic="cust", partition=p))
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, bytes]] = {}
+
+    async def hset(self, key: str, field: str, value: bytes) -> None:
+        self.hashes.setdefault(key, {})[field] = value
+
+
+async def test_a_deployment_that_does_not_compile_is_rejected_and_the_rules_kept(tmp_path: Path) -> None:
+    applied: list[str] = []
+    rejected: list[str] = []
+
+    async def apply(rules: Any) -> int:
+        applied.append(rules.version)
+        return 0
+
+    (tmp_path / "v2.yaml").write_text(V2)
+    settings = Settings(data_dir=tmp_path / "data")
+    redis = FakeRedis()
+    watch = RulesWatch(settings, current=load_rules(tmp_path / "v2.yaml"), offset=-1, apply=apply, redis=redis,
+                       prefix="p", on_rejected=rejected.append)
+    await watch._take(Deployment("v3", {"r.yaml": "version: v3\ntags: [{name: x, when: nope >= 1}]\n"}, 1, "", 5))
+    assert applied == [] and rejected == ["does not compile"] and watch.version == "v2" and watch.offset == 5
+    await watch._take(Deployment("v2", {"r.yaml": V2}, 1, "", 6))  # the version already running
+    assert applied == []
+    await watch._take(Deployment("v4", {"r.yaml": V2.replace("v2", "v4")}, 1, "", 7))
+    assert applied == ["v4"] and watch.version == "v4"
+    status = orjson.loads(redis.hashes["p:workers"][next(iter(redis.hashes["p:workers"]))])
+    assert (status["version"], status["offset"]) == ("v4", 7)
