@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -92,17 +93,13 @@ def cmd_tags(args: argparse.Namespace) -> int:
     import orjson
     import redis
 
-    from streams.io.redis_sink import audience_key, tags_key
+    from streams.io.redis_sink import tags_key
 
     settings = _settings()
     rs = settings.redis
-    client = redis.Redis.from_url(rs.url, **rs.client_options())
     if args.audience:
-        members = sorted(_text(m) for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
-        print(f"{args.audience}: {len(members)} customers")
-        for m in members[: args.limit]:
-            print(f"  {m}")
-        return 0
+        return asyncio.run(_print_audience(settings, args.audience, args.limit))
+    client = redis.Redis.from_url(rs.url, **rs.client_options())
     if not args.customer_id:
         sys.exit("tagstream tags: give a CUSTOMER_ID or --audience TAG")
     for cid in args.customer_id:
@@ -114,6 +111,45 @@ def cmd_tags(args: argparse.Namespace) -> int:
         for tag, raw in sorted(tags.items()):
             v = orjson.loads(raw)
             print(f"  {_text(tag):<24} since {_fmt_ts(v['since_ms'])}  (rules {v['rule_version']})")
+    return 0
+
+
+async def _print_audience(settings: Settings, tag: str, limit: int) -> int:
+    """The audience's size (SCARD) and its first ``limit`` members, paged with SSCAN as the HTTP API
+    pages (never the whole set in memory; unordered)."""
+    from streams.io.tag_reader import open_reader
+
+    reader = open_reader(settings)
+    try:
+        print(f"{tag}: {await reader.audience_count(tag)} customers")
+        shown = 0
+        async for member in reader.audience(tag, count=min(max(limit, 10), 1000)):
+            if shown >= limit:
+                break
+            print(f"  {member}")
+            shown += 1
+    finally:
+        await reader.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streams.io.api_server import ApiServer, describe
+
+    settings = _settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with ApiServer.from_settings(settings, host=args.host, port=args.port) as server:
+            api = settings.api.model_copy(update={"host": server.host})
+            print(f"tagstream serve: HTTP API on {describe(api, server.port)}, redis "
+                  f"{settings.redis.url.split('@')[-1]}", flush=True)  # never the credentials
+            await stop.wait()
+
+    asyncio.run(run())
     return 0
 
 
@@ -175,9 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tags", help="show a customer's tags (or an audience) from Redis")
     t.add_argument("customer_id", nargs="*")
-    t.add_argument("--audience", metavar="TAG", help="list the customers holding TAG")
-    t.add_argument("--limit", type=int, default=20)
+    t.add_argument("--audience", metavar="TAG", help="count the customers holding TAG and list some (unordered)")
+    t.add_argument("--limit", type=int, default=20, help="customers listed with --audience (default 20)")
     t.set_defaults(func=cmd_tags)
+
+    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags, audiences; no Kafka needed)")
+    sv.add_argument("--host", help="bind address (default: TAGSTREAM_API__HOST, 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port (default: TAGSTREAM_API__PORT, 9465; 0: any free port)")
+    sv.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("stack", help="start/stop the local Kafka + Redis (+ Prometheus) stack")
     s.add_argument("action", choices=["up", "down", "status", "resolve"])

@@ -1,4 +1,4 @@
-"""Runs the tagstream worker: topics ensured, metrics served, Faust worker started."""
+"""Runs the tagstream worker: topics ensured, metrics and the HTTP API served, Faust worker started."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from streams.app.faust_compat import check_faust
 from streams.app.topology import create_app
+from streams.io.api_server import ApiThread, describe
 from streams.io.health import serve
 from streams.io.metrics import Metrics
 from streams.io.topics import ensure_topics, topic_configs, worker_topics
@@ -31,6 +32,9 @@ def run_worker(settings: Settings) -> None:
         serve(rt.health, host=settings.metrics.host, port=settings.metrics.port)
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
                  settings.metrics.port)
+    if settings.api.enabled:  # before Faust starts: a taken port stops the worker with one clear line
+        api = ApiThread(settings).start()
+        log.info("HTTP API on %s", describe(settings.api, api.port))
     print(f"tagstream worker: rules {rules.version} ({len(rules.features)} features, {len(rules.tags)} tags), "
           f"kafka {ks.bootstrap_servers} ({ks.protocol()}{' ' + ks.sasl_mechanism if ks.sasl_mechanism else ''}), "
           f"redis {settings.redis.url.split('@')[-1]}", flush=True)  # never the credentials
