@@ -121,6 +121,8 @@ class ApiSettings(_Frozen):
     port: int = Field(9465, ge=0, le=65535)
     token: SecretStr | None = Field(
         None, description="Bearer token every API request must carry (Authorization: Bearer ...); none: open.")
+    redis_connections: int = Field(32, ge=1, description="Redis connections of the API (requests beyond wait "
+                                                          "for one, up to redis.timeout_ms).")
     max_page: int = Field(1_000, ge=1, le=100_000, description="Largest audience page size (SSCAN COUNT) a client "
                                                                 "may ask for.")
 

@@ -102,11 +102,15 @@ class TagReader:
 
 
 def open_reader(settings: Settings) -> TagReader:
-    """A reader on the Redis and key prefix of ``settings`` (the worker's, so the sink's)."""
+    """A reader on the Redis and key prefix of ``settings`` (the worker's, so the sink's).
+
+    At most ``api.redis_connections`` connections: a burst of requests waits for a free one (up
+    to the Redis timeout) instead of opening a connection per request in flight."""
     rs = settings.redis
-    client = aioredis.Redis.from_url(rs.url, socket_timeout=rs.timeout_ms / 1000,
-                                     socket_connect_timeout=rs.timeout_ms / 1000, **rs.client_options())
-    return TagReader(client, prefix=settings.redis_key_prefix())
+    pool = aioredis.BlockingConnectionPool.from_url(
+        rs.url, max_connections=settings.api.redis_connections, timeout=rs.timeout_ms / 1000,
+        socket_timeout=rs.timeout_ms / 1000, socket_connect_timeout=rs.timeout_ms / 1000, **rs.client_options())
+    return TagReader(aioredis.Redis.from_pool(pool), prefix=settings.redis_key_prefix())  # closes the pool
 
 
 def _text(value: bytes | str) -> str:
