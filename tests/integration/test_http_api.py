@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -138,6 +139,13 @@ def test_a_customers_tags_follow_the_sink(stack: Stack, secured: ServeProc) -> N
     write(stack, secured.prefix, [change(a, "vip", "remove")])
     status, body = secured.get(f"/customers/{a}/tags")
     assert status == 404 and ApiError.model_validate(body).error == "not_found" and a in body["message"]
+
+
+def test_customer_ids_with_slashes_spaces_and_unicode(stack: Stack, secured: ServeProc) -> None:
+    odd = f"shop/{uuid.uuid4().hex[:6]} é?#%"
+    write(stack, secured.prefix, [change(odd, "vip", "add")])
+    status, body = secured.get(f"/customers/{urllib.parse.quote(odd, safe='')}/tags")
+    assert status == 200 and body["customer_id"] == odd and set(body["tags"]) == {"vip"}
 
 
 def test_token_required_when_set_and_not_otherwise(stack: Stack, secured: ServeProc,
