@@ -247,6 +247,7 @@ def tagstream_env(load: Load, app_id: str, metrics_port: int, data_dir: Path, ru
         "TAGSTREAM_REDIS__URL": redis_url,
         "TAGSTREAM_REDIS__KEY_PREFIX": app_id,
         "TAGSTREAM_METRICS__PORT": str(metrics_port),
+        "TAGSTREAM_API__ENABLED": "false",  # several workers per run; the API has its own benchmark (lookup.py)
         "TAGSTREAM_LOGLEVEL": "warn",
     }
 

@@ -243,6 +243,7 @@ class Phase:
             "TAGSTREAM_REDIS__URL": a.redis_url,
             "TAGSTREAM_REDIS__KEY_PREFIX": self.prefix,
             "TAGSTREAM_METRICS__PORT": str(self.metrics_port),
+            "TAGSTREAM_API__ENABLED": "false",
             "TAGSTREAM_LOGLEVEL": a.worker_loglevel,
             "TAGSTREAM_ENGINE__CLOCK_SPEED": repr(self.speed),
             "TAGSTREAM_ENGINE__CLOCK_ORIGIN_MS": str(self.origin_ms),

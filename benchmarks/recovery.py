@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "TAGSTREAM_APP_ID": app_id, "TAGSTREAM_STORE": args.store,
            "TAGSTREAM_DATA_DIR": str(data_dir), "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap,
            "TAGSTREAM_KAFKA__PARTITIONS": str(args.partitions), "TAGSTREAM_METRICS__PORT": str(port),
+           "TAGSTREAM_API__ENABLED": "false",
            "TAGSTREAM_KAFKA__CLICKSTREAM_TOPIC": f"{app_id}.clickstream",
            "TAGSTREAM_KAFKA__POS_TOPIC": f"{app_id}.pos", "TAGSTREAM_KAFKA__ORDERS_TOPIC": f"{app_id}.orders",
            "TAGSTREAM_KAFKA__DEADLETTER_TOPIC": f"{app_id}.deadletter",

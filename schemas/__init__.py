@@ -6,6 +6,7 @@
 - canonical: event -> the flat canonical dict the engine and rules see
 - tags: tag-change topic value, Redis tag value, dead-letter headers
 - rules: typed shape of a rule file, parse_duration_ms
+- api: response bodies of the HTTP API (streams/io/http_api.py)
 - export: JSON Schemas of the public shapes (``python -m schemas.export [DIR]``)
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -119,7 +120,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
     import orjson
     import redis
 
-    from streams.io.redis_sink import audience_key, tags_key
+    from streams.io.redis_sink import tags_key
 
     settings = _settings()
     if not args.audience and not args.customer_id:
@@ -127,11 +128,9 @@ def cmd_tags(args: argparse.Namespace) -> int:
     if args.audience:
         _check_tag(settings, args.audience)
     rs = settings.redis
-    client = redis.Redis.from_url(rs.url, **rs.client_options())
     if args.audience:
-        members = sorted(_text(m) for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
-        _print_audience(args.audience, members, args.limit, as_json=args.json)
-        return 0
+        return asyncio.run(_print_audience(settings, args.audience, args.limit, as_json=args.json))
+    client = redis.Redis.from_url(rs.url, **rs.client_options())
     found = {}
     for cid in args.customer_id:
         tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid))
@@ -160,16 +159,6 @@ def _check_tag(settings: Settings, tag: str) -> None:
                      f"{len(rules.tags)} tags: {', '.join(sorted(rules.tags))}")
 
 
-def _print_audience(tag: str, members: list[str], limit: int, *, as_json: bool) -> None:
-    """``--audience``: the count and the first ``limit`` customer ids (sorted)."""
-    if as_json:
-        print(_json({"tag": tag, "count": len(members), "customers": members[:limit]}))
-        return
-    print(f"{tag}: {len(members)} customers")
-    for m in members[:limit]:
-        print(f"  {m}")
-
-
 def _print_tags(found: dict[str, dict[str, Any]], *, as_json: bool) -> None:
     """Customers' tags: ``{customer_id: {tag: {"since_ms", "rule_version"}}}`` (as in Redis)."""
     if as_json:
@@ -192,6 +181,51 @@ def _json(obj: object) -> str:
     import orjson
 
     return orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+
+
+async def _print_audience(settings: Settings, tag: str, limit: int, *, as_json: bool) -> int:
+    """The audience's size (SCARD) and its first ``limit`` members, paged with SSCAN as the HTTP API
+    pages (never the whole set in memory; unordered)."""
+    from streams.io.tag_reader import open_reader
+
+    reader = open_reader(settings)
+    try:
+        count = await reader.audience_count(tag)
+        members: list[str] = []
+        if limit:
+            async for member in reader.audience(tag, count=min(max(limit, 10), 1000)):
+                members.append(member)
+                if len(members) >= limit:
+                    break
+    finally:
+        await reader.close()
+    if as_json:
+        print(_json({"tag": tag, "count": count, "customers": members}))
+    else:
+        print(f"{tag}: {count} customers")
+        for m in members:
+            print(f"  {m}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streams.io.api_server import ApiServer, describe
+
+    settings = _settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with ApiServer.from_settings(settings, host=args.host, port=args.port) as server:
+            api = settings.api.model_copy(update={"host": server.host})
+            print(f"tagstream serve: HTTP API on {describe(api, server.port)}, redis "
+                  f"{settings.redis.url.split('@')[-1]}", flush=True)  # never the credentials
+            await stop.wait()
+
+    asyncio.run(run())
+    return 0
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -291,12 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="exit codes: 0 done, 1 Redis unreachable, 2 usage error (no CUSTOMER_ID or --audience, "
                               "a TAG not in the rule set: the message lists the known tags)")
     t.add_argument("customer_id", nargs="*")
-    t.add_argument("--audience", metavar="TAG", help="list the customers holding TAG (a tag of the rule set)")
+    t.add_argument("--audience", metavar="TAG",
+                   help="count the customers holding TAG (a tag of the rule set) and list some (unordered)")
     t.add_argument("--limit", type=_number(int, low=0), default=20, help="customer ids listed with --audience")
     t.add_argument("--json", action="store_true",
                    help="JSON output: {customer_id: {tag: {since_ms, rule_version}}}, or with --audience "
                         "{tag, count, customers}")
     t.set_defaults(func=cmd_tags)
+
+    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags, audiences; no Kafka needed)")
+    sv.add_argument("--host", help="bind address (default: TAGSTREAM_API__HOST, 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port (default: TAGSTREAM_API__PORT, 9465; 0: any free port)")
+    sv.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("stack", help="start/stop the local Kafka + Redis (+ Prometheus) stack")
     s.add_argument("action", choices=["up", "down", "status", "resolve"])

@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tag_rules.compiler import CompiledRuleSet
@@ -122,6 +122,29 @@ class MetricsSettings(_Frozen):
                                   "pipelined); 0: never.")
 
 
+class ApiSettings(_Frozen):
+    """The HTTP API (tags of a customer, audiences; streams/io/http_api.py): served by every worker
+    unless disabled, and by ``tagstream serve`` on its own."""
+
+    enabled: bool = Field(True, description="Serve the HTTP API from the worker (tagstream serve ignores this).")
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless configured.")
+    port: int = Field(9465, ge=0, le=65535)
+    token: SecretStr | None = Field(
+        None, description="Bearer token every API request must carry (Authorization: Bearer ...); none: open.")
+    redis_connections: int = Field(32, ge=1, description="Redis connections of the API (requests beyond wait "
+                                                          "for one, up to redis.timeout_ms).")
+    max_page: int = Field(1_000, ge=1, le=100_000, description="Largest audience page size (SSCAN COUNT) a client "
+                                                                "may ask for.")
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_blank(cls, token: SecretStr | None) -> SecretStr | None:
+        value = token.get_secret_value() if token is not None else None
+        if value is not None and (not value or value != value.strip() or " " in value):
+            raise ValueError("the API token must be non-empty and hold no spaces (unset the variable for no token)")
+        return token
+
+
 class EngineSettings(_Frozen):
     future_tolerance_ms: int = Field(300_000, ge=0, description="Events further in the future go to the DLQ.")
     allowed_lateness_ms: int = Field(
@@ -163,6 +186,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     metrics: MetricsSettings = MetricsSettings()
+    api: ApiSettings = ApiSettings()
     engine: EngineSettings = EngineSettings()
 
     def redis_key_prefix(self) -> str:

@@ -1,4 +1,4 @@
-"""Runs the tagstream worker: topics ensured, metrics served, Faust worker started."""
+"""Runs the tagstream worker: topics ensured, metrics and the HTTP API served, Faust worker started."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from streams.app.faust_compat import check_faust
 from streams.app.rules_watch import deployed_rules
 from streams.app.topology import create_app
+from streams.io.api_server import ApiThread, describe
 from streams.io.health import serve
 from streams.io.logs import setup_logging
 from streams.io.metrics import Metrics
@@ -38,6 +39,9 @@ def run_worker(settings: Settings) -> None:
         serve(rt.health, host=settings.metrics.host, port=settings.metrics.port)
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
                  settings.metrics.port)
+    if settings.api.enabled:  # before Faust starts: a taken port stops the worker with one clear line
+        api = ApiThread(settings).start()
+        log.info("HTTP API on %s", describe(settings.api, api.port))
     sasl = f" {ks.sasl_mechanism}" if ks.sasl_mechanism else ""
     log.info("tagstream worker: rules %s (%d features, %d tags), kafka %s (%s%s), redis %s", rules.version,
              len(rules.features), len(rules.tags), ks.bootstrap_servers, ks.protocol(), sasl,

@@ -93,6 +93,7 @@ class WorkerProc:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     metrics_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
 
     @property
     def prefix(self) -> str:
@@ -117,6 +118,7 @@ class WorkerProc:
             "TAGSTREAM_REDIS__URL": self.stack.redis_url,
             "TAGSTREAM_REDIS__KEY_PREFIX": self.prefix,
             "TAGSTREAM_METRICS__PORT": str(self.metrics_port),
+            "TAGSTREAM_API__PORT": str(self.api_port),
             "TAGSTREAM_LOGLEVEL": "info",
             **self.extra_env,
         }
