@@ -178,7 +178,7 @@ def test_dockerfile_builds_non_root_worker_image() -> None:
     lines = [line.strip() for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
     assert instructions[0] == "FROM python:3.11-slim"
-    assert any(line.startswith("RUN pip install .") for line in instructions)
+    assert any(line.startswith('RUN pip install ".[rocksdb]"') for line in instructions)
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}, "the image must run as a non-root user"
     assert instructions[-1] == 'CMD ["tagstream", "worker"]'
