@@ -65,12 +65,23 @@ class FeatureSpec(BaseModel):
 
 
 class TagSpec(BaseModel):
-    """A tag: held by a customer while ``when`` (an expression over features) is true."""
+    """A tag: held by a customer while ``when`` (an expression over features) is true, or, with
+    hysteresis, added when ``enter`` holds and removed when ``exit`` holds. ``min_duration`` and
+    ``cooldown`` damp flapping (docs/rules.md, *Flap control*). Which combinations are allowed is
+    checked by tag_rules.compiler, with positions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Name
-    when: Annotated[str, Field(min_length=1)]
+    when: Annotated[str, Field(min_length=1)] | None = None
+    enter: Annotated[str, Field(min_length=1)] | None = None
+    """Hysteresis: the condition that adds the tag while it is absent (with ``exit``, instead of ``when``)."""
+    exit: Annotated[str, Field(min_length=1)] | None = None
+    """Hysteresis: the condition that removes the tag while it is present."""
+    min_duration: str | None = None
+    """A duration: once added, the tag stays at least this long."""
+    cooldown: str | None = None
+    """A duration: once removed, the tag cannot come back before this long."""
     description: str | None = None
 
 

@@ -82,6 +82,42 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from streams.tools.rule_fixtures import fixtures_for
+    from streams.tools.rule_tests import describe, load_checked, run_fixtures
+    from tag_rules import RuleSetError, load_rules
+
+    try:
+        rules = load_rules(args.path)
+    except RuleSetError as exc:
+        for e in exc.errors:
+            print(e)
+        print(f"{len(exc.errors)} error(s) in the rule set {args.path}", file=sys.stderr)
+        return 2
+    files = [Path(args.fixtures)] if args.fixtures else fixtures_for(args.path)
+    if not files:
+        print(f"tagstream rules test: no fixtures for {args.path} (X.tests.yaml next to X.yaml, or give FIXTURES)",
+              file=sys.stderr)
+        return 2
+    loaded, errors = load_checked(rules, files)
+    for e in errors:
+        print(e)
+    if errors:
+        print(f"{len(errors)} error(s) in the fixtures", file=sys.stderr)
+        return 2
+    cases = expectations = failed = 0
+    for fixtures in loaded:
+        result = run_fixtures(rules, fixtures)
+        cases += result.cases
+        expectations += result.expectations
+        failed += len(result.failures)
+        for failure in result.failures:
+            print(describe(failure))
+    print(f"{'FAILED' if failed else 'ok'}: {cases} case(s), {expectations} expectation(s), {failed} failed "
+          f"({', '.join(str(f) for f in files)})")
+    return 1 if failed else 0
+
+
 def cmd_produce(args: argparse.Namespace) -> int:
     from streams.io.topics import ensure_topics
     from streams.tools.generator import RetailGenerator
@@ -308,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc = rsub.add_parser("check", help="compile a rule file or folder and report every error")
     rc.add_argument("path", nargs="?", help="rule file or folder (default: the shipped retail rules)")
     rc.set_defaults(func=cmd_rules_check)
+    rt = rsub.add_parser("test", help="run rule-test fixtures through the engine on a simulated clock")
+    rt.add_argument("path", help="rule file or folder")
+    rt.add_argument("fixtures", nargs="?", help="fixtures file (default: X.tests.yaml next to X.yaml, or "
+                    "every *.tests.yaml in the folder)")
+    rt.set_defaults(func=cmd_rules_test)
 
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")

@@ -16,12 +16,17 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.canonical import CANONICAL_FIELD_TYPES
-from schemas.rules import FeatureSpec, RuleFile, TagSpec, parse_duration_ms
+from schemas.rules import FeatureSpec, RuleFile, TagSpec
 
+from .durations import MAX_DURATION_MS, duration_ms, fmt_ms
 from .errors import RuleError, RuleSetError
 from .expr import CompiledExpr, ExprError, compile_expr
 from .loader import load_yaml, rule_files
 from .names import describe_non_ascii, name_problem
+from .positions import expr_pos, value_pos
+from .tags import TagDef, TagProblems, compile_tag
+
+__all__ = ["CompiledRuleSet", "FeatureDef", "TagDef", "compile_rules", "load_rules"]
 
 NUMERIC_TYPES = {"int", "float"}
 NEEDS_NUMERIC = {"sum", "min", "max", "avg"}
@@ -29,10 +34,8 @@ NEEDS_FIELD = NEEDS_NUMERIC | {"distinct_count", "first", "last"}
 
 MIN_WINDOW_MS = 5_000
 """Shortest window (5s): finer windows only multiply due times and buckets."""
-MAX_WINDOW_MS = 3650 * 86_400_000
+MAX_WINDOW_MS = MAX_DURATION_MS
 """Longest window (3650d, 10 years); longer is lifetime. Keeps every bucket and due time in 64 bits."""
-MAX_DURATION_CHARS = 24
-"""Longest duration text: more digits can only be an overflow."""
 MAX_VERSION_LENGTH = 128
 """Longest ``version``: it is published with every tag change and stored with every customer."""
 
@@ -56,18 +59,6 @@ class FeatureDef:
 
 
 @dataclass(frozen=True)
-class TagDef:
-    """A compiled tag: it holds while ``when`` is true."""
-
-    name: str
-    when: CompiledExpr
-    features: tuple[str, ...]
-    """Feature names the rule reads, in a stable order."""
-    description: str | None = None
-    file: str = ""
-
-
-@dataclass(frozen=True)
 class CompiledRuleSet:
     version: str
     features: dict[str, FeatureDef]
@@ -78,8 +69,9 @@ class CompiledRuleSet:
         """For each time-since feature, every constant a tag compares it with (seconds)."""
         out: dict[str, set[float]] = {}
         for tag in self.tags.values():
-            for name, values in tag.when.thresholds.items():
-                out.setdefault(name, set()).update(values)
+            for _, cond in tag.conditions():
+                for name, values in cond.thresholds.items():
+                    out.setdefault(name, set()).update(values)
         return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
@@ -107,7 +99,7 @@ def load_rules(path: str | Path) -> CompiledRuleSet:
             continue
         problem = _version_problem(rf.version)
         if problem:
-            version_errors.append(RuleError(str(f), f"version: {problem}", None, *_pos(doc, "version")))
+            version_errors.append(RuleError(str(f), f"version: {problem}", None, *value_pos(doc, "version")))
         parsed.append((str(f), rf, doc))
     if errors:
         raise RuleSetError(errors + version_errors)
@@ -174,16 +166,12 @@ def _compile_tags(raw_tags: list[tuple[str, TagSpec, Mapping[str, Any]]],
             continue
         problem = name_problem(tspec.name, "tag")
         if problem:
-            errors.append(RuleError(fname, f"name: {problem}", where, *_pos(raw, "name", line)))
+            errors.append(RuleError(fname, f"name: {problem}", where, *value_pos(raw, "name", line)))
             continue
         try:
-            when = compile_expr(tspec.when, names=declared, kind="when",
-                                threshold_names=since_names, filename=f"{fname}:{tspec.name}")
-        except ExprError as exc:
-            ln, col = _expr_pos(raw, "when", exc)
-            errors.append(RuleError(fname, f"when: {exc.message}", where, ln or line, col))
-            continue
-        tags[tspec.name] = TagDef(tspec.name, when, tuple(sorted(when.names)), tspec.description, fname)
+            tags[tspec.name] = compile_tag(fname, tspec, raw, declared, since_names)
+        except TagProblems as p:
+            errors.extend(RuleError(fname, m, where, ln or line, col) for m, ln, col in p.items)
     return tags
 
 
@@ -196,7 +184,7 @@ def _compile_feature(fname: str, spec: FeatureSpec, raw: Mapping[str, Any]) -> F
     problems: list[tuple[str, int | None, int | None]] = []
 
     def problem(key: str, message: str) -> None:
-        problems.append((message, *_pos(raw, key)))
+        problems.append((message, *value_pos(raw, key)))
 
     name_issue = name_problem(spec.name, "feature")
     if name_issue:
@@ -209,7 +197,7 @@ def _compile_feature(fname: str, spec: FeatureSpec, raw: Mapping[str, Any]) -> F
             where_expr = compile_expr(spec.where, names=CANONICAL_FIELD_TYPES, kind="where",
                                       filename=f"{fname}:{spec.name}")
         except ExprError as exc:
-            ln, col = _expr_pos(raw, "where", exc)
+            ln, col = expr_pos(raw, "where", exc)
             problems.append((f"where: {exc.message}", ln, col))
     if problems:
         raise _Problems(problems)
@@ -226,11 +214,11 @@ def _window_and_resolution(spec: FeatureSpec, problem: Callable[[str, str], None
     window_ms: int | None = None
     if spec.window is not None and not lifetime:
         try:
-            window_ms = _duration_ms(spec.window)
+            window_ms = duration_ms(spec.window)
             if window_ms < MIN_WINDOW_MS:
-                raise ValueError(f"{spec.window} is shorter than the minimum window, {_fmt(MIN_WINDOW_MS)}")
+                raise ValueError(f"{spec.window} is shorter than the minimum window, {fmt_ms(MIN_WINDOW_MS)}")
             if window_ms > MAX_WINDOW_MS:
-                raise ValueError(f"{spec.window} is longer than the maximum window, {_fmt(MAX_WINDOW_MS)} "
+                raise ValueError(f"{spec.window} is longer than the maximum window, {fmt_ms(MAX_WINDOW_MS)} "
                                  "(10 years); use lifetime (drop the window)")
         except ValueError as exc:
             window_ms = None
@@ -238,7 +226,7 @@ def _window_and_resolution(spec: FeatureSpec, problem: Callable[[str, str], None
     resolution_ms: int | None = None
     if spec.resolution is not None:
         try:
-            resolution_ms = _duration_ms(spec.resolution)
+            resolution_ms = duration_ms(spec.resolution)
             if resolution_ms <= 0:
                 raise ValueError("resolution must be longer than 0")
             if window_ms is not None and resolution_ms > window_ms:
@@ -251,21 +239,6 @@ def _window_and_resolution(spec: FeatureSpec, problem: Callable[[str, str], None
         problem("window", "window: since_last is measured over the customer's whole history; drop the window "
                 "and compare it with a constant in the tag (e.g. x >= days(30))")
     return window_ms, resolution_ms
-
-
-def _duration_ms(text: str) -> int:
-    """parse_duration_ms, but a digit string too long for any sane duration is refused before int()."""
-    if isinstance(text, str) and len(text.strip()) > MAX_DURATION_CHARS:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        raise ValueError(f"invalid duration {shown!r}: too long (the longest window is {_fmt(MAX_WINDOW_MS)})")
-    return parse_duration_ms(text)
-
-
-def _fmt(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def _check_field(spec: FeatureSpec, problem: Callable[[str, str], None]) -> None:
@@ -294,31 +267,12 @@ def _version_problem(version: str | None) -> str | None:
     return None
 
 
-def _pos(raw: Any, key: str, default_line: int | None = None) -> tuple[int | None, int | None]:
-    """Line and column of ``raw[key]``'s value (``default_line``, None when unknown)."""
-    vp: dict[str, tuple[int, int]] = getattr(raw, "value_pos", {})
-    line, col = vp.get(key, (default_line, None))
-    return line, col
-
-
 def _raw_item(doc: Any, section: str, index: int) -> Mapping[str, Any]:
     try:
         item = doc[section][index]
     except (KeyError, IndexError, TypeError):
         return {}
     return item if isinstance(item, Mapping) else {}
-
-
-def _expr_pos(raw: Mapping[str, Any], key: str, exc: ExprError) -> tuple[int | None, int | None]:
-    """Position of an expression error in the file (single-line expressions are exact)."""
-    line, col = _pos(raw, key)
-    if line is None or col is None:
-        return None, None
-    if exc.line is None:
-        return line, col
-    if exc.line == 1:
-        return line, col + (exc.col or 1) - 1
-    return line + exc.line - 1, exc.col
 
 
 def _validation_errors(fname: str, doc: Any, exc: ValidationError) -> list[RuleError]:
@@ -335,9 +289,9 @@ def _validation_errors(fname: str, doc: Any, exc: ValidationError) -> list[RuleE
             rule = f"{kind} '{name}'" if name else f"{kind} #{loc[1] + 1}"
             line = getattr(raw, "line", line)
             if len(loc) >= 3 and isinstance(loc[2], str):
-                line, col = _pos(raw, loc[2], line)
+                line, col = value_pos(raw, loc[2], line)
         elif loc and isinstance(loc[0], str):
-            line, col = _pos(doc, loc[0], line)
+            line, col = value_pos(doc, loc[0], line)
         field_path = ".".join(str(p) for p in (loc[2:] if len(loc) > 2 else loc))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

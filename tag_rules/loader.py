@@ -54,11 +54,16 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+FIXTURE_SUFFIXES = (".tests.yaml", ".tests.yml")
+"""Rule tests (``tagstream rules test``) live next to the rules; a folder's rule files skip them."""
+
+
 def rule_files(path: str | Path) -> list[Path]:
-    """The rule files at ``path``: the file itself, or every ``*.yaml``/``*.yml`` in a folder."""
+    """The rule files at ``path``: the file itself, or every ``*.yaml``/``*.yml`` in a folder
+    except rule-test fixtures (``*.tests.yaml``)."""
     p = Path(path)
     if p.is_dir():
-        files = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+        files = sorted(f for f in [*p.glob("*.yaml"), *p.glob("*.yml")] if not f.name.endswith(FIXTURE_SUFFIXES))
         if not files:
             raise RuleSetError([RuleError(str(p), "no *.yaml rule files in this folder")])
         return files

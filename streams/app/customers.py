@@ -97,7 +97,7 @@ class Updated:
     @property
     def keep(self) -> bool:
         """False when nothing is left to remember: the state is deleted (keeps the store bounded)."""
-        return bool(self.state.features or self.state.tags)
+        return not self.state.is_empty()
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagChangeDict, TagOp
+from streams.engine import flap
 from streams.engine.features.runtime import FeatureRuntime
 from streams.engine.features.state import SEEN_ENTRY, CustomerState
 from tag_rules.compiler import CompiledRuleSet
@@ -71,6 +72,11 @@ class TagEngine:
                            for src in SOURCES}
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
+        # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
+        # those with a min_duration or cooldown also add their gates to the due time.
+        self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
+        self._gated = [t for t in self.tags if t.flap_controlled]
+        self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._plans: dict[tuple[str, ...], tuple[list[Any], list[FeatureRuntime]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -124,7 +130,7 @@ class TagEngine:
             for rt in fed:
                 cache[rt.key] = rt.next_change_ms(feats.get(rt.key), now_ms)
             best = min(cache.values(), default=math.inf)
-            state.due_ms = None if best == math.inf else int(best)
+            state.due_ms = self._with_gates(state, None if best == math.inf else int(best), now_ms)
         return out
 
     def process_due(self, state: CustomerState, customer_id: str, due_ms: int, now_ms: int) -> list[Change]:
@@ -135,6 +141,8 @@ class TagEngine:
         """
         changes: list[Change] = []
         at_ms = min(due_ms, now_ms)
+        if state.removed:  # cooldowns that have passed are forgotten at their own due time
+            flap.forget_passed(state.removed, self._cooldown_ms, at_ms)
         if state.rule_version != self.version:
             changes += self._upgrade(state, customer_id, at_ms)
         values = self._values(state, at_ms)
@@ -155,8 +163,8 @@ class TagEngine:
         return changes
 
     def next_due_ms(self, state: CustomerState, now_ms: int) -> int | None:
-        """The next instant after ``now_ms`` at which a tag may change with time alone (and the
-        per-feature next changes it is the minimum of, cached in ``state.next_change``)."""
+        """The next instant after ``now_ms`` at which a tag may change with time alone: the
+        earliest per-feature next change (cached in ``state.next_change``) or flap-control gate."""
         best = math.inf
         feats = state.features
         cache = state.next_change = {}
@@ -166,13 +174,22 @@ class TagEngine:
                 t = cache[rt.key] = rt.next_change_ms(data, now_ms)
                 if t < best:
                     best = t
-        return None if best == math.inf else int(best)
+        return self._with_gates(state, None if best == math.inf else int(best), now_ms)
 
     def feature_values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
         """Every feature the tags read, by name, at ``now_ms`` (prunes expired buckets)."""
         return self._values(state, now_ms)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _with_gates(self, state: CustomerState, due_ms: int | None, now_ms: int) -> int | None:
+        """``due_ms`` or an earlier instant at which a min_duration or cooldown ends."""
+        if not self._gated:
+            return due_ms
+        gate = flap.next_gate_ms(self._gated, state.tags, state.removed, now_ms)
+        if gate is None or (due_ms is not None and due_ms <= gate):
+            return due_ms
+        return gate
 
     def _seen_before(self, state: CustomerState, event_id: str, now_ms: int) -> bool:
         """Remembers ``event_id``; True if it was already seen within the horizon."""
@@ -226,6 +243,8 @@ class TagEngine:
         fresh = not state.rule_version and not state.tags
         for key in [k for k in state.features if k not in self.keys]:
             del state.features[key]
+        if state.removed:  # a tag that lost its cooldown (or no longer exists) forgets its removal
+            flap.forget_passed(state.removed, self._cooldown_ms, now_ms)
         state.rule_version = self.version
         if fresh:
             return []
@@ -236,15 +255,23 @@ class TagEngine:
               cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[Any] | None = None) -> list[Change]:
         changes: list[Change] = []
         held = state.tags
+        stepped = self._stepped
         for tag in self.tags if tags is None else tags:
-            holds = _truthy(tag.when(values))
-            if holds == (tag.name in held):
-                continue
-            if holds:
-                held[tag.name] = at_ms
+            op: TagOp | None
+            if tag.name in stepped:
+                op = flap.step(tag, values, held, state.removed, at_ms)
+                if op is None:
+                    continue
             else:
-                del held[tag.name]
-            changes.append(self._change(customer_id, tag.name, "add" if holds else "remove", at_ms, cause,
+                holds = _truthy(tag.when(values))
+                if holds == (tag.name in held):
+                    continue
+                if holds:
+                    held[tag.name] = at_ms
+                else:
+                    del held[tag.name]
+                op = "add" if holds else "remove"
+            changes.append(self._change(customer_id, tag.name, op, at_ms, cause,
                                         event, {n: values[n] for n in tag.features}))
         for name in [n for n in held if n not in self._tag_names]:
             del held[name]
@@ -271,8 +298,4 @@ class TagEngine:
         }
 
 
-def _truthy(value: object) -> bool:
-    try:
-        return bool(value)
-    except Exception:
-        return False
+_truthy = flap.truthy

@@ -1,4 +1,5 @@
-"""A customer's state: the data of every feature, the tags currently held, the next due time.
+"""A customer's state: the data of every feature, the tags currently held (and, for tags with a
+cooldown, when they were last removed), the next due time.
 
 One compact object per customer, stored in a Faust table (changelog-backed). It is never a
 list of raw events: windowed features keep one accumulator per bucket.
@@ -18,13 +19,17 @@ SEEN_ENTRY = 12
 class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
-    __slots__ = ("_seen_set", "due_ms", "features", "next_change", "rule_version", "seen_log", "tags")
+    __slots__ = ("_seen_set", "due_ms", "features", "next_change", "removed", "rule_version", "seen_log", "tags")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
-                 rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"") -> None:
+                 rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
+                 removed: dict[str, int] | None = None) -> None:
         self.features: dict[str, Any] = features if features is not None else {}
         self.tags: dict[str, int] = tags if tags is not None else {}
-        """tag -> since_ms: the tags this customer holds now."""
+        """tag -> since_ms: the tags this customer holds now (``min_duration`` counts from it)."""
+        self.removed: dict[str, int] = removed if removed is not None else {}
+        """tag -> removed_at_ms, only for tags with a ``cooldown`` and only until it has passed
+        (streams/engine/flap.py): at most one entry per such tag."""
         self.rule_version = rule_version
         self.due_ms = due_ms
         """Next instant at which a tag may change with no new event (None: never)."""
@@ -36,6 +41,10 @@ class CustomerState:
         self.next_change: dict[str, float] | None = None
         """Engine's cache (never encoded): feature key -> its next change, as of the last
         evaluation; ``due_ms`` is their minimum. None after decoding: rebuilt on first use."""
+
+    def is_empty(self) -> bool:
+        """Nothing left to remember (the worker then deletes the state, keeping its store bounded)."""
+        return not (self.features or self.tags or self.removed)
 
     def seen_set(self) -> set[int]:
         """The fingerprints in ``seen_log`` (built on first use after decoding)."""
@@ -50,6 +59,8 @@ class CustomerState:
             out["d"] = self.due_ms
         if self.seen_log:
             out["s"] = base64.b64encode(self.seen_log).decode("ascii")
+        if self.removed:  # written only when present: states of rule sets without cooldowns are unchanged
+            out["r"] = self.removed
         return out
 
     def dumps(self) -> bytes:
@@ -60,8 +71,9 @@ class CustomerState:
     def from_json(cls, obj: dict[str, Any]) -> CustomerState:
         # Windowed buckets keep their string keys until a feature touches them
         # (FeatureRuntime turns them back into ints), so recovery decodes fast.
+        # States written before a key existed lack it: every key is optional.
         return cls(obj.get("f") or {}, obj.get("t") or {}, obj.get("v") or "", obj.get("d"),
-                   base64.b64decode(obj["s"]) if obj.get("s") else b"")
+                   base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {})
 
     @classmethod
     def loads(cls, raw: bytes) -> CustomerState:

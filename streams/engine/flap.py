@@ -1,0 +1,75 @@
+"""Flap control at run time: hysteresis, ``min_duration`` and ``cooldown`` (docs/rules.md).
+
+Pure functions over a customer's held tags (tag -> added_at_ms) and recently removed tags
+(tag -> removed_at_ms, kept only for tags with a cooldown and only until it has passed). A change
+held back by a bound happens at the bound's instant (the *gate*), which is part of the engine's
+next due time, so the timer re-evaluates the customer exactly then: no polling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from schemas.tags import TagOp
+from tag_rules import TagDef
+
+
+def step(tag: TagDef, values: Mapping[str, Any], held: dict[str, int], removed: dict[str, int],
+         at_ms: int) -> TagOp | None:
+    """Applies ``tag``'s rule at ``at_ms``: updates ``held``/``removed`` and returns the change.
+
+    Present: removed when ``exit`` holds (no ``exit``: when ``when`` is false), not before
+    added_at + min_duration. Absent: added when ``when`` (``enter``) holds, not before
+    removed_at + cooldown. Otherwise it stays as it is.
+    """
+    name = tag.name
+    added_at = held.get(name)
+    if added_at is not None:
+        leave = truthy(tag.exit(values)) if tag.exit is not None else not truthy(tag.when(values))
+        if not leave or at_ms < added_at + tag.min_duration_ms:
+            return None
+        del held[name]
+        if tag.cooldown_ms:
+            removed[name] = at_ms
+        return "remove"
+    if not truthy(tag.when(values)):
+        return None
+    removed_at = removed.get(name)
+    if removed_at is not None:
+        if at_ms < removed_at + tag.cooldown_ms:
+            return None
+        del removed[name]
+    held[name] = at_ms
+    return "add"
+
+
+def next_gate_ms(tags: Iterable[TagDef], held: Mapping[str, int], removed: Mapping[str, int],
+                 now_ms: int) -> int | None:
+    """The earliest instant after ``now_ms`` at which a min_duration or cooldown ends."""
+    best: int | None = None
+    for tag in tags:
+        added_at = held.get(tag.name)
+        if added_at is not None:
+            gate = added_at + tag.min_duration_ms if tag.min_duration_ms else None
+        else:
+            removed_at = removed.get(tag.name)
+            gate = removed_at + tag.cooldown_ms if removed_at is not None and tag.cooldown_ms else None
+        if gate is not None and gate > now_ms and (best is None or gate < best):
+            best = gate
+    return best
+
+
+def forget_passed(removed: dict[str, int], cooldown_ms: Mapping[str, int], at_ms: int) -> None:
+    """Drops removal instants whose cooldown has passed at ``at_ms`` (or whose tag has none now),
+    so the state stays bounded: at most one entry per tag with a cooldown."""
+    for name in [n for n, t in removed.items() if at_ms >= t + cooldown_ms.get(n, 0)]:
+        del removed[name]
+
+
+def truthy(value: object) -> bool:
+    """A rule's outcome as a bool; a value that cannot be one counts as false."""
+    try:
+        return bool(value)
+    except Exception:
+        return False
