@@ -82,6 +82,18 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_deploy(args: argparse.Namespace) -> int:
+    from streams.tools.rules_deploy import deploy
+
+    return deploy(_settings(), args.path, args.wait, args.by)
+
+
+def cmd_rules_status(args: argparse.Namespace) -> int:
+    from streams.tools.rules_deploy import status
+
+    return status(_settings())
+
+
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from streams.tools.rule_fixtures import fixtures_for
     from streams.tools.rule_tests import describe, load_checked, run_fixtures
@@ -349,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("fixtures", nargs="?", help="fixtures file (default: X.tests.yaml next to X.yaml, or "
                     "every *.tests.yaml in the folder)")
     rt.set_defaults(func=cmd_rules_test)
+    rd = rsub.add_parser("deploy", help="check a rule set and deploy it to every worker of the app id (hot)",
+                         epilog="exit codes: 0 deployed (and, with --wait, running everywhere), 1 --wait timed out, "
+                                "2 refused (the rule set does not compile)")
+    rd.add_argument("path", help="rule file or folder")
+    rd.add_argument("--wait", type=_number(float, low=0), default=0.0, metavar="S",
+                    help="wait up to S seconds until every live worker runs it")
+    rd.add_argument("--by", help="who deploys (default: the user name)")
+    rd.set_defaults(func=cmd_rules_deploy)
+    rs_ = rsub.add_parser("status", help="the deployed rule set and the version each worker runs")
+    rs_.set_defaults(func=cmd_rules_status)
 
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")

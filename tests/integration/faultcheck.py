@@ -26,9 +26,9 @@ MONOTONE_TAGS = frozenset({"big_spender", "frequent", "omnichannel", "explorer",
 Features = dict[str, dict[str, Any]]
 
 
-def reference(events: list[Any]) -> tuple[Features, dict[str, set[str]]]:
+def reference(events: list[Any], rules: Path = RULES) -> tuple[Features, dict[str, set[str]]]:
     """Feature values and final tags per customer, by the engine alone (no Kafka)."""
-    engine = TagEngine(load_rules(RULES))
+    engine = TagEngine(load_rules(rules))
     states: dict[str, CustomerState] = {}
     now = int(time.time() * 1000)
     for e in events:
