@@ -158,10 +158,6 @@ def build_faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=ks.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, ks.session_timeout_ms / 3000),
         consumer_max_fetch_size=ks.fetch_max_bytes,
-        # exactly_once: the consumer reads committed records only (the changelog is written in
-        # transactions), table recovery stops at the last stable offset, and Faust commits the
-        # consumed offsets in transactions of its own (per source partition).
-        processing_guarantee=settings.processing_guarantee,
     )
 
 
@@ -270,7 +266,7 @@ def _exactly_once(app: faust.App, settings: Settings, changelog_topic: str,
     """The customer stage's transactions (exactly_once), fencing on assignment, released on revoke."""
     if settings.processing_guarantee != "exactly_once":
         return None
-    faust_compat.install_read_committed_highwaters()
+    faust_compat.install_read_committed(app)  # Faust stays at-least-once; it reads committed state
     ks = settings.kafka
     transactions = PartitionTransactions(
         bootstrap_servers=ks.bootstrap_servers, transactional_prefix=f"{settings.app_id}-tagstream-customers",
