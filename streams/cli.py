@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from streams.settings import Settings
+    from streams.tools.rules_diff import DiffReport
+    from tag_rules import CompiledRuleSet
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
@@ -65,6 +67,55 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     print(f"ok: {path}: version {rules.version}, {len(rules.features)} features, {len(rules.tags)} tags, "
           f"windows {', '.join(_fmt_ms(w) for w in windows) or 'none'}")
     return 0
+
+
+def cmd_rules_diff(args: argparse.Namespace) -> int:
+    """Shadow evaluation: the new rule set against every customer's state in the changelog."""
+    import time
+
+    import orjson
+
+    from streams.tools.rules_diff import render_table
+    from tag_rules import RuleSetError, load_rules
+
+    settings = _settings()
+    if args.samples < 0:
+        sys.exit("tagstream rules diff: --samples must be 0 or more")
+    try:
+        old = settings.load_rules()
+        new = load_rules(args.path)
+    except RuleSetError as exc:  # the same file:line:col lines as `rules check`
+        for e in exc.errors:
+            print(e)
+        print(f"{len(exc.errors)} error(s) in the rule set", file=sys.stderr)
+        return 2
+    report = asyncio.run(_diff_changelog(settings, old, new, now_ms=time.time_ns() // 1_000_000,
+                                         samples=args.samples, progress=not args.quiet))
+    if args.json:
+        print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_table(report))
+    return 0
+
+
+async def _diff_changelog(settings: Settings, old: CompiledRuleSet, new: CompiledRuleSet, *, now_ms: int,
+                          samples: int, progress: bool) -> DiffReport:
+    from streams.io.changelog_reader import ChangelogReader, ReadProgress
+    from streams.io.topics import changelog_topic_name
+    from streams.tools.rules_diff import RulesDiff
+
+    def show(p: ReadProgress) -> None:
+        print(f"changelog: {p.records_read:,} / {p.records_total:,} records read ({p.rate:,.0f}/s), "
+              f"{p.keys_out:,} customers evaluated", file=sys.stderr)
+
+    diff = RulesDiff(old, new, now_ms=now_ms, samples=samples)
+    ks = settings.kafka
+    async with ChangelogReader(ks.bootstrap_servers, changelog_topic_name(settings),
+                               client_options=ks.client_options(), fetch_max_bytes=ks.fetch_max_bytes,
+                               on_progress=show if progress else None) as reader:
+        async for key, value in reader.latest():
+            diff.add_state(key.decode(errors="replace"), value)
+    return diff.report()
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -163,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     rc = rsub.add_parser("check", help="compile a rule file or folder and report every error")
     rc.add_argument("path", nargs="?", help="rule file or folder (default: the shipped retail rules)")
     rc.set_defaults(func=cmd_rules_check)
+    rd = rsub.add_parser("diff", help="shadow-evaluate a new rule set on every customer's state (publishes nothing)")
+    rd.add_argument("path", help="the new rule file or folder (the current one: TAGSTREAM_RULES_PATH)")
+    rd.add_argument("--samples", type=int, default=5, metavar="N", help="customer ids shown per tag and change")
+    rd.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    rd.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    rd.set_defaults(func=cmd_rules_diff)
 
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=int, default=10_000, help="events to produce (default 10000)")
