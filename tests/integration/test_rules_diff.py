@@ -111,6 +111,12 @@ def test_rules_diff_reports_what_the_engine_computes_and_publishes_nothing(stack
         assert table.returncode == 0 and table.stderr == "", table.stderr
         assert "cartless_buyer" in table.stdout and "needs backfill: carts (new)" in table.stdout
 
+        for _ in range(2):  # the second time too: looking the topic up did not auto-create it
+            other = subprocess.run([sys.executable, "-m", "streams.cli", "rules", "diff", str(new)],
+                                   env={**w.env(), "TAGSTREAM_APP_ID": "it-no-such-app"}, cwd=REPO,
+                                   capture_output=True, text=True, timeout=60)
+            assert other.returncode == 1 and "topic it-no-such-app-customers-changelog not found" in other.stderr
+
         w.assert_alive()
         assert redis_snapshot(w) == redis_before
         assert end_offsets(w, "tags") == tags_before
