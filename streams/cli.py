@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streams.settings import Settings
+    from streams.tools.rules_diff import DiffReport
+    from tag_rules import CompiledRuleSet
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
@@ -82,6 +84,20 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_in_force(settings: Settings) -> CompiledRuleSet:
+    """The deployed rule set (``rules deploy``) if the rules topic has one, else the local one
+    (``TAGSTREAM_RULES_PATH``); the local one too when Kafka does not answer within a few seconds."""
+    from streams.app.rules_watch import deployed_rules
+
+    local = settings.load_rules()
+    try:
+        return deployed_rules(settings, local, timeout_s=5.0)[0]
+    except Exception as exc:  # Kafka unreachable: say so, go on with the local rules
+        print(f"tagstream: could not read the deployed rules ({type(exc).__name__}); using "
+              f"{settings.rules_path or 'the shipped rules'}", file=sys.stderr)
+        return local
+
+
 def cmd_rules_deploy(args: argparse.Namespace) -> int:
     from streams.tools.rules_deploy import deploy
 
@@ -128,6 +144,55 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     print(f"{'FAILED' if failed else 'ok'}: {cases} case(s), {expectations} expectation(s), {failed} failed "
           f"({', '.join(str(f) for f in files)})")
     return 1 if failed else 0
+
+
+def cmd_rules_diff(args: argparse.Namespace) -> int:
+    """Shadow evaluation: the new rule set against every customer's state in the changelog."""
+    import time
+
+    import orjson
+
+    from streams.tools.rules_diff import render_table
+    from tag_rules import RuleSetError, load_rules
+
+    settings = _settings()
+    if args.samples < 0:
+        sys.exit("tagstream rules diff: --samples must be 0 or more")
+    try:
+        old = _rules_in_force(settings)
+        new = load_rules(args.path)
+    except RuleSetError as exc:  # the same file:line:col lines as `rules check`
+        for e in exc.errors:
+            print(e)
+        print(f"{len(exc.errors)} error(s) in the rule set", file=sys.stderr)
+        return 2
+    report = asyncio.run(_diff_changelog(settings, old, new, now_ms=time.time_ns() // 1_000_000,
+                                         samples=args.samples, progress=not args.quiet))
+    if args.json:
+        print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_table(report))
+    return 0
+
+
+async def _diff_changelog(settings: Settings, old: CompiledRuleSet, new: CompiledRuleSet, *, now_ms: int,
+                          samples: int, progress: bool) -> DiffReport:
+    from streams.io.changelog_reader import ChangelogReader, ReadProgress
+    from streams.io.topics import changelog_topic_name
+    from streams.tools.rules_diff import RulesDiff
+
+    def show(p: ReadProgress) -> None:
+        print(f"changelog: {p.records_read:,} / {p.records_total:,} records read ({p.rate:,.0f}/s), "
+              f"{p.keys_out:,} customers evaluated", file=sys.stderr)
+
+    diff = RulesDiff(old, new, now_ms=now_ms, samples=samples)
+    ks = settings.kafka
+    async with ChangelogReader(ks.bootstrap_servers, changelog_topic_name(settings),
+                               client_options=ks.client_options(), fetch_max_bytes=ks.fetch_max_bytes,
+                               on_progress=show if progress else None) as reader:
+        async for key, value in reader.latest():
+            diff.add_state(key.decode(errors="replace"), value)
+    return diff.report()
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -195,7 +260,7 @@ def _check_tag(settings: Settings, tag: str) -> None:
     from tag_rules import RuleSetError
 
     try:
-        rules = settings.load_rules()
+        rules = _rules_in_force(settings)
     except RuleSetError as exc:
         raise UsageError(f"cannot check tag {tag!r}: the rule set has {len(exc.errors)} error(s) "
                          f"(see `tagstream rules check`)") from exc
@@ -371,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     rd.set_defaults(func=cmd_rules_deploy)
     rs_ = rsub.add_parser("status", help="the deployed rule set and the version each worker runs")
     rs_.set_defaults(func=cmd_rules_status)
+    rf = rsub.add_parser("diff", help="shadow-evaluate a new rule set on every customer's state (publishes nothing)")
+    rf.add_argument("path", help="the new rule file or folder (the current one: TAGSTREAM_RULES_PATH)")
+    rf.add_argument("--samples", type=int, default=5, metavar="N", help="customer ids shown per tag and change")
+    rf.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    rf.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    rf.set_defaults(func=cmd_rules_diff)
 
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")

@@ -47,9 +47,10 @@ def compile_deployment(d: Deployment, data_dir: Path) -> CompiledRuleSet:
     return load_rules(d.write_to(data_dir / "rules" / f"{d.offset}-{safe}"))
 
 
-def deployed_rules(settings: Settings, local: CompiledRuleSet) -> tuple[CompiledRuleSet, int]:
-    """The rule set a starting worker runs: the newest deployment that compiles (and its
-    offset), else ``local`` (offset -1)."""
+def deployed_rules(settings: Settings, local: CompiledRuleSet, timeout_s: float = 30.0) -> tuple[
+        CompiledRuleSet, int]:
+    """The rule set a starting worker runs (and the CLI reads against): the newest deployment
+    that compiles (and its offset), else ``local`` (offset -1)."""
     import asyncio
 
     ks = settings.kafka
@@ -57,7 +58,7 @@ def deployed_rules(settings: Settings, local: CompiledRuleSet) -> tuple[Compiled
 
     async def read() -> list[Deployment]:
         try:
-            return await follower.read_to_end()
+            return await asyncio.wait_for(follower.read_to_end(timeout_s), timeout_s + 5)
         finally:
             await follower.close()
 

@@ -121,9 +121,13 @@ class RulesFollower:
         if self._consumer is None:
             c = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                  isolation_level="read_committed", **self._options)
-            await c.start()
-            c.assign([self._tp])
-            await c.seek_to_beginning(self._tp)
+            try:
+                await c.start()
+                c.assign([self._tp])
+                await c.seek_to_beginning(self._tp)
+            except BaseException:
+                await c.stop()
+                raise
             self._consumer = c
 
     async def read_to_end(self, timeout_s: float = 30.0) -> list[Deployment]:
