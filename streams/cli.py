@@ -32,6 +32,7 @@ def _settings() -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app.faust_compat import FaustCompatError
     from streams.app.worker import run_worker
+    from streams.io.redis_client import RedisModeError
     from tag_rules import RuleSetError
 
     settings = _settings()
@@ -44,7 +45,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
         return 2
-    except FaustCompatError as exc:
+    except (FaustCompatError, RedisModeError) as exc:
         print(f"tagstream: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -90,13 +91,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_tags(args: argparse.Namespace) -> int:
     import orjson
-    import redis
 
+    from streams.io.redis_client import sync_client
     from streams.io.redis_sink import audience_key, tags_key
 
     settings = _settings()
     rs = settings.redis
-    client = redis.Redis.from_url(rs.url, **rs.client_options())
+    client = sync_client(rs)
     if args.audience:
         members = sorted(_text(m) for m in client.smembers(audience_key(settings.redis_key_prefix(), args.audience)))
         print(f"{args.audience}: {len(members)} customers")
@@ -106,7 +107,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
     if not args.customer_id:
         sys.exit("tagstream tags: give a CUSTOMER_ID or --audience TAG")
     for cid in args.customer_id:
-        tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid))
+        tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid, hash_tag=rs.cluster))
         if not tags:
             print(f"{cid}: no tags")
             continue
