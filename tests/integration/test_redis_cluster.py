@@ -76,6 +76,18 @@ def test_sink_writes_each_key_to_the_node_owning_its_slot(cluster: LocalRedisClu
     value = orjson.loads(client.hget(tags_key(prefix, "c0001", hash_tag=True), "t1") or b"null")
     assert value == {"since_ms": 1001, "rule_version": "v1"}
 
+    # the CLI reads the same layout through the cluster client
+    env = {**os.environ, "TAGSTREAM_REDIS__URL": cluster.url, "TAGSTREAM_REDIS__KEY_PREFIX": prefix}
+    cli = subprocess.run([sys.executable, "-m", "streams.cli", "tags", "--audience", "t1"],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert f"t1: {sum(1 for i in range(len(customers)) if i % 7 == 1)} customers" in cli.stdout
+    cli = subprocess.run([sys.executable, "-m", "streams.cli", "tags", "c0001", "c0003"],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    lines = [ln.split()[0] for ln in cli.stdout.splitlines()]
+    assert lines == ["c0001:", "t1", "vip", "c0003:", "t3"], cli.stdout
+
     # the server's own slot function: a customer's key is in its id's slot, on the node owning it
     node = cluster.node(cluster.ports[0])
     for cid in customers[:20]:
