@@ -49,6 +49,7 @@ def _settings() -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app.faust_compat import FaustCompatError
     from streams.app.worker import run_worker
+    from streams.io.redis_client import RedisModeError
     from tag_rules import RuleSetError
 
     settings = _settings()
@@ -61,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
         return 2
-    except FaustCompatError as exc:
+    except (FaustCompatError, RedisModeError) as exc:
         print(f"tagstream: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -231,8 +232,8 @@ def _redis_errors_in_one_line(cmd: Callable[[argparse.Namespace], int]) -> Calla
 @_redis_errors_in_one_line
 def cmd_tags(args: argparse.Namespace) -> int:
     import orjson
-    import redis
 
+    from streams.io.redis_client import sync_client
     from streams.io.redis_sink import tags_key
 
     settings = _settings()
@@ -243,10 +244,10 @@ def cmd_tags(args: argparse.Namespace) -> int:
     rs = settings.redis
     if args.audience:
         return asyncio.run(_print_audience(settings, args.audience, args.limit, as_json=args.json))
-    client = redis.Redis.from_url(rs.url, **rs.client_options())
+    client = sync_client(rs)
     found = {}
     for cid in args.customer_id:
-        tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid))
+        tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid, hash_tag=rs.cluster))
         found[cid] = {_text(tag): orjson.loads(raw) for tag, raw in sorted(tags.items())}
     _print_tags(found, as_json=args.json)
     return 0

@@ -6,8 +6,18 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tag_rules.compiler import CompiledRuleSet
@@ -92,14 +102,55 @@ class KafkaSettings(_Frozen):
         return {"clickstream": self.clickstream_topic, "pos": self.pos_topic, "orders": self.orders_topic}
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""URL schemes that select the Redis Cluster client, and the plain scheme redis-py is given."""
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
+
+
 class RedisSettings(_Frozen):
-    url: str = "redis://127.0.0.1:6379/0"
+    # a rejected URL may carry a password: errors show the redacted URL of the message only
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://, rediss:// (TLS) or unix:// for one Redis server; redis+cluster://host:port or "
+                    "rediss+cluster://host:port for a Redis Cluster (any one node: the client discovers the rest).")
     username: str | None = Field(None, description="Redis ACL user (Redis 6+); or put it in the URL.")
     ssl_ca_certs: Path | None = Field(None, description="CA (PEM) for rediss:// URLs.")
     password: SecretStr | None = None
     key_prefix: str | None = Field(
         None, description="Prefix of every Redis key; default: the app id, so two deployments (app ids) on one "
                           "Redis never overwrite each other's tags and audiences.")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        parts = urlsplit(url)
+        shown = _without_credentials(url)
+        if "://" not in url or parts.scheme not in (*PLAIN_SCHEMES, *CLUSTER_SCHEMES):
+            raise ValueError(f"TAGSTREAM_REDIS__URL {shown!r}: the scheme must be one of "
+                             f"{', '.join(s + '://' for s in (*PLAIN_SCHEMES, *CLUSTER_SCHEMES))}")
+        if parts.scheme in CLUSTER_SCHEMES:
+            if "," in parts.netloc or not parts.hostname:
+                raise ValueError(f"TAGSTREAM_REDIS__URL {shown!r}: name one cluster node as host:port; "
+                                 "the client discovers the others")
+            if parts.path.strip("/") not in ("", "0"):
+                raise ValueError(f"TAGSTREAM_REDIS__URL {shown!r}: a Redis Cluster has database 0 only")
+        return url
+
+    @property
+    def cluster(self) -> bool:
+        """True when the URL names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+        return self.url.partition("://")[0] in CLUSTER_SCHEMES
+
+    def client_url(self) -> str:
+        """The URL redis-py is given: the cluster schemes become plain ``redis://`` / ``rediss://``."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{CLUSTER_SCHEMES.get(scheme, scheme)}://{rest}"
+
+    def display_url(self) -> str:
+        """The URL without credentials, for logs and error messages."""
+        return _without_credentials(self.url)
 
     def client_options(self) -> dict[str, Any]:
         """Credentials and TLS options for redis-py's ``from_url`` (sync or asyncio)."""
@@ -111,6 +162,11 @@ class RedisSettings(_Frozen):
 
     retry_backoff_max_ms: int = Field(5_000, ge=10)
     timeout_ms: int = Field(5_000, ge=10, description="A Redis call that takes longer fails and is retried.")
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
 
 
 class MetricsSettings(_Frozen):
@@ -167,8 +223,9 @@ class EngineSettings(_Frozen):
 
 
 class Settings(BaseSettings):
+    # hide_input_in_errors: a rejected value may be (or sit beside) a password or a URL with one
     model_config = SettingsConfigDict(env_prefix="TAGSTREAM_", env_nested_delimiter="__", frozen=True,
-                                      extra="forbid")
+                                      extra="forbid", hide_input_in_errors=True)
 
     app_id: str = "tagstream"
     rules_path: Path | None = Field(None, description="Rule file or folder; default: the shipped retail rules.")
@@ -188,6 +245,14 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     api: ApiSettings = ApiSettings()
     engine: EngineSettings = EngineSettings()
+
+    @model_validator(mode="after")
+    def _prefix_without_hash_tag(self) -> Settings:
+        prefix = self.redis_key_prefix()
+        if self.redis.cluster and ("{" in prefix or "}" in prefix):
+            raise ValueError(f"Redis key prefix {prefix!r} (TAGSTREAM_REDIS__KEY_PREFIX, default the app id): no "
+                             "'{' or '}' in cluster mode: a hash tag in the prefix would put every key in one slot")
+        return self
 
     def redis_key_prefix(self) -> str:
         """The Redis key prefix in force: ``redis.key_prefix``, or the app id."""

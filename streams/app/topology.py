@@ -1,7 +1,7 @@
 """The Faust application: the ingest loop (or agent), the customers agent and the timers, wired to
 the stages.
 
-    events.clickstream ┐                          ┌─> Redis  {prefix}:tags:{id}, {prefix}:tag:{tag}
+    events.clickstream ┐                          ┌─> Redis  {prefix}:tags:{id}, {prefix}:tag:{tag} (docs/contracts.md)
     events.pos         ├─ ingest ─> customer-events ─ customers ─┤
     events.orders      ┘   │   (envelopes per partition)   ▲     └─> tags.changes
                            └─> events.deadletter           │
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 
 from streams.app import faust_compat
 from streams.app.codec import STATE_CODEC
@@ -44,6 +43,7 @@ from streams.io.deadletter import DLQ_MAX_RECORD_BYTES, DeadLetterWriter
 from streams.io.health import Health
 from streams.io.kafka_probe import KAFKA_PROBE_INTERVAL_S, KafkaProbe
 from streams.io.metrics import Metrics
+from streams.io.redis_client import async_client
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
 from streams.io.topics import changelog_topic_name, customer_topic_name
@@ -173,10 +173,9 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
     clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
     rt = Runtime(settings, rules, make_engine(settings, rules), metrics, clock)
     rs, ks = settings.redis, settings.kafka
-    redis_client = aioredis.from_url(rs.url, **rs.client_options(), socket_timeout=rs.timeout_ms / 1000,
-                                     socket_connect_timeout=rs.timeout_ms / 1000)
-    rt.redis_sink = RedisTagSink(redis_client, prefix=settings.redis_key_prefix(), metrics=metrics,
-                                 backoff_max_ms=rs.retry_backoff_max_ms)
+    redis_client = async_client(rs, timeout_ms=rs.timeout_ms)
+    rt.redis_sink = RedisTagSink(redis_client, prefix=settings.redis_key_prefix(), hash_tag=rs.cluster,
+                                 metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
     rt.audience = AudienceSizes(redis_client, prefix=settings.redis_key_prefix(), tags=rules.tags, metrics=metrics)
     rt.kafka_probe = KafkaProbe(ks.bootstrap_servers, f"{settings.app_id}-probe", ks.client_options())
     return rt

@@ -15,6 +15,7 @@ from streams.io.api_server import ApiThread, describe
 from streams.io.health import serve
 from streams.io.logs import setup_logging
 from streams.io.metrics import Metrics
+from streams.io.redis_client import check_mode
 from streams.io.topics import RULES_TOPIC_CONFIG, ensure_topics, rules_topic_name, topic_configs, worker_topics
 from streams.settings import Settings
 
@@ -28,6 +29,7 @@ def run_worker(settings: Settings) -> None:
     metrics = Metrics.create(REGISTRY)
     setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)
     ks = settings.kafka
+    asyncio.run(check_mode(settings.redis))  # a cluster URL on a plain server (or the reverse) fails here
     asyncio.run(ensure_topics(ks.bootstrap_servers, worker_topics(settings), ks.partitions, ks.replication_factor,
                               configs=topic_configs(settings), client_options=ks.client_options()))
     asyncio.run(ensure_topics(ks.bootstrap_servers, [rules_topic_name(settings)], 1, ks.replication_factor,
@@ -45,7 +47,7 @@ def run_worker(settings: Settings) -> None:
     sasl = f" {ks.sasl_mechanism}" if ks.sasl_mechanism else ""
     log.info("tagstream worker: rules %s (%d features, %d tags), kafka %s (%s%s), redis %s", rules.version,
              len(rules.features), len(rules.tags), ks.bootstrap_servers, ks.protocol(), sasl,
-             settings.redis.url.split("@")[-1])  # never the credentials
+             settings.redis.display_url())  # never the credentials
     # Logging is ours (setup_logging above): faust's would replace it with coloured lines, and its
     # progress spinner writes cursor codes into log files; without it faust logs "Ready" instead.
     worker = faust.Worker(app, loglevel=settings.loglevel, quiet=True, override_logging=False)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from streams.io.metrics import Metrics
+from streams.io.redis_client import AsyncRedis
 from streams.io.redis_sink import audience_key
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class AudienceSizes:
     """Sets ``metrics.audience_size`` for each tag of the rule set from its Redis set's SCARD."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, tags: Iterable[str], metrics: Metrics) -> None:
+    def __init__(self, client: AsyncRedis, *, prefix: str, tags: Iterable[str], metrics: Metrics) -> None:
         self._client = client
         self._prefix = prefix
         self._keys = {tag: audience_key(prefix, tag) for tag in sorted(tags)}

@@ -14,27 +14,39 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import AskError, ClusterDownError, RedisClusterException, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.io.metrics import Metrics
+from streams.io.redis_client import AsyncRedis
 
 log = logging.getLogger(__name__)
 
+RETRIABLE = (RedisConnectionError, RedisTimeoutError, OSError,
+             # Redis Cluster: a node failing over (CLUSTERDOWN, TRYAGAIN, slots moving after the
+             # client's own redirect retries, no node reachable or a slot not covered yet)
+             ClusterDownError, TryAgainError, AskError, RedisClusterException)
+"""Errors a flush waits out and retries (the same writes again: they are idempotent)."""
 
-def tags_key(prefix: str, customer_id: str) -> str:
-    """Redis hash of one customer's tags: field = tag, value = {"since_ms", "rule_version"}."""
-    return f"{prefix}:tags:{customer_id}"
+
+def tags_key(prefix: str, customer_id: str, *, hash_tag: bool = False) -> str:
+    """Redis hash of one customer's tags: field = tag, value = {"since_ms", "rule_version"}.
+
+    ``{prefix}:tags:{customer_id}``; with ``hash_tag`` (Redis Cluster) the customer id is wrapped
+    in literal braces, ``{prefix}:tags:{{customer_id}}``, so the slot is the customer id's and every
+    key of one customer lands on one node (docs/contracts.md, *Redis key layout*)."""
+    return f"{prefix}:tags:{{{customer_id}}}" if hash_tag else f"{prefix}:tags:{customer_id}"
 
 
 def audience_key(prefix: str, tag: str) -> str:
-    """Redis set of the customer ids holding ``tag``."""
+    """Redis set of the customer ids holding ``tag`` (one key, so one slot, per tag in a cluster)."""
     return f"{prefix}:tag:{tag}"
 
 
 class RedisTagSink:
-    """Writes tag changes to Redis with one pipelined round trip per flush.
+    """Writes tag changes to Redis with one pipelined round trip per flush (per node owning a key
+    of the batch, with a Redis Cluster client: redis-py splits the pipeline by slot owner).
 
     Writes are idempotent (HSET/HDEL/SADD/SREM of the resulting tag set), so replays after a
     crash leave Redis exactly as a single delivery would. Connection failures are retried
@@ -42,10 +54,11 @@ class RedisTagSink:
     logs) rather than drop a change.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, metrics: Metrics | None = None,
-                 backoff_max_ms: int = 5_000) -> None:
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, *, prefix: str, hash_tag: bool = False,
+                 metrics: Metrics | None = None, backoff_max_ms: int = 5_000) -> None:
         self._client = client
         self._prefix = prefix
+        self._hash_tag = hash_tag
         self._metrics = metrics
         self._backoff_max_ms = backoff_max_ms
         self._pending: list[Mapping[str, Any]] = []
@@ -71,10 +84,10 @@ class RedisTagSink:
         for (cid, tag), c in last.items():
             if c["op"] == "add":
                 value = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]})
-                hset.setdefault(tags_key(self._prefix, cid), []).extend((tag, value))
+                hset.setdefault(tags_key(self._prefix, cid, hash_tag=self._hash_tag), []).extend((tag, value))
                 sadd.setdefault(audience_key(self._prefix, tag), []).append(cid)
             else:
-                hdel.setdefault(tags_key(self._prefix, cid), []).append(tag)
+                hdel.setdefault(tags_key(self._prefix, cid, hash_tag=self._hash_tag), []).append(tag)
                 srem.setdefault(audience_key(self._prefix, tag), []).append(cid)
         return [*(("HSET", k, a) for k, a in hset.items()), *(("HDEL", k, a) for k, a in hdel.items()),
                 *(("SADD", k, a) for k, a in sadd.items()), *(("SREM", k, a) for k, a in srem.items())]
@@ -94,7 +107,7 @@ class RedisTagSink:
                     log.warning("redis is back; tag writes resumed")
                 self.healthy = True
                 return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except RETRIABLE as exc:
                 self.healthy = False
                 if self._metrics is not None:
                     self._metrics.redis_errors.inc()
@@ -106,7 +119,7 @@ class RedisTagSink:
                 raise
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> AsyncRedis:
         """The Redis client (shared with readers of the worker, e.g. the rules status)."""
         return self._client
 

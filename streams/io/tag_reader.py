@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from schemas.tags import TagValue
+from streams.io.redis_client import async_client
 from streams.io.redis_sink import audience_key, tags_key
 from streams.settings import Settings
 
@@ -44,23 +46,25 @@ def parse_cursor(raw: str) -> int:
 class TagReader:
     """Async reads of the Redis view the tag sink writes (``prefix`` as the sink's)."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: Any, *, prefix: str, hash_tag: bool = False) -> None:
         self._client = client
         self._prefix = prefix
+        self._hash_tag = hash_tag  # Redis Cluster key layout (streams/io/redis_sink.py tags_key)
         self._closed = False
 
     async def tags(self, customer_id: str) -> dict[str, TagValue]:
         """Tag name -> value for one customer; empty when the customer holds no tag (or is unknown).
 
         Raises :class:`CorruptTagValue` naming the key and field when a value is not a tag value."""
-        raw = await self._client.hgetall(tags_key(self._prefix, customer_id))
+        raw = await self._client.hgetall(tags_key(self._prefix, customer_id, hash_tag=self._hash_tag))
         out: dict[str, TagValue] = {}
         for field, value in raw.items():
             tag = _text(field)
             try:
                 out[tag] = TagValue.model_validate(orjson.loads(value))
             except ValueError as exc:  # orjson.JSONDecodeError and pydantic.ValidationError are ValueErrors
-                raise CorruptTagValue(f"Redis key {tags_key(self._prefix, customer_id)!r} field {tag!r}: not a tag "
+                key = tags_key(self._prefix, customer_id, hash_tag=self._hash_tag)
+                raise CorruptTagValue(f"Redis key {key!r} field {tag!r}: not a tag "
                                       f"value ({str(exc).splitlines()[0]})") from exc
         return out
 
@@ -107,8 +111,10 @@ def open_reader(settings: Settings) -> TagReader:
     At most ``api.redis_connections`` connections: a burst of requests waits for a free one (up
     to the Redis timeout) instead of opening a connection per request in flight."""
     rs = settings.redis
+    if rs.cluster:  # the cluster client keeps a pool per node
+        return TagReader(async_client(rs, timeout_ms=rs.timeout_ms), prefix=settings.redis_key_prefix(), hash_tag=True)
     pool = aioredis.BlockingConnectionPool.from_url(
-        rs.url, max_connections=settings.api.redis_connections, timeout=rs.timeout_ms / 1000,
+        rs.client_url(), max_connections=settings.api.redis_connections, timeout=rs.timeout_ms / 1000,
         socket_timeout=rs.timeout_ms / 1000, socket_connect_timeout=rs.timeout_ms / 1000, **rs.client_options())
     return TagReader(aioredis.Redis.from_pool(pool), prefix=settings.redis_key_prefix())  # closes the pool
 

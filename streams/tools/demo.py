@@ -97,23 +97,22 @@ def _wait_for_metrics(url: str, worker: subprocess.Popen[bytes]) -> None:
 
 
 def _report(settings: Settings, s: Samples) -> None:
-    import redis
-
+    from streams.io.redis_client import sync_client
     from streams.io.redis_sink import audience_key, tags_key
 
     print("== 5/5 results", flush=True)
     rs = settings.redis
-    client = redis.Redis.from_url(rs.url, **rs.client_options())
+    client = sync_client(rs)
     rules = settings.load_rules()
     prefix = settings.redis_key_prefix()
     print(f"   audiences (Redis sets {prefix}:tag:{{tag}}):")
     for tag in rules.tags:
         print(f"     {tag:<24} {client.scard(audience_key(prefix, tag)):>6} customers")
-    print(f"   sample customers (Redis hashes {prefix}:tags:{{id}}):")
+    print(f"   sample customers (Redis hashes {tags_key(prefix, '<id>', hash_tag=rs.cluster)}):")
     shown = 0
     for i in range(1, 200):
         cid = f"c{i:06d}"
-        tags = client.hkeys(tags_key(prefix, cid))
+        tags = client.hkeys(tags_key(prefix, cid, hash_tag=rs.cluster))
         if tags:
             print(f"     {cid}: {', '.join(sorted(_text(t) for t in tags))}")
             shown += 1

@@ -23,6 +23,8 @@ import orjson
 import pytest
 import redis
 
+from streams.io.redis_sink import tags_key
+
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "local" / "stack.sh"
 RULES = Path(__file__).with_name("rules")
@@ -217,7 +219,7 @@ class WorkerProc:
         return redis.Redis.from_url(self.stack.redis_url)
 
     def tags_of(self, customer_id: str) -> dict[str, Any]:
-        raw = self.redis().hgetall(f"{self.prefix}:tags:{customer_id}")
+        raw = self.redis().hgetall(tags_key(self.prefix, customer_id))
         return {text(k): orjson.loads(v) for k, v in raw.items()}
 
 

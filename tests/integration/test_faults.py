@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.io.redis_sink import tags_key
 from streams.tools.generator import RetailGenerator
 
 from .conftest import Stack, WorkerProc, free_port, text
@@ -32,7 +33,7 @@ def final_tags(w: WorkerProc) -> dict[str, set[str]]:
     out = {}
     for i in range(CUSTOMERS):
         cid = f"c{i:06d}"
-        tags = {text(t) for t in r.hkeys(f"{w.prefix}:tags:{cid}")}
+        tags = {text(t) for t in r.hkeys(tags_key(w.prefix, cid))}
         if tags:
             out[cid] = tags
     return out

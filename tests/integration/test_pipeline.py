@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.io.redis_sink import audience_key
+
 from .conftest import WorkerProc, now_ms
 
 
@@ -53,8 +55,8 @@ def test_events_of_all_sources_become_tags_in_redis_and_on_the_topic(worker: Wor
     assert set(worker.tags_of(a)) == {"big_spender", "omnichannel"}
     assert worker.tags_of(a)["big_spender"]["rule_version"] == "it-1"
     r = worker.redis()
-    assert r.sismember(f"{worker.prefix}:tag:big_spender", a)
-    assert r.sismember(f"{worker.prefix}:tag:omnichannel", a)
+    assert r.sismember(audience_key(worker.prefix, "big_spender"), a)
+    assert r.sismember(audience_key(worker.prefix, "omnichannel"), a)
 
 
 def test_window_tag_leaves_on_time_with_no_further_event(worker: WorkerProc) -> None:

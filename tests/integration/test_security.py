@@ -8,6 +8,8 @@ from pathlib import Path
 
 import redis
 
+from streams.io.redis_sink import tags_key
+
 from .conftest import Stack, WorkerProc, free_port, now_ms
 from .test_pipeline import of, pos_sale
 from .test_redis_outage import OwnRedis
@@ -40,7 +42,7 @@ def test_worker_over_sasl_scram_and_a_redis_acl_user(stack: Stack, tmp_path: Pat
         w.produce("pos", [pos_sale(a, 800.0, now_ms())])  # the test itself uses the plaintext listener
         w.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))
         r = redis.Redis(port=own.port, username="tagstream", password=REDIS_PASSWORD)
-        assert r.hexists(f"it-{name}:tags:{a}", "big_spender")
+        assert r.hexists(tags_key(f"it-{name}", a), "big_spender")
         log = w.log.read_text(errors="replace") if w.log else ""
         assert SCRAM_PASSWORD not in log and REDIS_PASSWORD not in log  # secrets never logged
     finally:
@@ -70,7 +72,7 @@ def test_worker_over_tls_to_kafka_and_redis(stack: Stack, tmp_path: Path) -> Non
         w.produce("pos", [pos_sale(a, 800.0, now_ms())])
         w.tag_changes(until=lambda cs: ("big_spender", "add", "event") in of(cs, a))
         r = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(tls / "ca.pem"))
-        assert r.hexists(f"it-{name}:tags:{a}", "big_spender")
+        assert r.hexists(tags_key(f"it-{name}", a), "big_spender")
     finally:
         w.stop()
         redis_tls.terminate()

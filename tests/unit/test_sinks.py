@@ -1,12 +1,23 @@
-"""The Redis commands of a flush leave Redis as applying the tag changes one by one would."""
+"""The Redis commands of a flush leave Redis as applying the tag changes one by one would; which
+errors a flush waits out (outages, cluster failovers) and which it raises."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.exceptions import (
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams.io.redis_sink import RedisTagSink, audience_key, tags_key
 
@@ -62,3 +73,53 @@ def test_coalesced_commands_equal_one_by_one(raw: list[tuple[str, str, str, int]
     assert nonempty(apply(commands)) == nonempty(one_by_one(changes))
     # one command per key and kind at most: the round trip stays small
     assert len({(cmd, key) for cmd, key, _ in commands}) == len(commands)
+
+
+class _FlakyPipeline:
+    def __init__(self, client: _FlakyClient) -> None:
+        self._client = client
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    async def execute(self) -> list[Any]:
+        if self._client.failures:
+            raise self._client.failures.pop(0)
+        self._client.written.extend(self.commands)
+        return []
+
+
+class _FlakyClient:
+    """Fails its first pipelines with the given errors, then writes."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.written: list[tuple[Any, ...]] = []
+
+    def pipeline(self, transaction: bool = False) -> _FlakyPipeline:
+        return _FlakyPipeline(self)
+
+
+@pytest.mark.parametrize("error", [
+    ClusterDownError("CLUSTERDOWN The cluster is down"), TryAgainError("TRYAGAIN"),
+    MovedError("3999 127.0.0.1:7001"), SlotNotCoveredError("slot 3999 not covered"),
+    RedisClusterException("Redis Cluster cannot be connected"), RedisConnectionError("refused"),
+])
+async def test_cluster_failover_errors_are_waited_out_and_the_batch_written_whole(error: Exception) -> None:
+    client = _FlakyClient([error, error])
+    sink = RedisTagSink(client, prefix="p", hash_tag=True, backoff_max_ms=10)  # type: ignore[arg-type]
+    sink.add({"customer_id": "c1", "tag": "vip", "op": "add", "at_ms": 1, "rule_version": "v"})
+    await sink.flush()
+    assert [args[:2] for args in client.written] == [("HSET", "p:tags:{c1}"), ("SADD", "p:tag:vip")]
+    assert sink.healthy
+
+
+async def test_other_redis_errors_raise_and_keep_the_batch() -> None:
+    client = _FlakyClient([ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")])
+    sink = RedisTagSink(client, prefix="p")  # type: ignore[arg-type]
+    sink.add({"customer_id": "c1", "tag": "vip", "op": "add", "at_ms": 1, "rule_version": "v"})
+    with pytest.raises(ResponseError):
+        await sink.flush()
+    await sink.flush()  # the batch was kept: written on the next flush
+    assert [args[:2] for args in client.written] == [("HSET", "p:tags:c1"), ("SADD", "p:tag:vip")]
