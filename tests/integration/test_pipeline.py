@@ -46,13 +46,14 @@ def test_events_of_all_sources_become_tags_in_redis_and_on_the_topic(worker: Wor
     worker.produce("orders", [order(a, "created", 250.0, t + 1), order(a, "paid", 250.0, t + 2)])
     changes = worker.tag_changes(until=lambda cs: {"big_spender", "omnichannel"} <= {c["tag"] for c in cs
                                                                                       if c["customer_id"] == a})
-    mine = of(changes, a)
+    # `lapsed` (4 s after the last purchase, by the clock) may join on a slow machine: not this test's subject
+    mine = [c for c in of(changes, a) if c[0] != "lapsed"]
     assert sorted(mine) == [("big_spender", "add", "event"), ("omnichannel", "add", "event")]
     big = next(c for c in changes if c["customer_id"] == a and c["tag"] == "big_spender")
     assert big["features"] == {"spend_lifetime": 550.0}
     # the two topics are not ordered against each other: the later of the two purchases adds it
     assert big["rule_version"] == "it-1" and big["event_ts_ms"] in (t, t + 2) and big["event_id"]
-    assert set(worker.tags_of(a)) == {"big_spender", "omnichannel"}
+    assert set(worker.tags_of(a)) - {"lapsed"} == {"big_spender", "omnichannel"}
     assert worker.tags_of(a)["big_spender"]["rule_version"] == "it-1"
     r = worker.redis()
     assert r.sismember(audience_key(worker.prefix, "big_spender"), a)
