@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .deployment import RulesDeployment
 from .events import ClickstreamEvent, OrderEvent, PosEvent
 from .rules import RuleFile
 from .tags import TagChange, TagValue
@@ -29,11 +30,13 @@ _MODELS: dict[str, type[BaseModel]] = {
     "tag_change": TagChange,
     "tag_value": TagValue,
     "rule_file": RuleFile,
+    "rules_deployment": RulesDeployment,
 }
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """Name -> JSON Schema (draft 2020-12) of: the three topic inputs, tag_change, tag_value, rule_file."""
+    """Name -> JSON Schema (draft 2020-12) of: the three topic inputs, tag_change, tag_value, rule_file,
+    rules_deployment."""
     out: dict[str, dict[str, Any]] = {}
     for name, model in _MODELS.items():
         schema = model.model_json_schema(mode="validation")

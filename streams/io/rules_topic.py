@@ -22,10 +22,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from schemas.deployment import RULES_RECORD_FORMAT, RulesDeployment
 
 log = logging.getLogger(__name__)
 
-RULES_RECORD_FORMAT = 1
 MAX_RULES_BYTES = 900_000
 """A deployed rule set must fit in one record (the broker's default limit is 1 MiB)."""
 
@@ -59,7 +61,8 @@ class Deployment:
 
 
 def decode_deployment(value: bytes | None, offset: int = -1) -> Deployment:
-    """Raises BadRulesRecord with the reason for anything but a well-formed deployment."""
+    """Raises BadRulesRecord with the reason for anything but a well-formed deployment
+    (``schemas.deployment.RulesDeployment``)."""
     if value is None:
         raise BadRulesRecord("empty record (tombstone)")
     try:
@@ -70,17 +73,13 @@ def decode_deployment(value: bytes | None, offset: int = -1) -> Deployment:
         raise BadRulesRecord("not a JSON object")
     if doc.get("format") != RULES_RECORD_FORMAT:
         raise BadRulesRecord(f"unknown format {doc.get('format')!r} (this worker reads {RULES_RECORD_FORMAT})")
-    version, files, at = doc.get("version"), doc.get("files"), doc.get("deployed_at_ms")
-    if not isinstance(version, str) or not version:
-        raise BadRulesRecord("no version")
-    if not isinstance(files, dict) or not files or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise BadRulesRecord("files must be a non-empty object of name -> text")
-    if any("/" in k or "\\" in k or k.startswith(".") or not k.endswith((".yaml", ".yml")) for k in files):
-        raise BadRulesRecord("file names must be plain *.yaml / *.yml names")
-    if not isinstance(at, int):
-        raise BadRulesRecord("no deployed_at_ms")
-    return Deployment(version, files, at, str(doc.get("deployed_by") or ""), offset)
+    try:
+        d = RulesDeployment.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "record"
+        raise BadRulesRecord(f"{where}: {first['msg']}") from exc
+    return Deployment(d.version, dict(d.files), d.deployed_at_ms, d.deployed_by, offset)
 
 
 def deployment_of(files: Mapping[str, str], version: str, deployed_by: str = "") -> Deployment:

@@ -62,7 +62,19 @@ def test_one_channel_per_topic_setting_at_its_default_address(doc: dict[str, Any
     defaults = KafkaSettings()
     for setting, (channel, _) in TOPICS.items():
         assert doc["channels"][channel]["address"] == getattr(defaults, setting)
-    assert set(doc["channels"]) == {channel for channel, _ in TOPICS.values()}
+    assert set(doc["channels"]) == {channel for channel, _ in TOPICS.values()} | set(DERIVED)
+
+
+DERIVED = {"rules": "rules_deployment"}
+"""Channels of topics whose names derive from the app id (streams/io/topics.py), with their schema."""
+
+
+def test_the_rules_topic_is_the_workers(doc: dict[str, Any]) -> None:
+    from streams.io.topics import rules_topic_name
+    from streams.settings import Settings
+
+    address = doc["channels"]["rules"]["address"]
+    assert address.replace("{appId}", Settings().app_id) == rules_topic_name(Settings())
 
 
 def resolve(doc: dict[str, Any], ref: str) -> Any:
@@ -103,7 +115,7 @@ def message_of(doc: dict[str, Any], channel: str) -> dict[str, Any]:
     return message
 
 
-@pytest.mark.parametrize(("channel", "schema_name"), [v for v in TOPICS.values() if v[1]])
+@pytest.mark.parametrize(("channel", "schema_name"), [*(v for v in TOPICS.values() if v[1]), *DERIVED.items()])
 def test_payloads_are_the_committed_schemas_of_the_models(doc: dict[str, Any], channel: str,
                                                           schema_name: str) -> None:
     payload = message_of(doc, channel)["payload"]
@@ -115,7 +127,7 @@ def test_payloads_are_the_committed_schemas_of_the_models(doc: dict[str, Any], c
     assert committed == json_schemas()[schema_name], f"schemas/json is stale: run tagstream schemas ({path.name})"
 
 
-@pytest.mark.parametrize(("channel", "schema_name"), [v for v in TOPICS.values() if v[1]])
+@pytest.mark.parametrize(("channel", "schema_name"), [*(v for v in TOPICS.values() if v[1]), *DERIVED.items()])
 def test_examples_are_valid_payloads(doc: dict[str, Any], channel: str, schema_name: str) -> None:
     schema = json_schemas()[schema_name]
     examples = message_of(doc, channel)["examples"]

@@ -41,9 +41,10 @@ tags:
     (b"{", "not JSON"),
     (b"[]", "not a JSON object"),
     (b'{"format": 9}', "unknown format"),
-    (b'{"format": 1, "version": "v", "files": {}, "deployed_at_ms": 1}', "non-empty"),
-    (b'{"format": 1, "version": "v", "files": {"../x.yaml": "a"}, "deployed_at_ms": 1}', "plain"),
-    (b'{"format": 1, "version": "", "files": {"a.yaml": "a"}, "deployed_at_ms": 1}', "no version"),
+    (b'{"format": 1, "version": "v", "files": {}, "deployed_at_ms": 1}', "files: .*at least 1 item"),
+    (b'{"format": 1, "version": "v", "files": {"../x.yaml": "a"}, "deployed_at_ms": 1}', "files.*should match pattern"),
+    (b'{"format": 1, "version": "", "files": {"a.yaml": "a"}, "deployed_at_ms": 1}', "version: .*at least 1"),
+    (b'{"format": 1, "version": "v", "files": {"a.yaml": "a"}}', "deployed_at_ms: Field required"),
 ])
 def test_bad_rules_records_are_refused_with_a_reason(value: bytes | None, reason: str) -> None:
     with pytest.raises(BadRulesRecord, match=reason):
