@@ -86,7 +86,12 @@ class FaustOffsets:
         return faust_compat.committed_offset(self._app.consumer, tp)
 
     async def seek(self, tp: Any, offset: int) -> None:
-        await self._app.consumer.seek(tp, offset)
+        # faust drops fetched records of an assigned partition missing from its "active" set
+        # (Consumer.getmany); a partition left out of it after a rebalance would stay stalled
+        # whatever the offset, so a recovery makes it active again too
+        consumer = self._app.consumer
+        consumer.resume_partitions({tp})
+        await consumer.seek(tp, offset)
 
 
 class PartitionWatch:
@@ -127,8 +132,8 @@ class PartitionWatch:
                         "seeking it to its committed offset", tp.topic, tp.partition, offsets[tp].lag, committed,
                         self._watchdog.stall_after_s)
             self._metrics.partition_stall_recoveries.labels(tp.topic, str(tp.partition)).inc()
-            if committed is not None:
-                await source.seek(tp, committed)
+            # never committed: from the start (the group's reset policy is earliest; replays count once)
+            await source.seek(tp, committed if committed is not None else 0)
         return verdict
 
     def _export_lag(self, lag: Mapping[Any, int]) -> None:

@@ -79,6 +79,7 @@ class FakeConsumer:
         self.tps = [FakeTP(("in", 0)), FakeTP(("in", 1)), FakeTP(("some-changelog", 0))]
         self._committed_offset = {self.tps[0]: 10, self.tps[1]: 5, self.tps[2]: 0}
         self.seeks: list[tuple[FakeTP, int]] = []
+        self.resumed: set[FakeTP] = set()
 
     def assignment(self) -> set[FakeTP]:
         return set(self.tps)
@@ -88,6 +89,9 @@ class FakeConsumer:
 
     async def seek(self, tp: FakeTP, offset: int) -> None:
         self.seeks.append((tp, offset))
+
+    def resume_partitions(self, tps: set[FakeTP]) -> None:
+        self.resumed.update(tps)
 
 
 async def test_partition_watch_reports_and_seeks_a_stalled_partition(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,3 +142,26 @@ async def test_partition_watch_drops_the_lag_of_a_revoked_partition() -> None:
     lag = {s.labels["partition"]: s.value for m in registry.collect() if m.name == "tagstream_partition_lag"
            for s in m.samples}
     assert lag == {"0": 10}
+
+
+async def test_a_stalled_partition_never_committed_is_sought_to_its_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition the group never committed (a worker that never got to it) was left stalled for
+    good: the seek was skipped for a committed offset of None (seen in a two-worker fault run)."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import timers
+    from streams.app.timers import FaustOffsets, PartitionWatch
+    from streams.io.health import Health
+    from streams.io.metrics import Metrics
+
+    now = [1000.0]
+    monkeypatch.setattr(timers.time, "monotonic", lambda: now[0])
+    consumer = FakeConsumer()
+    del consumer._committed_offset[consumer.tps[0]]  # in[0]: 20 records, never committed
+    watch = PartitionWatch(name="faust", source=FaustOffsets(consumer), topics=["in"], watchdog=PartitionWatchdog(30),
+                           health=Health(recovered=True), metrics=Metrics.create(CollectorRegistry()))
+    await watch.check()
+    now[0] += 30
+    await watch.check()
+    assert consumer.seeks == [(consumer.tps[0], 0)]
+    assert consumer.resumed == {consumer.tps[0]}  # and faust delivers its records again
