@@ -78,6 +78,19 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def service(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one Service {name}, found {len(found)}"
+    return found[0]
+
+
+def test_the_api_service_selects_the_workers_api_port(base: list[dict[str, Any]]) -> None:
+    api = service(base, "tagstream-api")
+    workers = one(base, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert api["spec"]["selector"].items() <= workers.items()
+    assert [(p["port"], p["targetPort"]) for p in api["spec"]["ports"]] == [(9465, "api")]
+
+
 def worker_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     containers = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == "worker")
@@ -224,7 +237,8 @@ def test_probes_point_at_the_metrics_port_and_its_paths(base: list[dict[str, Any
     container = worker_container(base)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert ports == {"metrics": int(env["TAGSTREAM_METRICS__PORT"])}
+    assert ports == {"metrics": int(env["TAGSTREAM_METRICS__PORT"]), "api": int(env["TAGSTREAM_API__PORT"])}
+    assert env["TAGSTREAM_API__HOST"] == "0.0.0.0"  # reachable through the tagstream-api Service
     paths = {probe: container[probe]["httpGet"]["path"] for probe in ("startupProbe", "livenessProbe",
                                                                       "readinessProbe")}
     assert paths == {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
@@ -301,8 +315,10 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_services_pdb_and_monitor_select_the_workers(base: list[dict[str, Any]]) -> None:
-    sts, svc, pdb, monitor = (one(base, k) for k in ("StatefulSet", "Service", "PodDisruptionBudget",
-                                                      "ServiceMonitor"))
+    sts, pdb, monitor = (one(base, k) for k in ("StatefulSet", "PodDisruptionBudget", "ServiceMonitor"))
+    svc = service(base, "tagstream")
+    api_labels = service(base, "tagstream-api")["metadata"]["labels"]
+    assert not _selects(monitor["spec"]["selector"]["matchLabels"], api_labels)  # scraped once, by the worker
     pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     assert _selects(sts["spec"]["selector"]["matchLabels"], pod_labels)
     assert _selects(svc["spec"]["selector"], pod_labels)
@@ -316,7 +332,7 @@ def test_services_pdb_and_monitor_select_the_workers(base: list[dict[str, Any]])
 
 
 def test_scrape_job_is_the_one_the_alerts_select(base: list[dict[str, Any]]) -> None:
-    monitor, svc = one(base, "ServiceMonitor"), one(base, "Service")
+    monitor, svc = one(base, "ServiceMonitor"), service(base, "tagstream")
     job = svc["metadata"]["labels"][monitor["spec"]["jobLabel"]]
     rules = [r for g in yaml.safe_load(ALERTS_YML.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
     assert all(f'job="{job}"' in r["expr"] for r in rules), f"every alert must select job={job!r}"
