@@ -221,7 +221,8 @@ def test_worker_environment_is_valid_settings(request: pytest.FixtureRequest, va
         secret_env = read_env_file(EXAMPLE / "credentials.env.example")
         assert set(secret["data"]) == set(secret_env)
         assert all(name in {"TAGSTREAM_KAFKA__SASL_USERNAME", "TAGSTREAM_KAFKA__SASL_PASSWORD",
-                            "TAGSTREAM_REDIS__USERNAME", "TAGSTREAM_REDIS__PASSWORD"} for name in secret_env)
+                            "TAGSTREAM_REDIS__USERNAME", "TAGSTREAM_REDIS__PASSWORD", "TAGSTREAM_API__TOKEN"}
+                   for name in secret_env)
     env = _worker_env(docs, secret_env)
     unknown = sorted(name for name in env if not _field_exists(name))
     assert not unknown, f"not tagstream settings (streams/settings.py): {unknown}"
@@ -231,6 +232,7 @@ def test_worker_environment_is_valid_settings(request: pytest.FixtureRequest, va
     if variant == "example":
         assert settings.kafka.protocol() == "SASL_SSL"
         assert settings.kafka.sasl_password is not None and settings.redis.password is not None
+        assert settings.api.token is not None  # the example's API is not open
 
 
 def test_probes_point_at_the_metrics_port_and_its_paths(base: list[dict[str, Any]]) -> None:
