@@ -237,9 +237,9 @@ class Settings(BaseSettings):
         "text", description="text: one line per record, colours only on a terminal; json: one JSON object per line "
                             "(ts, level, logger, message, exc_info).")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once", description="exactly_once: a batch's tag changes and customer states are written in one "
-                                     "Kafka transaction per partition (read tags.changes with read_committed); "
-                                     "costs throughput (docs/operations.md)")
+        "at_least_once", description="EXPERIMENTAL exactly_once: a batch's tag changes and customer states are written "
+                                     "in one Kafka transaction per partition (read tags.changes with read_committed); "
+                                     "not yet loss-free across restarts (docs/operations.md)")
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     metrics: MetricsSettings = MetricsSettings()
