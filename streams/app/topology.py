@@ -240,13 +240,17 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     _wire_audience_sizes(app, settings, rt)
     wire_rules_watch(app, settings, rt, customer_stage, rules_offset)
 
-    def gap(tp: Any, first: int, last: int) -> None:
-        # the customer topic has no compaction and no transaction markers: a gap means faust
-        # skipped records it then counts as acknowledged (a possible loss): say so loudly
-        log.error("faust marks offsets %d..%d of %s[%d] as a gap (acknowledged without delivery)",
-                  first, last, tp.topic, tp.partition)
+    def hole(tp: Any, first: int, last: int, real_gap: bool) -> None:
+        if real_gap:
+            log.warning("offsets %d..%d of %s[%d] are missing after a re-read: a real gap (transaction markers "
+                        "or compaction upstream); faust acknowledges it", first, last, tp.topic, tp.partition)
+        else:
+            log.warning("faust skipped offsets %d..%d of %s[%d] (it would acknowledge them unseen): re-reading",
+                        first, last, tp.topic, tp.partition)
+        metrics.offset_holes.labels(tp.topic, "gap" if real_gap else "reread").inc()
 
-    faust_compat.watch_gaps({customer_events.get_topic_name()}, gap)
+    guarded = {customer_events.get_topic_name(), *([] if source_consumer else ks.source_topics().values())}
+    faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
 
     async def recovered() -> None:
         customer_stage.rebuild_due_index()

@@ -54,6 +54,7 @@ class Metrics:
     audience_size: Gauge
     producer_buffer_full: Counter
     rules_rejected: Counter
+    offset_holes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -115,6 +116,9 @@ class Metrics:
                 registry=registry),
             rules_rejected=Counter(f"{p}_rules_rejected", "Rules-topic records this worker ignored, by reason",
                                    ["reason"], registry=registry),
+            offset_holes=Counter(f"{p}_offset_holes", "Offsets faust skipped on an input partition: re-read (reread) "
+                                 "or, when the same hole came back, accepted as a real gap (gap)",
+                                 ["topic", "action"], registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:

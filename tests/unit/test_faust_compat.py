@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from streams.app import faust_compat
@@ -90,31 +92,60 @@ def test_read_committed_highwaters_patch_is_idempotent_and_keeps_faust_checkable
     check_faust()  # fingerprints are taken of faust's own function, not of the patch
 
 
-async def test_gaps_of_watched_topics_are_reported() -> None:
-    from collections import defaultdict
+class _TP:
+    def __init__(self, topic: str, partition: int = 0) -> None:
+        self.topic, self.partition = topic, partition
 
+    def __hash__(self) -> int:
+        return hash((self.topic, self.partition))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _TP) and (self.topic, self.partition) == (other.topic, other.partition)
+
+
+def test_hole_guard_rereads_a_skip_once_and_accepts_a_gap_that_comes_back() -> None:
+    from streams.app.faust_compat import HoleGuard
+
+    seen: list[tuple[int, int, bool]] = []
+    guard = HoleGuard({"cust"}, lambda tp, a, b, real: seen.append((a, b, real)))
+    tp = _TP("cust")
+    assert guard.check(tp, 5, 6) and guard.check(tp, None, 40) and guard.check(_TP("other"), 5, 40)
+    assert seen == []
+    assert not guard.check(tp, 5, 20)  # 6..19 never delivered: re-read them
+    assert guard.check(tp, 5, 20)  # the same hole after the re-read: a real gap (transaction markers)
+    assert seen == [(6, 19, False), (6, 19, True)]
+    assert not guard.check(tp, 30, 33)  # a new hole is re-read again
+
+
+async def test_a_hole_makes_faust_seek_back_instead_of_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.consumer import Consumer
-    from intervaltree import IntervalTree
 
-    from streams.app.faust_compat import watch_gaps
+    from streams.app.faust_compat import HoleGuard, guard_holes
 
-    seen: list[tuple[str, int, int]] = []
-    watch_gaps({"cust"}, lambda tp, a, b: seen.append((tp.topic, a, b)))
-    wrapped = Consumer._add_gap
-    watch_gaps({"cust2"}, lambda tp, a, b: seen.append((tp.topic, a, b)))
-    assert Consumer._add_gap is wrapped  # faust's method is wrapped once
+    guard_holes(HoleGuard({"cust"}, lambda *a: None))
+    tp, other = _TP("cust"), _TP("src")
 
-    class TP:
-        def __init__(self, topic: str) -> None:
-            self.topic = topic
+    class Msg:
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
 
-    class StandIn:  # what faust's own _add_gap touches
+    async def fetched(self: object, timeout: float) -> Any:  # noqa: ASYNC109 (faust's signature)
+        for t, off in ((tp, 5), (other, 7), (tp, 20), (tp, 21), (other, 8)):
+            yield t, Msg(off)
+            if t is tp and off == 5:
+                self._read_offset[tp] = 5  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(faust_compat, "_real_getmany", fetched)
+
+    class StandIn:
         def __init__(self) -> None:
-            self._committed_offset: dict[object, int | None] = defaultdict(lambda: None)
-            self._gap: dict[object, IntervalTree] = defaultdict(IntervalTree)
+            self._read_offset: dict[Any, int] = {tp: 4, other: 6}
+            self.seeks: list[tuple[Any, int]] = []
+
+        async def seek(self, t: Any, offset: int) -> None:
+            self.seeks.append((t, offset))
 
     consumer = StandIn()
-    await Consumer._add_gap(consumer, TP("cust"), 5, 9)  # type: ignore[arg-type]
-    await Consumer._add_gap(consumer, TP("other"), 1, 2)  # type: ignore[arg-type]
-    assert seen == [("cust", 5, 9)]
-    assert sum(len(t) for t in consumer._gap.values()) == 2  # faust's bookkeeping still runs
+    got = [(t.topic, m.offset) async for t, m in Consumer.getmany(consumer, 1.0)]  # type: ignore[arg-type]
+    assert got == [("cust", 5), ("src", 7), ("src", 8)]  # 20 and 21 wait for the re-read
+    assert consumer.seeks == [(tp, 5)]
