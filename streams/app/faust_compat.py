@@ -28,7 +28,7 @@ import hashlib
 import inspect
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
@@ -46,6 +46,8 @@ FINGERPRINTS = {
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer": "c2701bfc3e6f6cad",
     "faust.tables.recovery.Recovery._slurp_changelogs": "7825c7e50f766d5a",
     "faust.transport.consumer.Consumer.getmany": "4b168d84882a70d6",
+    "faust.app.base.App.on_stop": "bfe5a933defb2324",
+    "faust.app.base.App._stop_consumer": "55854a5de12c3f52",
 }
 """sha256 (first 16 hex digits) of the faust source each piece here was copied from or replaces."""
 
@@ -84,6 +86,7 @@ def check_faust(version: str | None = None, targets: dict[str, Callable[..., Any
 
 
 def _targets() -> dict[str, Callable[..., Any]]:
+    from faust.app.base import App
     from faust.streams import Stream
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
@@ -97,7 +100,9 @@ def _targets() -> dict[str, Callable[..., Any]]:
             "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer":
                 _original(AIOKafkaConsumerThread._create_worker_consumer),
             "faust.tables.recovery.Recovery._slurp_changelogs": Recovery._slurp_changelogs.fun,
-            "faust.transport.consumer.Consumer.getmany": _original(Consumer.getmany)}
+            "faust.transport.consumer.Consumer.getmany": _original(Consumer.getmany),
+            "faust.app.base.App.on_stop": App.on_stop,
+            "faust.app.base.App._stop_consumer": App._stop_consumer}
 
 
 def _original(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -471,3 +476,20 @@ def install_read_committed_highwaters() -> bool:
     _highwaters._tagstream_original = real  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     return True
+
+
+def before_tables_stop(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
+    """Runs ``hook`` when ``app`` starts stopping, before faust closes its tables.
+
+    Faust's ``App.on_stop`` stops the fetcher and then the tables (``_stop_consumer``) while the
+    agents still run (``stream_wait_empty`` is off: it would wait for records that will never be
+    processed), and only then signals ``on_before_shutdown``: a customer batch in flight wrote to
+    a table being closed. The hook (the customer stage's ``quiesce``) lets that batch finish and
+    stops the next one first."""
+    real = app._stop_consumer
+
+    async def _stop_consumer() -> None:
+        await hook()
+        await real()
+
+    app._stop_consumer = _stop_consumer

@@ -225,6 +225,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT[Any]) -> None:
         async for events in faust_compat.take_events(stream, es.envelopes_max, within_s):
+            if customer_stage.stopping:
+                break  # leaving the loop closes take_events: this batch is not acknowledged
             await customer_stage.process(events)
 
     @app.timer(es.timer_interval_ms / 1000, name="due-timer")
@@ -259,6 +261,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     customers.on_recover(recovered)
     _lifecycle(app, rt)
+    faust_compat.before_tables_stop(app, customer_stage.quiesce)
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
     return app, rt

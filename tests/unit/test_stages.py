@@ -421,3 +421,31 @@ async def test_customers_in_state_is_counted_without_walking_the_store(tmp_path:
     assert stage.customers == len(store.data) == 2
     stage.customers = 99
     assert stage.rebuild_due_index() == 2 and stage.customers == 2  # recounted after a recovery
+
+
+async def test_quiesce_waits_for_the_batch_in_flight(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    release = asyncio.Event()
+    real_flush = store.flush
+
+    async def slow_flush() -> None:
+        await release.wait()
+        await real_flush()
+
+    store.flush = slow_flush  # type: ignore[method-assign]
+    batch = asyncio.create_task(stage.process([envelope("c2", 3)]))
+    await asyncio.sleep(0.01)
+    stop = asyncio.create_task(stage.quiesce())
+    await asyncio.sleep(0.01)
+    assert not stop.done() and not stage.stopping  # the table must not close under the batch
+    release.set()
+    await asyncio.gather(batch, stop)
+    assert stage.stopping and store.flushes == 1 and b"c2" in store.data
+
+
+async def test_quiesce_gives_up_on_a_stuck_batch(tmp_path: Path, metrics: Metrics) -> None:
+    stage, _ = customer_stage(tmp_path, FakeProducer(), metrics, DictStore(), Group())
+    await stage._batch.acquire()  # a batch that never ends
+    await stage.quiesce(timeout_s=0.01)
+    assert stage.stopping
