@@ -53,6 +53,9 @@ class KafkaSettings(_Frozen):
         False, description="EXPERIMENTAL: ingest reads the source topics with its own aiokafka consumer (group "
                            "{app_id}-ingest), in batches: 2.6x the throughput, but it lost events in about 3 of 25 "
                            "two-worker/SIGKILL fault-test runs (docs/operations.md); false: a Faust agent.")
+    hole_guard: bool = Field(
+        True, description="Re-read records faust skipped after a seek instead of letting it acknowledge them unseen "
+                          "(streams/app/faust_compat.py HoleGuard).")
     ingest_batch_max: int = Field(2_000, ge=1, description="Source records per ingest batch (own consumer).")
     source_buffer: int = Field(
         32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")

@@ -363,23 +363,36 @@ class HoleGuard:
         self.topics = set(topics)
         self.on_hole = on_hole
         self._retried: dict[Any, tuple[int, int]] = {}
+        self._awaiting: dict[Any, int] = {}
+        """Partitions sought back to an offset whose record has not come again yet."""
 
     def check(self, tp: Any, read_offset: int | None, offset: int) -> bool:
         """True: deliver the record; False: a hole before it, re-read from ``read_offset``."""
-        if tp.topic not in self.topics or read_offset is None or offset - read_offset <= 1:
+        if tp.topic not in self.topics:
+            return True
+        if tp in self._awaiting:
+            # sought back: the re-read starts at the read offset (ours, or faust's own seek's);
+            # a record past it was fetched before the seek, so it is no evidence of a gap
+            if read_offset is None or offset <= read_offset:
+                del self._awaiting[tp]
+                return True
+            return False
+        if read_offset is None or offset - read_offset <= 1:
             return True
         hole = (read_offset, offset)
-        if self._retried.get(tp) == hole:  # the same hole after a re-read: a real gap
+        if self._retried.get(tp) == hole:  # the same hole after a real re-read: a real gap
             del self._retried[tp]
             self.on_hole(tp, read_offset + 1, offset - 1, True)
             return True
         self._retried[tp] = hole
+        self._awaiting[tp] = read_offset
         self.on_hole(tp, read_offset + 1, offset - 1, False)
         return False
 
 
 _HOLE_GUARDS: list[HoleGuard] = []
 _real_getmany: Any = None
+_real_seek: Any = None
 
 
 def guard_holes(guard: HoleGuard) -> None:
@@ -403,10 +416,12 @@ def guard_holes(guard: HoleGuard) -> None:
                 yield tp, message
                 continue
             rewound.add(tp)
-            await self.seek(tp, r_offset)  # faust's seek: aiokafka position and read offset
+            await _real_seek(self, tp, r_offset)  # faust's seek: aiokafka position and read offset
 
     getmany._tagstream_original = real  # type: ignore[attr-defined]
     Consumer.getmany = getmany  # type: ignore[method-assign]
+    global _real_seek
+    _real_seek = Consumer.seek
 
 
 def install_read_committed(app: Any) -> None:

@@ -252,7 +252,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         metrics.offset_holes.labels(tp.topic, "gap" if real_gap else "reread").inc()
 
     guarded = {customer_events.get_topic_name(), *([] if source_consumer else ks.source_topics().values())}
-    faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
+    if ks.hole_guard:
+        faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
 
     async def recovered() -> None:
         customer_stage.rebuild_due_index()
