@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streams.settings import Settings
-    from streams.tools.rules_diff import DiffReport
     from tag_rules import CompiledRuleSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,39 +111,9 @@ def cmd_rules_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from streams.tools.rule_fixtures import fixtures_for
-    from streams.tools.rule_tests import describe, load_checked, run_fixtures
-    from tag_rules import RuleSetError, load_rules
+    from streams.tools.rule_tests import run_command
 
-    try:
-        rules = load_rules(args.path)
-    except RuleSetError as exc:
-        for e in exc.errors:
-            print(e)
-        print(f"{len(exc.errors)} error(s) in the rule set {args.path}", file=sys.stderr)
-        return 2
-    files = [Path(args.fixtures)] if args.fixtures else fixtures_for(args.path)
-    if not files:
-        print(f"tagstream rules test: no fixtures for {args.path} (X.tests.yaml next to X.yaml, or give FIXTURES)",
-              file=sys.stderr)
-        return 2
-    loaded, errors = load_checked(rules, files)
-    for e in errors:
-        print(e)
-    if errors:
-        print(f"{len(errors)} error(s) in the fixtures", file=sys.stderr)
-        return 2
-    cases = expectations = failed = 0
-    for fixtures in loaded:
-        result = run_fixtures(rules, fixtures)
-        cases += result.cases
-        expectations += result.expectations
-        failed += len(result.failures)
-        for failure in result.failures:
-            print(describe(failure))
-    print(f"{'FAILED' if failed else 'ok'}: {cases} case(s), {expectations} expectation(s), {failed} failed "
-          f"({', '.join(str(f) for f in files)})")
-    return 1 if failed else 0
+    return run_command(args.path, args.fixtures)
 
 
 def cmd_rules_diff(args: argparse.Namespace) -> int:
@@ -153,7 +122,7 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from streams.tools.rules_diff import render_table
+    from streams.tools.rules_diff import diff_changelog, render_table
     from tag_rules import RuleSetError, load_rules
 
     settings = _settings()
@@ -167,33 +136,13 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
             print(e)
         print(f"{len(exc.errors)} error(s) in the rule set", file=sys.stderr)
         return 2
-    report = asyncio.run(_diff_changelog(settings, old, new, now_ms=time.time_ns() // 1_000_000,
+    report = asyncio.run(diff_changelog(settings, old, new, now_ms=time.time_ns() // 1_000_000,
                                          samples=args.samples, progress=not args.quiet))
     if args.json:
         print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
         print(render_table(report))
     return 0
-
-
-async def _diff_changelog(settings: Settings, old: CompiledRuleSet, new: CompiledRuleSet, *, now_ms: int,
-                          samples: int, progress: bool) -> DiffReport:
-    from streams.io.changelog_reader import ChangelogReader, ReadProgress
-    from streams.io.topics import changelog_topic_name
-    from streams.tools.rules_diff import RulesDiff
-
-    def show(p: ReadProgress) -> None:
-        print(f"changelog: {p.records_read:,} / {p.records_total:,} records read ({p.rate:,.0f}/s), "
-              f"{p.keys_out:,} customers evaluated", file=sys.stderr)
-
-    diff = RulesDiff(old, new, now_ms=now_ms, samples=samples)
-    ks = settings.kafka
-    async with ChangelogReader(ks.bootstrap_servers, changelog_topic_name(settings),
-                               client_options=ks.client_options(), fetch_max_bytes=ks.fetch_max_bytes,
-                               on_progress=show if progress else None) as reader:
-        async for key, value in reader.latest():
-            diff.add_state(key.decode(errors="replace"), value)
-    return diff.report()
 
 
 def cmd_produce(args: argparse.Namespace) -> int:

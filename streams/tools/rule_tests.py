@@ -172,3 +172,42 @@ def _show(value: object) -> str:
 
 def _abs(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def run_command(path: str, fixtures_path: str | None) -> int:
+    """``tagstream rules test PATH [FIXTURES]``: 0 all pass, 1 a failure, 2 bad rules or fixtures."""
+    import sys
+    from pathlib import Path
+
+    from streams.tools.rule_fixtures import fixtures_for
+    from tag_rules import RuleSetError, load_rules
+
+    try:
+        rules = load_rules(path)
+    except RuleSetError as exc:
+        for e in exc.errors:
+            print(e)
+        print(f"{len(exc.errors)} error(s) in the rule set {path}", file=sys.stderr)
+        return 2
+    files = [Path(fixtures_path)] if fixtures_path else fixtures_for(path)
+    if not files:
+        print(f"tagstream rules test: no fixtures for {path} (X.tests.yaml next to X.yaml, or give FIXTURES)",
+              file=sys.stderr)
+        return 2
+    loaded, errors = load_checked(rules, files)
+    for e in errors:
+        print(e)
+    if errors:
+        print(f"{len(errors)} error(s) in the fixtures", file=sys.stderr)
+        return 2
+    cases = expectations = failed = 0
+    for fixtures in loaded:
+        result = run_fixtures(rules, fixtures)
+        cases += result.cases
+        expectations += result.expectations
+        failed += len(result.failures)
+        for failure in result.failures:
+            print(describe(failure))
+    print(f"{'FAILED' if failed else 'ok'}: {cases} case(s), {expectations} expectation(s), {failed} failed "
+          f"({', '.join(str(f) for f in files)})")
+    return 1 if failed else 0

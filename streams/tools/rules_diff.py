@@ -230,3 +230,26 @@ def render_table(report: DiffReport) -> str:
             feats = ", ".join(f"{n} ({r})" for n, r in t.needs_backfill.items())
             lines.append(f"{'':<{width}}    needs backfill: {feats} start empty; counts are without backfill")
     return "\n".join(lines)
+
+
+async def diff_changelog(settings: Any, old: Any, new: Any, *, now_ms: int, samples: int,
+                         progress: bool) -> DiffReport:
+    """Reads every customer's latest state from the changelog and diffs the two rule sets on it."""
+    import sys
+
+    from streams.io.changelog_reader import ChangelogReader, ReadProgress
+    from streams.io.topics import changelog_topic_name
+
+
+    def show(p: ReadProgress) -> None:
+        print(f"changelog: {p.records_read:,} / {p.records_total:,} records read ({p.rate:,.0f}/s), "
+              f"{p.keys_out:,} customers evaluated", file=sys.stderr)
+
+    diff = RulesDiff(old, new, now_ms=now_ms, samples=samples)
+    ks = settings.kafka
+    async with ChangelogReader(ks.bootstrap_servers, changelog_topic_name(settings),
+                               client_options=ks.client_options(), fetch_max_bytes=ks.fetch_max_bytes,
+                               on_progress=show if progress else None) as reader:
+        async for key, value in reader.latest():
+            diff.add_state(key.decode(errors="replace"), value)
+    return diff.report()
