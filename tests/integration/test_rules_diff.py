@@ -40,10 +40,16 @@ def new_rules(tmp_path: Path) -> Path:
 
 
 def redis_snapshot(w: WorkerProc) -> dict[str, Any]:
+    """Every tag hash and audience set of the worker (not its rules-status heartbeat, which the
+    worker itself refreshes every few seconds: streams/io/rules_topic.py workers_key)."""
+    from streams.io.rules_topic import workers_key
+
     r = w.redis()
     out: dict[str, Any] = {}
     for key in r.scan_iter(f"{w.prefix}:*"):
         k = text(key)
+        if k == workers_key(w.prefix):
+            continue
         out[k] = r.hgetall(k) if text(r.type(k)) == "hash" else sorted(r.smembers(k))
     return out
 
