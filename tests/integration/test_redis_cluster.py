@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +48,7 @@ def cluster_tags(client: Any, prefix: str, customer_ids: list[str]) -> dict[str,
     return out
 
 
-def test_sink_writes_each_key_to_the_node_owning_its_slot(cluster: LocalRedisCluster) -> None:
+def test_sink_writes_each_key_to_the_node_owning_its_slot(cluster: LocalRedisCluster, tmp_path: Path) -> None:
     rs = RedisSettings(url=cluster.url)
     prefix = f"sink-{uuid.uuid4().hex[:6]}"
     customers = [f"c{i:04d}" for i in range(300)]
@@ -77,7 +78,11 @@ def test_sink_writes_each_key_to_the_node_owning_its_slot(cluster: LocalRedisClu
     assert value == {"since_ms": 1001, "rule_version": "v1"}
 
     # the CLI reads the same layout through the cluster client
-    env = {**os.environ, "TAGSTREAM_REDIS__URL": cluster.url, "TAGSTREAM_REDIS__KEY_PREFIX": prefix}
+    rules = tmp_path / "rules.yaml"  # the CLI checks --audience against the rule set in force
+    rules.write_text("version: cluster-test\nfeatures:\n  - {name: events, agg: count}\ntags:\n"
+                     + "".join(f"  - {{name: {t}, when: events >= 1}}\n" for t in ["vip", *(f"t{i}" for i in range(7))]))
+    env = {**os.environ, "TAGSTREAM_REDIS__URL": cluster.url, "TAGSTREAM_REDIS__KEY_PREFIX": prefix,
+           "TAGSTREAM_RULES_PATH": str(rules), "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     cli = subprocess.run([sys.executable, "-m", "streams.cli", "tags", "--audience", "t1"],
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
