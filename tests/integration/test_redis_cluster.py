@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -80,7 +80,8 @@ def test_sink_writes_each_key_to_the_node_owning_its_slot(cluster: LocalRedisClu
     # the CLI reads the same layout through the cluster client
     rules = tmp_path / "rules.yaml"  # the CLI checks --audience against the rule set in force
     rules.write_text("version: cluster-test\nfeatures:\n  - {name: events, agg: count}\ntags:\n"
-                     + "".join(f"  - {{name: {t}, when: events >= 1}}\n" for t in ["vip", *(f"t{i}" for i in range(7))]))
+                     + "".join(f"  - {{name: {t}, when: events >= 1}}\n"
+                               for t in ["vip", *(f"t{i}" for i in range(7))]))
     env = {**os.environ, "TAGSTREAM_REDIS__URL": cluster.url, "TAGSTREAM_REDIS__KEY_PREFIX": prefix,
            "TAGSTREAM_RULES_PATH": str(rules), "TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     cli = subprocess.run([sys.executable, "-m", "streams.cli", "tags", "--audience", "t1"],
