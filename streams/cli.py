@@ -84,17 +84,19 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules_in_force(settings: Settings) -> CompiledRuleSet:
+def _rules_in_force(settings: Settings, *, quiet: bool = False) -> CompiledRuleSet:
     """The deployed rule set (``rules deploy``) if the rules topic has one, else the local one
-    (``TAGSTREAM_RULES_PATH``); the local one too when Kafka does not answer within a few seconds."""
+    (``TAGSTREAM_RULES_PATH``); the local one too when Kafka does not answer within a few seconds
+    (said on stderr unless ``quiet``: a Redis-only command such as ``tags`` need not reach Kafka)."""
     from streams.app.rules_watch import deployed_rules
 
     local = settings.load_rules()
     try:
         return deployed_rules(settings, local, timeout_s=5.0)[0]
-    except Exception as exc:  # Kafka unreachable: say so, go on with the local rules
-        print(f"tagstream: could not read the deployed rules ({type(exc).__name__}); using "
-              f"{settings.rules_path or 'the shipped rules'}", file=sys.stderr)
+    except Exception as exc:  # Kafka unreachable: go on with the local rules
+        if not quiet:
+            print(f"tagstream: could not read the deployed rules ({type(exc).__name__}); using "
+                  f"{settings.rules_path or 'the shipped rules'}", file=sys.stderr)
         return local
 
 
@@ -210,7 +212,7 @@ def _check_tag(settings: Settings, tag: str) -> None:
     from tag_rules import RuleSetError
 
     try:
-        rules = _rules_in_force(settings)
+        rules = _rules_in_force(settings, quiet=True)
     except RuleSetError as exc:
         raise UsageError(f"cannot check tag {tag!r}: the rule set has {len(exc.errors)} error(s) "
                          f"(see `tagstream rules check`)") from exc
@@ -262,6 +264,7 @@ async def _print_audience(settings: Settings, tag: str, limit: int, *, as_json: 
                     break
     finally:
         await reader.close()
+    members.sort()  # the page SSCAN gave, in a stable order
     if as_json:
         print(_json({"tag": tag, "count": count, "customers": members}))
     else:
