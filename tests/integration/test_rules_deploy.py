@@ -59,6 +59,11 @@ def test_hot_deploy_under_load_switches_every_worker_and_counts_every_event_once
         while processed(ports[0]) + processed(ports[1]) < len(events) // 4:  # both workers are busy
             assert time.monotonic() < deadline, a.tail() + b.tail()
             time.sleep(0.05)
+        from streams.io.rules_topic import workers_key
+
+        while a.redis().hlen(workers_key(a.prefix)) < 2:  # --wait waits for the workers that reported
+            assert time.monotonic() < deadline, a.tail() + b.tail()
+            time.sleep(0.2)
         deployed = cli(a, "rules", "deploy", str(v3), "--wait", "90")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr + a.tail() + b.tail()
         assert "all 2 worker(s) run it-lifetime-3" in deployed.stdout
