@@ -68,15 +68,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from tag_rules import DEFAULT_RULES, RuleSetError, load_rules
+    from streams.tools.rule_loading import load_or_report
+    from tag_rules import DEFAULT_RULES
 
     path = args.path or DEFAULT_RULES
-    try:
-        rules = load_rules(path)
-    except RuleSetError as exc:
-        for e in exc.errors:
-            print(e)
-        print(f"{len(exc.errors)} error(s) in {path}", file=sys.stderr)
+    rules = load_or_report(path, "{n} error(s) in {path}")
+    if rules is None:
         return 1
     windows = sorted({f.window_ms for f in rules.features.values() if f.window_ms}, key=int)
     print(f"ok: {path}: version {rules.version}, {len(rules.features)} features, {len(rules.tags)} tags, "

@@ -180,14 +180,10 @@ def run_command(path: str, fixtures_path: str | None) -> int:
     from pathlib import Path
 
     from streams.tools.rule_fixtures import fixtures_for
-    from tag_rules import RuleSetError, load_rules
+    from streams.tools.rule_loading import load_or_report
 
-    try:
-        rules = load_rules(path)
-    except RuleSetError as exc:
-        for e in exc.errors:
-            print(e)
-        print(f"{len(exc.errors)} error(s) in the rule set {path}", file=sys.stderr)
+    rules = load_or_report(path, "{n} error(s) in the rule set {path}")
+    if rules is None:
         return 2
     files = [Path(fixtures_path)] if fixtures_path else fixtures_for(path)
     if not files:

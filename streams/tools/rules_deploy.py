@@ -18,7 +18,7 @@ from typing import Any
 from streams.io.rules_topic import deployment_of, latest_deployment, publish, read_status
 from streams.io.topics import RULES_TOPIC_CONFIG, ensure_topics, rules_topic_name
 from streams.settings import Settings
-from tag_rules import RuleSetError, load_rules
+from streams.tools.rule_loading import load_or_report
 from tag_rules.loader import rule_files
 
 ALIVE_MS = 60_000
@@ -26,12 +26,8 @@ ALIVE_MS = 60_000
 
 
 def deploy(settings: Settings, path: str, wait_s: float, by: str | None) -> int:
-    try:
-        rules = load_rules(path)
-    except RuleSetError as exc:
-        for e in exc.errors:
-            print(e)
-        print(f"refused: {len(exc.errors)} error(s) in {path}; nothing was deployed", file=sys.stderr)
+    rules = load_or_report(path, "refused: {n} error(s) in {path}; nothing was deployed")
+    if rules is None:
         return 2
     files = {f.name: f.read_text(encoding="utf-8") for f in rule_files(Path(path))}
     try:
