@@ -68,6 +68,9 @@ class SourceConsumer:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._legacy: AIOKafkaConsumer | None = None
+        self._seeks = 0
+        self._sought: dict[TopicPartition, int] = {}
+        """Per partition, the count of ``_seeks`` when on_assigned last moved it."""
         self.committed: dict[TopicPartition, int] = {}
         """Offsets this worker committed, per partition it owns (the watchdog reads them)."""
 
@@ -77,13 +80,14 @@ class SourceConsumer:
             consumer = await self._start()
             first = True
             while True:
+                mark = self._seeks
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 if batches:
                     if first:
                         first = False
                         log.info("ingest: first batch, %d records from %d partitions",
                                  sum(map(len, batches.values())), len(batches))
-                    await self._process(consumer, batches)
+                    await self._process(consumer, batches, mark)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -103,8 +107,14 @@ class SourceConsumer:
         consumer.subscribe(list(self._topics), listener=_Rebalance(self))
         return consumer
 
-    async def _process(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[Any]]) -> None:
+    async def _process(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[Any]],
+                       mark: int = 0) -> None:
         async with self._lock:  # a revoke waits for this batch and its commit
+            # records fetched before an assignment moved their partition (the upgrade seek) are
+            # not this partition's next records: the fetch from the new position brings those
+            batches = {tp: recs for tp, recs in batches.items() if self._sought.get(tp, 0) <= mark}
+            if not batches:
+                return
             await self._stage.process([_Record(r) for recs in batches.values() for r in recs])
             offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
             try:
@@ -123,6 +133,10 @@ class SourceConsumer:
 
     async def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         """Partitions this group never committed start where the old Faust group left them."""
+        async with self._lock:  # no batch is processed while partitions are being positioned
+            await self._position(assigned)
+
+    async def _position(self, assigned: Iterable[TopicPartition]) -> None:
         consumer = self._consumer
         assert consumer is not None
         assigned = sorted(assigned)
@@ -138,6 +152,8 @@ class SourceConsumer:
                 log.info("%s[%d]: no offset in group %s yet; starting at %d, where group %s left it",
                          tp.topic, tp.partition, self._group_id, legacy, self._legacy_group_id)
                 consumer.seek(tp, legacy)
+                self._seeks += 1
+                self._sought[tp] = self._seeks
                 self.committed[tp] = legacy
 
     async def _legacy_offset(self, tp: TopicPartition) -> int | None:
