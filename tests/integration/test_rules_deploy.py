@@ -56,7 +56,12 @@ def test_hot_deploy_under_load_switches_every_worker_and_counts_every_event_once
         for s, values in by_source.items():
             a.produce(s, values[: len(values) // 2])
         deadline = time.monotonic() + 120
-        while processed(ports[0]) + processed(ports[1]) < len(events) // 4:  # both workers are busy
+        while True:  # both workers are busy
+            try:
+                if processed(ports[0]) + processed(ports[1]) >= len(events) // 4:
+                    break
+            except OSError:  # a worker's metrics endpoint is not up yet
+                pass
             assert time.monotonic() < deadline, a.tail() + b.tail()
             time.sleep(0.05)
         from streams.io.rules_topic import workers_key
