@@ -144,6 +144,19 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a customer holds its tags: its state in the changelog, evaluated now."""
+    from streams.tools.explain import run
+    from tag_rules import RuleSetError
+
+    settings = _settings()
+    try:
+        rules = _rules_in_force(settings)
+    except RuleSetError as exc:
+        raise UsageError(f"the rule set has {len(exc.errors)} error(s) (see `tagstream rules check`)") from exc
+    return run(settings, rules, args.customer_id, as_json=args.json)
+
+
 def cmd_produce(args: argparse.Namespace) -> int:
     from streams.io.topics import ensure_topics
     from streams.tools.generator import RetailGenerator
@@ -392,6 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     rf.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     rf.set_defaults(func=cmd_rules_diff)
+
+    ex = sub.add_parser("explain", help="why a customer holds its tags: features, conditions, gates, next due time",
+                        description="Reads the customer's latest state from the changelog (the partition its id "
+                                    "hashes to) and evaluates it now under the rule set in force (the deployed one, "
+                                    "else TAGSTREAM_RULES_PATH), as GET /customers/{id}/explain does.",
+                        epilog="exit codes: 0 done, 1 Kafka unreachable or the changelog topic missing, 2 no state "
+                               "for the customer (unknown, or deleted: nothing left to remember)")
+    ex.add_argument("customer_id")
+    ex.add_argument("--json", action="store_true", help="the document as JSON (the HTTP API's CustomerExplain)")
+    ex.set_defaults(func=cmd_explain)
 
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")

@@ -207,3 +207,21 @@ def test_the_document_is_json_with_null_for_no_value(tmp_path: Path) -> None:
     assert {f["name"]: f["value"] for f in body["features"]}["avg_1h"] is None
     assert body["features"][0]["name"] == "avg_1h"  # sorted by name
     assert [p["value"] for p in body["tags"][1]["conditions"][0]["parts"] if p["text"] == "coalesce(avg_1h, 0)"] == [0]
+
+
+def test_the_text_report_shows_values_conditions_gates_and_what_is_due(tmp_path: Path) -> None:
+    from streams.tools.explain import render_text
+
+    eng, state = engine(tmp_path), CustomerState()
+    views(eng, state, T0, 10)
+    text = render_text(explain(eng, state, T0 + M + H + 1))  # hot fell due at T0 + 1h1m; sticky is held in
+    assert "customer c1 at 2027-01-15T09:01:00.001Z, rules explain-1" in text
+    assert "state: t-changelog[1]@41" in text
+    assert "  hot: out (since: not recorded" in text and "[stored state says IN: see pending]" in text
+    assert "    when: views_1h >= 10 and (spend < 100 or purchases == 0)   = false" in text
+    assert "      views_1h >= 10   = false" in text and "        spend < 100   = true" in text
+    assert "  sticky: IN since 2027-01-15T08:00:00.002Z" in text
+    assert "    min_duration keeps it in until 2027-01-15T10:00:00.002Z (its condition asks for a change" in text
+    assert "    exit: views_1h < 2   = true   <- decides now" in text
+    assert "  remove hot at 2027-01-15T09:01:00.000Z (expiry)" in text
+    assert text.endswith("next due 2027-01-15T10:00:00.002Z:\n  sticky: min_duration ends (it may leave then)")
