@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "{tag, count, customers}")
     t.set_defaults(func=cmd_tags)
 
-    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags, audiences; no Kafka needed)")
+    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags and audiences from Redis; explain reads Kafka)")
     sv.add_argument("--host", help="bind address (default: TAGSTREAM_API__HOST, 127.0.0.1)")
     sv.add_argument("--port", type=int, help="port (default: TAGSTREAM_API__PORT, 9465; 0: any free port)")
     sv.set_defaults(func=cmd_serve)
