@@ -144,6 +144,19 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a customer holds its tags: its state in the changelog, evaluated now."""
+    from streams.tools.explain import run
+    from tag_rules import RuleSetError
+
+    settings = _settings()
+    try:
+        rules = _rules_in_force(settings)
+    except RuleSetError as exc:
+        raise UsageError(f"the rule set has {len(exc.errors)} error(s) (see `tagstream rules check`)") from exc
+    return run(settings, rules, args.customer_id, as_json=args.json)
+
+
 def cmd_produce(args: argparse.Namespace) -> int:
     from streams.io.topics import ensure_topics
     from streams.tools.generator import RetailGenerator
@@ -393,6 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     rf.set_defaults(func=cmd_rules_diff)
 
+    ex = sub.add_parser("explain", help="why a customer holds its tags: features, conditions, gates, next due time",
+                        description="Reads the customer's latest state from the changelog (the partition its id "
+                                    "hashes to) and evaluates it now under the rule set in force (the deployed one, "
+                                    "else TAGSTREAM_RULES_PATH), as GET /customers/{id}/explain does.",
+                        epilog="exit codes: 0 done, 1 Kafka unreachable or the changelog topic missing, 2 no state "
+                               "for the customer (unknown, or deleted: nothing left to remember)")
+    ex.add_argument("customer_id")
+    ex.add_argument("--json", action="store_true", help="the document as JSON (the HTTP API's CustomerExplain)")
+    ex.set_defaults(func=cmd_explain)
+
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")
     pr.add_argument("--rate", type=_number(float, low=0), default=1000.0,
@@ -417,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "{tag, count, customers}")
     t.set_defaults(func=cmd_tags)
 
-    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags, audiences; no Kafka needed)")
+    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags and audiences from Redis; explain reads Kafka)")
     sv.add_argument("--host", help="bind address (default: TAGSTREAM_API__HOST, 127.0.0.1)")
     sv.add_argument("--port", type=int, help="port (default: TAGSTREAM_API__PORT, 9465; 0: any free port)")
     sv.set_defaults(func=cmd_serve)

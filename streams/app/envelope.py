@@ -6,33 +6,25 @@ the worker's CPU). Now ``ingest`` groups one batch's events by the partition the
 belongs to and sends one record per partition: a JSON array of canonical events, in order.
 
 The partition is the one Kafka's default partitioner gives the customer id as key (murmur2,
-the same function aiokafka and the Java client use), so a customer's events, its state and its
-changelog entries stay on one partition, as when the records were keyed one by one; a record in
-the old one-event form (a JSON object) is still read, so a rolling upgrade needs no migration.
+the same function aiokafka and the Java client use: ``streams.io.partitioning``), so a
+customer's events, its state and its changelog entries stay on one partition, as when the
+records were keyed one by one; a record in the old one-event form (a JSON object) is still read,
+so a rolling upgrade needs no migration.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from streams.io.contract import RecordSender
+from streams.io.partitioning import partition_for
 
 ENVELOPE_MAX_BYTES = 512 * 1024
 """An envelope is closed at this size and a new one started (Kafka's default record limit is 1 MB)."""
-
-
-@lru_cache(maxsize=1 << 18)
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key`` (murmur2, positive, modulo).
-
-    Cached: aiokafka's murmur2 is pure Python (~3 µs) and active customers recur."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class EnvelopeBuilder:

@@ -18,6 +18,7 @@ from streams.io.metrics import Metrics
 from streams.io.redis_client import check_mode
 from streams.io.topics import RULES_TOPIC_CONFIG, ensure_topics, rules_topic_name, topic_configs, worker_topics
 from streams.settings import Settings
+from tag_rules import CompiledRuleSet
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ def run_worker(settings: Settings) -> None:
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,
                  settings.metrics.port)
     if settings.api.enabled:  # before Faust starts: a taken port stops the worker with one clear line
-        api = ApiThread(settings).start()
+
+        async def rules_in_force() -> CompiledRuleSet:
+            return rt.rules  # swapped whole by a deploy (topology.wire_rules_watch), never changed in place
+
+        api = ApiThread(settings, rules=rules_in_force, now_ms=rt.clock.now_ms).start()
         log.info("HTTP API on %s", describe(settings.api, api.port))
     sasl = f" {ks.sasl_mechanism}" if ks.sasl_mechanism else ""
     log.info("tagstream worker: rules %s (%d features, %d tags), kafka %s (%s%s), redis %s", rules.version,

@@ -14,12 +14,16 @@ import asyncio
 import ipaddress
 import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
 
+from streams.io.explain_lookup import Explainer, RulesSource, wall_clock_ms
 from streams.io.http_api import create_api
+from streams.io.rules_topic import DeployedRules
 from streams.io.tag_reader import TagReader, open_reader
+from streams.io.topics import rules_topic_name
 from streams.settings import ApiSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -27,23 +31,34 @@ log = logging.getLogger(__name__)
 
 class ApiServer:
     """The API on ``host:port`` (port 0: any free port, see :attr:`port`); ``start`` / ``stop``
-    (safe to call twice) or ``async with``. Closes the reader when it stops."""
+    (safe to call twice) or ``async with``. Closes the reader (and ``deployed`` rules) when it stops."""
 
     def __init__(self, reader: TagReader, *, host: str, port: int, token: str | None = None,
-                 max_page: int = 1000) -> None:
+                 max_page: int = 1000, explainer: Explainer | None = None,
+                 deployed: DeployedRules | None = None) -> None:
         self.host = host
         self.port = port
         self._reader = reader
+        self._deployed = deployed
         self._has_token = bool(token)
-        self._app = create_api(reader, token=token, max_page=max_page)
+        self._app = create_api(reader, explainer=explainer, token=token, max_page=max_page)
         self._runner: web.AppRunner | None = None
         self._stopped = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, host: str | None = None, port: int | None = None) -> ApiServer:
-        api = settings.api
+    def from_settings(cls, settings: Settings, *, host: str | None = None, port: int | None = None,
+                      rules: RulesSource | None = None, now_ms: Callable[[], int] = wall_clock_ms) -> ApiServer:
+        """``rules``: the rule set explain evaluates with (a worker passes its own); None: the one
+        deployed on the rules topic, else TAGSTREAM_RULES_PATH, followed while the server runs."""
+        api, ks = settings.api, settings.kafka
+        deployed = None
+        if rules is None:
+            deployed = DeployedRules(ks.bootstrap_servers, rules_topic_name(settings), ks.client_options(),
+                                     settings.load_rules())
+            rules = deployed.get
         return cls(open_reader(settings), host=host or api.host, port=api.port if port is None else port,
-                   token=api.token.get_secret_value() if api.token else None, max_page=api.max_page)
+                   token=api.token.get_secret_value() if api.token else None, max_page=api.max_page,
+                   explainer=Explainer(settings, rules, now_ms=now_ms), deployed=deployed)
 
     async def start(self) -> None:
         """Listens; RuntimeError with a message naming the address when it cannot."""
@@ -67,6 +82,8 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self._reader.close()
+        if self._deployed is not None:
+            await self._deployed.close()
 
     async def __aenter__(self) -> ApiServer:
         await self.start()
@@ -90,10 +107,17 @@ def warn_if_exposed(host: str, *, has_token: bool) -> None:
 
 class ApiThread:
     """The API of a worker: its own event loop in a daemon thread. ``start`` returns once it
-    listens (or raises the server's RuntimeError); ``stop`` is safe to call twice."""
+    listens (or raises the server's RuntimeError); ``stop`` is safe to call twice.
 
-    def __init__(self, settings: Settings) -> None:
+    ``rules`` and ``now_ms`` are the worker's (its rule set in force and its clock): they run on this
+    thread's loop, so they may only read what the worker replaces whole (a reference), never
+    state the worker mutates."""
+
+    def __init__(self, settings: Settings, *, rules: RulesSource | None = None,
+                 now_ms: Callable[[], int] = wall_clock_ms) -> None:
         self._settings = settings
+        self._rules = rules
+        self._now_ms = now_ms
         self._loop = asyncio.new_event_loop()
         self._server: ApiServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="tagstream-api", daemon=True)
@@ -106,7 +130,7 @@ class ApiThread:
         self._thread.start()
 
         async def start_server() -> ApiServer:
-            server = ApiServer.from_settings(self._settings)
+            server = ApiServer.from_settings(self._settings, rules=self._rules, now_ms=self._now_ms)
             await server.start()
             return server
 
@@ -127,4 +151,5 @@ class ApiThread:
 
 def describe(api: ApiSettings, port: int) -> str:
     auth = "bearer token required" if api.token else "no token"
-    return f"http://{api.host}:{port} ({auth}; routes /customers/{{id}}/tags, /audiences/{{tag}}, /openapi.json)"
+    return (f"http://{api.host}:{port} ({auth}; routes /customers/{{id}}/tags, /customers/{{id}}/explain, "
+            "/audiences/{tag}, /openapi.json)")

@@ -8,6 +8,9 @@ head is not compacted yet): the last one wins; a null value is a deleted key.
 
 Partitions are read one at a time (the others paused) and each one's keys are handed out as
 soon as it is complete, so memory holds one partition's states, not the whole table.
+
+``find(key)`` reads one key's latest record: only the partition the key lives on
+(streams/io/partitioning.py), holding that key's record alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from streams.io.partitioning import partition_for
 
 POLL_MS = 500
 
@@ -39,6 +45,18 @@ class ReadProgress:
     def rate(self) -> float:
         """Records per second so far."""
         return self.records_read / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Found:
+    """The latest record of one key."""
+
+    value: bytes | None
+    """None: a tombstone (the key was deleted)."""
+    partition: int
+    offset: int
+    timestamp_ms: int
+    """The record's Kafka timestamp: when the worker wrote it."""
 
 
 class ChangelogReader:
@@ -127,17 +145,47 @@ class ChangelogReader:
                 yield key, value
         self._maybe_report(force=True)
 
+    async def find(self, key: bytes) -> Found | None:
+        """The latest record of ``key`` (None: the topic has none), read from the one partition the
+        key hashes to with the customer topic's partitioner: a table's changelog record goes to the
+        partition of the record being processed, and the customer topic is partitioned that way."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("ChangelogReader.find() before start()")
+        tp = TopicPartition(self.topic, partition_for(key, len(self._end)))
+        if tp not in self._end:
+            raise RuntimeError(f"{self.topic} has partitions {sorted(t.partition for t in self._end)}, "
+                               f"not 0 … {len(self._end) - 1}")
+        found: Found | None = None
+        if self._end[tp] > self._begin[tp]:
+            consumer.seek(tp, self._begin[tp])
+            consumer.resume(tp)
+            async for records in self._batches(consumer, tp):
+                for r in records:
+                    if r.key == key:
+                        found = Found(r.value, tp.partition, r.offset, r.timestamp)
+            consumer.pause(tp)
+        self._maybe_report(force=True)
+        return found
+
     async def _read_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[bytes, bytes | None]:
         last: dict[bytes, bytes | None] = {}
+        async for records in self._batches(consumer, tp):
+            for r in records:
+                if r.key is not None:
+                    last[r.key] = r.value
+        return last
+
+    async def _batches(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> AsyncIterator[
+            list[ConsumerRecord[bytes, bytes]]]:
+        """The records of ``tp`` from its position up to the end taken at start, batch by batch."""
         end = self._end[tp]
         moved = time.monotonic()
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=POLL_MS)
-            records = batch.get(tp, [])
-            for r in records:
-                if r.offset < end and r.key is not None:
-                    last[r.key] = r.value
-            self._read += sum(1 for r in records if r.offset < end)
+            records = [r for r in batch.get(tp, []) if r.offset < end]
+            self._read += len(records)
+            yield records
             now = time.monotonic()
             if records:
                 moved = now
@@ -145,7 +193,6 @@ class ChangelogReader:
                 raise RuntimeError(f"no progress reading {tp.topic}[{tp.partition}] for {self._stall_timeout_s:.0f} s "
                                    f"(at offset {await consumer.position(tp)} of {end})")
             self._maybe_report()
-        return last
 
     def _maybe_report(self, *, force: bool = False) -> None:
         if self._on_progress is None:

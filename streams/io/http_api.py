@@ -2,11 +2,12 @@
 
     GET /customers/{customer_id}/tags      200 CustomerTags | 404 no tags | 400
     GET /audiences/{tag}?cursor=&limit=    200 AudiencePage (SCARD count + one SSCAN page) | 400
-    GET /customers/{customer_id}/explain   501 until explain exists
+    GET /customers/{customer_id}/explain   200 CustomerExplain (its state in the changelog, evaluated now) | 404
     GET /openapi.json                      the OpenAPI 3.1 document (docs/openapi.json), no token needed
 
 Every response is JSON; errors are :class:`schemas.api.ApiError`. With a token configured, every
-route but /openapi.json needs ``Authorization: Bearer <token>`` (else 401). Redis unreachable: 503.
+route but /openapi.json needs ``Authorization: Bearer <token>`` (else 401). Redis unreachable: 503;
+Kafka unreachable (explain reads the changelog): 503.
 
 aiohttp (already installed with Faust) rather than Faust's web views: the same app runs inside a
 worker and alone (``tagstream serve``, no Kafka, no Faust app), and Faust's web would also serve
@@ -29,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.api import ApiError, AudiencePage, CustomerTags
 from schemas.events import MAX_ID_CHARS
+from streams.io.explain_lookup import CorruptState, CustomerNotFound, Explainer, StateUnavailable
 from streams.io.tag_reader import CorruptTagValue, TagReader, parse_cursor
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READER: web.AppKey[TagReader] = web.AppKey("reader", TagReader)
 MAX_PAGE: web.AppKey[int] = web.AppKey("max_page", int)
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
+EXPLAINER: web.AppKey[Explainer | None] = web.AppKey("explainer")
 
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/customers/{customer_id}/tags", "customer_tags"),
@@ -121,9 +124,24 @@ async def audience(request: web.Request) -> web.Response:
 
 
 async def customer_explain(request: web.Request) -> web.Response:
-    path_param(request, "customer_id")
-    raise ApiProblem(501, "not_implemented", "explain is not available yet: the worker does not keep the feature "
-                                             "values behind a tag; the reasons of each change are on tags.changes")
+    """The customer's state from the changelog, explained now (streams/io/explain_lookup.py)."""
+    customer_id = path_param(request, "customer_id")
+    if request.query:
+        raise ApiProblem(400, "bad_request", f"unknown query parameter(s) {', '.join(sorted(request.query))}")
+    explainer = request.app[EXPLAINER]
+    if explainer is None:
+        raise ApiProblem(503, "kafka_unavailable", "this server was started without Kafka settings; explain reads "
+                                                   "the customers' changelog")
+    try:
+        return json_response(await explainer.explain(customer_id))
+    except CustomerNotFound as exc:
+        raise ApiProblem(404, "not_found", str(exc)) from None
+    except StateUnavailable as exc:
+        log.warning("API: explain: %s", exc)
+        raise ApiProblem(503, "kafka_unavailable", str(exc)) from None
+    except CorruptState as exc:
+        log.error("API: explain: %s", exc)
+        raise ApiProblem(500, "internal", str(exc)) from None
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -167,13 +185,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal", "internal error (logged by the server)")
 
 
-def create_api(reader: TagReader, *, token: str | None = None, max_page: int = 1000,
-               openapi_document: dict[str, Any] | None = None) -> web.Application:
-    """The aiohttp application on ``reader``; ``token`` None leaves it open."""
+def create_api(reader: TagReader, *, explainer: Explainer | None = None, token: str | None = None,
+               max_page: int = 1000, openapi_document: dict[str, Any] | None = None) -> web.Application:
+    """The aiohttp application on ``reader`` (and ``explainer`` for explain: None answers 503);
+    ``token`` None leaves it open."""
     from streams.io.openapi import openapi_document as build_document
 
     app = web.Application(middlewares=[error_middleware, auth_middleware(token)])
     app[READER] = reader
+    app[EXPLAINER] = explainer
     app[MAX_PAGE] = max_page
     app[OPENAPI] = orjson.dumps(openapi_document or build_document())
     handlers: dict[str, Handler] = {"customer_tags": customer_tags, "customer_explain": customer_explain,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from schemas.api import ApiError, AudiencePage, CustomerTags
+from schemas.api import ApiError, AudiencePage, CustomerExplain, CustomerTags
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 _REF = "#/components/schemas/{model}"
@@ -49,11 +49,22 @@ def _paths() -> dict[str, Any]:
                 **_COMMON_ERRORS}}},
         "/customers/{customer_id}/explain": {"get": {
             "operationId": "customer_explain",
-            "summary": "Why a customer holds its tags (not implemented yet)",
+            "summary": "Why a customer holds its tags: its live state, evaluated now",
+            "description": "The customer's latest state is read from the customers table's changelog (the one "
+                           "partition its id hashes to) and evaluated now by the engine, under the rule set in "
+                           "force: feature values, each tag's conditions with the value of every sub-expression, "
+                           "since when it holds, a min_duration or cooldown holding it, the next due time with "
+                           "its reason, and changes that fell due but are not stored yet. Reads Kafka, not "
+                           "Redis; one lookup reads one changelog partition, so it is a diagnostic, not a "
+                           "hot path (two run at a time per server).",
             "parameters": [_CUSTOMER_ID],
-            "responses": {"501": _error("Not implemented yet; the reasons of each change are on tags.changes."),
-                          "400": _error("customer_id longer than 256 characters."),
-                          "401": _COMMON_ERRORS["401"]}}},
+            "responses": {
+                "200": {"description": "The explanation.", "content": _json("CustomerExplain")},
+                "400": _error("customer_id longer than 256 characters, or a query parameter (none is taken)."),
+                "404": _error("No state for the customer: an unknown id, or deleted (nothing left to remember)."),
+                "500": _error("The stored state cannot be read (the message names the changelog record)."),
+                "401": _COMMON_ERRORS["401"],
+                "503": _error("Kafka is not answering, or the changelog topic does not exist.")}}},
         "/audiences/{tag}": {"get": {
             "operationId": "audience",
             "summary": "The customers holding a tag: its size and one page (cursor paging)",
@@ -88,12 +99,13 @@ def _paths() -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (a plain dict, JSON-ready)."""
-    _, defs = models_json_schema([(m, "serialization") for m in (CustomerTags, AudiencePage, ApiError)],
-                                 ref_template=_REF)
+    models = (CustomerTags, AudiencePage, CustomerExplain, ApiError)
+    _, defs = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
     return {
         "openapi": "3.1.0",
         "info": {"title": "tagstream HTTP API", "version": "1",
-                 "description": "Current customer tags and audiences, read from Redis. Served by every worker "
+                 "description": "Current customer tags and audiences, read from Redis, and why a customer holds "
+                                "its tags, read from the workers' state. Served by every worker "
                                 "(TAGSTREAM_API__HOST/PORT, default 127.0.0.1:9465) and by `tagstream serve`. "
                                 "With TAGSTREAM_API__TOKEN set, requests need 'Authorization: Bearer <token>'.",
                  "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.deployment import RULES_RECORD_FORMAT, RulesDeployment
+from tag_rules import CompiledRuleSet, RuleSetError, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,53 @@ async def latest_deployment(bootstrap_servers: str, topic: str, client_options: 
         return found[-1] if found else None
     finally:
         await follower.close()
+
+
+class DeployedRules:
+    """The rule set in force for a process that runs no worker (``tagstream serve``): the newest
+    deployment that compiles, else ``local``. ``get()`` reads the topic up to its end the first
+    time, then picks up what arrived since; when Kafka does not answer it keeps what it has (and
+    reads from the start again next time).
+
+    Deployments are compiled from a temporary folder, never from the workers' data folder: a
+    worker on the same host writes its copy there while it switches rules."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, client_options: Mapping[str, Any],
+                 local: CompiledRuleSet, *, timeout_s: float = 5.0) -> None:
+        self._args = (bootstrap_servers, topic, dict(client_options))
+        self._follower: RulesFollower | None = None
+        self._timeout_s = timeout_s
+        self.rules = local
+        self.offset = -1
+
+    async def get(self) -> CompiledRuleSet:
+        try:
+            if self._follower is None:
+                self._follower = RulesFollower(*self._args)
+                found = await asyncio.wait_for(self._follower.read_to_end(self._timeout_s), self._timeout_s + 5)
+            else:
+                found = await self._follower.poll()
+        except Exception as exc:  # Kafka unreachable: the rules we have
+            log.warning("could not read the deployed rules from %s (%r); using version %s", self._args[1], exc,
+                        self.rules.version)
+            await self.close()
+            return self.rules
+        for d in reversed([d for d in found if d.offset > self.offset]):
+            try:
+                with tempfile.TemporaryDirectory(prefix="tagstream-rules-") as folder:
+                    rules = load_rules(d.write_to(Path(folder)))
+            except RuleSetError as exc:
+                log.error("deployed rule set %s (offset %d) does not compile here; trying the one before: %s",
+                          d.version, d.offset, exc)
+                continue
+            self.rules, self.offset = rules, d.offset
+            break
+        return self.rules
+
+    async def close(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            await follower.close()
 
 
 def workers_key(prefix: str) -> str:

@@ -13,10 +13,12 @@ from pydantic import SecretStr, ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from schemas.api import ApiError
+from schemas.api import ApiError, CustomerExplain
 from streams.io.api_server import ApiServer
+from streams.io.explain_lookup import CorruptState, CustomerNotFound, Explainer, StateUnavailable
 from streams.io.tag_reader import MAX_CURSOR, TagReader, parse_cursor
-from streams.settings import ApiSettings
+from streams.settings import ApiSettings, KafkaSettings, Settings
+from tag_rules import DEFAULT_RULES, CompiledRuleSet, load_rules
 
 TOKEN = "s3cret-token"
 
@@ -77,9 +79,42 @@ async def test_unknown_routes_and_methods_answer_json(server: ApiServer) -> None
         assert r.status == 405 and (await r.json())["error"] == "method_not_allowed"
 
 
-async def test_explain_is_501_with_a_reason(server: ApiServer) -> None:
+async def shipped_rules() -> CompiledRuleSet:
+    return load_rules(DEFAULT_RULES)
+
+
+def explainer() -> Explainer:
+    """An explainer whose Kafka refuses connections (port 1 on loopback)."""
+    return Explainer(Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1")), shipped_rules, timeout_s=20)
+
+
+async def test_explain_without_kafka_settings_is_503_saying_so(server: ApiServer) -> None:
     status, body, _ = await get(server, "/customers/c1/explain")
-    assert status == 501 and body["error"] == "not_implemented" and "tags.changes" in body["message"]
+    assert status == 503 and body["error"] == "kafka_unavailable" and "changelog" in body["message"]
+
+
+async def test_explain_with_kafka_not_answering_is_503_naming_the_broker() -> None:
+    async with ApiServer(closed_port_reader(), host="127.0.0.1", port=0, explainer=explainer()) as s:
+        status, body, _ = await get(s, "/customers/c1/explain", None)
+        assert status == 503 and body["error"] == "kafka_unavailable" and "127.0.0.1:1" in body["message"]
+        status, body, _ = await get(s, "/customers/c1/explain?at=1", None)
+        assert status == 400 and "at" in body["message"]
+
+
+@pytest.mark.parametrize(("raised", "status", "error"), [
+    (CustomerNotFound("customer 'c1' has no state"), 404, "not_found"),
+    (CorruptState("the state of 'c1' cannot be read"), 500, "internal"),
+    (StateUnavailable("topic t not found"), 503, "kafka_unavailable"),
+])
+async def test_explain_failures_map_to_statuses_with_the_message(raised: Exception, status: int, error: str) -> None:
+    class Failing(Explainer):
+        async def explain(self, customer_id: str) -> CustomerExplain:
+            raise raised
+
+    failing = Failing(Settings(), shipped_rules)
+    async with ApiServer(closed_port_reader(), host="127.0.0.1", port=0, explainer=failing) as s:
+        got, body, _ = await get(s, "/customers/c1/explain", None)
+        assert (got, body) == (status, {"error": error, "message": str(raised)})
 
 
 @pytest.mark.parametrize("path", ["/customers/c1/tags", "/audiences/high_value"])
