@@ -17,7 +17,8 @@ from .events import SOURCES, Source
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 NAME_MAX_LENGTH = 64
 
-Agg = Literal["count", "sum", "min", "max", "avg", "distinct_count", "first", "last", "since_last"]
+Agg = Literal["count", "sum", "min", "max", "avg", "distinct_count", "first", "last", "since_last",
+              "sequence", "absence"]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -44,6 +45,18 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+class EventMatchSpec(BaseModel):
+    """One side of a sequence or absence feature: which events are ``A`` (``first``) or ``B``
+    (``then``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: Annotated[list[Source], BeforeValidator(_one_or_many), Field(min_length=1)] = Field(
+        default_factory=lambda: list(SOURCES))
+    where: str | None = None
+    """Filter expression over canonical event fields."""
+
+
 class FeatureSpec(BaseModel):
     """A rolling aggregation over canonical events of one customer."""
 
@@ -61,6 +74,12 @@ class FeatureSpec(BaseModel):
         default_factory=lambda: list(SOURCES))
     where: str | None = None
     """Filter expression over canonical event fields."""
+    first: EventMatchSpec | None = None
+    """sequence / absence: the events that start it (``A``)."""
+    then: EventMatchSpec | None = None
+    """sequence / absence: the events that complete (sequence) or cancel (absence) it (``B``)."""
+    within: str | None = None
+    """sequence / absence: how long after ``A`` a ``B`` counts (a duration)."""
     description: str | None = None
 
 

@@ -24,9 +24,10 @@ from .expr import CompiledExpr, ExprError, compile_expr
 from .loader import load_yaml, rule_files
 from .names import describe_non_ascii, name_problem
 from .positions import expr_pos, value_pos
+from .sequences import PATTERN_AGGS, EventMatch, Pattern, compile_pattern
 from .tags import TagDef, TagProblems, compile_tag
 
-__all__ = ["CompiledRuleSet", "FeatureDef", "TagDef", "compile_rules", "load_rules"]
+__all__ = ["CompiledRuleSet", "EventMatch", "FeatureDef", "Pattern", "TagDef", "compile_rules", "load_rules"]
 
 NUMERIC_TYPES = {"int", "float"}
 NEEDS_NUMERIC = {"sum", "min", "max", "avg"}
@@ -54,8 +55,11 @@ class FeatureDef:
     resolution_ms: int | None
     """None: the default for the window (see streams.engine.features.windows)."""
     sources: frozenset[str]
+    """Every source the feature reads (for sequence/absence: both sides')."""
     where: CompiledExpr | None
     file: str = ""
+    pattern: Pattern | None = None
+    """sequence / absence: A (``first``), B (``then``) and ``within``; None for other aggs."""
 
 
 @dataclass(frozen=True)
@@ -190,9 +194,11 @@ def _compile_feature(fname: str, spec: FeatureSpec, raw: Mapping[str, Any]) -> F
     if name_issue:
         problem("name", f"name: {name_issue}")
     window_ms, resolution_ms = _window_and_resolution(spec, problem)
-    _check_field(spec, problem)
+    pattern = compile_pattern(fname, spec, raw, window_ms, problems)
+    if spec.agg not in PATTERN_AGGS:
+        _check_field(spec, problem)
     where_expr = None
-    if spec.where is not None:
+    if spec.where is not None and spec.agg not in PATTERN_AGGS:
         try:
             where_expr = compile_expr(spec.where, names=CANONICAL_FIELD_TYPES, kind="where",
                                       filename=f"{fname}:{spec.name}")
@@ -201,11 +207,16 @@ def _compile_feature(fname: str, spec: FeatureSpec, raw: Mapping[str, Any]) -> F
             problems.append((f"where: {exc.message}", ln, col))
     if problems:
         raise _Problems(problems)
-    sources = frozenset(spec.sources)
-    fingerprint = orjson.dumps([spec.agg, spec.field, window_ms, resolution_ms, sorted(sources),
-                                " ".join((spec.where or "").split())])
-    key = hashlib.sha1(fingerprint).hexdigest()[:8]
-    return FeatureDef(spec.name, key, spec.agg, spec.field, window_ms, resolution_ms, sources, where_expr, fname)
+    sources: frozenset[str] = frozenset(spec.sources)
+    shape: list[Any] = [spec.agg, spec.field, window_ms, resolution_ms, sorted(sources),
+                        " ".join((spec.where or "").split())]
+    if pattern is not None:
+        sources = pattern.first.sources.union(pattern.then.sources)
+        shape = [spec.agg, window_ms, resolution_ms, pattern.first.fingerprint(), pattern.then.fingerprint(),
+                 pattern.within_ms]
+    key = hashlib.sha1(orjson.dumps(shape)).hexdigest()[:8]
+    return FeatureDef(spec.name, key, spec.agg, spec.field, window_ms, resolution_ms, sources, where_expr, fname,
+                      pattern)
 
 
 def _window_and_resolution(spec: FeatureSpec, problem: Callable[[str, str], None]) -> tuple[int | None, int | None]:

@@ -14,7 +14,7 @@ from typing import Any
 from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagChangeDict, TagOp
 from streams.engine import flap
-from streams.engine.features.runtime import FeatureRuntime
+from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import SEEN_ENTRY, CustomerState
 from tag_rules.compiler import CompiledRuleSet
 
@@ -51,23 +51,23 @@ class TagEngine:
         thresholds = rules.since_thresholds()
         used = {name for tag in rules.tags.values() for name in tag.features}
         # Features with the same definition share one state entry (same key).
-        by_key: dict[str, FeatureRuntime] = {}
+        by_key: dict[str, Runtime] = {}
         self._names_by_key: dict[str, list[str]] = {}
         for name in sorted(used):
             fdef = rules.features[name]
-            by_key.setdefault(fdef.key, FeatureRuntime(fdef, thresholds.get(name, ())))
+            by_key.setdefault(fdef.key, runtime_for(fdef, thresholds.get(name, ())))
             self._names_by_key.setdefault(fdef.key, []).append(name)
         # A shared key merges the thresholds of all names that use it.
         for key, names in self._names_by_key.items():
             if len(names) > 1 and by_key[key].takes_thresholds:
                 merged = sorted({t for n in names for t in thresholds.get(n, ())})
-                by_key[key] = FeatureRuntime(rules.features[names[0]], merged)
+                by_key[key] = runtime_for(rules.features[names[0]], merged)
         self.runtimes = list(by_key.values())
         self.keys = frozenset(by_key)
         # Per source, the features it can feed, each with the slot of its `where` filter: features
         # with the same filter text (count/sum over 1h/24h/7d of one event kind) share one evaluation.
         slots: dict[str, int] = {}
-        self._by_source = {src: [(rt, -1 if rt.where is None else slots.setdefault(rt.where.source, len(slots)))
+        self._by_source = {src: [(rt, -1 if rt.filter_key is None else slots.setdefault(rt.filter_key, len(slots)))
                                  for rt in self.runtimes if src in rt.sources]
                            for src in SOURCES}
         self.tags = list(rules.tags.values())
@@ -77,7 +77,7 @@ class TagEngine:
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
         self._gated = [t for t in self.tags if t.flap_controlled]
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
-        self._plans: dict[tuple[str, ...], tuple[list[Any], list[FeatureRuntime]]] = {}
+        self._plans: dict[tuple[str, ...], tuple[list[Any], list[Runtime]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class TagEngine:
         feats = state.features
         too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
         out.late |= too_late
-        fed: list[FeatureRuntime] = []
+        fed: list[Runtime] = []
         filtered: dict[int, bool] = {}
         for rt, slot in self._by_source.get(event["source"], ()):
             if too_late and rt.window_ms is not None:
@@ -210,7 +210,7 @@ class TagEngine:
         log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
         return False
 
-    def _plan(self, fed: tuple[str, ...]) -> tuple[list[Any], list[FeatureRuntime]]:
+    def _plan(self, fed: tuple[str, ...]) -> tuple[list[Any], list[Runtime]]:
         """The tags that read a feature in ``fed`` (in rule order) and every feature they read."""
         plan = self._plans.get(fed)
         if plan is None:
@@ -221,7 +221,7 @@ class TagEngine:
         return plan
 
     def _values(self, state: CustomerState, now_ms: int,
-                runtimes: list[FeatureRuntime] | None = None) -> dict[str, Any]:
+                runtimes: list[Runtime] | None = None) -> dict[str, Any]:
         feats = state.features
         values: dict[str, Any] = {}
         for rt in self.runtimes if runtimes is None else runtimes:

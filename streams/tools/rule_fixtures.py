@@ -44,7 +44,8 @@ EVENT_META = {"at", "repeat", "every", "source"}
 @dataclass(frozen=True)
 class FixtureEvent:
     at_ms: int
-    """Relative to the origin: when the event happens (its ``ts`` unless given) and is processed."""
+    """Relative to the origin: when the event is processed (and happens, unless ``ts`` says otherwise:
+    ``ts: 23h`` is relative to the origin too, an RFC 3339 instant or epoch ms absolute)."""
     event: dict[str, Any]
     """The canonical event."""
     line: int | None
@@ -231,10 +232,16 @@ class _Reader:
             every_ms = every
         if at_ms is None:
             return []
+        reported = len(self.errors)
+        ts_ms = self.relative_ts(raw)
+        if len(self.errors) > reported:
+            return []
         out = []
         for k in range(repeat):
             at_k = at_ms + k * every_ms
             body = {key: v for key, v in raw.items() if key not in EVENT_META}
+            if ts_ms is not None:  # happened at `ts`, processed at `at`: a late (or early) event
+                body["ts"] = origin_ms + ts_ms + k * every_ms
             eid = f"{event_id}.{k + 1}" if repeat > 1 else event_id
             canonical = self.decode(raw, str(source), complete(str(source), body, customer, eid, origin_ms + at_k),
                                     origin_ms + at_k, customer)
@@ -242,6 +249,18 @@ class _Reader:
                 return []
             out.append(FixtureEvent(at_k, canonical, getattr(raw, "line", None)))
         return out
+
+    def relative_ts(self, raw: Mapping[str, Any]) -> int | None:
+        """``ts: 23h`` (a duration from the origin, like ``at``): its ms; None when ``ts`` is absent
+        or absolute (RFC 3339, epoch ms: the decoder reads it) or wrong (then an error is reported)."""
+        value = raw.get("ts")
+        if not (isinstance(value, str) and value.strip() and value.strip()[-1].isalpha() and "T" not in value):
+            return None
+        try:
+            return parse_at_ms(value)
+        except ValueError as exc:
+            self.error(f"ts: {exc} (or an RFC 3339 instant)", raw, "ts")
+            return None
 
     def decode(self, raw: Mapping[str, Any], source: str, body: dict[str, Any], src_ts_ms: int,
                customer: str) -> dict[str, Any] | None:

@@ -166,3 +166,26 @@ def test_fixture_loading_collects_every_problem(tmp_path: Path) -> None:
         "case #1: a case is a mapping with name, customer, events and expect",
         "case #2: name: a case needs a name (text)",
         "case #2: expect: a case needs a list of expectations"]
+
+
+def test_an_event_time_relative_to_the_origin_makes_a_late_event(tmp_path: Path) -> None:
+    p = tmp_path / "late.tests.yaml"
+    p.write_text("""\
+origin: "2026-03-02T09:00:00Z"
+cases:
+  - name: late
+    customer: c1
+    events:
+      - {at: 25h, ts: 23h, source: orders, type: paid, amount: 5}
+      - {at: 1h, ts: 2026-03-02T09:30:00Z, source: clickstream, type: page_view}
+      - {at: 2h, ts: 5x, source: clickstream, type: page_view}
+    expect:
+      - {at: 1d, absent: [t]}
+""")
+    fixtures, errors = load_fixtures(p)
+    assert [str(e) for e in errors] == [f"{p}:8:22: case 'late': ts: expected a duration from the origin such as "
+                                        "0s, 90s or 1h30m, not '5x' (or an RFC 3339 instant)"]
+    origin = 1_772_442_000_000
+    paid, view = fixtures.cases[0].events
+    assert (paid.at_ms, paid.event["ts_ms"]) == (25 * 3_600_000, origin + 23 * 3_600_000)
+    assert view.event["ts_ms"] == origin + 30 * 60_000

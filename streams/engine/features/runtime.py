@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from streams.engine.features.aggregations import AGGREGATIONS, Aggregation
+from streams.engine.features.sequences import pattern_runtime
 from streams.engine.features.windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 from tag_rules import FeatureDef
 
@@ -25,6 +26,37 @@ MAX_DISTINCT = 1000
 """Distinct values remembered per feature and customer; the oldest are forgotten first."""
 
 NEVER = math.inf
+
+
+class Runtime(Protocol):
+    """What the engine asks of a feature at run time (``FeatureRuntime``, or a sequence/absence
+    runtime of streams/engine/features/sequences.py)."""
+
+    defn: FeatureDef
+    name: str
+    key: str
+    sources: frozenset[str]
+    window_ms: int | None
+    """None: nothing leaves with time by window (``prune`` is not needed)."""
+    takes_thresholds: bool
+    filter_key: str | None
+
+    def matches(self, event: Mapping[str, Any]) -> bool: ...
+
+    def fold(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]: ...
+
+    def value(self, data: Any, now_ms: int) -> Any: ...
+
+    def prune(self, data: Any, now_ms: int) -> Any: ...
+
+    def next_change_ms(self, data: Any, now_ms: int) -> float: ...
+
+
+def runtime_for(defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> Runtime:
+    """The run-time object of a compiled feature."""
+    if defn.pattern is not None:
+        return pattern_runtime(defn)
+    return FeatureRuntime(defn, thresholds_s)
 
 
 class FeatureRuntime:
@@ -36,8 +68,9 @@ class FeatureRuntime:
     ask which shape it is.
     """
 
-    __slots__ = ("agg", "defn", "field", "fold", "key", "name", "next_change_ms", "prune", "resolution_ms",
-                 "sources", "takes_thresholds", "thresholds_ms", "value", "values_of", "where", "window_ms")
+    __slots__ = ("agg", "defn", "field", "filter_key", "fold", "key", "name", "next_change_ms", "prune",
+                 "resolution_ms", "sources", "takes_thresholds", "thresholds_ms", "value", "values_of", "where",
+                 "window_ms")
 
     def __init__(self, defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> None:
         self.defn = defn
@@ -47,6 +80,8 @@ class FeatureRuntime:
         self.field = defn.field
         self.sources = defn.sources
         self.where = defn.where
+        self.filter_key = defn.where.source if defn.where is not None else None
+        """Features with the same filter text share one evaluation of it per event (None: no filter)."""
         self.window_ms = defn.window_ms
         self.resolution_ms = (defn.resolution_ms or default_resolution_ms(defn.window_ms)
                               if defn.window_ms is not None else None)
