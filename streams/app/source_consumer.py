@@ -181,6 +181,9 @@ class SourceConsumer:
     def committed_offset(self, tp: TopicPartition) -> int | None:
         return self.committed.get(tp)
 
+    def hole(self, tp: TopicPartition) -> None:
+        """None: this consumer commits only what its batches finished, in order (no holes)."""
+
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         if self._consumer is not None:
             self._consumer.seek(tp, offset)
