@@ -16,12 +16,14 @@ partition had no committed offset yet), and another committed ``customer-events[
 record that never reached any state (events of three customers lost).
 
 ``install`` replaces the check: a partition's acknowledged run must start exactly at its
-committed offset, or at the partition's first offset when nothing is committed yet (read when
-the partition is assigned), unless faust knows the offsets in between to be a real gap
+committed offset, or at the partition's first offset when nothing is committed yet (read by the
+partition watch right after the assignment), unless faust knows the offsets in between to be a real gap
 (compaction, transaction markers: its ``_gap`` tree). Otherwise nothing is committed and the
 partition is reported as having a *hole* (``holes``); the partition watchdog
 (``watchdog.py``) then seeks it back to the hole's start, so the dropped records come again
-(records re-read twice count once, by event id).
+(records re-read twice count once, by event id). A hole that is still the same after two
+re-reads has nothing in it (a transaction marker right at the committed offset, which faust
+does not record as a gap) and becomes a gap.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+REREADS = 2
+"""Re-reads of one hole before it counts as a gap (nothing at those offsets)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class StrictCommits:
     def __init__(self) -> None:
         self.start: dict[Any, int] = {}
         self.holes: dict[Any, Hole] = {}
+        self._rereads: dict[Any, tuple[tuple[int, int], int]] = {}
 
     def judge(self, consumer: Any, tp: Any) -> bool:
         """True if faust may compute the offset to commit for ``tp``."""
@@ -100,10 +106,35 @@ class StrictCommits:
             self.holes[tp] = Hole(hole[0], hole[1], known.since_s if known else time.monotonic())
         return False
 
+    def next_step(self, consumer: Any, tp: Any) -> int | None:
+        """How to fill the hole of ``tp``: the offset to read it again from, or None when the very
+        same hole already came back after ``REREADS`` re-reads — nothing is there to be read
+        (transaction markers of a transactional producer upstream, compaction; faust keeps no
+        gap for a marker right at the committed offset) — and it is recorded as a gap in faust's
+        bookkeeping, so commits go on."""
+        hole = self.holes.get(tp)
+        if hole is None:
+            return None
+        key = (hole.start, hole.first_acked)
+        last_key, count = self._rereads.get(tp, (key, 0))
+        count = count + 1 if last_key == key else 1
+        if count <= REREADS:
+            self._rereads[tp] = (key, count)
+            return hole.start
+        log.warning("%s[%d]: records %d..%d did not come after %d re-reads: nothing there (transaction markers "
+                    "or compaction upstream); accepted as a gap", tp.topic, tp.partition, hole.start,
+                    hole.first_acked - 1, REREADS)
+        consumer._gap[tp].addi(hole.start, hole.first_acked)
+        consumer._gap[tp].merge_overlaps()
+        self._rereads.pop(tp, None)
+        self.holes.pop(tp, None)
+        return None
+
     def forget(self, tps: Iterable[Any]) -> None:
         for tp in tps:
             self.start.pop(tp, None)
             self.holes.pop(tp, None)
+            self._rereads.pop(tp, None)
 
     async def learn_starts(self, consumer: Any, tps: Iterable[Any]) -> None:
         """Reads the first offset of the partitions in ``tps`` not known yet."""
@@ -145,7 +176,8 @@ def install(app: Any) -> StrictCommits:
 
     @app.on_partitions_assigned.connect
     async def _assigned(*args: Any, **kwargs: Any) -> None:  # (sender, assigned)
+        # the first offsets are read by the partition watch (``timers.FaustOffsets``), not here: a
+        # request in the rebalance callback delays the rebalance, and a stop cancels it mid-way
         app.consumer._tagstream_strict = strict
-        await strict.learn_starts(app.consumer, args[1])
 
     return strict

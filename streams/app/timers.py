@@ -72,6 +72,11 @@ class OffsetSource(Protocol):
         """Unacknowledged records behind acknowledged ones (faust_commits.py), if any."""
         ...
 
+    async def fill_hole(self, tp: Any) -> int | None:
+        """Seeks back to read the hole of ``tp`` again and returns the offset, or None if it was
+        accepted as a gap instead."""
+        ...
+
     async def seek(self, tp: Any, offset: int) -> None: ...
 
 
@@ -95,6 +100,14 @@ class FaustOffsets:
 
     def hole(self, tp: Any) -> Hole | None:
         return self._strict.holes.get(tp) if self._strict is not None else None
+
+    async def fill_hole(self, tp: Any) -> int | None:
+        if self._strict is None:
+            return None
+        offset = self._strict.next_step(self._app.consumer, tp)
+        if offset is not None:
+            await self.seek(tp, offset)
+        return offset
 
     async def seek(self, tp: Any, offset: int) -> None:
         # faust drops fetched records of an assigned partition missing from its "active" set
@@ -143,11 +156,12 @@ class PartitionWatch:
             committed = offsets[tp].committed
             if tp in holes:
                 h = holes[tp]
-                log.warning("partition %s[%d]: records %d..%d were never acknowledged but later ones were; "
-                            "seeking it back to %d to read them again", tp.topic, tp.partition, h.start,
-                            h.first_acked - 1, h.start)
-                self._metrics.offset_holes.labels(tp.topic, "unacked").inc()
-                await source.seek(tp, h.start)
+                if await source.fill_hole(tp) is not None:
+                    log.warning("partition %s[%d]: records %d..%d were never acknowledged but later ones were; "
+                                "read again from %d", tp.topic, tp.partition, h.start, h.first_acked - 1, h.start)
+                    self._metrics.offset_holes.labels(tp.topic, "unacked").inc()
+                else:
+                    self._metrics.offset_holes.labels(tp.topic, "gap").inc()
                 continue
             log.warning("partition %s[%d] stalled: %d records waiting, committed offset %s unchanged for %.0f s; "
                         "seeking it to its committed offset", tp.topic, tp.partition, offsets[tp].lag, committed,

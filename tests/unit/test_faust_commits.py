@@ -116,8 +116,13 @@ async def test_the_guard_commits_only_a_run_from_the_committed_offset(installed:
     tp: Any = _TP(("in", 0))
     for receiver in app.on_partitions_assigned.receivers:
         await receiver(app, {tp})
-    assert strict.start == {tp: 0}
     c = app.consumer
+    c.ack(tp, 0)
+    assert Consumer._new_offset(c, tp) is None  # the partition's first offset is not known yet
+    await strict.learn_starts(c, [tp])
+    assert strict.start == {tp: 0}
+    c._acked[tp].clear()
+    c._acked_index[tp].clear()
     c.ack(tp, 5, 6, 7)
     assert Consumer._new_offset(c, tp) is None
     assert (strict.holes[tp].start, strict.holes[tp].first_acked) == (0, 5)
@@ -166,3 +171,32 @@ async def test_first_offsets_that_cannot_be_read_are_asked_again() -> None:
     assert strict.start == {tp: 7}
     await strict.learn_starts(Flaky(), [tp])
     assert len(calls) == 2  # known: not asked again
+
+
+def test_a_hole_that_comes_back_after_two_rereads_becomes_a_gap() -> None:
+    """A transaction marker right at the committed offset is never delivered and faust keeps no
+    gap for it: the same hole after two re-reads is accepted, and commits go on."""
+    strict, c, tp = StrictCommits(), cast(Any, _Consumer()), _TP(("in", 0))
+    c._tagstream_strict = strict
+    c._committed_offset[tp] = 10
+    c.ack(tp, 11, 12)
+    assert not strict.judge(c, tp)
+    assert strict.next_step(c, tp) == 10
+    assert not strict.judge(c, tp)
+    assert strict.next_step(c, tp) == 10
+    assert not strict.judge(c, tp)
+    assert strict.next_step(c, tp) is None  # the third time: a gap
+    assert strict.judge(c, tp)
+    assert tp not in strict.holes
+
+
+def test_a_hole_that_changes_is_read_again() -> None:
+    strict, c, tp = StrictCommits(), cast(Any, _Consumer()), _TP(("in", 0))
+    c._committed_offset[tp] = 10
+    c.ack(tp, 14)
+    strict.judge(c, tp)
+    assert strict.next_step(c, tp) == 10
+    assert strict.next_step(c, tp) == 10
+    c.ack(tp, 12, 13)  # records came again: the hole is smaller now, a new one
+    strict.judge(c, tp)
+    assert strict.next_step(c, tp) == 10

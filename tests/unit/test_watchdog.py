@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from intervaltree import IntervalTree
 
 from streams.app.watchdog import Offsets, PartitionWatchdog
 
@@ -200,3 +201,30 @@ async def test_partition_watch_seeks_a_partition_with_a_hole_back_to_the_hole(mo
     await watch.check()
     assert consumer.seeks == [(consumer.tps[0], 10)]
     assert metrics.offset_holes.labels("in", "unacked")._value.get() == 1
+
+
+async def test_partition_watch_accepts_a_hole_that_keeps_coming_back_as_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import timers
+    from streams.app.faust_commits import StrictCommits
+    from streams.app.timers import FaustOffsets, PartitionWatch
+    from streams.io.health import Health
+    from streams.io.metrics import Metrics
+
+    now = [1000.0]
+    monkeypatch.setattr(timers.time, "monotonic", lambda: now[0])
+    consumer, strict, metrics = FakeConsumer(), StrictCommits(), Metrics.create(CollectorRegistry())
+    tp = consumer.tps[0]
+    consumer._acked, consumer._acked_index = {tp: [11, 12]}, {tp: {11, 12}}  # type: ignore[attr-defined]
+    consumer._gap = {tp: IntervalTree()}  # type: ignore[attr-defined]
+    assert not strict.judge(consumer, tp)  # committed 10: 10 is missing
+    watch = PartitionWatch(name="faust", source=FaustOffsets(consumer, strict), topics=["in"],
+                           watchdog=PartitionWatchdog(30), health=Health(recovered=True), metrics=metrics)
+    for _ in range(3):
+        now[0] += 5
+        await watch.check()
+        strict.judge(consumer, tp)
+    assert consumer.seeks == [(tp, 10), (tp, 10)]
+    assert metrics.offset_holes.labels("in", "gap")._value.get() == 1
+    assert strict.judge(consumer, tp)
