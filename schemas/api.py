@@ -128,9 +128,10 @@ class DueReason(BaseModel):
 
     model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
-    kind: Literal["window", "since_last", "min_duration", "cooldown"]
+    kind: Literal["window", "since_last", "sequence", "min_duration", "cooldown"]
     name: str
-    """The feature (window, since_last) or the tag (min_duration, cooldown)."""
+    """The feature (window, since_last, sequence: an absence or sequence feature) or the tag
+    (min_duration, cooldown)."""
     text: str
     """The reason in words."""
 

@@ -181,6 +181,12 @@ class SourceConsumer:
     def committed_offset(self, tp: TopicPartition) -> int | None:
         return self.committed.get(tp)
 
+    def hole(self, tp: TopicPartition) -> None:
+        """None: this consumer commits only what its batches finished, in order (no holes)."""
+
+    async def fill_hole(self, tp: TopicPartition) -> None:
+        """Never asked: there are no holes (``hole``)."""
+
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         if self._consumer is not None:
             self._consumer.seek(tp, offset)

@@ -16,6 +16,7 @@ import orjson
 
 from streams.app import faust_compat
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
+from streams.app.faust_commits import Hole, StrictCommits
 from streams.app.watchdog import Offsets, PartitionWatchdog, Verdict
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
@@ -67,23 +68,46 @@ class OffsetSource(Protocol):
 
     def committed_offset(self, tp: Any) -> int | None: ...
 
+    def hole(self, tp: Any) -> Hole | None:
+        """Unacknowledged records behind acknowledged ones (faust_commits.py), if any."""
+        ...
+
+    async def fill_hole(self, tp: Any) -> int | None:
+        """Seeks back to read the hole of ``tp`` again and returns the offset, or None if it was
+        accepted as a gap instead."""
+        ...
+
     async def seek(self, tp: Any, offset: int) -> None: ...
 
 
 class FaustOffsets:
     """Faust's consumer (the internal customer topic) as an OffsetSource."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, strict: StrictCommits | None = None) -> None:
         self._app = app
+        self._strict = strict
 
     def assignment(self) -> Iterable[Any]:
         return self._app.consumer.assignment()
 
     async def highwaters(self, *tps: Any) -> Mapping[Any, int]:
+        if self._strict is not None:  # a first offset that could not be read at assignment
+            await self._strict.learn_starts(self._app.consumer, tps)
         return await self._app.consumer.highwaters(*tps)
 
     def committed_offset(self, tp: Any) -> int | None:
         return faust_compat.committed_offset(self._app.consumer, tp)
+
+    def hole(self, tp: Any) -> Hole | None:
+        return self._strict.holes.get(tp) if self._strict is not None else None
+
+    async def fill_hole(self, tp: Any) -> int | None:
+        if self._strict is None:
+            return None
+        offset = self._strict.next_step(self._app.consumer, tp)
+        if offset is not None:
+            await self.seek(tp, offset)
+        return offset
 
     async def seek(self, tp: Any, offset: int) -> None:
         # faust drops fetched records of an assigned partition missing from its "active" set
@@ -122,12 +146,23 @@ class PartitionWatch:
         source = self._source
         tps = [tp for tp in source.assignment() if tp.topic in self._topics]
         highwaters = await source.highwaters(*tps) if tps else {}
-        offsets = {tp: Offsets(source.committed_offset(tp), highwaters.get(tp)) for tp in tps}
+        holes = {tp: h for tp in tps if (h := source.hole(tp)) is not None}
+        offsets = {tp: Offsets(source.committed_offset(tp), highwaters.get(tp),
+                               holes[tp].since_s if tp in holes else None) for tp in tps}
         verdict = self._watchdog.check(offsets, time.monotonic())
         self._export_lag(verdict.lag)
         self._mark(set(verdict.stalled))
         for tp in verdict.recover:
             committed = offsets[tp].committed
+            if tp in holes:
+                h = holes[tp]
+                if await source.fill_hole(tp) is not None:
+                    log.warning("partition %s[%d]: records %d..%d were never acknowledged but later ones were; "
+                                "read again from %d", tp.topic, tp.partition, h.start, h.first_acked - 1, h.start)
+                    self._metrics.offset_holes.labels(tp.topic, "unacked").inc()
+                else:
+                    self._metrics.offset_holes.labels(tp.topic, "gap").inc()
+                continue
             log.warning("partition %s[%d] stalled: %d records waiting, committed offset %s unchanged for %.0f s; "
                         "seeking it to its committed offset", tp.topic, tp.partition, offsets[tp].lag, committed,
                         self._watchdog.stall_after_s)

@@ -25,7 +25,7 @@ from typing import Any
 
 import faust
 
-from streams.app import faust_compat
+from streams.app import faust_commits, faust_compat
 from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender
@@ -238,7 +238,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         assert rt.kafka_probe is not None
         await probe_kafka(rt.kafka_probe, rt.health)
 
-    _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name())
+    strict = faust_commits.install(app)  # no commit past a record faust dropped unacknowledged
+    _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name(), strict)
     _wire_audience_sizes(app, settings, rt)
     wire_rules_watch(app, settings, rt, customer_stage, rules_offset)
 
@@ -325,11 +326,11 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
 
 
 def _wire_watches(app: faust.App, settings: Settings, rt: Runtime, source_consumer: SourceConsumer | None,
-                  customer_topic: str) -> None:
+                  customer_topic: str, strict: faust_commits.StrictCommits) -> None:
     """The partition watchdog over every input partition: Faust's and the source consumer's."""
     ks = settings.kafka
     watches = [PartitionWatch(
-        name="faust", source=FaustOffsets(app), metrics=rt.metrics, health=rt.health,
+        name="faust", source=FaustOffsets(app, strict), metrics=rt.metrics, health=rt.health,
         topics=[customer_topic, *(() if source_consumer else ks.source_topics().values())],
         watchdog=PartitionWatchdog(ks.stall_after_ms / 1000))]
     if source_consumer is not None:

@@ -5,6 +5,10 @@ the offsets) and recovers by itself: it seeks the partition back to its committe
 makes the consumer fetch it afresh. A partition that is still stalled a period later gets
 another seek, and stays reported until it moves.
 
+A partition with a *hole* (records unacknowledged behind acknowledged ones: dropped on their
+way to the agent, ``faust_commits.py``) cannot commit past it, so it would stall; it is
+recovered sooner, once the hole has lasted ``hole_after_s``.
+
 Pure logic: the Faust binding (``topology.py``) feeds it the consumer's offsets each check.
 """
 
@@ -29,6 +33,8 @@ class Offsets:
     """Next offset to read as last committed; None before the group's first commit."""
     highwater: int | None
     """Offset the next record written to the partition gets; None when not known yet."""
+    hole_since_s: float | None = None
+    """Since when records before acknowledged ones are unacknowledged (None: no hole)."""
 
     @property
     def lag(self) -> int:
@@ -47,10 +53,11 @@ class Verdict:
 
 
 class PartitionWatchdog:
-    def __init__(self, stall_after_s: float) -> None:
-        if stall_after_s <= 0:
-            raise ValueError("stall_after_s must be > 0")
+    def __init__(self, stall_after_s: float, hole_after_s: float = 5.0) -> None:
+        if stall_after_s <= 0 or hole_after_s <= 0:
+            raise ValueError("stall_after_s and hole_after_s must be > 0")
         self.stall_after_s = stall_after_s
+        self.hole_after_s = hole_after_s
         self._seen: dict[Any, _Progress] = {}
 
     def check(self, offsets: Mapping[Any, Offsets], now_s: float) -> Verdict:
@@ -61,6 +68,14 @@ class PartitionWatchdog:
         for tp, o in offsets.items():
             lag = verdict.lag[tp] = o.lag
             p = self._seen.get(tp)
+            if o.hole_since_s is not None and now_s - o.hole_since_s >= self.hole_after_s:
+                if p is None:
+                    p = self._seen[tp] = _Progress(o.committed, now_s)
+                verdict.stalled.append(tp)
+                if p.recovered_at_s is None or now_s - p.recovered_at_s >= self.hole_after_s:
+                    p.recovered_at_s = now_s
+                    verdict.recover.append(tp)
+                continue
             if p is None or p.committed != o.committed or lag == 0:
                 self._seen[tp] = _Progress(o.committed, now_s)
                 continue

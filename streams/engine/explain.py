@@ -28,7 +28,7 @@ from schemas.api import (
     SubExpression,
     TagExplain,
 )
-from streams.engine.features.runtime import FeatureRuntime
+from streams.engine.features.runtime import FeatureRuntime, Runtime
 from streams.engine.features.state import CustomerState
 from streams.engine.flap import truthy
 from streams.engine.tag_engine import TagEngine
@@ -68,7 +68,7 @@ def explain_customer(engine: TagEngine, customer_id: str, state: CustomerState, 
                            features=features, tags=tags, next_due=next_due, pending=pending)
 
 
-def _runtimes_by_name(engine: TagEngine) -> dict[str, FeatureRuntime]:
+def _runtimes_by_name(engine: TagEngine) -> dict[str, Runtime]:
     """Every feature a tag reads, by name, with the runtime the engine evaluates it with (features
     with the same definition share one)."""
     by_key = {rt.key: rt for rt in engine.runtimes}
@@ -118,7 +118,7 @@ def _tag(tag: TagDef, state: CustomerState, values: dict[str, object], now_ms: i
                       next_due_ms=min(candidates, default=None))
 
 
-def _reasons(due_ms: int, runtimes: dict[str, FeatureRuntime], state: CustomerState,
+def _reasons(due_ms: int, runtimes: dict[str, Runtime], state: CustomerState,
              next_change: dict[str, int | None], gates: dict[str, Gate | None]) -> list[DueReason]:
     """Every feature and gate whose next change is ``due_ms`` (several when they coincide)."""
     out = []
@@ -130,6 +130,10 @@ def _reasons(due_ms: int, runtimes: dict[str, FeatureRuntime], state: CustomerSt
             shown = fmt_ms(since_ms) if since_ms % 1000 == 0 else f"{since_ms / 1000:.3f}s"
             out.append(DueReason(kind="since_last", name=name,
                                  text=f"{name} reaches {shown} (a threshold a tag compares it with)"))
+        elif not isinstance(rt, FeatureRuntime):  # absence / sequence (features/sequences.py)
+            out.append(DueReason(kind="sequence", name=name,
+                                 text=f"{name} ({rt.defn.agg}) changes: an awaited event's time runs out or "
+                                      "an event leaves its window"))
         else:
             assert rt.window_ms is not None and rt.resolution_ms is not None
             start = due_ms - rt.window_ms - rt.resolution_ms

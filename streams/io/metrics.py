@@ -117,7 +117,8 @@ class Metrics:
             rules_rejected=Counter(f"{p}_rules_rejected", "Rules-topic records this worker ignored, by reason",
                                    ["reason"], registry=registry),
             offset_holes=Counter(f"{p}_offset_holes", "Offsets faust skipped on an input partition: re-read (reread) "
-                                 "or, when the same hole came back, accepted as a real gap (gap)",
+                                 "or, when the same hole came back, accepted as a real gap (gap); records never "
+                                 "acknowledged behind acknowledged ones, read again (unacked)",
                                  ["topic", "action"], registry=registry),
         )
 

@@ -225,3 +225,17 @@ def test_the_text_report_shows_values_conditions_gates_and_what_is_due(tmp_path:
     assert "    exit: views_1h < 2   = true   <- decides now" in text
     assert "  remove hot at 2027-01-15T09:01:00.000Z (expiry)" in text
     assert text.endswith("next due 2027-01-15T10:00:00.002Z:\n  sticky: min_duration ends (it may leave then)")
+
+
+def test_an_absence_feature_is_a_due_reason(tmp_path: Path) -> None:
+    """A cart with no purchase: the next due time is the cart's time + 24 h, explained by the
+    absence feature (it had no window bucket to name: the explain crashed on it)."""
+    eng = TagEngine(load_rules(Path(__file__).parents[2] / "tag_rules" / "examples" / "sequences.yaml"))
+    state = CustomerState()
+    eng.process_event(state, event(T0, typ="add_to_cart"), T0)
+    where: dict[str, Any] = {"topic": "t-changelog", "partition": 0, "offset": 1, "written_ms": T0}
+    doc = explain_customer(eng, "c1", CustomerState.loads(state.dumps()), T0 + H, **where)
+    assert doc.next_due is not None and doc.next_due.at_ms == T0 + 24 * H
+    assert [(r.kind, r.name) for r in doc.next_due.reasons] == [("sequence", "cart_abandoned_24h")]
+    after = explain_customer(eng, "c1", CustomerState.loads(state.dumps()), T0 + 25 * H, **where)
+    assert [t.tag for t in after.tags if t.published or t.holds] == ["cart_abandoner"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from intervaltree import IntervalTree
 
 from streams.app.watchdog import Offsets, PartitionWatchdog
 
@@ -165,3 +166,65 @@ async def test_a_stalled_partition_never_committed_is_sought_to_its_start(monkey
     await watch.check()
     assert consumer.seeks == [(consumer.tps[0], 0)]
     assert consumer.resumed == {consumer.tps[0]}  # and faust delivers its records again
+
+
+def test_a_hole_is_recovered_after_its_own_shorter_period() -> None:
+    wd = PartitionWatchdog(stall_after_s=30, hole_after_s=5)
+    tp = ("in", 0)
+    assert wd.check({tp: Offsets(10, 50, hole_since_s=100.0)}, 103.0).recover == []
+    v = wd.check({tp: Offsets(10, 50, hole_since_s=100.0)}, 105.0)
+    assert v.stalled == [tp] and v.recover == [tp]
+    assert wd.check({tp: Offsets(10, 50, hole_since_s=100.0)}, 107.0).recover == []  # once a period
+    assert wd.check({tp: Offsets(10, 50, hole_since_s=100.0)}, 110.0).recover == [tp]
+    assert wd.check({tp: Offsets(20, 50)}, 111.0).stalled == []  # the re-read filled it: it commits again
+
+
+async def test_partition_watch_seeks_a_partition_with_a_hole_back_to_the_hole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import timers
+    from streams.app.faust_commits import Hole, StrictCommits
+    from streams.app.timers import FaustOffsets, PartitionWatch
+    from streams.io.health import Health
+    from streams.io.metrics import Metrics
+
+    now = [1000.0]
+    monkeypatch.setattr(timers.time, "monotonic", lambda: now[0])
+    consumer, strict, metrics = FakeConsumer(), StrictCommits(), Metrics.create(CollectorRegistry())
+    strict.start = dict.fromkeys(consumer.tps, 0)
+    strict.holes[consumer.tps[0]] = Hole(10, 14, 1000.0)  # 10..13 dropped, 14.. acknowledged
+    watch = PartitionWatch(name="faust", source=FaustOffsets(consumer, strict), topics=["in"],
+                           watchdog=PartitionWatchdog(30), health=Health(recovered=True), metrics=metrics)
+    await watch.check()
+    assert consumer.seeks == []
+    now[0] += 5
+    await watch.check()
+    assert consumer.seeks == [(consumer.tps[0], 10)]
+    assert metrics.offset_holes.labels("in", "unacked")._value.get() == 1
+
+
+async def test_partition_watch_accepts_a_hole_that_keeps_coming_back_as_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import timers
+    from streams.app.faust_commits import StrictCommits
+    from streams.app.timers import FaustOffsets, PartitionWatch
+    from streams.io.health import Health
+    from streams.io.metrics import Metrics
+
+    now = [1000.0]
+    monkeypatch.setattr(timers.time, "monotonic", lambda: now[0])
+    consumer, strict, metrics = FakeConsumer(), StrictCommits(), Metrics.create(CollectorRegistry())
+    tp = consumer.tps[0]
+    consumer._acked, consumer._acked_index = {tp: [11, 12]}, {tp: {11, 12}}  # type: ignore[attr-defined]
+    consumer._gap = {tp: IntervalTree()}  # type: ignore[attr-defined]
+    assert not strict.judge(consumer, tp)  # committed 10: 10 is missing
+    watch = PartitionWatch(name="faust", source=FaustOffsets(consumer, strict), topics=["in"],
+                           watchdog=PartitionWatchdog(30), health=Health(recovered=True), metrics=metrics)
+    for _ in range(3):
+        now[0] += 5
+        await watch.check()
+        strict.judge(consumer, tp)
+    assert consumer.seeks == [(tp, 10), (tp, 10)]
+    assert metrics.offset_holes.labels("in", "gap")._value.get() == 1
+    assert strict.judge(consumer, tp)
