@@ -109,8 +109,8 @@ async def run_baseline(load: Load, events: int, rules: Path, redis_url: str, log
 async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, logs: Path, rates: list[float],
                         rate_seconds: float, customers: int, seed: int, input_customers: int,
                         compare_prefix: str | None = None, workers: int = 1,
-                        worker_repo: Path | None = None) -> dict[str, Any]:
-    app_id = f"{load.run_id}-c"
+                        worker_repo: Path | None = None, column: str = "c") -> dict[str, Any]:
+    app_id = f"{load.run_id}-{column}"
     ports = [free_port() for _ in range(workers)]
     url: str | list[str] = [f"http://127.0.0.1:{port}/metrics" for port in ports]
     changelog = f"{app_id}-customers-changelog"

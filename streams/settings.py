@@ -210,6 +210,9 @@ class EngineSettings(_Frozen):
         400 * 86_400_000, ge=0,
         description="Events older than this feed lifetime features only (and count as late).")
     timer_interval_ms: int = Field(100, ge=10, description="How often the due-time timer wakes.")
+    reevaluate_in_flight: int = Field(
+        500, ge=1, description="After a rule change, customers re-evaluated per slice: at most this many ticks sent "
+                               "and not yet processed, so live events wait behind one slice at most.")
     dedup_horizon_ms: int = Field(
         86_400_000, ge=0, description="An event id seen again within this long counts once (0: off).")
     dedup_max_ids: int = Field(1000, ge=1, description="Event ids remembered per customer (oldest forgotten).")

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
+from .expr_atoms import Atom, atoms_of
 from .expr_constants import MAX_INT, MAX_TIME_S, bad_constant_problem, evaluate, number_problem, time_problem
 from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, shape_problem, source_text
 from .expr_values import (
@@ -102,6 +103,9 @@ class CompiledExpr:
     thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict, hash=False)
     """For each time-since name used: the sorted, distinct constants (seconds) it is compared with."""
     _code: CodeType | None = field(default=None, repr=False, compare=False)
+    atoms: tuple[Atom, ...] | None = field(default=None, repr=False, compare=False, hash=False)
+    """The comparisons of names with constants the expression is a boolean combination of
+    (:mod:`tag_rules.expr_atoms`); None when it is not one."""
 
     def __call__(self, env: Mapping[str, object]) -> object:
         """Evaluate against ``env``; names missing from it read as None. Never raises for data values."""
@@ -208,7 +212,8 @@ class _Compiler:
             raise ExprError(f"cannot compile the {self.what}: {exc}", expr=src,
                             filename=self.filename) from None
         return CompiledExpr(src, frozenset(self.used),
-                            {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, code)
+                            {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, code,
+                            atoms_of(body, self.known))
 
     # -- rewrite: validation, constant folding, threshold checks and helper calls in one recursive pass
     # (depth is bounded by shape_problem, so recursion is safe)

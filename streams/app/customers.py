@@ -29,6 +29,7 @@ from streams.app.envelope import decode_envelope
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import Metrics
@@ -115,8 +116,9 @@ class CustomerStage:
 
     def __init__(self, *, engine: TagEngine, clock: Clock, store: StateStore, membership: Membership,
                  due: DueIndex, redis: RedisTagSink, tag_topic: TagTopicWriter, deadletter: DeadLetterWriter,
-                 metrics: Metrics, exactly_once: ExactlyOnce | None = None) -> None:
+                 metrics: Metrics, reevaluation: Reevaluation, exactly_once: ExactlyOnce | None = None) -> None:
         self.engine = engine
+        self.reevaluation = reevaluation
         self.clock = clock
         self.store = store
         self.membership = membership
@@ -154,17 +156,12 @@ class CustomerStage:
             self._batch.release()
 
     async def swap_engine(self, engine: TagEngine) -> int:
-        """Switches to ``engine`` between two batches and schedules every customer held for
-        re-evaluation now (a tick re-evaluates a state made under other rules: ``rule_change``);
-        returns how many were scheduled."""
+        """Switches to ``engine`` between two batches and queues every customer held for
+        re-evaluation (``Reevaluation``: the due timer sends them in slices, a tick re-evaluates a
+        state made under other rules: ``rule_change``); returns how many were queued."""
         async with self._batch:
             self.engine = engine
-            now_ms = self.clock.now_ms()
-            n = 0
-            for key in self.store.held_keys():
-                self.due.schedule(key, now_ms)
-                n += 1
-            return n
+            return self.reevaluation.start(list(self.store.held_keys()))
 
     async def _process(self, events: Sequence[Delivered]) -> None:
         started_s = time.perf_counter()
@@ -203,7 +200,7 @@ class CustomerStage:
         """Items per customer, in order, and the (last) record that carried each customer's items."""
         by_key: dict[bytes, list[dict[str, Any]]] = {}
         record_of: dict[bytes, Delivered] = {}
-        stale = 0
+        stale = slices = 0
         for ev in events:
             if ev.message.generation_id != generation:
                 stale += 1
@@ -214,9 +211,12 @@ class CustomerStage:
                 self.deadletter.add(ev.message, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
                 continue
             for obj in items:
+                if obj.get("reeval"):
+                    slices += 1
                 key = obj["customer_id"].encode()
                 by_key.setdefault(key, []).append(obj)
                 record_of[key] = ev
+        self.reevaluation.done(slices, self.clock.now_ms())
         if stale:
             log.info("%d of %d records of an old consumer generation skipped (generation now %d)",
                      stale, len(events), generation)
@@ -338,18 +338,22 @@ class CustomerStage:
 
     def rebuild_due_index(self) -> int:
         """After recovery the store holds exactly the partitions we own: re-index them all.
-        Customers evaluated under other rules are due now (re-evaluated, ``rule_change``)."""
+        Customers evaluated under other rules are queued for re-evaluation (``rule_change``),
+        in slices like after a deploy."""
         self.due.clear()
         n = 0
-        now_ms = self.clock.now_ms()
+        stale: list[bytes] = []
         for key, state in self.store.items():
             if not isinstance(state, CustomerState):
                 log.error("unreadable state for %r in the changelog (%s); skipped", key, type(state).__name__)
                 continue
             n += 1
             if state.rule_version != self.engine.version:
-                state.due_ms = now_ms
+                stale.append(key)
             self.due.schedule(key, state.due_ms)
+        self.reevaluation.clear()
+        self.reevaluation.start(stale)
         self.customers = n
-        log.info("due index rebuilt: %d customers, %d due", n, len(self.due))
+        log.info("due index rebuilt: %d customers, %d due, %d to re-evaluate under rules %s", n, len(self.due),
+                 len(stale), self.engine.version)
         return n

@@ -4,8 +4,9 @@
   local rule file (``TAGSTREAM_RULES_PATH``): a worker that starts later runs what was deployed.
 * While running (``RulesWatch.check``, on a timer) a new deployment is compiled; if it compiles,
   the customer stage switches engines between two batches (``CustomerStage.swap_engine``) and
-  schedules every customer it holds for re-evaluation now: the due timer's ticks bring them
-  through the stage, which re-evaluates a state made under other rules (cause ``rule_change``).
+  queues every customer it holds for re-evaluation: the due timer sends them in bounded slices
+  (streams/engine/reevaluation.py) and their ticks bring them through the stage, which
+  re-evaluates a state made under other rules (cause ``rule_change``).
   A deployment that does not compile is skipped with a loud log and
   ``tagstream_rules_rejected_total``; the worker keeps its rules.
 * Each worker reports the version it runs to Redis (``{prefix}:workers``: worker id -> JSON),
@@ -116,7 +117,7 @@ class RulesWatch:
             return
         started = time.monotonic()
         n = await self._apply(rules)
-        log.warning("rules switched %s -> %s (offset %d) in %.3f s; %d customers scheduled for re-evaluation",
+        log.warning("rules switched %s -> %s (offset %d) in %.3f s; %d customers queued for re-evaluation",
                     self.version, rules.version, d.offset, time.monotonic() - started, n)
         self.version, self.since_ms = rules.version, int(time.time() * 1000)
         await self.report()

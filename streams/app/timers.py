@@ -20,6 +20,7 @@ from streams.app.faust_commits import Hole, StrictCommits
 from streams.app.watchdog import Offsets, PartitionWatchdog, Verdict
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
+from streams.engine.reevaluation import Reevaluation
 from streams.io.health import Health
 from streams.io.kafka_probe import KafkaProbe
 from streams.io.metrics import Metrics
@@ -29,11 +30,13 @@ log = logging.getLogger(__name__)
 
 
 class DueTimer:
-    """Pops the customers whose due time has come and sends one tick for each."""
+    """Pops the customers whose due time has come and sends one tick for each, and the next slice
+    of customers to re-evaluate after a rule change (``Reevaluation``)."""
 
-    def __init__(self, *, due: DueIndex, clock: Clock, partitions: int, envelopes: EnvelopeSender,
-                 health: Health, redis: RedisTagSink, metrics: Metrics) -> None:
+    def __init__(self, *, due: DueIndex, reevaluation: Reevaluation, clock: Clock, partitions: int,
+                 envelopes: EnvelopeSender, health: Health, redis: RedisTagSink, metrics: Metrics) -> None:
         self._due = due
+        self._reevaluation = reevaluation
         self._clock = clock
         self._partitions = partitions
         self._envelopes = envelopes
@@ -46,10 +49,14 @@ class DueTimer:
         self._health.beat()
         self._health.redis_ok = self._redis.healthy
         out = EnvelopeBuilder(self._partitions)
-        for key, due_ms in self._due.pop_due(self._clock.now_ms()):
+        now_ms = self._clock.now_ms()
+        for key, due_ms in self._due.pop_due(now_ms):
             out.add(key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+        for key in self._reevaluation.take(now_ms):  # "reeval": the stage counts the slice done
+            out.add(key, orjson.dumps({"customer_id": key.decode(), "tick": now_ms, "reeval": 1}))
         await self._envelopes.send(out)
         self._metrics.due_index_size.set(len(self._due))
+        self._metrics.reevaluation_pending.set(self._reevaluation.pending)
         self._metrics.customers_in_state.set(customers_in_state)
         return out.items
 

@@ -37,6 +37,7 @@ from streams.app.watchdog import PartitionWatchdog
 from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.audience import AudienceSizes
 from streams.io.deadletter import DLQ_MAX_RECORD_BYTES, DeadLetterWriter
@@ -67,6 +68,7 @@ class Runtime:
     metrics: Metrics
     clock: Clock
     due: DueIndex = field(default_factory=DueIndex)
+    reevaluation: Reevaluation = field(default_factory=lambda: Reevaluation(500))
     health: Health = field(default_factory=Health)
     redis_sink: RedisTagSink | None = None
     kafka_probe: KafkaProbe | None = None
@@ -171,7 +173,8 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
     es = settings.engine
     origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
     clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
-    rt = Runtime(settings, rules, make_engine(settings, rules), metrics, clock)
+    rt = Runtime(settings, rules, make_engine(settings, rules), metrics, clock,
+                 reevaluation=Reevaluation(settings.engine.reevaluate_in_flight))
     rs, ks = settings.redis, settings.kafka
     redis_client = async_client(rs, timeout_ms=rs.timeout_ms)
     rt.redis_sink = RedisTagSink(redis_client, prefix=settings.redis_key_prefix(), hash_tag=rs.cluster,
@@ -216,9 +219,9 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app), due=rt.due,
         redis=rt.redis_sink, tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
-        exactly_once=exactly_once)
-    due_timer = DueTimer(due=rt.due, clock=rt.clock, partitions=ks.partitions, envelopes=envelopes,
-                         health=rt.health, redis=rt.redis_sink, metrics=metrics)
+        reevaluation=rt.reevaluation, exactly_once=exactly_once)
+    due_timer = DueTimer(due=rt.due, reevaluation=rt.reevaluation, clock=rt.clock, partitions=ks.partitions,
+                         envelopes=envelopes, health=rt.health, redis=rt.redis_sink, metrics=metrics)
     within_s = es.batch_within_ms / 1000
     source_consumer = _wire_ingest(app, settings, rt, ingest_stage)
 

@@ -16,6 +16,7 @@ from schemas.tags import ChangeCause, TagChangeDict, TagOp
 from streams.engine import flap
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import SEEN_ENTRY, CustomerState
+from streams.engine.tag_index import TagIndex
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -40,9 +41,10 @@ class TagEngine:
                  dedup_horizon_ms: int = 86_400_000, dedup_max_ids: int = 1000, incremental: bool = True) -> None:
         self.rules = rules
         self.incremental = incremental
-        """After an event, evaluate only the tags that read a feature the event fed (the others
-        cannot have changed: every time-driven change before now was caught up first). False
-        evaluates every tag on every event: the reference the property tests compare against."""
+        """After an event, evaluate only the tags the event can have flipped (``TagIndex``: a
+        comparison of theirs that a fed feature's value crossed, or a changed value they read);
+        the others cannot have changed: every time-driven change before now was caught up first.
+        False evaluates every tag on every event: the reference the property tests compare against."""
         self.allowed_lateness_ms = allowed_lateness_ms
         """Events older than this (relative to now) feed lifetime features only."""
         self.dedup_horizon_ms = dedup_horizon_ms
@@ -77,7 +79,12 @@ class TagEngine:
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
         self._gated = [t for t in self.tags if t.flap_controlled]
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
-        self._plans: dict[tuple[str, ...], tuple[list[Any], list[Runtime]]] = {}
+        self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
+        self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, self._stepped)
+        blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
+        self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
+        """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):
+        its first event evaluates these and the ones it flips, not every tag."""
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -92,13 +99,19 @@ class TagEngine:
             out.duplicate = True
             return out
         full = not self.incremental
+        first: list[int] = []
         if state.rule_version != self.version:
+            if not full and not state.rule_version and state.is_empty():  # a new customer: from blank, indexed
+                first = self._true_when_blank
+            else:
+                full = True  # new rules: every tag gets its first evaluation
             out.changes += self._upgrade(state, customer_id, now_ms)
-            full = True  # a new customer or new rules: every tag gets its first evaluation
         feats = state.features
         too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
         out.late |= too_late
         fed: list[Runtime] = []
+        before: list[Any] = []
+        """Incremental: each fed feature's value just before the event, at now."""
         filtered: dict[int, bool] = {}
         for rt, slot in self._by_source.get(event["source"], ()):
             if too_late and rt.window_ms is not None:
@@ -109,6 +122,8 @@ class TagEngine:
                     ok = filtered[slot] = rt.matches(event)
                 if not ok:
                     continue
+            if not full:
+                before.append(self._value(feats, rt, now_ms))
             data, late = rt.fold(feats.get(rt.key), event, now_ms)
             out.late |= late
             fed.append(rt)
@@ -117,10 +132,8 @@ class TagEngine:
         if full:
             values = self._values(state, now_ms)
             out.changes += self._diff(state, customer_id, values, now_ms, "event", event)
-        elif fed:
-            tags, runtimes = self._plan(tuple(rt.key for rt in fed))
-            values = self._values(state, now_ms, runtimes)
-            out.changes += self._diff(state, customer_id, values, now_ms, "event", event, tags)
+        elif fed or first:
+            out.changes += self._diff_flipped(state, customer_id, fed, before, now_ms, event, first)
         cache = state.next_change
         if full or cache is None:
             state.due_ms = self.next_due_ms(state, now_ms)
@@ -210,29 +223,49 @@ class TagEngine:
         log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
         return False
 
-    def _plan(self, fed: tuple[str, ...]) -> tuple[list[Any], list[Runtime]]:
-        """The tags that read a feature in ``fed`` (in rule order) and every feature they read."""
-        plan = self._plans.get(fed)
-        if plan is None:
-            names = {n for key in fed for n in self._names_by_key[key]}
-            tags = [t for t in self.tags if names.intersection(t.features)]
-            keys = {self.rules.features[n].key for t in tags for n in t.features}
-            plan = self._plans[fed] = (tags, [rt for rt in self.runtimes if rt.key in keys])
-        return plan
+    def _diff_flipped(self, state: CustomerState, customer_id: str, fed: list[Runtime], before: list[Any],
+                      now_ms: int, event: Mapping[str, Any], first: list[int]) -> list[Change]:
+        """Evaluates only the tags the event can have flipped (``TagIndex``): those with a
+        comparison its features' values crossed, and the others that read a changed value
+        (plus ``first``: the tags a blank customer holds, at its first event)."""
+        feats = state.features
+        values: dict[str, Any] = {}
+        flipped: set[int] = set(first)
+        for rt, old in zip(fed, before, strict=True):
+            new = self._value(feats, rt, now_ms)
+            for name in self._names_by_key[rt.key]:
+                values[name] = new
+            self._index.flipped(rt.key, old, new, flipped)
+        if not flipped:
+            return []
+        tags = [self.tags[i] for i in sorted(flipped)]
+        for tag in tags:
+            for name in tag.features:
+                if name not in values:
+                    rt = self._runtime_of[name]
+                    v = self._value(feats, rt, now_ms)
+                    for n in self._names_by_key[rt.key]:
+                        values[n] = v
+        return self._diff(state, customer_id, values, now_ms, "event", event, tags)
+
+    @staticmethod
+    def _value(feats: dict[str, Any], rt: Runtime, now_ms: int) -> Any:
+        """One feature's value at ``now_ms`` (drops its buckets that left the window)."""
+        data = feats.get(rt.key)
+        if data is not None and rt.window_ms is not None:
+            data = rt.prune(data, now_ms)
+            if data is None:
+                del feats[rt.key]
+            else:
+                feats[rt.key] = data
+        return rt.value(data, now_ms)
 
     def _values(self, state: CustomerState, now_ms: int,
                 runtimes: list[Runtime] | None = None) -> dict[str, Any]:
         feats = state.features
         values: dict[str, Any] = {}
         for rt in self.runtimes if runtimes is None else runtimes:
-            data = feats.get(rt.key)
-            if data is not None and rt.window_ms is not None:
-                data = rt.prune(data, now_ms)
-                if data is None:
-                    del feats[rt.key]
-                else:
-                    feats[rt.key] = data
-            v = rt.value(data, now_ms)
+            v = self._value(feats, rt, now_ms)
             for name in self._names_by_key[rt.key]:
                 values[name] = v
         return values

@@ -43,6 +43,7 @@ class Metrics:
     tag_changes: Counter
     customers_in_state: Gauge
     due_index_size: Gauge
+    reevaluation_pending: Gauge
     expiry_lateness: Histogram
     redis_errors: Counter
     ready: Gauge
@@ -87,6 +88,9 @@ class Metrics:
                                      registry=registry),
             due_index_size=Gauge(f"{p}_due_index_size", "Customers waiting in the due-time index",
                                  registry=registry),
+            reevaluation_pending=Gauge(f"{p}_reevaluation_pending",
+                                       "Customers not yet re-evaluated after a rule change (waiting or in flight)",
+                                       registry=registry),
             expiry_lateness=Histogram(f"{p}_expiry_lateness_seconds",
                                       "Publish time minus due time of tag changes caused by the clock",
                                       buckets=LATENCY_BUCKETS_S, registry=registry),

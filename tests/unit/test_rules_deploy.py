@@ -17,7 +17,7 @@ from streams.io.rules_topic import BadRulesRecord, Deployment, decode_deployment
 from streams.settings import Settings
 from tag_rules import load_rules
 
-from .test_stages import NOW, DictStore, FakeProducer, Group, customer_stage, envelope
+from .test_stages import NOW, DictStore, Event, FakeProducer, Group, Record, customer_stage, envelope
 
 
 @pytest.fixture
@@ -63,30 +63,72 @@ def test_a_rule_set_too_big_for_one_record_is_refused() -> None:
         deployment_of({"rules.yaml": "#" * 1_000_000}, "big")
 
 
-async def test_swap_schedules_every_customer_and_the_tick_re_evaluates(tmp_path: Path, metrics: Metrics) -> None:
+async def test_swap_queues_every_customer_and_the_tick_re_evaluates(tmp_path: Path, metrics: Metrics) -> None:
     producer, store = FakeProducer(), DictStore()
     stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
     await stage.process([envelope("c1", 1)])  # one view: not a browser under v1 (views_1h >= 2)
     assert store.data[b"c1"].tags == {}
     (tmp_path / "v2.yaml").write_text(V2)
     assert await stage.swap_engine(TagEngine(load_rules(tmp_path / "v2.yaml"))) == 1
-    (key, due), = stage.due.pop_due(NOW + 10_000)
+    assert stage.reevaluation.pending == 1
+    key, = stage.reevaluation.take(NOW)
     # the stored state is a copy (as a RocksDB store returns): its due time is not the tick's
     store.data[b"c1"] = CustomerState.loads(store.data[b"c1"].dumps())
-    tick = envelope_tick(key, due)
-    await stage.process([tick])
+    await stage.process([envelope_tick(key, NOW, reeval=True)])
     assert store.data[b"c1"].tags.keys() == {"browser"}
+    assert stage.reevaluation.pending == 0  # the slice is done
     changes = [orjson.loads(v or b"") for _, _, v, _, _ in producer.on("tags")]
     assert [(c["tag"], c["op"], c["cause"]) for c in changes] == [("browser", "add", "rule_change")]
 
 
-def envelope_tick(key: bytes, due_ms: int) -> Any:
+async def test_after_a_swap_customers_go_out_in_slices_between_event_batches(tmp_path: Path,
+                                                                             metrics: Metrics) -> None:
+    """The timer sends at most ``in_flight_max`` re-evaluation ticks until the stage has
+    processed them; live events are processed meanwhile, and every customer is re-evaluated."""
+    from streams.app.timers import DueTimer
+    from streams.io.health import Health
+
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())  # slices of 2
+    await stage.process([envelope(f"c{i}", 1) for i in range(5)])
+    (tmp_path / "v2.yaml").write_text(V2)
+    assert await stage.swap_engine(TagEngine(load_rules(tmp_path / "v2.yaml"))) == 5
+    sent = FakeEnvelopes()
+    timer = DueTimer(due=stage.due, reevaluation=stage.reevaluation, clock=stage.clock, partitions=4,
+                     envelopes=sent, health=Health(), redis=stage.redis, metrics=metrics)  # type: ignore[arg-type]
+    slices = []
+    while stage.reevaluation.pending:
+        await timer.fire(5)
+        await timer.fire(5)  # nothing more goes out before the slice is processed
+        sent_now = sent.take()
+        ticks = [Event(Record(v, topic="cust", partition=p)) for p, v in sent_now]
+        slices.append(sum(len(orjson.loads(v)) for _, v in sent_now))
+        await stage.process([envelope("live", 1)])  # a live event between two slices
+        await stage.process(ticks)
+    assert slices == [2, 2, 1]
+    assert all(store.data[f"c{i}".encode()].tags.keys() == {"browser"} for i in range(5))
+    assert store.data[b"live"].rule_version == stage.engine.version
+
+
+class FakeEnvelopes:
+    def __init__(self) -> None:
+        self.records: list[tuple[int, bytes]] = []
+
+    async def send(self, builder: Any) -> None:
+        self.records += builder.records()
+
+    def take(self) -> list[tuple[int, bytes]]:
+        out, self.records = self.records, []
+        return out
+
+
+def envelope_tick(key: bytes, due_ms: int, *, reeval: bool = False) -> Any:
     from streams.app.envelope import EnvelopeBuilder
 
     from .test_stages import PARTITIONS, Event, Record
 
     b = EnvelopeBuilder(PARTITIONS)
-    b.add(key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms}))
+    b.add(key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms, **({"reeval": 1} if reeval else {})}))
     (p, value), = b.records()
     return Event(Record(value, topic="cust", partition=p))
 

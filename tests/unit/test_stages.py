@@ -17,6 +17,7 @@ from streams.app.ingest import IngestStage
 from streams.engine.clock import ManualClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
@@ -210,7 +211,8 @@ def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, sto
     stage = CustomerStage(engine=TagEngine(load_rules(path)), clock=ManualClock(NOW), store=store, membership=group,
                           due=DueIndex(), redis=RedisTagSink(redis, prefix="p"),  # type: ignore[arg-type]
                           tag_topic=TagTopicWriter(producer, "tags"),
-                          deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics)
+                          deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics,
+                          reevaluation=Reevaluation(2))
     return stage, redis
 
 
@@ -325,6 +327,8 @@ async def test_redis_and_tag_topic_are_written_before_the_state(tmp_path: Path, 
 
 
 def test_rebuild_due_index_reschedules_every_state(tmp_path: Path, metrics: Metrics) -> None:
+    """Every state keeps its due time; one made under other rules is also queued for
+    re-evaluation (in slices, not all due now)."""
     producer, store = FakeProducer(), DictStore()
     stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
     old = CustomerState(rule_version="v0")
@@ -332,7 +336,8 @@ def test_rebuild_due_index_reschedules_every_state(tmp_path: Path, metrics: Metr
     store.data.update({b"a": old, b"b": CustomerState(rule_version=stage.engine.version)})
     store.data[b"b"].due_ms = NOW + 10
     assert stage.rebuild_due_index() == 2
-    assert sorted(stage.due.pop_due(NOW + 10)) == [(b"a", NOW), (b"b", NOW + 10)]
+    assert sorted(stage.due.pop_due(NOW + 10)) == [(b"a", NOW + 5), (b"b", NOW + 10)]
+    assert stage.reevaluation.pending == 1 and stage.reevaluation.take(NOW) == [b"a"]
 
 
 class FakeTransactions:

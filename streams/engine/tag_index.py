@@ -1,0 +1,117 @@
+"""Which tags an event can flip: the tag engine's incremental plan.
+
+An event changes the values of the features it feeds, and nothing else (every time-driven change
+before now was applied first, at its due time). A tag can only change when a value it reads
+changes, and a tag whose condition is a boolean combination of comparisons with constants
+(``spend_30d >= 500 and purchases_7d == 0``: ``tag_rules.expr_atoms``) only when one of those
+comparisons flips: ``spend_30d >= 500`` flips only when the value crosses 500. Per feature the
+index keeps the constants sorted, so the comparisons an event crosses are found by bisection:
+with 1,000 tags over 33 features an event flips a handful, not the hundreds that read its
+features.
+
+Three classes of tag, per feature state key:
+
+* *atoms*: a condition made of comparisons (``when`` only, no flap control): evaluated when one
+  of its comparisons on that feature flips;
+* *opaque*: any other ``when`` (``spend_24h >= spend_30d / 2``): evaluated when the value changes;
+* *stepped*: hysteresis or flap control (their outcome depends on the held state and the clock,
+  streams/engine/flap.py): evaluated whenever the feature is fed, as before.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tag_rules.compiler import TagDef
+from tag_rules.expr_atoms import Atom
+
+_Entry = tuple[Atom, int]
+"""A comparison and the index of the tag it belongs to."""
+
+
+def _finite(v: Any) -> bool:
+    t = type(v)
+    return t is int or (t is float and math.isfinite(v))
+
+
+class _FeatureIndex:
+    """The tags that read one feature state key, by how they are triggered."""
+
+    __slots__ = ("always", "atoms", "bounds", "on_change", "on_feed", "ordered")
+
+    def __init__(self) -> None:
+        self.on_feed: list[int] = []
+        self.on_change: list[int] = []
+        self.atoms: list[_Entry] = []
+        self.bounds: list[float] = []
+        """The numeric constants of ``ordered``, ascending."""
+        self.ordered: list[_Entry] = []
+        self.always: list[_Entry] = []
+        """Comparisons with a non-numeric constant and bare features: checked at every change."""
+
+    def add_atom(self, atom: Atom, tag: int) -> None:
+        self.atoms.append((atom, tag))
+        if atom.test is not None and _finite(atom.constant):
+            self.ordered.append((atom, tag))
+        else:
+            self.always.append((atom, tag))
+
+    def freeze(self) -> None:
+        self.ordered.sort(key=lambda e: float(e[0].constant))
+        self.bounds = [float(a.constant) for a, _ in self.ordered]
+        self.on_feed = sorted(set(self.on_feed))
+        self.on_change = sorted(set(self.on_change))
+
+    def flipped(self, old: Any, new: Any, out: set[int]) -> None:
+        """Adds to ``out`` the tags this feature going from ``old`` to ``new`` may change."""
+        if self.on_feed:
+            out.update(self.on_feed)
+        if type(old) is type(new) and old == new:
+            return
+        if self.on_change:
+            out.update(self.on_change)
+        if _finite(old) and _finite(new):
+            lo, hi = (old, new) if old <= new else (new, old)
+            ordered = self.ordered
+            for i in range(bisect_left(self.bounds, lo), bisect_right(self.bounds, hi)):
+                atom, tag = ordered[i]
+                if atom.holds(old) != atom.holds(new):
+                    out.add(tag)
+            check = self.always
+        else:  # None, a string, a bool: no order to use
+            check = self.atoms
+        for atom, tag in check:
+            if atom.holds(old) != atom.holds(new):
+                out.add(tag)
+
+
+class TagIndex:
+    """Built once per engine from its tags (in rule order) and the state key of each feature name."""
+
+    def __init__(self, tags: Sequence[TagDef], key_of: Mapping[str, str], stepped: frozenset[str]) -> None:
+        self._by_key: dict[str, _FeatureIndex] = {}
+        for i, tag in enumerate(tags):
+            atoms = None if tag.name in stepped else tag.when.atoms
+            for name in tag.features:
+                fi = self._for(key_of[name])
+                if tag.name in stepped:
+                    fi.on_feed.append(i)
+                elif atoms is None:
+                    fi.on_change.append(i)
+            for atom in atoms or ():
+                self._for(key_of[atom.name]).add_atom(atom, i)
+        for fi in self._by_key.values():
+            fi.freeze()
+
+    def _for(self, key: str) -> _FeatureIndex:
+        return self._by_key.setdefault(key, _FeatureIndex())
+
+    def flipped(self, key: str, old: Any, new: Any, out: set[int]) -> None:
+        """Adds to ``out`` the indexes of the tags that the feature state ``key`` going from value
+        ``old`` to ``new`` (at one instant) may change."""
+        fi = self._by_key.get(key)
+        if fi is not None:
+            fi.flipped(old, new, out)

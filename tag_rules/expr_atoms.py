@@ -1,0 +1,86 @@
+"""The comparisons a condition is made of, so the engine can tell which tags an event may flip.
+
+A condition such as ``spend_30d >= 500 and (purchases_7d == 0 or 2 <= views_24h < 10)`` is a
+boolean combination (``and``/``or``/``not``) of *atoms*, each a feature compared with a constant
+(or a bare feature, read for its truthiness). Its truth can only change when the truth of one
+of its atoms changes, and ``spend_30d >= 500`` only changes when the value crosses 500. With
+1,000 tags over 33 features, most tags an event's features feed are not crossed by it, so the
+engine (streams/engine/tag_index.py) evaluates only the tags an atom of which flipped.
+
+``atoms_of`` works on the compiler's rewritten tree (constants folded, ordering comparisons as
+``__ts_<op>(a, b)`` calls, ``==``/``!=`` native), so an atom's truth is computed by the very
+functions the compiled expression calls. Anything else (arithmetic on features, two features
+compared, ``in``, function calls on features, ``if``/``else``) makes the condition opaque: None.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from .expr_values import HELPERS, PREFIX
+
+_NATIVE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {ast.Eq: operator.eq, ast.NotEq: operator.ne}
+
+
+@dataclass(frozen=True)
+class Atom:
+    """``name OP constant`` (or ``constant OP name`` when ``constant_first``), or with ``test``
+    None the truthiness of the bare feature ``name``."""
+
+    name: str
+    test: Callable[[Any, Any], Any] | None
+    constant: Any = None
+    constant_first: bool = False
+
+    def holds(self, value: Any) -> bool:
+        """The atom's truth for the feature value ``value`` (what the condition sees)."""
+        if self.test is None:
+            return bool(value)
+        return bool(self.test(self.constant, value) if self.constant_first else self.test(value, self.constant))
+
+
+def atoms_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...] | None:
+    """The atoms of the rewritten condition ``body`` over ``features``, or None when it is not a
+    boolean combination of atoms. A condition with no feature at all (``true``) has none."""
+    out: list[Atom] = []
+    return tuple(out) if _collect(body, frozenset(features), out) else None
+
+
+def _collect(node: ast.expr, features: frozenset[str], out: list[Atom]) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.BoolOp):
+        return all(_collect(v, features, out) for v in node.values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return _collect(node.operand, features, out)
+    if isinstance(node, ast.Name):
+        if node.id not in features:
+            return False
+        out.append(Atom(node.id, None))
+        return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 2 and not node.keywords:
+        fn = HELPERS.get(node.func.id) if node.func.id.startswith(PREFIX) else None
+        return fn is not None and _comparison(fn, node.args[0], node.args[1], features, out)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _NATIVE:
+        return _comparison(_NATIVE[type(node.ops[0])], node.left, node.comparators[0], features, out)
+    return False
+
+
+def _comparison(fn: Callable[[Any, Any], Any], left: ast.expr, right: ast.expr, features: frozenset[str],
+                out: list[Atom]) -> bool:
+    if fn not in _COMPARISONS:
+        return False  # an arithmetic helper: opaque
+    if isinstance(left, ast.Name) and left.id in features and isinstance(right, ast.Constant):
+        out.append(Atom(left.id, fn, right.value))
+        return True
+    if isinstance(right, ast.Name) and right.id in features and isinstance(left, ast.Constant):
+        out.append(Atom(right.id, fn, left.value, constant_first=True))
+        return True
+    return False
+
+
+_COMPARISONS = frozenset({*_NATIVE.values(), *(HELPERS[PREFIX + op] for op in ("lt", "le", "gt", "ge"))})

@@ -1,0 +1,109 @@
+"""The incremental plan: a condition's comparisons (tag_rules/expr_atoms.py) and the index that
+says which tags an event's value changes can flip (streams/engine/tag_index.py)."""
+
+from __future__ import annotations
+
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import TagEngine
+from streams.engine.tag_index import TagIndex
+from tag_rules import compile_expr, load_rules
+from tag_rules.tags import TagDef
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ("a", "b", "c")
+
+
+@pytest.mark.parametrize(("source", "atoms"), [
+    ("a >= 5", [("a", 5, False)]),
+    ("a >= 5 and (b == 0 or 2 <= c < 10)", [("a", 5, False), ("b", 0, False), ("c", 2, True), ("c", 10, False)]),
+    ("not a", [("a", None, False)]),
+    ("-5 < a", [("a", -5, True)]),
+    ("a == null or b != \"x\"", [("a", None, False), ("b", "x", False)]),
+    ("true", []),
+    ("s >= days(3)", [("s", 259200, False)]),
+])
+def test_conditions_made_of_comparisons_list_them(source: str, atoms: list[tuple[str, Any, bool]]) -> None:
+    expr = compile_expr(source, names=NAMES, threshold_names=["s"])
+    assert expr.atoms is not None
+    assert [(x.name, x.constant, x.constant_first) for x in expr.atoms] == atoms
+
+
+@pytest.mark.parametrize("source", ["a >= b / 3", "a > b", "a in (1, 2)", "coalesce(a, 0) > 1",
+                                    "(a if b else c) > 1", "a + 1 > 2", "a >= 1 and b * 2 > 3"])
+def test_other_conditions_are_opaque(source: str) -> None:
+    assert compile_expr(source, names=NAMES).atoms is None
+
+
+CONDITIONS = st.sampled_from([
+    "a >= 3", "a > 2.5", "a < 3", "a <= 0", "a == 2", "a != 1", "1 <= a < 4", "not a", "a",
+    "a >= 2 and b == 0", "a > 1 or b >= 5", "not (a >= 3)", "a == null", "a >= b / 2", "a > b",
+])
+VALUES = st.one_of(st.none(), st.integers(-2, 7), st.floats(-2, 7, allow_nan=False), st.sampled_from([True, "x"]))
+
+
+@given(st.lists(CONDITIONS, min_size=1, max_size=8), VALUES, VALUES, VALUES)
+@settings(max_examples=300, deadline=None)
+def test_every_tag_whose_truth_changes_is_flipped(conditions: list[str], old: Any, new: Any, b: Any) -> None:
+    """Soundness: when feature ``a`` goes from ``old`` to ``new`` (``b`` fixed), every tag whose
+    condition's truth changes is among those the index returns."""
+    tags = [TagDef(f"t{i}", compile_expr(src, names=NAMES), tuple(sorted(compile_expr(src, names=NAMES).names)))
+            for i, src in enumerate(conditions)]
+    index = TagIndex(tags, {n: f"k_{n}" for n in NAMES}, frozenset())
+    got: set[int] = set()
+    index.flipped("k_a", old, new, got)
+    changed = {i for i, t in enumerate(tags)
+               if bool(t.when({"a": old, "b": b})) != bool(t.when({"a": new, "b": b}))}
+    assert changed <= got
+
+
+def test_stepped_tags_are_evaluated_whenever_fed_and_opaque_ones_on_change() -> None:
+    steady = TagDef("steady", compile_expr("a >= 3", names=NAMES), ("a",))
+    ratio = TagDef("ratio", compile_expr("a >= b / 2", names=NAMES), ("a", "b"))
+    hyst = TagDef("hyst", compile_expr("a >= 3", names=NAMES), ("a",), exit=compile_expr("a < 1", names=NAMES))
+    index = TagIndex([steady, ratio, hyst], {n: n for n in NAMES}, frozenset({"hyst"}))
+    out: set[int] = set()
+    index.flipped("a", 1, 1, out)
+    assert out == {2}
+    index.flipped("a", 1, 2, out)
+    assert out == {1, 2}
+    index.flipped("a", 2, 3, out)
+    assert out == {0, 1, 2}
+
+
+def test_an_event_evaluates_few_of_a_thousand_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of the index: with benchmarks/rules_1000.yaml an event evaluates the tags it can
+    flip (tens), not every tag that reads a feature it fed (~280 before the index)."""
+    from schemas.canonical import to_canonical
+    from schemas.decode import decode_event
+    from streams.tools.generator import RetailGenerator
+
+    engine = TagEngine(load_rules(REPO / "benchmarks" / "rules_1000.yaml"))
+    evaluated: list[int] = []
+    diff = engine._diff
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        tags = args[6] if len(args) > 6 else kwargs.get("tags")
+        evaluated.append(len(engine.tags) if tags is None else len(tags))
+        return diff(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_diff", counting)
+    now = int(time.time() * 1000)
+    states: dict[str, CustomerState] = {}
+    gen = RetailGenerator(seed=3, customers=500, start_ms=now - 4000, step_ms=1.0)
+    n = 0
+    for g in islice(gen, 4000):
+        if g.key is None or not g.valid:
+            continue
+        ev = to_canonical(g.source, decode_event(g.source, g.value), now)
+        engine.process_event(states.setdefault(ev["customer_id"], CustomerState()), ev, ev["ts_ms"])
+        n += 1
+    assert sum(evaluated) / n < 60
