@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -140,4 +140,4 @@ def parse_id_key(key: str) -> tuple[IdType, str]:
     id_type, sep, value = key.partition(":")
     if not sep or id_type not in ID_TYPES:
         raise ValueError(f"not an id key: {key[:80]!r}")
-    return cast(IdType, id_type), value  # checked against ID_TYPES above
+    return id_type, value
