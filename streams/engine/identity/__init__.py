@@ -1,0 +1,6 @@
+"""Identity resolution, pure (docs/identity.md): the identity graph (clusters of typed ids and their
+canonical id) and the merge of two customers' state. No Kafka, Redis or clock.
+
+Public API: ``IdentityGraph``, ``GraphLimits``, ``LinkResult``, ``Move``, ``Refusal``,
+``REFUSAL_REASONS``, ``merge_customers``, ``MergeOutcome``.
+"""
