@@ -2,7 +2,9 @@
 
 - events: the three source topics' input models (validated from bytes); the source names,
   event type enums and size limits, each defined once
-- decode: bytes -> event, or EventDecodeError(reason, message)
+- ids: the typed ids (member, user, email/phone hashes, anonymous), junk values, id keys
+- identity: the ``events.identity`` link record, and the ids each source event carries
+- decode: bytes -> event (or identity record), or EventDecodeError(reason, message)
 - canonical: event -> the flat canonical dict the engine and rules see
 - tags: tag-change topic value, Redis tag value, dead-letter headers
 - rules: typed shape of a rule file, parse_duration_ms
@@ -13,7 +15,7 @@
 from typing import TYPE_CHECKING
 
 from .canonical import CANONICAL_FIELD_TYPES, CANONICAL_FIELDS, to_canonical
-from .decode import REASONS, EventDecodeError, decode_event
+from .decode import EVENT_REASONS, IDENTITY_REASONS, REASONS, EventDecodeError, decode_event, decode_identity
 from .events import (
     CLICK_TYPES,
     MAX_ID_CHARS,
@@ -42,6 +44,8 @@ from .events import (
     Source,
     SourceEvent,
 )
+from .identity import IDENTITY_SOURCE, MAX_LINK_IDS, IdentityRecord, TypedId, event_ids
+from .ids import CONTACT_TYPES, ID_TYPES, IdType, id_key, is_junk, parse_id_key
 from .rules import FeatureSpec, RuleFile, TagSpec, parse_duration_ms
 from .tags import DLQ_HEADERS, DLQ_MAX_ERROR_CHARS, DeadLetter, TagChange, TagChangeDict, TagValue
 
@@ -49,11 +53,17 @@ __all__ = [
     "CANONICAL_FIELDS",
     "CANONICAL_FIELD_TYPES",
     "CLICK_TYPES",
+    "CONTACT_TYPES",
     "DLQ_HEADERS",
     "DLQ_MAX_ERROR_CHARS",
+    "EVENT_REASONS",
+    "IDENTITY_REASONS",
+    "IDENTITY_SOURCE",
+    "ID_TYPES",
     "MAX_ID_CHARS",
     "MAX_ITEMS",
     "MAX_LABEL_CHARS",
+    "MAX_LINK_IDS",
     "MAX_MONEY",
     "MAX_QTY",
     "MAX_QUERY_CHARS",
@@ -72,6 +82,8 @@ __all__ = [
     "DeadLetter",
     "EventDecodeError",
     "FeatureSpec",
+    "IdType",
+    "IdentityRecord",
     "LineItem",
     "OrderChannel",
     "OrderEvent",
@@ -85,9 +97,15 @@ __all__ = [
     "TagChangeDict",
     "TagSpec",
     "TagValue",
+    "TypedId",
     "decode_event",
+    "decode_identity",
+    "event_ids",
+    "id_key",
+    "is_junk",
     "json_schemas",
     "parse_duration_ms",
+    "parse_id_key",
     "to_canonical",
 ]
 

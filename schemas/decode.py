@@ -1,21 +1,33 @@
-"""Kafka record bytes -> validated source event, or an EventDecodeError with a short reason.
+"""Kafka record bytes -> validated source event (or identity record), or an EventDecodeError with a
+short reason.
 
-``decode_event`` never raises anything but EventDecodeError, whatever the bytes: the stream
-worker sends the record to the dead-letter topic with ``reason``/``message`` as headers and moves on.
+``decode_event`` and ``decode_identity`` never raise anything but EventDecodeError, whatever the
+bytes: the stream worker sends the record to the dead-letter topic with ``reason``/``message`` as
+headers and moves on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .events import MODEL_BY_SOURCE, SOURCES, TIMESTAMP_ERROR, ClickstreamEvent, OrderEvent, PosEvent
+from .identity import IdentityRecord
 
-REASONS = (
+EVENT_REASONS = (
     "invalid_json", "not_an_object", "missing_field", "invalid_field", "bad_timestamp", "unknown_source",
+    "bad_contact_hash",
 )
+"""Reasons of ``decode_event`` (``bad_contact_hash``: an ``email_sha256``/``phone_sha256`` that is not
+64 hex characters)."""
+IDENTITY_REASONS = ("unknown_id_type", "junk_id", "too_few_ids", "too_many_ids", "duplicate_id")
+"""Reasons only ``decode_identity`` gives, besides those of EVENT_REASONS (docs/contracts.md)."""
+REASONS = EVENT_REASONS + IDENTITY_REASONS
 """Every ``EventDecodeError.reason``."""
+_OWN_REASONS = frozenset(("bad_contact_hash", "junk_id", "duplicate_id"))
+"""Error types our validators raise under the reason of the same name."""
+_M = TypeVar("_M", bound=BaseModel)
 
 MAX_MESSAGE_CHARS = 500
 _MAX_ERRORS_LISTED = 5
@@ -45,6 +57,18 @@ def decode_event(source: str, raw: bytes) -> ClickstreamEvent | PosEvent | Order
     if model is None:
         raise EventDecodeError("unknown_source",
                                f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    return _validate(model, raw)
+
+
+def decode_identity(raw: bytes) -> IdentityRecord:
+    """Parses and validates one record value of ``events.identity``.
+
+    Raises EventDecodeError (and nothing else) for any input it does not accept.
+    """
+    return _validate(IdentityRecord, raw)
+
+
+def _validate(model: type[_M], raw: bytes) -> _M:
     if isinstance(raw, bytearray | memoryview):
         raw = bytes(raw)
     elif not isinstance(raw, bytes | str):
@@ -79,8 +103,14 @@ def _reason(err: Any) -> str:
         return "invalid_json"
     if not loc and etype in ("model_type", "model_attributes_type", "dict_type"):
         return "not_an_object"
-    if etype in ("missing", "missing_identity"):
+    if etype in ("missing", "missing_identity", "union_tag_not_found"):
         return "missing_field"
+    if etype in _OWN_REASONS:
+        return str(etype)
+    if etype == "union_tag_invalid":
+        return "unknown_id_type"
+    if tuple(loc) == ("ids",) and etype in ("too_short", "too_long"):
+        return "too_few_ids" if etype == "too_short" else "too_many_ids"
     if etype == TIMESTAMP_ERROR or (loc and loc[0] == "ts"):
         return "bad_timestamp"
     return "invalid_field"

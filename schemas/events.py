@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .ids import EmailSha256, PhoneSha256
+
 # -- names: defined here once ---------------------------------------------------------------------
 
 Source = Literal["clickstream", "pos", "orders"]
@@ -314,6 +316,11 @@ class PosEvent(_Event):
     total: Number
     """As sent; the canonical ``amount`` is its absolute value (``type`` tells sale from return)."""
     payment_method: Label
+    email_sha256: EmailSha256 | None = None
+    """Hashed e-mail of the buyer when the till knows it (never a raw address): links the ticket to
+    the member card or online account (docs/identity.md)."""
+    phone_sha256: PhoneSha256 | None = None
+    """Hashed phone number of the buyer, as ``email_sha256``."""
 
 
 class OrderEvent(_Event):
@@ -326,6 +333,10 @@ class OrderEvent(_Event):
     currency: Currency
     channel: OrderChannel
     items: Annotated[list[LineItem], Field(max_length=MAX_ITEMS)]
+    email_sha256: EmailSha256 | None = None
+    """Hashed e-mail of the account holder (optional; never a raw address, docs/identity.md)."""
+    phone_sha256: PhoneSha256 | None = None
+    """Hashed phone number of the account holder (optional)."""
 
 
 SourceEvent = ClickstreamEvent | PosEvent | OrderEvent

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from .deployment import RulesDeployment
 from .events import ClickstreamEvent, OrderEvent, PosEvent
+from .identity import IdentityRecord
 from .rules import RuleFile
 from .tags import TagChange, TagValue
 
@@ -27,6 +28,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "clickstream": ClickstreamEvent,
     "pos": PosEvent,
     "orders": OrderEvent,
+    "identity": IdentityRecord,
     "tag_change": TagChange,
     "tag_value": TagValue,
     "rule_file": RuleFile,
@@ -35,7 +37,7 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """Name -> JSON Schema (draft 2020-12) of: the three topic inputs, tag_change, tag_value, rule_file,
+    """Name -> JSON Schema (draft 2020-12) of: the three event topic inputs, identity, tag_change, tag_value, rule_file,
     rules_deployment."""
     out: dict[str, dict[str, Any]] = {}
     for name, model in _MODELS.items():

@@ -10,7 +10,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 DLQ_HEADER_PREFIX = "ts."
 
 TagOp = Literal["add", "remove"]
-ChangeCause = Literal["event", "expiry", "rule_change"]
+ChangeCause = Literal["event", "expiry", "rule_change", "merge"]
+"""Why a tag changed: an event, time alone, a new rule set, or an identity merge (docs/identity.md)."""
 
 
 class TagChange(BaseModel):

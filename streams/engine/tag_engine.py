@@ -175,6 +175,30 @@ class TagEngine:
             changes += self.process_due(state, customer_id, now_ms, now_ms)
         return changes
 
+    def reevaluate(self, state: CustomerState, customer_id: str, now_ms: int, cause: ChangeCause,
+                   ref: str) -> list[Change]:
+        """Evaluates every tag of ``state`` at ``now_ms`` after its features were changed from outside
+        (an identity merge): the changes carry ``cause``; ``ref`` names what caused them in the
+        deterministic ``change_id`` (e.g. the merge id). Recomputes the due time."""
+        changes: list[Change] = []
+        if state.rule_version != self.version:
+            changes += self._upgrade(state, customer_id, now_ms)
+        values = self._values(state, now_ms)
+        changes += self._diff(state, customer_id, values, now_ms, cause, None, ref=ref)
+        state.due_ms = self.next_due_ms(state, now_ms)
+        return changes
+
+    def release(self, state: CustomerState, customer_id: str, at_ms: int, cause: ChangeCause,
+                ref: str) -> list[Change]:
+        """Removes every tag ``customer_id`` holds (its state is going away: absorbed by an identity
+        merge), one ``remove`` change each, in tag name order."""
+        changes = [self._change(customer_id, name, "remove", at_ms, cause, None, {}, ref=ref)
+                   for name in sorted(state.tags)]
+        state.tags.clear()
+        state.removed.clear()
+        state.due_ms = None
+        return changes
+
     def next_due_ms(self, state: CustomerState, now_ms: int) -> int | None:
         """The next instant after ``now_ms`` at which a tag may change with time alone: the
         earliest per-feature next change (cached in ``state.next_change``) or flap-control gate."""
@@ -285,7 +309,8 @@ class TagEngine:
         return self._diff(state, customer_id, values, now_ms, "rule_change", None)
 
     def _diff(self, state: CustomerState, customer_id: str, values: dict[str, Any], at_ms: int,
-              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[Any] | None = None) -> list[Change]:
+              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[Any] | None = None,
+              ref: str | None = None) -> list[Change]:
         changes: list[Change] = []
         held = state.tags
         stepped = self._stepped
@@ -305,18 +330,18 @@ class TagEngine:
                     del held[tag.name]
                 op = "add" if holds else "remove"
             changes.append(self._change(customer_id, tag.name, op, at_ms, cause,
-                                        event, {n: values[n] for n in tag.features}))
+                                        event, {n: values[n] for n in tag.features}, ref=ref))
         for name in [n for n in held if n not in self._tag_names]:
             del held[name]
             changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
         return changes
 
     def _change(self, customer_id: str, tag: str, op: TagOp, at_ms: int, cause: ChangeCause,
-                event: Mapping[str, Any] | None, features: dict[str, Any]) -> Change:
+                event: Mapping[str, Any] | None, features: dict[str, Any], ref: str | None = None) -> Change:
         event_id = event["event_id"] if event is not None else None
-        # Deterministic: replaying the same event (or the same due time) yields the same id,
-        # so consumers of the at-least-once tag topic can drop duplicates.
-        basis = f"{customer_id}\x1f{tag}\x1f{op}\x1f{cause}\x1f{event_id if event_id else at_ms}"
+        # Deterministic: replaying the same event (or the same due time, or the same merge: ``ref``)
+        # yields the same id, so consumers of the at-least-once tag topic can drop duplicates.
+        basis = f"{customer_id}\x1f{tag}\x1f{op}\x1f{cause}\x1f{ref or event_id or at_ms}"
         return {
             "customer_id": customer_id,
             "tag": tag,

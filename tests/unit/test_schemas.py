@@ -479,7 +479,8 @@ def test_rule_file_rejects_unknown_top_level_key() -> None:
 
 def test_committed_json_schemas_are_current() -> None:
     schemas = json_schemas()
-    assert set(schemas) == {"clickstream", "pos", "orders", "tag_change", "tag_value", "rule_file", "rules_deployment"}
+    assert set(schemas) == {"clickstream", "pos", "orders", "identity", "tag_change", "tag_value", "rule_file",
+                            "rules_deployment"}
     committed = {p.name for p in DEFAULT_DIR.glob("*.schema.json")}
     assert committed == {f"{name}.schema.json" for name in schemas}, "run: python -m schemas.export"
     for name, schema in schemas.items():
@@ -489,7 +490,7 @@ def test_committed_json_schemas_are_current() -> None:
 
 def test_export_writes_files(tmp_path: Path) -> None:
     paths = export(tmp_path / "out")
-    assert len(paths) == 7
+    assert len(paths) == 8
     for path in paths:
         assert path.read_text(encoding="utf-8").endswith("}\n")
         assert json.loads(path.read_text(encoding="utf-8")) == json_schemas()[path.name.split(".")[0]]

@@ -1,4 +1,5 @@
-"""The committed JSON Schemas (schemas/json) accept exactly what ``decode_event`` accepts.
+"""The committed JSON Schemas (schemas/json) accept exactly what ``decode_event`` (and, for
+``events.identity``, ``decode_identity``) accepts.
 
 Every record of a corpus (hand-written edge cases, byte-level damage taken from the ideas of
 benchmarks/fuzz.py, a few hundred seeded random mutations of valid events, and hypothesis-made
@@ -29,6 +30,7 @@ from jsonschema import Draft202012Validator
 
 from schemas import (
     CLICK_TYPES,
+    IDENTITY_REASONS,
     MAX_ID_CHARS,
     MAX_ITEMS,
     MAX_LABEL_CHARS,
@@ -43,17 +45,22 @@ from schemas import (
     SOURCES,
     EventDecodeError,
     decode_event,
+    decode_identity,
 )
 from schemas.events import TS_PATTERN
 from schemas.export import DEFAULT_DIR, schema_id
+from schemas.identity import IDENTITY_SOURCE, MAX_LINK_IDS
+from schemas.ids import JUNK_HASHES, JUNK_WORDS
 
 REPO = Path(__file__).resolve().parents[2]
 TS_MS = 1769857200250
 
 # The committed files, not a fresh export: they are what clients use (test_schemas.py checks
 # that they are current).
+ALL = (*SOURCES, IDENTITY_SOURCE)
+"""The three event sources and the identity source."""
 SCHEMAS: dict[str, dict[str, Any]] = {
-    src: json.loads((DEFAULT_DIR / f"{src}.schema.json").read_text(encoding="utf-8")) for src in SOURCES
+    src: json.loads((DEFAULT_DIR / f"{src}.schema.json").read_text(encoding="utf-8")) for src in ALL
 }
 VALIDATORS: dict[str, Draft202012Validator] = {
     src: Draft202012Validator(s, format_checker=Draft202012Validator.FORMAT_CHECKER) for src, s in SCHEMAS.items()
@@ -121,7 +128,10 @@ def schema_accepts(source: str, raw: bytes) -> bool:
 def decoder_verdict(source: str, raw: bytes) -> str | None:
     """None when decode_event accepts ``raw``, else the EventDecodeError reason."""
     try:
-        decode_event(source, raw)
+        if source == IDENTITY_SOURCE:
+            decode_identity(raw)
+        else:
+            decode_event(source, raw)
     except EventDecodeError as exc:
         return exc.reason
     return None
@@ -163,6 +173,9 @@ def explained_by(source: str, raw: bytes, reason: str | None) -> str | None:
 # -- the corpus --------------------------------------------------------------------------------
 
 ITEM: dict[str, Any] = {"sku": "SKU-1", "category": "shoes", "qty": 2, "unit_price": 19.99}
+HASH = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+MEMBER: dict[str, Any] = {"type": "member", "value": "m-1"}
+EMAIL: dict[str, Any] = {"type": "email_sha256", "value": HASH}
 VALID: dict[str, dict[str, Any]] = {
     "clickstream": {"event_id": "c-1", "ts": TS_MS, "user_id": "u-1", "anonymous_id": "a-1", "session_id": "s-1",
                     "type": "add_to_cart", "sku": "SKU-1", "category": "shoes", "price": 19.99,
@@ -170,7 +183,8 @@ VALID: dict[str, dict[str, Any]] = {
     "pos": {"event_id": "p-1", "ts": TS_MS, "store_id": "st-7", "member_id": "m-1", "type": "sale",
             "items": [ITEM, {**ITEM, "sku": "SKU-2"}], "total": 39.98, "payment_method": "card"},
     "orders": {"event_id": "o-1", "ts": TS_MS, "order_id": "ord-1", "user_id": "u-1", "status": "paid",
-               "amount": 39.98, "currency": "EUR", "channel": "app", "items": [ITEM]},
+               "amount": 39.98, "currency": "EUR", "channel": "app", "items": [ITEM], "email_sha256": HASH},
+    "identity": {"event_id": "i-1", "ts": TS_MS, "source": "crm", "ids": [MEMBER, EMAIL]},
 }
 
 
@@ -226,12 +240,37 @@ TS: list[Any] = [
     "+2026-01-31T12:00:00Z", "\uff12\uff10\uff12\uff16-01-31T12:00:00Z", "2026-01-31T12:00:00." + "1" * 43 + "Z",
     "2026-01-31T12:00:00." + "1" * 44 + "Z", "1769857200250", "yesterday", "", True, None, [], {},
 ]
+HASHES: list[Any] = [HASH, HASH.upper(), HASH[:32] + HASH[32:].upper(), HASH[:-1], HASH + "0", HASH[:-1] + "g",
+                      HASH + "\n", "\n" + HASH[1:], HASH[:-1] + "\u00e9", "a@b.example", "+86 138 0000 1111", "",
+                      "0" * 64, JUNK_HASHES[0], JUNK_HASHES[2].upper(), None]
+"""Contact hash values: good ones (either case), wrong lengths, non-hex, raw contacts, junk hashes."""
+ID_VALUES: list[Any] = [*strings(MAX_ID_CHARS), *JUNK_WORDS, *(w.upper() for w in JUNK_WORDS), " null ", "\tnone\n",
+                        "nul", "nulls", "00", "0a", "aaaa", "aaab", "\u00e9\u00e9", "\U0001f600\U0001f600", "a\nb",
+                        "\n", "--", "x-1", JUNK_HASHES[1], HASH]
+"""Plain id values for identity records: junk words in any case and padding, repeated characters."""
 CURRENCY: list[Any] = ["EUR", "eur", "EuR", "EU", "EURO", "EUR\n", "E1R", "\u20acUR", "\u00c9UR", "", 840, None]
 
 
 def enum_values(values: tuple[str, ...]) -> list[Any]:
     v = values[0]
     return [*values, v.upper(), v + " ", " " + v, v + "\u0000", "", "nope", None, 1, [v]]
+
+
+def ids_values() -> list[Any]:
+    """``ids`` of an identity record: sizes, duplicates, unknown types, missing or extra keys, junk."""
+    user = {"type": "user", "value": "u-1"}
+    many = [{"type": "anonymous", "value": f"a-{i}"} for i in range(MAX_LINK_IDS + 1)]
+    return [[], [MEMBER], [MEMBER, user], [MEMBER, MEMBER], [MEMBER, {**MEMBER}, user], many[:MAX_LINK_IDS],
+            many, [MEMBER, EMAIL, {**EMAIL, "value": HASH.upper()}], [MEMBER, {**EMAIL, "value": HASH}, EMAIL],
+            [MEMBER, {"type": "fax", "value": "1"}], [MEMBER, {"type": "USER", "value": "u"}],
+            [MEMBER, {"value": "u-1"}], [MEMBER, {"type": "user"}], [MEMBER, {**user, "extra": 1}],
+            [MEMBER, {"type": None, "value": "u-1"}], [MEMBER, {"type": "user", "value": 7}], [MEMBER, "u-1"],
+            [MEMBER, None], [MEMBER, ["user", "u-1"]], {"0": MEMBER, "1": user}, MEMBER]
+
+
+def id_entry_values(kind: str) -> list[Any]:
+    """Values of one ``{type, value}`` of an identity record."""
+    return HASHES if kind.endswith("_sha256") else ID_VALUES
 
 
 def items_values(n_ok: int) -> list[Any]:
@@ -259,8 +298,11 @@ FIELDS: dict[str, dict[str, list[Any]]] = {
         "event_id": strings(MAX_ID_CHARS), "ts": TS, "order_id": strings(MAX_ID_CHARS),
         "user_id": strings(MAX_ID_CHARS), "status": enum_values(ORDER_STATUSES), "amount": MONEY,
         "currency": CURRENCY, "channel": enum_values(ORDER_CHANNELS), "items": items_values(3),
+        "email_sha256": HASHES, "phone_sha256": HASHES,
     },
+    "identity": {"event_id": strings(MAX_ID_CHARS), "ts": TS, "source": strings(MAX_LABEL_CHARS), "ids": ids_values()},
 }
+FIELDS["pos"] |= {"email_sha256": HASHES, "phone_sha256": HASHES}
 
 
 def hand_written() -> Iterator[tuple[str, str, bytes]]:
@@ -277,6 +319,11 @@ def hand_written() -> Iterator[tuple[str, str, bytes]]:
                 for i, value in enumerate([*pool, *OTHER_TYPES]):
                     doc = {**VALID[source], "items": [ITEM, {**ITEM, name: value}]}
                     yield f"{source}-items.1.{name}-{i}", source, dumps(doc)
+    for kind in ("member", "user", "anonymous", "email_sha256", "phone_sha256"):
+        for i, value in enumerate([*id_entry_values(kind), *OTHER_TYPES]):
+            doc = {**VALID["identity"], "ids": [{"type": "member" if kind != "member" else "user", "value": "x-1"},
+                                                {"type": kind, "value": value}]}
+            yield f"identity-ids.1.{kind}-{i}", IDENTITY_SOURCE, dumps(doc)
     click = VALID["clickstream"]
     for uid in ("u", None, "", Raw("NaN"), 1, "missing"):
         for aid in ("a", None, "", 1, "missing"):
@@ -287,7 +334,7 @@ def hand_written() -> Iterator[tuple[str, str, bytes]]:
 
 def damaged_bytes() -> Iterator[tuple[str, str, bytes]]:
     """Byte-level damage (benchmarks/fuzz.py's kinds): not JSON, not an object, odd encodings."""
-    for source in SOURCES:
+    for source in ALL:
         body = dumps(VALID[source])
         eid = VALID[source]["event_id"].encode()
         cases: dict[str, bytes] = {
@@ -360,7 +407,7 @@ def generated(n_per_source: int = 250, seed: int = 20261130) -> Iterator[tuple[s
     """Seeded random mutations of valid events: 1-3 changes drawn from the pools above."""
     rng = random.Random(seed)
     for i in range(n_per_source):
-        for source in SOURCES:
+        for source in ALL:
             yield f"gen-{source}-{i}", source, dumps(_mutate(rng, source))
 
 
@@ -395,6 +442,13 @@ def test_corpus_is_big_and_has_both_verdicts() -> None:
     assert len(CORPUS) > 2000
     assert sum(verdicts) > 150, "too few accepted records to say anything about acceptance"
     assert len(verdicts) - sum(verdicts) > 1000
+    reasons: dict[str, set[str | None]] = {src: set() for src in ALL}
+    for _, src, raw in CORPUS:
+        reasons[src].add(decoder_verdict(src, raw))
+    assert all(None in r and len(r) > 2 for r in reasons.values()), reasons
+    # Every identity reason, and bad contact hashes on both sources that carry them, are in the corpus.
+    assert set(IDENTITY_REASONS) | {"bad_contact_hash"} <= reasons[IDENTITY_SOURCE]
+    assert "bad_contact_hash" in reasons["pos"] and "bad_contact_hash" in reasons["orders"]
 
 
 def test_decoder_and_json_schema_agree_on_the_corpus() -> None:

@@ -51,6 +51,8 @@ class Runtime(Protocol):
 
     def next_change_ms(self, data: Any, now_ms: int) -> float: ...
 
+    def merge(self, a: Any, b: Any, now_ms: int) -> Any: ...
+
 
 def runtime_for(defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> Runtime:
     """The run-time object of a compiled feature."""
@@ -68,7 +70,7 @@ class FeatureRuntime:
     ask which shape it is.
     """
 
-    __slots__ = ("agg", "defn", "field", "filter_key", "fold", "key", "name", "next_change_ms", "prune",
+    __slots__ = ("agg", "defn", "field", "filter_key", "fold", "key", "merge", "name", "next_change_ms", "prune",
                  "resolution_ms", "sources", "takes_thresholds", "thresholds_ms", "value", "values_of", "where",
                  "window_ms")
 
@@ -107,6 +109,9 @@ class FeatureRuntime:
         self.next_change_ms: Callable[[Any, int], float] = (
             self._next_since if self.takes_thresholds else self._never if lifetime
             else self._next_window_distinct if distinct else self._next_window)
+        self.merge: Callable[[Any, Any, int], Any] = (
+            (self._merge_distinct if distinct else self._merge_acc) if lifetime
+            else self._merge_window_distinct if distinct else self._merge_window)
 
     # -- folding events ---------------------------------------------------------------------
 
@@ -276,6 +281,36 @@ class FeatureRuntime:
                 return NEVER
             oldest = live
         return bucket_expiry_ms(oldest, res, window_ms)
+
+
+    # -- ``merge(a, b, now_ms)``: the data of one customer made of two (identity merge, docs/identity.md).
+    # Equal to folding both customers' events into one, whatever the split (accumulators merge like
+    # buckets of one window); only the MAX_DISTINCT cap may keep other values than one fold would.
+
+    def _merge_acc(self, a: Any, b: Any, now_ms: int) -> Any:
+        return b if a is None else a if b is None else self.agg.merge(a, b)
+
+    def _merge_window(self, a: Any, b: Any, now_ms: int) -> Any:
+        if not a or not b:
+            return _as_buckets(a or b) if (a or b) else None
+        out = dict(_as_buckets(a))
+        for bucket, acc in _as_buckets(b).items():
+            mine = out.get(bucket)
+            out[bucket] = acc if mine is None else self.agg.merge(mine, acc)
+        return out
+
+    def _merge_distinct(self, a: Any, b: Any, now_ms: int) -> Any:
+        if not a or not b:
+            return dict(a or b) if (a or b) else None
+        out = dict(a)
+        for k, bucket in b.items():
+            mine = out.get(k)
+            if mine is None or mine < bucket:  # the newest bucket a value was seen in
+                out[k] = bucket
+        _cap(out)
+        return out
+
+    _merge_window_distinct = _merge_distinct
 
 
 def _distinct_key(value: Any) -> str:

@@ -93,6 +93,16 @@ class AbsenceRuntime(PatternRuntime):
             return None, late
         return [last_b, pending], late
 
+    def merge(self, a: Any, b: Any, now_ms: int) -> Any:
+        """One customer made of two: the latest B of either cancels every A at or before it."""
+        if a is None or b is None:
+            return b if a is None else a
+        bs = [t for t in (a[0], b[0]) if t is not None]
+        last_b = max(bs) if bs else None
+        pending = sorted({t for t in (*a[1], *b[1]) if last_b is None or t > last_b})
+        self._cap(pending)
+        return None if last_b is None and not pending else [last_b, pending]
+
     def _cap(self, pending: list[int]) -> None:
         while len(pending) > MAX_PENDING:
             # Drop the interior time whose neighbours are closest: while they are at most
@@ -160,11 +170,47 @@ class SequenceRuntime(PatternRuntime):
             return None, late
         return [runs, unmatched, done], late
 
+    def merge(self, a: Any, b: Any, now_ms: int) -> Any:
+        """One customer made of two: completions add up, runs join, and each side's unmatched B's are
+        matched against the *other* side's runs (never its own: an event that is both an A and a B
+        does not complete itself, and its own side already tried them)."""
+        if a is None or b is None:
+            return b if a is None else a
+        (runs_a, unmatched_a, done), (runs_b, unmatched_b, done_b) = a, b
+        done = self._add_done(done, done_b)
+        unmatched: list[int] = []
+        for mine, theirs in ((unmatched_a, runs_b), (unmatched_b, runs_a)):
+            for y in mine:
+                if any(s <= y <= e + self.within_ms for s, e in theirs):
+                    done = self._count(done, y, now_ms)
+                else:
+                    bisect.insort(unmatched, y)
+        del unmatched[:-MAX_UNMATCHED]
+        runs = [list(r) for r in runs_a]
+        for s, e in runs_b:
+            self._add_run(runs, s, e)
+        if not runs and not unmatched and not done:
+            return None
+        return [runs, unmatched, done]
+
+    def _add_done(self, a: Any, b: Any) -> Any:
+        if not a or not b:
+            return a or b
+        if self.resolution_ms is None:
+            return a + b
+        buckets = {k: n for k, n in a}
+        for k, n in b:
+            buckets[k] = buckets.get(k, 0) + n
+        return [[k, buckets[k]] for k in sorted(buckets)]
+
     def _add_a(self, runs: list[list[int]], ts_ms: int) -> None:
         """Adds an A time to the runs (runs closer than ``within`` merge: their coverage
         ``[start, end + within]`` is then one interval, so nothing is lost)."""
+        self._add_run(runs, ts_ms, ts_ms)
+
+    def _add_run(self, runs: list[list[int]], start_ms: int, end_ms: int) -> None:
         t = self.within_ms
-        runs.append([ts_ms, ts_ms])
+        runs.append([start_ms, end_ms])
         runs.sort()
         merged: list[list[int]] = []
         for s, e in runs:

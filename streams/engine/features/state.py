@@ -53,6 +53,23 @@ class CustomerState:
             self._seen_set = {int.from_bytes(log[i:i + 8], "big") for i in range(0, len(log), SEEN_ENTRY)}
         return self._seen_set
 
+    def absorb_seen(self, other: CustomerState, max_ids: int) -> int:
+        """Adds ``other``'s remembered event ids to this state's (identity merge): one entry per id,
+        the earliest time it was processed, oldest first, at most ``max_ids`` (the newest kept).
+        Returns how many ids both had seen: events counted under both, which a merge cannot undo."""
+        stamps: dict[bytes, bytes] = {}
+        for log in (self.seen_log, other.seen_log):
+            for i in range(0, len(log), SEEN_ENTRY):
+                fp, at = bytes(log[i:i + 8]), bytes(log[i + 8:i + SEEN_ENTRY])
+                old = stamps.get(fp)
+                if old is None or at < old:  # big-endian seconds: bytes order is time order
+                    stamps[fp] = at
+        overlap = len(self.seen_set() & other.seen_set())
+        entries = sorted(stamps.items(), key=lambda kv: kv[1])[-max_ids:] if max_ids > 0 else []
+        self.seen_log = bytearray(b"".join(fp + at for fp, at in entries))
+        self._seen_set = None
+        return overlap
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"f": self.features, "t": self.tags, "v": self.rule_version}
         if self.due_ms is not None:
