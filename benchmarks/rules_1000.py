@@ -20,6 +20,7 @@ import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -73,7 +74,7 @@ class TagMaker:
 
     def band(self) -> dict[str, str]:
         name, steps = self.pick(self.numeric)
-        lo, hi = sorted(self.rng.sample(steps, 2))
+        lo, hi = sorted(cast("list[float]", self.rng.sample(steps, 2)))  # numeric ladders only
         return {"when": f"{lo} <= {name} < {hi}"}
 
     def both(self) -> dict[str, str]:
