@@ -51,8 +51,9 @@ class KafkaSettings(_Frozen):
         False, description="Experimental: hand fetched records to the agents per batch (streams/app/faust_compat.py).")
     ingest_consumer: bool = Field(
         False, description="EXPERIMENTAL: ingest reads the source topics with its own aiokafka consumer (group "
-                           "{app_id}-ingest), in batches: 2.6x the throughput, but it lost events in about 3 of 25 "
-                           "two-worker/SIGKILL fault-test runs (docs/operations.md); false: a Faust agent.")
+                           "{app_id}-ingest), in batches: 2.6x the throughput, but its replay after a crash can outgrow "
+                           "the de-duplication memory and count events twice (docs/operations.md); false: a Faust "
+                           "agent.")
     hole_guard: bool = Field(
         True, description="Re-read records faust skipped after a seek instead of letting it acknowledge them unseen "
                           "(streams/app/faust_compat.py HoleGuard).")
@@ -245,7 +246,7 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="EXPERIMENTAL exactly_once: a batch's tag changes and customer states are written "
                                      "in one Kafka transaction per partition (read tags.changes with read_committed); "
-                                     "not yet loss-free across restarts (docs/operations.md)")
+                                     "its record and cost: docs/operations.md")
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     metrics: MetricsSettings = MetricsSettings()
