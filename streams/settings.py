@@ -51,9 +51,9 @@ class KafkaSettings(_Frozen):
         False, description="Experimental: hand fetched records to the agents per batch (streams/app/faust_compat.py).")
     ingest_consumer: bool = Field(
         False, description="EXPERIMENTAL: ingest reads the source topics with its own aiokafka consumer (group "
-                           "{app_id}-ingest), in batches: 2.6x the throughput, but its replay after a crash can outgrow "
-                           "the de-duplication memory and count events twice (docs/operations.md); false: a Faust "
-                           "agent.")
+                           "{app_id}-ingest), in batches: 2.6x the throughput, but its replay after a crash can "
+                           "outgrow the de-duplication memory and count events twice (docs/operations.md); false: a "
+                           "Faust agent.")
     hole_guard: bool = Field(
         True, description="Re-read records faust skipped after a seek instead of letting it acknowledge them unseen "
                           "(streams/app/faust_compat.py HoleGuard).")
