@@ -16,8 +16,8 @@ partition had no committed offset yet), and another committed ``customer-events[
 record that never reached any state (events of three customers lost).
 
 ``install`` replaces the check: a partition's acknowledged run must start exactly at its
-committed offset, or at the partition's first offset when nothing is committed yet (read by the
-partition watch right after the assignment), unless faust knows the offsets in between to be a real gap
+committed offset, or at the partition's first offset when nothing is committed yet (read right
+after the assignment), unless faust knows the offsets in between to be a real gap
 (compaction, transaction markers: its ``_gap`` tree). Otherwise nothing is committed and the
 partition is reported as having a *hole* (``holes``); the partition watchdog
 (``watchdog.py``) then seeks it back to the hole's start, so the dropped records come again
@@ -28,6 +28,7 @@ does not record as a gap) and becomes a gap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -88,6 +89,8 @@ class StrictCommits:
         self.start: dict[Any, int] = {}
         self.holes: dict[Any, Hole] = {}
         self._rereads: dict[Any, tuple[tuple[int, int], int]] = {}
+        self.reading: asyncio.Future[None] | None = None
+        """The read of the first offsets started at the last assignment."""
 
     def judge(self, consumer: Any, tp: Any) -> bool:
         """True if faust may compute the offset to commit for ``tp``."""
@@ -176,8 +179,10 @@ def install(app: Any) -> StrictCommits:
 
     @app.on_partitions_assigned.connect
     async def _assigned(*args: Any, **kwargs: Any) -> None:  # (sender, assigned)
-        # the first offsets are read by the partition watch (``timers.FaustOffsets``), not here: a
-        # request in the rebalance callback delays the rebalance, and a stop cancels it mid-way
         app.consumer._tagstream_strict = strict
+        # read the first offsets beside the rebalance, not in it (a request here delays it, and a
+        # stop cancelled it with a traceback); until they are known, a partition never committed
+        # commits nothing. The partition watch (``timers.FaustOffsets``) asks again for any missed.
+        strict.reading = asyncio.ensure_future(strict.learn_starts(app.consumer, args[1]))
 
     return strict

@@ -114,12 +114,14 @@ async def test_faust_commits_past_an_unacked_record_without_the_guard() -> None:
 async def test_the_guard_commits_only_a_run_from_the_committed_offset(installed: tuple[_App, StrictCommits]) -> None:
     app, strict = installed
     tp: Any = _TP(("in", 0))
-    for receiver in app.on_partitions_assigned.receivers:
-        await receiver(app, {tp})
     c = app.consumer
+    c._tagstream_strict = strict
     c.ack(tp, 0)
     assert Consumer._new_offset(c, tp) is None  # the partition's first offset is not known yet
-    await strict.learn_starts(c, [tp])
+    for receiver in app.on_partitions_assigned.receivers:
+        await receiver(app, {tp})
+    assert strict.reading is not None
+    await strict.reading  # read beside the rebalance
     assert strict.start == {tp: 0}
     c._acked[tp].clear()
     c._acked_index[tp].clear()
