@@ -55,6 +55,7 @@ class Metrics:
     producer_buffer_full: Counter
     rules_rejected: Counter
     offset_holes: Counter
+    backfill_events: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -119,6 +120,9 @@ class Metrics:
             offset_holes=Counter(f"{p}_offset_holes", "Offsets faust skipped on an input partition: re-read (reread) "
                                  "or, when the same hole came back, accepted as a real gap (gap)",
                                  ["topic", "action"], registry=registry),
+            backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
+                                    "least one new feature (applied), or already counted live or by an earlier "
+                                    "replay (skipped)", ["result"], registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:
@@ -138,6 +142,8 @@ class Metrics:
                 self.deadletter.labels(source, reason)
         self.events_invalid.labels(INTERNAL_SOURCE, INTERNAL_REASON)
         self.deadletter.labels(INTERNAL_SOURCE, INTERNAL_REASON)
+        for result in ("applied", "skipped"):
+            self.backfill_events.labels(result)
         for tag in tags:
             for op in get_args(TagOp):
                 for cause in get_args(ChangeCause):
