@@ -271,8 +271,9 @@ async def _run(settings: Settings, opts: Options, out: Callable[[str], None]) ->
     target = resolve_targets(rules, births, opts.features, now_ms=now_ms,
                              window_ms=settings.engine.backfill_window_ms)
     ks = settings.kafka
+    partitions = await topic_partitions(settings, [*ks.source_topics().values(), customer_topic_name(settings)])
     async with _consumer(settings) as consumer:
-        ranges = await source_ranges(consumer, ks.source_topics(), from_ms, offsets)
+        ranges = await source_ranges(consumer, ks.source_topics(), from_ms, offsets, partitions)
         check_retention(ranges, from_ms, offsets)
         out(f"backfill of {', '.join(target.names)} (rules {target.version}, added at "
             f"{fmt_time(min(target.births.values()))}) from {opts.from_text if not offsets else 'the given offsets'}:")
@@ -285,7 +286,10 @@ async def _run(settings: Settings, opts: Options, out: Callable[[str], None]) ->
             return 0
         check_workers(await _worker_status(settings), target.version, now_ms)
         replay = Replay.of(rules, target, settings.engine.future_tolerance_ms)
-        last = await send_replay(consumer, settings, ranges, replay, progress=opts.progress)
+        customer_partitions = len(partitions.get(customer_topic_name(settings), ()))
+        if not customer_partitions:
+            raise RuntimeError(f"{customer_topic_name(settings)} not found: has a worker of {settings.app_id} run?")
+        last = await send_replay(consumer, settings, ranges, replay, customer_partitions, progress=opts.progress)
     skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(replay.skipped.items())) or "none"
     out(f"sent {replay.sent:,} events to {customer_topic_name(settings)} (skipped: {skipped}); each worker "
         "applies its customers' events, once")
@@ -316,6 +320,26 @@ async def deployed_with_births(settings: Settings) -> tuple[CompiledRuleSet, dic
     return rules, births
 
 
+async def topic_partitions(settings: Settings, topics: Sequence[str]) -> dict[str, list[int]]:
+    """The partitions of each of ``topics`` that exists (metadata of every topic: naming ours
+    could auto-create them on a broker that allows that)."""
+    ks = settings.kafka
+    admin = AIOKafkaAdminClient(bootstrap_servers=ks.bootstrap_servers, client_id="tagstream-backfill",
+                                **ks.client_options())
+    try:
+        try:
+            await admin.start()
+        except KafkaConnectionError as exc:
+            raise RuntimeError(f"cannot reach Kafka at {ks.bootstrap_servers}: {exc}") from exc
+        described = await admin.describe_topics(None)
+    except KafkaError as exc:
+        raise RuntimeError(f"Kafka metadata request to {ks.bootstrap_servers} failed: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return {t["topic"]: [p["partition"] for p in t["partitions"]] for t in described
+            if t["topic"] in topics and t["error_code"] == 0}
+
+
 class _consumer:
     """A consumer of the source topics with no group (``async with``)."""
 
@@ -338,14 +362,14 @@ class _consumer:
 
 
 async def source_ranges(consumer: AIOKafkaConsumer, topics: Mapping[str, str], from_ms: int | None,
-                        offsets: Mapping[tuple[str, int], int]) -> list[Range]:
-    """Every partition of the source topics, with the replay's start and end offsets."""
-    known = await consumer.topics()
+                        offsets: Mapping[tuple[str, int], int], partitions: Mapping[str, Sequence[int]]) -> list[Range]:
+    """Every partition of the source topics (``partitions``: topic -> its partitions), with the
+    replay's start and end offsets."""
     tps: dict[TopicPartition, str] = {}
     for source, topic in topics.items():
-        if topic not in known:
+        if not partitions.get(topic):
             raise RuntimeError(f"source topic {topic} ({source}) not found")
-        for p in sorted(consumer.partitions_for_topic(topic) or ()):
+        for p in sorted(partitions[topic]):
             tps[TopicPartition(topic, p)] = source
     unknown = set(offsets) - {(s, tp.partition) for tp, s in tps.items()}
     if unknown:
@@ -370,8 +394,8 @@ async def source_ranges(consumer: AIOKafkaConsumer, topics: Mapping[str, str], f
     return ranges
 
 
-async def send_replay(consumer: AIOKafkaConsumer, settings: Settings, ranges: Sequence[Range], replay: Replay, *,
-                      progress: bool) -> dict[int, int]:
+async def send_replay(consumer: AIOKafkaConsumer, settings: Settings, ranges: Sequence[Range], replay: Replay,
+                      partitions: int, *, progress: bool) -> dict[int, int]:
     """Reads every range and sends its replayed events to the customer topic, batch by batch,
     each batch acknowledged before the next (one source partition's events stay in order);
     returns the last offset written per customer-topic partition."""
@@ -382,7 +406,6 @@ async def send_replay(consumer: AIOKafkaConsumer, settings: Settings, ranges: Se
     await producer.start()
     last: dict[int, int] = {}
     try:
-        partitions = len(await producer.partitions_for(topic))
         todo = {TopicPartition(r.topic, r.partition): r for r in ranges if r.total}
         consumer.assign(list(todo))
         for tp, r in todo.items():
