@@ -50,6 +50,8 @@ from tag_rules.durations import duration_ms, fmt_ms
 ALIVE_MS = 60_000
 """Workers that reported within this long must run the deployed rule set."""
 PROGRESS_EVERY_S = 2.0
+STALL_TIMEOUT_S = 60.0
+"""No record read for this long while partitions are left: the run stops (exit 1); run it again."""
 
 
 class BackfillRefused(ValueError):
@@ -410,9 +412,15 @@ async def send_replay(consumer: AIOKafkaConsumer, settings: Settings, ranges: Se
         consumer.assign(list(todo))
         for tp, r in todo.items():
             consumer.seek(tp, r.start)
-        started = reported = time.monotonic()
+        started = reported = moved = time.monotonic()
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
+            if batch:
+                moved = time.monotonic()
+            elif time.monotonic() - moved > STALL_TIMEOUT_S:
+                left = ", ".join([f"{r.name} at {await consumer.position(tp)} of {r.end}" for tp, r in todo.items()])
+                raise RuntimeError(f"no record read for {STALL_TIMEOUT_S:.0f} s ({left}); what was sent is applied "
+                                   "once: run the backfill again")
             envelopes = EnvelopeBuilder(partitions)
             for tp, records in batch.items():
                 r = todo[tp]
