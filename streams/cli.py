@@ -144,6 +144,22 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Seed features a deployment added from the source topics' retained history."""
+    from streams.tools.backfill import BackfillRefused, Options, run
+    from tag_rules import RuleSetError
+
+    settings = _settings()
+    opts = Options(args.features, args.start, args.from_offset or (), args.dry_run, args.wait, not args.quiet)
+    try:
+        return run(settings, opts)
+    except RuleSetError as exc:
+        raise UsageError(f"the local rule set has {len(exc.errors)} error(s) (see `tagstream rules check`)") from exc
+    except BackfillRefused as exc:
+        print(f"tagstream backfill: refused, nothing was sent:\n{exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a customer holds its tags: its state in the changelog, evaluated now."""
     from streams.tools.explain import run
@@ -405,6 +421,26 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     rf.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     rf.set_defaults(func=cmd_rules_diff)
+
+    bf = sub.add_parser("backfill", help="seed features a deployment added from the source topics' retained history",
+                        description="Replays the source records (from --from, default the oldest retained) through "
+                                    "the customer topic to the workers, which apply each event to the named features "
+                                    "only, once: events they counted live and events an earlier run applied are "
+                                    "skipped (docs/operations.md, Backfill).",
+                        epilog="exit codes: 0 sent (with --wait: applied), 1 Kafka or Redis unreachable or --wait "
+                               "timed out, 2 refused (unknown or not new feature, a worker on other rules, a start "
+                               "before retention)")
+    bf.add_argument("features", nargs="+", metavar="FEATURE", help="features of the deployed rule set to seed")
+    bf.add_argument("--from", dest="start", default="earliest", metavar="WHEN",
+                    help="earliest (default), a duration before now (3d, 36h) or an RFC 3339 time: the source "
+                         "records' Kafka timestamps")
+    bf.add_argument("--from-offset", action="append", metavar="SOURCE:PARTITION=OFFSET",
+                    help="start this source partition at OFFSET (repeatable; others follow --from)")
+    bf.add_argument("--dry-run", action="store_true", help="show the records that would be replayed; send nothing")
+    bf.add_argument("--wait", type=_number(float, low=0), default=0.0, metavar="S",
+                    help="wait up to S seconds until the workers have applied every replayed event")
+    bf.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    bf.set_defaults(func=cmd_backfill)
 
     ex = sub.add_parser("explain", help="why a customer holds its tags: features, conditions, gates, next due time",
                         description="Reads the customer's latest state from the changelog (the partition its id "

@@ -217,6 +217,10 @@ class EngineSettings(_Frozen):
     dedup_horizon_ms: int = Field(
         86_400_000, ge=0, description="An event id seen again within this long counts once (0: off).")
     dedup_max_ids: int = Field(1000, ge=1, description="Event ids remembered per customer (oldest forgotten).")
+    backfill_window_ms: int = Field(
+        7 * 86_400_000, ge=0,
+        description="How long after a deployment its new features can be backfilled (the source topics' retention); "
+                    "meanwhile each customer's state keeps which source offsets they counted.")
     batch_max: int = Field(500, ge=1, description="Source records per ingest batch.")
     envelopes_max: int = Field(
         16, ge=1, description="Customer-topic records (envelopes of up to batch_max events each) per "

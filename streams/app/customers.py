@@ -260,6 +260,12 @@ class CustomerStage:
                 continue
             if state is None:
                 state = CustomerState()
+            replay = obj.get("bf")
+            if replay is not None:  # replayed by `tagstream backfill` for its new features
+                outcome = self.engine.process_backfill(state, obj, replay["keys"], replay["from"], now_ms)
+                m.backfill_events.labels("applied" if outcome.backfilled else "skipped").inc()
+                out += [Published(c, None) for c in outcome.changes]
+                continue
             outcome = self.engine.process_event(state, obj, now_ms)
             m.events_processed.labels(obj["source"]).inc()
             if outcome.duplicate:

@@ -29,6 +29,14 @@ INTERNAL_RECORD_MAX_BYTES = 900_000
 record limit is 1 MB): it is dead-lettered as ``too_large`` instead of being lost in a send."""
 
 
+def stamp_position(canonical: dict[str, Any], source: str, partition: int, offset: int) -> None:
+    """The record's source position (``sp`` = source:partition, ``so`` = offset) travels with the
+    event: a backfill of new features tells by it which records the live path counted
+    (streams/engine/backfill.py)."""
+    canonical["sp"] = f"{source}:{partition}"
+    canonical["so"] = offset
+
+
 class IngestStage:
     """Validates, normalizes and repartitions one batch of source records at a time."""
 
@@ -56,6 +64,7 @@ class IngestStage:
                 if customer_id is None:
                     m.events_anonymous.labels(source).inc()
                     continue
+                stamp_position(canonical, source, msg.partition, msg.offset)
                 item = orjson.dumps(canonical)
                 if len(item) > INTERNAL_RECORD_MAX_BYTES:
                     raise EventDecodeError("too_large", f"canonical event of {len(item):,} bytes is over the "

@@ -9,6 +9,9 @@
   re-evaluates a state made under other rules (cause ``rule_change``).
   A deployment that does not compile is skipped with a loud log and
   ``tagstream_rules_rejected_total``; the worker keeps its rules.
+* The watch also knows when each feature of the rule set in force was *born* (the deployment
+  that added it; ``fold_deployments``), which the engine needs to keep the books of a backfill
+  (streams/engine/backfill.py): a worker that starts later computes the same births from the topic.
 * Each worker reports the version it runs to Redis (``{prefix}:workers``: worker id -> JSON),
   refreshed every few seconds; ``tagstream rules status`` reads it.
 """
@@ -20,12 +23,13 @@ import os
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from streams.engine.backfill import next_births, state_keys
 from streams.io.rules_topic import Deployment, RulesFollower, workers_key
 from streams.io.topics import rules_topic_name
 from streams.settings import Settings
@@ -48,10 +52,28 @@ def compile_deployment(d: Deployment, data_dir: Path) -> CompiledRuleSet:
     return load_rules(d.write_to(data_dir / "rules" / f"{d.offset}-{safe}"))
 
 
+def fold_deployments(local: CompiledRuleSet, deployments: Iterable[Deployment],
+                     compile_: Callable[[Deployment], CompiledRuleSet]) -> tuple[CompiledRuleSet, int, dict[str, int]]:
+    """The rule set in force after ``deployments`` (in topic order) on top of the local rule set:
+    the newest one that compiles and its offset (``local`` and -1 when none does), and the birth
+    of each of its features that a deployment added (state key -> deployed_at_ms)."""
+    rules, offset, keys = local, -1, state_keys(local)
+    births: dict[str, int] = {}
+    for d in deployments:
+        try:
+            new = compile_(d)
+        except RuleSetError as exc:
+            log.error("deployed rule set %s (offset %d) does not compile here; skipped: %s", d.version, d.offset, exc)
+            continue
+        births = next_births(births, keys, state_keys(new), d.deployed_at_ms)
+        rules, offset, keys = new, d.offset, state_keys(new)
+    return rules, offset, births
+
+
 def deployed_rules(settings: Settings, local: CompiledRuleSet, timeout_s: float = 30.0) -> tuple[
-        CompiledRuleSet, int]:
+        CompiledRuleSet, int, dict[str, int]]:
     """The rule set a starting worker runs (and the CLI reads against): the newest deployment
-    that compiles (and its offset), else ``local`` (offset -1)."""
+    that compiles (and its offset), else ``local`` (offset -1); and its features' births."""
     import asyncio
 
     ks = settings.kafka
@@ -63,24 +85,19 @@ def deployed_rules(settings: Settings, local: CompiledRuleSet, timeout_s: float 
         finally:
             await follower.close()
 
-    for d in reversed(asyncio.run(read())):
-        try:
-            rules = compile_deployment(d, settings.data_dir)
-        except RuleSetError as exc:
-            log.error("deployed rule set %s (offset %d) does not compile here; trying the one before: %s",
-                      d.version, d.offset, exc)
-            continue
-        log.info("running the deployed rule set %s (rules topic offset %d)", rules.version, d.offset)
-        return rules, d.offset
-    return local, -1
+    rules, offset, births = fold_deployments(local, asyncio.run(read()),
+                                             lambda d: compile_deployment(d, settings.data_dir))
+    if offset >= 0:
+        log.info("running the deployed rule set %s (rules topic offset %d)", rules.version, offset)
+    return rules, offset, births
 
 
 class RulesWatch:
     """Follows the rules topic; ``check()`` applies a new deployment through ``apply``."""
 
     def __init__(self, settings: Settings, *, current: CompiledRuleSet, offset: int,
-                 apply: Callable[[CompiledRuleSet], Awaitable[int]], redis: Any, prefix: str,
-                 on_rejected: Callable[[str], None]) -> None:
+                 apply: Callable[[CompiledRuleSet, Mapping[str, int]], Awaitable[int]], redis: Any, prefix: str,
+                 on_rejected: Callable[[str], None], births: Mapping[str, int] | None = None) -> None:
         ks = settings.kafka
         self._follower = RulesFollower(ks.bootstrap_servers, rules_topic_name(settings), ks.client_options(),
                                        on_bad=on_rejected)
@@ -92,21 +109,38 @@ class RulesWatch:
         self._id = worker_id()
         self.version = current.version
         self.offset = offset
+        self.births = dict(births or {})
+        """Births of the features of the newest deployment that compiled (streams/engine/backfill.py)."""
+        self._keys = state_keys(current)
         self.since_ms = int(time.time() * 1000)
         self._last_status = 0.0
 
     async def check(self) -> None:
         """Applies the newest new deployment, if any; reports the status every few seconds."""
         new = [d for d in await self._follower.poll() if d.offset > self.offset]
+        for d in new[:-1]:  # not run, but the births of their features count (as for a worker starting now)
+            try:
+                self._compile(d)
+            except RuleSetError as exc:
+                log.error("deployed rule set %s (rules topic offset %d) does not compile here; skipped: %s",
+                          d.version, d.offset, exc)
         if new:
             await self._take(new[-1])
         if time.monotonic() - self._last_status >= STATUS_EVERY_S:
             await self.report()
 
-    async def _take(self, d: Deployment) -> None:
+    def _compile(self, d: Deployment) -> CompiledRuleSet:
+        """Compiles a deployment and folds it into the births (raises RuleSetError)."""
         self.offset = d.offset  # a bad one is not retried
+        rules = compile_deployment(d, self._data_dir)
+        keys = state_keys(rules)
+        self.births = next_births(self.births, self._keys, keys, d.deployed_at_ms)
+        self._keys = keys
+        return rules
+
+    async def _take(self, d: Deployment) -> None:
         try:
-            rules = compile_deployment(d, self._data_dir)
+            rules = self._compile(d)
         except RuleSetError as exc:
             log.error("deployed rule set %s (rules topic offset %d) rejected, keeping %s:\n%s",
                       d.version, d.offset, self.version, exc)
@@ -116,7 +150,7 @@ class RulesWatch:
             log.info("deployment at offset %d is version %s, already running", d.offset, rules.version)
             return
         started = time.monotonic()
-        n = await self._apply(rules)
+        n = await self._apply(rules, self.births)
         log.warning("rules switched %s -> %s (offset %d) in %.3f s; %d customers queued for re-evaluation",
                     self.version, rules.version, d.offset, time.monotonic() - started, n)
         self.version, self.since_ms = rules.version, int(time.time() * 1000)

@@ -19,7 +19,7 @@ This module only binds those stages to Faust: topics, the table, agents, timers,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,17 +163,19 @@ def build_faust_app(settings: Settings) -> faust.App:
     )
 
 
-def make_engine(settings: Settings, rules: CompiledRuleSet) -> TagEngine:
+def make_engine(settings: Settings, rules: CompiledRuleSet, births: Mapping[str, int] | None = None) -> TagEngine:
+    """The engine of ``rules``; ``births``: when a deployment added each feature (a backfill's books)."""
     es = settings.engine
     return TagEngine(rules, allowed_lateness_ms=es.allowed_lateness_ms, dedup_horizon_ms=es.dedup_horizon_ms,
-                     dedup_max_ids=es.dedup_max_ids)
+                     dedup_max_ids=es.dedup_max_ids, births=births, backfill_window_ms=es.backfill_window_ms)
 
 
-def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, clock: Clock | None) -> Runtime:
+def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, clock: Clock | None,
+                  births: Mapping[str, int] | None = None) -> Runtime:
     es = settings.engine
     origin_ms = es.clock_origin_ms if es.clock_origin_ms is not None else WallClock().now_ms()
     clock = clock or (ScaledClock(es.clock_speed, origin_ms) if es.clock_speed != 1 else WallClock())
-    rt = Runtime(settings, rules, make_engine(settings, rules), metrics, clock,
+    rt = Runtime(settings, rules, make_engine(settings, rules, births), metrics, clock,
                  reevaluation=Reevaluation(settings.engine.reevaluate_in_flight))
     rs, ks = settings.redis, settings.kafka
     redis_client = async_client(rs, timeout_ms=rs.timeout_ms)
@@ -185,13 +187,14 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
 
 
 def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
-               clock: Clock | None = None, rules_offset: int = -1) -> tuple[faust.App, Runtime]:
+               clock: Clock | None = None, rules_offset: int = -1,
+               births: Mapping[str, int] | None = None) -> tuple[faust.App, Runtime]:
     """Builds the Faust app for ``settings`` and ``rules`` (the rules topic's deployment at
-    ``rules_offset``, or -1: the local rule file)."""
+    ``rules_offset``, or -1: the local rule file; ``births``: when deployments added its features)."""
     if settings.kafka.batch_delivery:
         faust_compat.install_batch_delivery()
     app = build_faust_app(settings)
-    rt = build_runtime(settings, rules, metrics, clock)
+    rt = build_runtime(settings, rules, metrics, clock, births)
     metrics.set_build_info(rt.engine.version)
     metrics.precreate(tags=rules.tags)
     ks, es = settings.kafka, settings.engine
@@ -244,7 +247,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     strict = faust_commits.install(app)  # no commit past a record faust dropped unacknowledged
     _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name(), strict)
     _wire_audience_sizes(app, settings, rt)
-    wire_rules_watch(app, settings, rt, customer_stage, rules_offset)
+    wire_rules_watch(app, settings, rt, customer_stage, rules_offset, births or {})
 
     def hole(tp: Any, first: int, last: int, real_gap: bool) -> None:
         if real_gap:
@@ -386,12 +389,13 @@ def _lifecycle(app: faust.App, rt: Runtime) -> None:
                     log.warning("closing %s failed: %r", type(client).__name__, exc)
 
 
-def wire_rules_watch(app: faust.App, settings: Settings, rt: Runtime, stage: CustomerStage, offset: int) -> None:
+def wire_rules_watch(app: faust.App, settings: Settings, rt: Runtime, stage: CustomerStage, offset: int,
+                     births: Mapping[str, int]) -> None:
     """Hot deploy: follow the rules topic, switch engines between batches (rules_watch.py)."""
     assert rt.redis_sink is not None
 
-    async def apply(rules: CompiledRuleSet) -> int:
-        engine = make_engine(settings, rules)
+    async def apply(rules: CompiledRuleSet, births: Mapping[str, int]) -> int:
+        engine = make_engine(settings, rules, births)
         n = await stage.swap_engine(engine)
         rt.engine, rt.rules = engine, rules
         rt.metrics.set_build_info(engine.version)
@@ -402,7 +406,7 @@ def wire_rules_watch(app: faust.App, settings: Settings, rt: Runtime, stage: Cus
 
     watch = RulesWatch(settings, current=rt.rules, offset=offset, apply=apply, redis=rt.redis_sink.client,
                        prefix=settings.redis_key_prefix(),
-                       on_rejected=lambda why: rt.metrics.rules_rejected.labels(why).inc())
+                       on_rejected=lambda why: rt.metrics.rules_rejected.labels(why).inc(), births=births)
 
     @app.timer(1.0, name="rules-watch")
     async def rules_watch() -> None:

@@ -36,8 +36,8 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(ks.bootstrap_servers, [rules_topic_name(settings)], 1, ks.replication_factor,
                               configs={rules_topic_name(settings): RULES_TOPIC_CONFIG},
                               client_options=ks.client_options()))
-    rules, rules_offset = deployed_rules(settings, rules)  # a later worker runs what was deployed
-    app, rt = create_app(settings, rules, metrics, rules_offset=rules_offset)
+    rules, rules_offset, births = deployed_rules(settings, rules)  # a later worker runs what was deployed
+    app, rt = create_app(settings, rules, metrics, rules_offset=rules_offset, births=births)
     if settings.metrics.enabled:
         serve(rt.health, host=settings.metrics.host, port=settings.metrics.port)
         log.info("metrics and probes on http://%s:%d/{metrics,livez,readyz}", settings.metrics.host,

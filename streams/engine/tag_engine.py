@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagChangeDict, TagOp
 from streams.engine import flap
+from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import SEEN_ENTRY, CustomerState
 from streams.engine.tag_index import TagIndex
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
+BACKFILL_WINDOW_MS = 7 * 86_400_000
+"""Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
 
 Change = TagChangeDict
 """A tag change: the fields of schemas.tags.TagChange (the tag-change topic's value), typed."""
@@ -32,13 +35,16 @@ class Outcome:
     """The event was outside at least one window it feeds (it still fed longer ones)."""
     duplicate: bool = False
     """The event id was already seen within the de-duplication horizon; it changed nothing."""
+    backfilled: int = 0
+    """A replayed event (``process_backfill``): the features it was applied to."""
 
 
 class TagEngine:
     """Evaluates a compiled rule set for one customer at a time."""
 
     def __init__(self, rules: CompiledRuleSet, *, allowed_lateness_ms: int | None = None,
-                 dedup_horizon_ms: int = 86_400_000, dedup_max_ids: int = 1000, incremental: bool = True) -> None:
+                 dedup_horizon_ms: int = 86_400_000, dedup_max_ids: int = 1000, incremental: bool = True,
+                 births: Mapping[str, int] | None = None, backfill_window_ms: int = BACKFILL_WINDOW_MS) -> None:
         self.rules = rules
         self.incremental = incremental
         """After an event, evaluate only the tags the event can have flipped (``TagIndex``: a
@@ -66,6 +72,10 @@ class TagEngine:
                 by_key[key] = runtime_for(rules.features[names[0]], merged)
         self.runtimes = list(by_key.values())
         self.keys = frozenset(by_key)
+        self.tracker = BackfillTracker({k: b for k, b in (births or {}).items() if k in self.keys},
+                                       backfill_window_ms)
+        """Books of the features a deployment added (``births``: state key -> the deployment's
+        instant), so a backfill of them counts every source record once (streams/engine/backfill.py)."""
         # Per source, the features it can feed, each with the slot of its `where` filter: features
         # with the same filter text (count/sum over 1h/24h/7d of one event kind) share one evaluation.
         slots: dict[str, int] = {}
@@ -109,6 +119,8 @@ class TagEngine:
         feats = state.features
         too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
         out.late |= too_late
+        backfilled = self.tracker.on_live(state.backfill, event, now_ms) if self.tracker or state.backfill \
+            else NO_KEYS
         fed: list[Runtime] = []
         before: list[Any] = []
         """Incremental: each fed feature's value just before the event, at now."""
@@ -116,6 +128,8 @@ class TagEngine:
         for rt, slot in self._by_source.get(event["source"], ()):
             if too_late and rt.window_ms is not None:
                 continue
+            if backfilled and rt.key in backfilled:
+                continue  # a backfill already counted this source record for this feature
             if slot >= 0:
                 ok = filtered.get(slot)
                 if ok is None:
@@ -146,6 +160,40 @@ class TagEngine:
             state.due_ms = self._with_gates(state, None if best == math.inf else int(best), now_ms)
         return out
 
+    def process_backfill(self, state: CustomerState, event: Mapping[str, Any], keys: Iterable[str], start: int,
+                         now_ms: int) -> Outcome:
+        """Folds a replayed source event (``tagstream backfill``, whose run began the event's source
+        partition at offset ``start``) into the features ``keys`` only, unless the live path or an
+        earlier run counted it (streams/engine/backfill.py); other
+        features and the de-duplication memory are left alone. Tag changes it causes complete a
+        rule change: ``cause: rule_change``."""
+        out = Outcome()
+        customer_id = event["customer_id"]
+        out.changes += self.catch_up(state, customer_id, now_ms)
+        upgraded = state.rule_version != self.version
+        if upgraded:
+            out.changes += self._upgrade(state, customer_id, now_ms)
+        wanted = self.tracker.on_replay(state.backfill, event, keys, start, now_ms)
+        out.backfilled = len(wanted)
+        too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
+        feats = state.features
+        fed: list[Runtime] = []
+        for rt in self.runtimes:
+            if rt.key not in wanted or event["source"] not in rt.sources or (too_late and rt.window_ms is not None):
+                continue
+            if not rt.matches(event):
+                continue
+            data, late = rt.fold(feats.get(rt.key), event, now_ms)
+            out.late |= late
+            fed.append(rt)
+            if data is not None:
+                feats[rt.key] = data
+        if upgraded or fed:  # every tag: a backfill is not the hot path
+            values = self._values(state, now_ms)
+            out.changes += self._diff(state, customer_id, values, now_ms, "rule_change", None)
+            state.due_ms = self.next_due_ms(state, now_ms)
+        return out
+
     def process_due(self, state: CustomerState, customer_id: str, due_ms: int, now_ms: int) -> list[Change]:
         """Re-evaluates ``state`` at its due time (no new event); changes carry ``at_ms = due_ms``.
 
@@ -156,6 +204,8 @@ class TagEngine:
         at_ms = min(due_ms, now_ms)
         if state.removed:  # cooldowns that have passed are forgotten at their own due time
             flap.forget_passed(state.removed, self._cooldown_ms, at_ms)
+        if state.backfill:
+            self.tracker.prune(state.backfill, at_ms)
         if state.rule_version != self.version:
             changes += self._upgrade(state, customer_id, at_ms)
         values = self._values(state, at_ms)

@@ -56,6 +56,7 @@ class Metrics:
     producer_buffer_full: Counter
     rules_rejected: Counter
     offset_holes: Counter
+    backfill_events: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -124,6 +125,9 @@ class Metrics:
                                  "or, when the same hole came back, accepted as a real gap (gap); records never "
                                  "acknowledged behind acknowledged ones, read again (unacked)",
                                  ["topic", "action"], registry=registry),
+            backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
+                                    "least one new feature (applied), or already counted live or by an earlier "
+                                    "replay (skipped)", ["result"], registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:
@@ -143,6 +147,8 @@ class Metrics:
                 self.deadletter.labels(source, reason)
         self.events_invalid.labels(INTERNAL_SOURCE, INTERNAL_REASON)
         self.deadletter.labels(INTERNAL_SOURCE, INTERNAL_REASON)
+        for result in ("applied", "skipped"):
+            self.backfill_events.labels(result)
         for tag in tags:
             for op in get_args(TagOp):
                 for cause in get_args(ChangeCause):

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from streams.engine.backfill import state_keys
 from streams.engine.features.state import CustomerState
 from streams.engine.tag_engine import TagEngine
 from tag_rules import CompiledRuleSet
@@ -105,11 +106,6 @@ class DiffReport:
                 "customers": self.customers, "deleted": self.deleted, "unreadable": self.unreadable,
                 "rule_versions": dict(self.rule_versions), "drift": self.drift.to_json(),
                 "needs_backfill": dict(self.backfill), "tags": [t.to_json() for t in self.tags]}
-
-
-def state_keys(rules: CompiledRuleSet) -> frozenset[str]:
-    """Feature state keys a worker under ``rules`` keeps: those of the features its tags read."""
-    return frozenset(rules.features[n].key for tag in rules.tags.values() for n in tag.features)
 
 
 def backfill_features(old: CompiledRuleSet, new: CompiledRuleSet) -> dict[str, BackfillReason]:
@@ -228,7 +224,9 @@ def render_table(report: DiffReport) -> str:
                 lines.append(f"{'':<{width}}    {sign} {', '.join(s.ids)}{more}")
         if t.needs_backfill:
             feats = ", ".join(f"{n} ({r})" for n, r in t.needs_backfill.items())
-            lines.append(f"{'':<{width}}    needs backfill: {feats} start empty; counts are without backfill")
+            names = " ".join(t.needs_backfill)
+            lines.append(f"{'':<{width}}    needs backfill: {feats} start empty; counts are without backfill; "
+                         f"after the deploy: tagstream backfill {names}")
     return "\n".join(lines)
 
 

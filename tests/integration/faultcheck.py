@@ -39,9 +39,9 @@ def reference(events: list[Any], rules: Path = RULES) -> tuple[Features, dict[st
             {cid: set(s.tags) for cid, s in states.items() if s.tags})
 
 
-def worker_features(w: WorkerProc) -> Features:
+def worker_features(w: WorkerProc, rules: Path = RULES) -> Features:
     """Feature values per customer in the worker's changelog (the last record of each key)."""
-    engine = TagEngine(load_rules(RULES))
+    engine = TagEngine(load_rules(rules))
     now = int(time.time() * 1000)
     out: Features = {}
     for key, value in read_to_end(w.stack.bootstrap, f"{w.prefix}-customers-changelog").items():
@@ -96,12 +96,12 @@ def feature_diff(want: Features, got: Features, limit: int = 12) -> str:
 
 
 def await_same_state(w: WorkerProc, want_features: Features, want_tags: dict[str, set[str]],
-                     tags_of: Any, timeout_s: float = 180) -> None:
-    """Waits until the worker's feature values and Redis tags equal the reference, or fails with
-    the difference (feature values first: they show a lost or doubled event)."""
+                     tags_of: Any, timeout_s: float = 180, rules: Path = RULES) -> None:
+    """Waits until the worker's feature values (under ``rules``) and Redis tags equal the reference,
+    or fails with the difference (feature values first: they show a lost or doubled event)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        got = worker_features(w)
+        got = worker_features(w, rules)
         tags = tags_of()
         if got == want_features and tags == want_tags:
             return

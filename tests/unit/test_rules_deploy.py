@@ -145,7 +145,7 @@ async def test_a_deployment_that_does_not_compile_is_rejected_and_the_rules_kept
     applied: list[str] = []
     rejected: list[str] = []
 
-    async def apply(rules: Any) -> int:
+    async def apply(rules: Any, births: Any) -> int:
         applied.append(rules.version)
         return 0
 

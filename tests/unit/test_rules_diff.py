@@ -200,6 +200,7 @@ def test_table_and_json_carry_the_same_report(old_new: tuple[CompiledRuleSet, Co
     assert "old-1 -> new-1, 2 customers" in table
     assert any(ln.split()[:5] == ["big", "changed", "1", "0", "1"] for ln in table.splitlines())
     assert "needs backfill: carts (new) start empty" in table
+    assert "after the deploy: tagstream backfill carts" in table
 
 
 def test_a_new_rule_set_with_errors_exits_2_with_file_line_col(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -181,6 +181,9 @@ async def test_ingest_repartitions_by_customer_and_dead_letters_bad_records(metr
     items = [(p, obj) for _, _, v, p, _ in envelopes for obj in decode_envelope(v)]
     assert len(items) == 20
     assert all(p == partition_for(obj["customer_id"].encode(), PARTITIONS) for p, obj in items)
+    # each event carries its source position (a backfill tells by it what the live path counted)
+    assert sorted(obj["so"] for _, obj in items) == list(range(20))
+    assert {obj["sp"] for _, obj in items} == {"clickstream:0"}
     for cid in ("c0", "c3"):  # a customer's events keep their order
         ids = [obj["event_id"] for _, obj in items if obj["customer_id"] == cid]
         assert ids == sorted(ids, key=lambda e: int(e.split("-")[1]))
@@ -242,6 +245,42 @@ async def test_customer_batch_publishes_then_saves(tmp_path: Path, metrics: Metr
     # a second batch for c1 tags it too; c2's state is read back, not rebuilt
     await stage.process([envelope("c1", 1, start=5)])
     assert store.data[b"c1"].tags.keys() == {"browser"}
+
+
+async def test_replayed_events_feed_the_new_features_once(tmp_path: Path, metrics: Metrics) -> None:
+    """Items marked ``bf`` (tagstream backfill) go to the engine's backfill path: applied once, then
+    skipped; the tags they complete are published as rule changes."""
+    from streams.app.envelope import EnvelopeBuilder
+    from streams.engine.backfill import state_keys
+
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    rules = stage.engine.rules
+    stage.engine = TagEngine(rules, births=dict.fromkeys(state_keys(rules), NOW - 60_000))
+    keys = sorted(state_keys(rules))
+
+    def replayed() -> Event:
+        b = EnvelopeBuilder(PARTITIONS)
+        for i in range(3):
+            b.add(b"c1", orjson.dumps({
+                "event_id": f"c1-{i}", "source": "clickstream", "type": "product_view", "customer_id": "c1",
+                "ts_ms": NOW - 600_000 + i, "src_ts_ms": NOW, "amount": None, "currency": None, "skus": [],
+                "categories": [], "channel": None, "store_id": None, "session_id": None, "order_id": None,
+                "payment_method": None, "quantity": None, "query": None, "url": None,
+                "sp": "clickstream:0", "so": i, "bf": {"keys": keys, "from": 0}}))
+        (p, value), = b.records()
+        return Event(Record(value, topic="cust", partition=p))
+
+    await stage.process([replayed()])
+    await stage.process([replayed()])  # the same run again (or a redelivery)
+    state = store.data[b"c1"]
+    assert stage.engine.feature_values(state, NOW) == {"views_1h": 3}
+    assert state.seen_log == b""  # replayed events are not "seen": the live path still counts what it gets
+    assert metrics.backfill_events.labels("applied")._value.get() == 3
+    assert metrics.backfill_events.labels("skipped")._value.get() == 3
+    assert metrics.events_processed.labels("clickstream")._value.get() == 0
+    tags = [orjson.loads(v or b"") for _, _, v, _, _ in producer.on("tags")]
+    assert [(t["tag"], t["op"], t["cause"]) for t in tags] == [("browser", "add", "rule_change")]
 
 
 async def test_stale_generation_records_are_skipped(tmp_path: Path, metrics: Metrics) -> None:

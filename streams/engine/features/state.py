@@ -19,17 +19,21 @@ SEEN_ENTRY = 12
 class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
-    __slots__ = ("_seen_set", "due_ms", "features", "next_change", "removed", "rule_version", "seen_log", "tags")
+    __slots__ = ("_seen_set", "backfill", "due_ms", "features", "next_change", "removed", "rule_version", "seen_log",
+                 "tags")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
-                 removed: dict[str, int] | None = None) -> None:
+                 removed: dict[str, int] | None = None, backfill: dict[str, Any] | None = None) -> None:
         self.features: dict[str, Any] = features if features is not None else {}
         self.tags: dict[str, int] = tags if tags is not None else {}
         """tag -> since_ms: the tags this customer holds now (``min_duration`` counts from it)."""
         self.removed: dict[str, int] = removed if removed is not None else {}
         """tag -> removed_at_ms, only for tags with a ``cooldown`` and only until it has passed
         (streams/engine/flap.py): at most one entry per such tag."""
+        self.backfill: dict[str, Any] = backfill if backfill is not None else {}
+        """Per group of features a deployment added, while a backfill can reach them: which source
+        offsets the live path and the backfill counted (streams/engine/backfill.py)."""
         self.rule_version = rule_version
         self.due_ms = due_ms
         """Next instant at which a tag may change with no new event (None: never)."""
@@ -44,7 +48,7 @@ class CustomerState:
 
     def is_empty(self) -> bool:
         """Nothing left to remember (the worker then deletes the state, keeping its store bounded)."""
-        return not (self.features or self.tags or self.removed)
+        return not (self.features or self.tags or self.removed or self.backfill)
 
     def seen_set(self) -> set[int]:
         """The fingerprints in ``seen_log`` (built on first use after decoding)."""
@@ -78,6 +82,8 @@ class CustomerState:
             out["s"] = base64.b64encode(self.seen_log).decode("ascii")
         if self.removed:  # written only when present: states of rule sets without cooldowns are unchanged
             out["r"] = self.removed
+        if self.backfill:  # only while a deployment's new features can be backfilled
+            out["b"] = self.backfill
         return out
 
     def dumps(self) -> bytes:
@@ -90,7 +96,7 @@ class CustomerState:
         # (FeatureRuntime turns them back into ints), so recovery decodes fast.
         # States written before a key existed lack it: every key is optional.
         return cls(obj.get("f") or {}, obj.get("t") or {}, obj.get("v") or "", obj.get("d"),
-                   base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {})
+                   base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {}, obj.get("b") or {})
 
     @classmethod
     def loads(cls, raw: bytes) -> CustomerState:
