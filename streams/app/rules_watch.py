@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from streams.engine.backfill import next_births, state_keys
 from streams.io.rules_topic import Deployment, RulesFollower, workers_key
@@ -114,10 +115,23 @@ class RulesWatch:
         self._keys = state_keys(current)
         self.since_ms = int(time.time() * 1000)
         self._last_status = 0.0
+        self._kafka_away = False
 
     async def check(self) -> None:
         """Applies the newest new deployment, if any; reports the status every few seconds."""
-        new = [d for d in await self._follower.poll() if d.offset > self.offset]
+        try:
+            polled = await self._follower.poll()
+        except KafkaError as exc:  # Kafka away (a broker restart): the next tick asks again
+            if not self._kafka_away:
+                log.warning("rules topic unreachable (%s: %s); the worker keeps rules %s and retries",
+                            type(exc).__name__, exc, self.version)
+            self._kafka_away = True
+            polled = []
+        else:
+            if self._kafka_away:
+                log.info("rules topic reachable again")
+            self._kafka_away = False
+        new = [d for d in polled if d.offset > self.offset]
         for d in new[:-1]:  # not run, but the births of their features count (as for a worker starting now)
             try:
                 self._compile(d)

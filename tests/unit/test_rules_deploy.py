@@ -162,3 +162,34 @@ async def test_a_deployment_that_does_not_compile_is_rejected_and_the_rules_kept
     assert applied == ["v4"] and watch.version == "v4"
     status = orjson.loads(redis.hashes["p:workers"][next(iter(redis.hashes["p:workers"]))])
     assert (status["version"], status["offset"]) == ("v4", 7)
+
+
+async def test_a_kafka_outage_skips_the_check_and_keeps_the_rules(tmp_path: Path) -> None:
+    """A broker restart made the watch's poll raise inside its timer, which crashed the worker
+    (test_broker_restart); now the tick is skipped and the next one reads on."""
+    from aiokafka.errors import KafkaConnectionError
+
+    applied: list[str] = []
+
+    async def apply(rules: Any, births: Any) -> int:
+        applied.append(rules.version)
+        return 0
+
+    (tmp_path / "v2.yaml").write_text(V2)
+    watch = RulesWatch(Settings(data_dir=tmp_path / "data"), current=load_rules(tmp_path / "v2.yaml"), offset=-1,
+                       apply=apply, redis=FakeRedis(), prefix="p", on_rejected=lambda why: None)
+    polls: list[Any] = [KafkaConnectionError("Unable to bootstrap"), [Deployment("v4", {"r.yaml": V2.replace(
+        "v2", "v4")}, 1, "", 7)]]
+
+    class Follower:
+        async def poll(self) -> list[Deployment]:
+            got = polls.pop(0)
+            if isinstance(got, Exception):
+                raise got
+            return list(got)
+
+    watch._follower = Follower()  # type: ignore[assignment]
+    await watch.check()
+    assert watch.version == "v2" and applied == []
+    await watch.check()
+    assert watch.version == "v4" and applied == ["v4"]
