@@ -205,6 +205,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             await common.delete_topics(args.bootstrap, [app_id])
             cleanup_redis(args.redis_url, [app_id])
     out["worker_log"] = str(log_path)
+    out["slow_metrics_scrapes_s"] = list(common.SCRAPE_SLOW)
     return out
 
 
@@ -221,6 +222,8 @@ def report(out: dict[str, Any]) -> str:
         f"event->tag latency before: {fmt(out['before'])}",
         f"event->tag latency during: {fmt(out['during'])}; worst 5 s window p99 {ms(out['worst_5s_p99_during_s'])}",
         f"event->tag latency after:  {fmt(out['after'])}",
+        f"/metrics scrapes slower than 2 s: {len(out.get('slow_metrics_scrapes_s', []))} "
+        f"(longest {max(out.get('slow_metrics_scrapes_s') or [0]):.1f} s)",
     ])
 
 

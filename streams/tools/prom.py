@@ -10,9 +10,9 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 """Sample name -> [(labels, value)], as ``scrape`` returns them."""
 
 
-def scrape(url: str) -> Samples:
+def scrape(url: str, timeout_s: float = 2.0) -> Samples:
     """Reads a Prometheus text endpoint: sample name -> [(labels, value)]."""
-    with urllib.request.urlopen(url, timeout=2) as resp:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
         text = resp.read().decode()
     out: Samples = {}
     for fam in text_string_to_metric_families(text):
