@@ -394,7 +394,43 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a worker (settings from TAGSTREAM_* environment variables)")
     w.add_argument("--rules", help="rule file or folder (default: TAGSTREAM_RULES_PATH or the shipped retail rules)")
     w.set_defaults(func=cmd_worker)
+    _add_rules_commands(sub)
+    _add_state_commands(sub)
+    _add_data_commands(sub)
+    _add_ops_commands(sub)
+    return p
 
+
+Subparsers = Any
+"""argparse's sub-parser action (private type)."""
+
+
+def _add_ops_commands(sub: Subparsers) -> None:
+    """serve, stack, schemas, demo."""
+    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags and audiences from Redis; explain reads Kafka)")
+    sv.add_argument("--host", help="bind address (default: TAGSTREAM_API__HOST, 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port (default: TAGSTREAM_API__PORT, 9465; 0: any free port)")
+    sv.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("stack", help="start/stop the local Kafka + Redis (+ Prometheus) stack")
+    s.add_argument("action", choices=["up", "down", "status", "resolve"])
+    s.add_argument("services", nargs="*", help="kafka, redis, prometheus (up: default kafka redis)")
+    s.set_defaults(func=cmd_stack)
+
+    sc = sub.add_parser("schemas", help="export JSON Schema of every topic and the rule file")
+    sc.add_argument("dir", nargs="?", default=str(REPO / "schemas" / "json"))
+    sc.set_defaults(func=cmd_schemas)
+
+    d = sub.add_parser("demo", help="start the local stack and a worker, produce events, show tags")
+    d.add_argument("--count", type=_number(int, low=1), default=30_000)
+    d.add_argument("--rate", type=_number(float, low=0), default=1_000.0)
+    d.add_argument("--customers", type=_number(int, low=1), default=2_000)
+    d.add_argument("--keep-worker", action="store_true", help="leave the worker running at the end")
+    d.set_defaults(func=cmd_demo)
+
+
+def _add_rules_commands(sub: Subparsers) -> None:
+    """rules check / test / deploy / status / diff."""
     r = sub.add_parser("rules", help="rule set tools")
     rsub = r.add_subparsers(dest="rules_command", required=True)
     rc = rsub.add_parser("check", help="compile a rule file or folder and report every error")
@@ -422,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     rf.set_defaults(func=cmd_rules_diff)
 
+
+def _add_state_commands(sub: Subparsers) -> None:
+    """backfill, explain: commands on the customers' state."""
     bf = sub.add_parser("backfill", help="seed features a deployment added from the source topics' retained history",
                         description="Replays the source records (from --from, default the oldest retained) through "
                                     "the customer topic to the workers, which apply each event to the named features "
@@ -452,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true", help="the document as JSON (the HTTP API's CustomerExplain)")
     ex.set_defaults(func=cmd_explain)
 
+
+def _add_data_commands(sub: Subparsers) -> None:
+    """produce, tags."""
     pr = sub.add_parser("produce", help="produce synthetic retail events to the three source topics")
     pr.add_argument("--count", type=_number(int, low=1), default=10_000, help="events to produce (default 10000)")
     pr.add_argument("--rate", type=_number(float, low=0), default=1000.0,
@@ -475,28 +517,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON output: {customer_id: {tag: {since_ms, rule_version}}}, or with --audience "
                         "{tag, count, customers}")
     t.set_defaults(func=cmd_tags)
-
-    sv = sub.add_parser("serve", help="serve the HTTP API alone (tags and audiences from Redis; explain reads Kafka)")
-    sv.add_argument("--host", help="bind address (default: TAGSTREAM_API__HOST, 127.0.0.1)")
-    sv.add_argument("--port", type=int, help="port (default: TAGSTREAM_API__PORT, 9465; 0: any free port)")
-    sv.set_defaults(func=cmd_serve)
-
-    s = sub.add_parser("stack", help="start/stop the local Kafka + Redis (+ Prometheus) stack")
-    s.add_argument("action", choices=["up", "down", "status", "resolve"])
-    s.add_argument("services", nargs="*", help="kafka, redis, prometheus (up: default kafka redis)")
-    s.set_defaults(func=cmd_stack)
-
-    sc = sub.add_parser("schemas", help="export JSON Schema of every topic and the rule file")
-    sc.add_argument("dir", nargs="?", default=str(REPO / "schemas" / "json"))
-    sc.set_defaults(func=cmd_schemas)
-
-    d = sub.add_parser("demo", help="start the local stack and a worker, produce events, show tags")
-    d.add_argument("--count", type=_number(int, low=1), default=30_000)
-    d.add_argument("--rate", type=_number(float, low=0), default=1_000.0)
-    d.add_argument("--customers", type=_number(int, low=1), default=2_000)
-    d.add_argument("--keep-worker", action="store_true", help="leave the worker running at the end")
-    d.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
