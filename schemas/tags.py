@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -37,6 +37,10 @@ class TagChange(BaseModel):
     """The feature values the tag's rule read, at the time of the change."""
     event_id: str | None
     change_id: Annotated[str, Field(min_length=1)]
+    via: str | None = None
+    """Identity resolution only (docs/identity.md): the id the change came in under when it is not
+    ``customer_id`` — the id an event named before it was forwarded to its canonical customer, or the
+    id a ``merge`` change absorbed. Absent otherwise."""
 
 
 class TagChangeDict(TypedDict):
@@ -53,6 +57,7 @@ class TagChangeDict(TypedDict):
     features: dict[str, float | int | str | None]
     event_id: str | None
     change_id: str
+    via: NotRequired[str]
 
 
 class TagValue(BaseModel):

@@ -223,11 +223,34 @@ def cmd_tags(args: argparse.Namespace) -> int:
         return asyncio.run(_print_audience(settings, args.audience, args.limit, as_json=args.json))
     client = sync_client(rs)
     found = {}
-    for cid in args.customer_id:
+    for given in args.customer_id:
+        cid = _canonical(settings, client, given)
         tags = client.hgetall(tags_key(settings.redis_key_prefix(), cid, hash_tag=rs.cluster))
-        found[cid] = {_text(tag): orjson.loads(raw) for tag, raw in sorted(tags.items())}
+        found[given] = {_text(tag): orjson.loads(raw) for tag, raw in sorted(tags.items())}
     _print_tags(found, as_json=args.json)
     return 0
+
+
+def _canonical(settings: Settings, client: Any, given: str) -> str:
+    """Identity resolution: the customer id whose tags ``given`` (any typed id) reads, by the alias
+    map (docs/identity.md); said on stderr when it is another id. Without identity: ``given``."""
+    if not settings.identity.enabled:
+        return given
+    from schemas.ids import parse_id_key
+    from streams.io.aliases import alias_key
+
+    try:
+        parse_id_key(given)
+    except ValueError:
+        raise UsageError(f"{given!r} is not a typed id: with identity resolution on, ids are <type>:<value> "
+                         "(member:, user:, email_sha256:, phone_sha256:, anonymous:), e.g. user:u-1") from None
+    raw = client.get(alias_key(settings.redis_key_prefix(), given, hash_tag=settings.redis.cluster))
+    if raw is None:
+        return given
+    canonical = _text(raw)
+    if canonical != given:
+        print(f"{given} is customer {canonical} (identity alias)", file=sys.stderr)
+    return canonical
 
 
 def _check_tag(settings: Settings, tag: str) -> None:

@@ -41,6 +41,8 @@ class KafkaSettings(_Frozen):
     orders_topic: str = "events.orders"
     deadletter_topic: str = "events.deadletter"
     tag_changes_topic: str = "tags.changes"
+    identity_topic: str = Field("events.identity", description="Link records from CRM / loyalty / app systems "
+                                                               "(read only with identity.enabled).")
     partitions: int = Field(4, ge=1, description="Partitions of the topics tagstream creates.")
     replication_factor: int = Field(1, ge=1)
     linger_ms: int = Field(5, ge=0, description="Producer batching delay (tag changes, repartitioned events).")
@@ -233,6 +235,22 @@ class EngineSettings(_Frozen):
                                 "default: when the worker starts.")
 
 
+class IdentitySettings(_Frozen):
+    """Identity resolution (docs/identity.md). Off: ``user_id`` and ``member_id`` are one id space and
+    anonymous events are dropped, as before."""
+
+    enabled: bool = Field(False, description="Resolve typed ids (member, user, contact hashes, anonymous) into one "
+                                             "customer per person; customer ids become typed keys (user:u-1).")
+    tag_anonymous: bool = Field(False, description="Publish the tags of customers known only by an anonymous id "
+                                                   "(they keep state either way, and bring it along when they log in).")
+    max_members: int = Field(3, ge=1, description="Loyalty member ids per cluster (more: the link is refused).")
+    max_users: int = Field(3, ge=1, description="Online accounts per cluster.")
+    max_emails: int = Field(5, ge=1, description="E-mail hashes per cluster.")
+    max_phones: int = Field(3, ge=1, description="Phone hashes per cluster.")
+    max_anonymous: int = Field(20, ge=1, description="Anonymous (device / cookie) ids per cluster.")
+    max_cluster: int = Field(30, ge=2, description="Ids per cluster.")
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a rejected value may be (or sit beside) a password or a URL with one
     model_config = SettingsConfigDict(env_prefix="TAGSTREAM_", env_nested_delimiter="__", frozen=True,
@@ -256,6 +274,14 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     api: ApiSettings = ApiSettings()
     engine: EngineSettings = EngineSettings()
+    identity: IdentitySettings = IdentitySettings()
+
+    @model_validator(mode="after")
+    def _identity_at_least_once(self) -> Settings:
+        if self.identity.enabled and self.processing_guarantee == "exactly_once":
+            raise ValueError("TAGSTREAM_IDENTITY__ENABLED=true works with TAGSTREAM_PROCESSING_GUARANTEE=at_least_once "
+                             "only (a merge's state move is made exactly-once by merge ids, docs/identity.md)")
+        return self
 
     @model_validator(mode="after")
     def _prefix_without_hash_tag(self) -> Settings:
@@ -264,6 +290,14 @@ class Settings(BaseSettings):
             raise ValueError(f"Redis key prefix {prefix!r} (TAGSTREAM_REDIS__KEY_PREFIX, default the app id): no "
                              "'{' or '}' in cluster mode: a hash tag in the prefix would put every key in one slot")
         return self
+
+    def ingest_topics(self) -> dict[str, str]:
+        """source name -> topic of everything ingest reads: the event sources, and ``identity``
+        (``kafka.identity_topic``) with identity resolution on."""
+        topics = self.kafka.source_topics()
+        if self.identity.enabled:
+            topics["identity"] = self.kafka.identity_topic
+        return topics
 
     def redis_key_prefix(self) -> str:
         """The Redis key prefix in force: ``redis.key_prefix``, or the app id."""

@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.app.envelope import decode_envelope
+from streams.app.envelope import EnvelopeBuilder, EnvelopeSender, decode_envelope
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.identity import moves
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
@@ -38,6 +39,9 @@ from streams.io.tag_topic import TagTopicWriter, tag_record
 from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 
 log = logging.getLogger(__name__)
+
+ANONYMOUS_PREFIX = "anonymous:"
+"""Customer ids of anonymous-only customers (identity resolution: ``schemas.ids.id_key``)."""
 
 
 class Delivered(Protocol):
@@ -101,6 +105,23 @@ class Updated:
         return not self.state.is_empty()
 
 
+def attribution(key: bytes) -> str:
+    """known (a member or an online account), contact (a contact hash only) or anonymous."""
+    if key.startswith((b"member:", b"user:")):
+        return "known"
+    return "anonymous" if key.startswith(ANONYMOUS_PREFIX.encode()) else "contact"
+
+
+@dataclass
+class IdentityOutput:
+    """Identity resolution (docs/identity.md): where items for other customers go (forwards to a
+    survivor, merge items), and whether anonymous-only customers' tag changes are published."""
+
+    forwards: EnvelopeSender
+    partitions: int
+    tag_anonymous: bool = False
+
+
 @dataclass
 class ExactlyOnce:
     """Exactly-once output (``processing_guarantee=exactly_once``): the transactions and the topics
@@ -116,7 +137,8 @@ class CustomerStage:
 
     def __init__(self, *, engine: TagEngine, clock: Clock, store: StateStore, membership: Membership,
                  due: DueIndex, redis: RedisTagSink, tag_topic: TagTopicWriter, deadletter: DeadLetterWriter,
-                 metrics: Metrics, reevaluation: Reevaluation, exactly_once: ExactlyOnce | None = None) -> None:
+                 metrics: Metrics, reevaluation: Reevaluation, exactly_once: ExactlyOnce | None = None,
+                 identity: IdentityOutput | None = None) -> None:
         self.engine = engine
         self.reevaluation = reevaluation
         self.clock = clock
@@ -128,6 +150,9 @@ class CustomerStage:
         self.deadletter = deadletter
         self.metrics = metrics
         self.exactly_once = exactly_once
+        self.identity = identity
+        self._forwards: list[dict[str, Any]] = []
+        """Items for other customers made by this batch (identity), sent before any state is saved."""
         self._batch = asyncio.Lock()
         self.stopping = False
         self.customers = 0
@@ -184,6 +209,8 @@ class CustomerStage:
                 updated.append(Updated(key, state, record_of[key], existed=before is not None))
         self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
         await self.deadletter.flush()
+        if self._forwards:
+            await self._send_forwards()
         if self.exactly_once is not None:
             await self.commit_transactions(published, updated, record_of, generation)
             return
@@ -247,6 +274,17 @@ class CustomerStage:
         m = self.metrics
         for obj in objs:
             now_ms = self.clock.now_ms()
+            if state is not None and state.moved is not None and moves.revives(state, obj):
+                state = CustomerState(merges=state.merges)  # the canonical id came back: the merge brings the state
+            if state is not None and state.moved is not None:  # absorbed into another customer
+                fwd = moves.at_stub(key.decode(), state, obj)
+                if fwd is not None:
+                    self._forwards.append(fwd)
+                    m.identity_forwarded.labels("merge" if "merge" in fwd else "event").inc()
+                continue
+            if moves.is_identity_item(obj):
+                state = self._identity_item(key, obj, state, now_ms, out)
+                continue
             tick = obj.get("tick")
             if tick is not None:
                 if state is None:
@@ -268,15 +306,50 @@ class CustomerStage:
                 continue
             outcome = self.engine.process_event(state, obj, now_ms)
             m.events_processed.labels(obj["source"]).inc()
+            if self.identity is not None:
+                m.identity_events.labels(attribution(key)).inc()
             if outcome.duplicate:
                 m.events_duplicate.labels(obj["source"]).inc()
             if outcome.late:
                 m.events_late.labels(obj["source"]).inc()
+            via = obj.get("via")
+            if via is not None:  # forwarded from an absorbed id: the change says which
+                for c in outcome.changes:
+                    c["via"] = via
             out += [Published(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]
         return out, state
 
+    def _identity_item(self, key: bytes, obj: dict[str, Any], state: CustomerState | None, now_ms: int,
+                       out: list[Published]) -> CustomerState | None:
+        """An ``absorb`` (this customer leaves for another) or a ``merge`` (one joins this customer)."""
+        m = self.metrics
+        if "absorb" in obj:
+            item, stub = moves.absorb(key.decode(), state, obj["absorb"])
+            self._forwards.append(item)
+            return stub
+        if state is None:
+            state = CustomerState()
+        merged = moves.apply_merge(self.engine, key.decode(), state, obj["merge"], now_ms)
+        m.identity_merges.labels("duplicate" if merged.duplicate else "applied").inc()
+        if merged.overlap:
+            m.identity_merge_overlap.inc(merged.overlap)
+        out += [Published(c, None) for c in merged.changes]
+        return state
+
+    async def _send_forwards(self) -> None:
+        """Identity items for other customers, in the order they were made; on the broker before the
+        states (stubs) that made them are saved."""
+        assert self.identity is not None, "identity items on the customer topic with identity resolution off"
+        items, self._forwards = self._forwards, []
+        out = EnvelopeBuilder(self.identity.partitions)
+        for item in items:
+            out.add(item["customer_id"].encode(), orjson.dumps(item))
+        await self.identity.forwards.send(out)
+
     async def publish(self, published: list[Published]) -> None:
         """Redis first, then the tag topic; both acknowledged before any state is saved."""
+        if self.identity is not None and not self.identity.tag_anonymous:
+            published = [p for p in published if not p.change["customer_id"].startswith(ANONYMOUS_PREFIX)]
         for p in published:
             self.redis.add(p.change)
             self.tag_topic.add(p.change)

@@ -16,7 +16,10 @@ import orjson
 
 from schemas.canonical import to_canonical
 from schemas.decode import EventDecodeError, decode_event
+from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
+from schemas.identity import IDENTITY_SOURCE
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
+from streams.app.identity_links import LinkBatch, identity_record_link, link_value, usable_ids
 from streams.engine.clock import Clock
 from streams.io.contract import SourceRecord
 from streams.io.deadletter import DeadLetterWriter
@@ -42,8 +45,10 @@ class IngestStage:
 
     def __init__(self, *, source_by_topic: Mapping[str, str], partitions: int, clock: Clock,
                  future_tolerance_ms: int, envelopes: EnvelopeSender, deadletter: DeadLetterWriter,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, links: EnvelopeSender | None = None) -> None:
+        """``links``: identity resolution is on (typed customer keys; links to the identity stage)."""
         self._source_by_topic = dict(source_by_topic)
+        self._links = links
         self._partitions = partitions
         self._clock = clock
         self._future_tolerance_ms = future_tolerance_ms
@@ -54,12 +59,18 @@ class IngestStage:
     async def process(self, records: Sequence[SourceRecord]) -> None:
         """Handles a batch; returns once its envelopes and dead-letter records are written."""
         out = EnvelopeBuilder(self._partitions)
+        links = LinkBatch()
         m = self._metrics
         for msg in records:
             source = self._source_by_topic.get(msg.topic, msg.topic)
             m.events_in.labels(source).inc()
             try:
-                canonical = self.validate(msg, source)
+                if source == IDENTITY_SOURCE:
+                    links.add(identity_record_link(msg))
+                    continue
+                event, canonical = self.decode(msg, source)
+                if self._links is not None:
+                    self._identity_keys(msg, source, event, canonical, links)
                 customer_id = canonical["customer_id"]
                 if customer_id is None:
                     m.events_anonymous.labels(source).inc()
@@ -76,13 +87,34 @@ class IngestStage:
                 log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                 self._deadletter.add(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
         await self._envelopes.send(out)  # one record per customer partition, not one per event
+        if len(links):
+            assert self._links is not None, "identity records read with identity resolution off"
+            await self._links.send(links.builder)
         await self._deadletter.flush()
+
+    def _identity_keys(self, msg: SourceRecord, source: str, event: ClickstreamEvent | PosEvent | OrderEvent,
+                       canonical: dict[str, Any], links: LinkBatch) -> None:
+        """Identity resolution: the event counts under its first usable typed id; two or more make a link."""
+        ids, junk = usable_ids(event)
+        if not ids:
+            raise EventDecodeError("junk_id", f"every id of the event is a placeholder that identifies nobody: {junk}")
+        for _ in junk:  # left out of the event's link, which still joins the rest
+            self._metrics.identity_refused.labels("junk_id").inc()
+        canonical["customer_id"] = ids[0]
+        if len(ids) > 1:
+            links.add(link_value(f"{source}:{event.event_id}", ids, canonical["ts_ms"], source, msg))
 
     def validate(self, msg: SourceRecord, source: str) -> dict[str, Any]:
         """Raw record -> canonical event; raises EventDecodeError with the DLQ reason."""
+        return self.decode(msg, source)[1]
+
+    def decode(self, msg: SourceRecord, source: str) -> tuple[ClickstreamEvent | PosEvent | OrderEvent,
+                                                             dict[str, Any]]:
+        """Raw record -> (source event, canonical event); raises EventDecodeError with the DLQ reason."""
         if not msg.value:
             raise EventDecodeError("invalid_json", "empty record value")
-        canonical = to_canonical(source, decode_event(source, msg.value), int(msg.timestamp * 1000))
+        event = decode_event(source, msg.value)
+        canonical = to_canonical(source, event, int(msg.timestamp * 1000))
         now_ms = self._clock.now_ms()
         ts_ms = canonical["ts_ms"]
         if ts_ms > now_ms + self._future_tolerance_ms:
@@ -90,4 +122,4 @@ class IngestStage:
                 "future_timestamp",
                 f"ts {ts_ms} is {(ts_ms - now_ms) / 1000:.0f}s in the future "
                 f"(tolerance {self._future_tolerance_ms / 1000:.0f}s)")
-        return canonical
+        return event, canonical

@@ -29,14 +29,15 @@ from streams.app import faust_commits, faust_compat
 from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender
+from streams.app.identity_wiring import wire_identity
 from streams.app.ingest import IngestStage
 from streams.app.rules_watch import RulesWatch
 from streams.app.source_consumer import SourceConsumer
+from streams.app.table_store import TableStore
 from streams.app.timers import DueTimer, FaustOffsets, PartitionWatch, probe_kafka
 from streams.app.watchdog import PartitionWatchdog
 from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
-from streams.engine.features.state import CustomerState
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.audience import AudienceSizes
@@ -73,46 +74,6 @@ class Runtime:
     redis_sink: RedisTagSink | None = None
     kafka_probe: KafkaProbe | None = None
     audience: AudienceSizes | None = None
-
-
-class TableStore:
-    """The customers table as the stage's StateStore: writes name the record they belong to."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def get(self, key: bytes) -> CustomerState | None:
-        state: CustomerState | None = self.table.get(key)
-        return state
-
-    def put(self, key: bytes, state: CustomerState, record: Delivered) -> None:
-        with faust_compat.current_event_as(record):
-            self.table[key] = state
-
-    def delete(self, key: bytes, record: Delivered) -> None:
-        with faust_compat.current_event_as(record):
-            if key in self.table:
-                del self.table[key]
-
-    def put_local(self, key: bytes, state: CustomerState, record: Delivered) -> None:
-        with faust_compat.current_event_as(record):  # the store files the key under the record's partition
-            self.table.data[key] = state
-
-    def delete_local(self, key: bytes, record: Delivered) -> None:
-        with faust_compat.current_event_as(record):
-            if key in self.table.data:
-                del self.table.data[key]
-
-    def items(self) -> Iterable[tuple[bytes, object]]:
-        items: Iterable[tuple[bytes, object]] = self.table.data.items()
-        return items
-
-    def held_keys(self) -> Iterable[bytes]:
-        keys: Iterable[bytes] = self.table.data.keys()
-        return keys
-
-    async def flush(self) -> None:
-        await faust_compat.drain_producer_buffer(self.table.app)
 
 
 class AppMembership:
@@ -213,16 +174,17 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
     envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name())
     assert rt.redis_sink is not None and rt.kafka_probe is not None
+    identity = wire_identity(app, settings, metrics, rt.redis_sink.client, customer_events.get_topic_name())
     ingest_stage = IngestStage(
-        source_by_topic={topic: source for source, topic in ks.source_topics().items()}, partitions=ks.partitions,
+        source_by_topic={topic: source for source, topic in settings.ingest_topics().items()}, partitions=ks.partitions,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
-        metrics=metrics)
+        metrics=metrics, links=identity.links if identity else None)
     exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app), due=rt.due,
         redis=rt.redis_sink, tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
-        reevaluation=rt.reevaluation, exactly_once=exactly_once)
+        reevaluation=rt.reevaluation, exactly_once=exactly_once, identity=identity.output if identity else None)
     due_timer = DueTimer(due=rt.due, reevaluation=rt.reevaluation, clock=rt.clock, partitions=ks.partitions,
                          envelopes=envelopes, health=rt.health, redis=rt.redis_sink, metrics=metrics)
     within_s = es.batch_within_ms / 1000
@@ -258,7 +220,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                         first, last, tp.topic, tp.partition)
         metrics.offset_holes.labels(tp.topic, "gap" if real_gap else "reread").inc()
 
-    guarded = {customer_events.get_topic_name(), *([] if source_consumer else ks.source_topics().values())}
+    guarded = {customer_events.get_topic_name(), *([] if source_consumer else settings.ingest_topics().values())}
     if ks.hole_guard:
         faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
 
@@ -311,7 +273,8 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
     if ks.ingest_consumer:
         consumer = SourceConsumer(
             bootstrap_servers=ks.bootstrap_servers, client_options=ks.client_options(),
-            group_id=f"{settings.app_id}-ingest", legacy_group_id=settings.app_id, topics=ks.source_topics().values(),
+            group_id=f"{settings.app_id}-ingest", legacy_group_id=settings.app_id,
+            topics=settings.ingest_topics().values(),
             stage=stage, batch_max=ks.ingest_batch_max, fetch_max_bytes=ks.fetch_max_bytes,
             session_timeout_ms=ks.session_timeout_ms, health=rt.health, on_crash=app.crash)
 
@@ -320,7 +283,7 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
             await consumer.run()
 
         return consumer
-    sources = app.topic(*ks.source_topics().values(), key_serializer="raw", value_serializer="raw",
+    sources = app.topic(*settings.ingest_topics().values(), key_serializer="raw", value_serializer="raw",
                         maxsize=ks.source_buffer)
 
     @app.agent(sources, name="ingest")
@@ -337,10 +300,10 @@ def _wire_watches(app: faust.App, settings: Settings, rt: Runtime, source_consum
     ks = settings.kafka
     watches = [PartitionWatch(
         name="faust", source=FaustOffsets(app, strict), metrics=rt.metrics, health=rt.health,
-        topics=[customer_topic, *(() if source_consumer else ks.source_topics().values())],
+        topics=[customer_topic, *(() if source_consumer else settings.ingest_topics().values())],
         watchdog=PartitionWatchdog(ks.stall_after_ms / 1000))]
     if source_consumer is not None:
-        watches.append(PartitionWatch(name="ingest", source=source_consumer, topics=ks.source_topics().values(),
+        watches.append(PartitionWatch(name="ingest", source=source_consumer, topics=settings.ingest_topics().values(),
                                       watchdog=PartitionWatchdog(ks.stall_after_ms / 1000), health=rt.health,
                                       metrics=rt.metrics))
 

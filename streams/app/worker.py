@@ -16,7 +16,14 @@ from streams.io.health import serve
 from streams.io.logs import setup_logging
 from streams.io.metrics import Metrics
 from streams.io.redis_client import check_mode
-from streams.io.topics import RULES_TOPIC_CONFIG, ensure_topics, rules_topic_name, topic_configs, worker_topics
+from streams.io.topics import (
+    RULES_TOPIC_CONFIG,
+    ensure_topics,
+    identity_topics,
+    rules_topic_name,
+    topic_configs,
+    worker_topics,
+)
 from streams.settings import Settings
 from tag_rules import CompiledRuleSet
 
@@ -33,8 +40,9 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(check_mode(settings.redis))  # a cluster URL on a plain server (or the reverse) fails here
     asyncio.run(ensure_topics(ks.bootstrap_servers, worker_topics(settings), ks.partitions, ks.replication_factor,
                               configs=topic_configs(settings), client_options=ks.client_options()))
-    asyncio.run(ensure_topics(ks.bootstrap_servers, [rules_topic_name(settings)], 1, ks.replication_factor,
-                              configs={rules_topic_name(settings): RULES_TOPIC_CONFIG},
+    one_partition = {rules_topic_name(settings): RULES_TOPIC_CONFIG, **identity_topics(settings)}
+    asyncio.run(ensure_topics(ks.bootstrap_servers, list(one_partition), 1, ks.replication_factor,
+                              configs=one_partition,
                               client_options=ks.client_options()))
     rules, rules_offset, births = deployed_rules(settings, rules)  # a later worker runs what was deployed
     app, rt = create_app(settings, rules, metrics, rules_offset=rules_offset, births=births)

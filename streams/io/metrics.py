@@ -57,6 +57,14 @@ class Metrics:
     rules_rejected: Counter
     offset_holes: Counter
     backfill_events: Counter
+    identity_links: Counter
+    identity_refused: Counter
+    identity_cluster_size: Histogram
+    identity_members: Gauge
+    identity_merges: Counter
+    identity_merge_overlap: Counter
+    identity_forwarded: Counter
+    identity_events: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -128,6 +136,25 @@ class Metrics:
             backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
                                     "least one new feature (applied), or already counted live or by an earlier "
                                     "replay (skipped)", ["result"], registry=registry),
+            identity_links=Counter(f"{p}_identity_links", "Identity links (a login click, a contact hash beside an "
+                                   "account, an events.identity record): joined clusters (merged), already one "
+                                   "cluster (unchanged), refused", ["result"], registry=registry),
+            identity_refused=Counter(f"{p}_identity_refused", "Identity links refused, by reason (dead-lettered; "
+                                     "junk ids inside an event are left out of its link)", ["reason"],
+                                     registry=registry),
+            identity_cluster_size=Histogram(f"{p}_identity_cluster_size", "Ids in a cluster after a link changed it",
+                                            buckets=(2, 3, 4, 5, 8, 12, 20, 30), registry=registry),
+            identity_members=Gauge(f"{p}_identity_members", "Loyalty member ids in the identity graph: all, and those "
+                                   "linked to an online account (their POS tickets reach the online customer)",
+                                   ["linked"], registry=registry),
+            identity_merges=Counter(f"{p}_identity_merges", "State merges folded into a survivor (applied) or "
+                                    "ignored as a replay (duplicate)", ["result"], registry=registry),
+            identity_merge_overlap=Counter(f"{p}_identity_merge_overlap", "Event ids both sides of a merge had "
+                                           "counted (counted twice): must stay 0", registry=registry),
+            identity_forwarded=Counter(f"{p}_identity_forwarded", "Items for an absorbed id forwarded to its "
+                                       "survivor", ["kind"], registry=registry),
+            identity_events=Counter(f"{p}_identity_events", "Events counted, by the type of the customer id they "
+                                    "counted under (known = member or user)", ["attribution"], registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:
@@ -153,3 +180,18 @@ class Metrics:
             for op in get_args(TagOp):
                 for cause in get_args(ChangeCause):
                     self.tag_changes.labels(tag, op, cause)
+
+    def precreate_identity(self, reasons: Iterable[str]) -> None:
+        """The identity series (only when identity resolution is on)."""
+        for result in ("merged", "unchanged", "refused"):
+            self.identity_links.labels(result)
+        for reason in reasons:
+            self.identity_refused.labels(reason)
+        for linked in ("all", "with_account"):
+            self.identity_members.labels(linked)
+        for result in ("applied", "duplicate"):
+            self.identity_merges.labels(result)
+        for kind in ("event", "merge"):
+            self.identity_forwarded.labels(kind)
+        for attribution in ("known", "contact", "anonymous"):
+            self.identity_events.labels(attribution)

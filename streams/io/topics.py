@@ -43,6 +43,24 @@ def changelog_topic_name(settings: Settings) -> str:
     return f"{settings.app_id}-customers-changelog"
 
 
+def identity_links_topic_name(settings: Settings) -> str:
+    """The one-partition topic of identity links (ingest -> the identity stage, docs/identity.md)."""
+    return f"{settings.app_id}-identity-links"
+
+
+def identity_changelog_topic_name(settings: Settings) -> str:
+    """The compacted, one-partition changelog of the identity table (cluster records)."""
+    return f"{settings.app_id}-identity-changelog"
+
+
+def identity_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The identity stage's one-partition topics and configs (none with identity resolution off)."""
+    if not settings.identity.enabled:
+        return {}
+    return {identity_links_topic_name(settings): {},
+            identity_changelog_topic_name(settings): {"cleanup.policy": "compact"}}
+
+
 def rules_topic_name(settings: Settings) -> str:
     """The compacted, one-partition topic of deployed rule sets (streams/io/rules_topic.py)."""
     return f"{settings.app_id}-rules"
@@ -54,7 +72,7 @@ RULES_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 def worker_topics(settings: Settings) -> list[str]:
     """Every topic a worker reads or writes."""
     ks = settings.kafka
-    return [*ks.source_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal_topics(settings)]
+    return [*settings.ingest_topics().values(), ks.deadletter_topic, ks.tag_changes_topic, *internal_topics(settings)]
 
 
 

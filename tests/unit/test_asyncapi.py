@@ -28,6 +28,7 @@ TOPICS = {
     "clickstream_topic": ("clickstream", "clickstream"),
     "pos_topic": ("pos", "pos"),
     "orders_topic": ("orders", "orders"),
+    "identity_topic": ("identity", "identity"),
     "tag_changes_topic": ("tagChanges", "tag_change"),
     "deadletter_topic": ("deadLetter", None),
 }

@@ -19,12 +19,13 @@ SEEN_ENTRY = 12
 class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
-    __slots__ = ("_seen_set", "backfill", "due_ms", "features", "next_change", "removed", "rule_version", "seen_log",
-                 "tags")
+    __slots__ = ("_seen_set", "backfill", "due_ms", "features", "merges", "moved", "next_change", "removed",
+                 "rule_version", "seen_log", "tags")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
-                 removed: dict[str, int] | None = None, backfill: dict[str, Any] | None = None) -> None:
+                 removed: dict[str, int] | None = None, backfill: dict[str, Any] | None = None,
+                 moved: dict[str, Any] | None = None, merges: list[str] | None = None) -> None:
         self.features: dict[str, Any] = features if features is not None else {}
         self.tags: dict[str, int] = tags if tags is not None else {}
         """tag -> since_ms: the tags this customer holds now (``min_duration`` counts from it)."""
@@ -42,13 +43,18 @@ class CustomerState:
         horizon counts once: ``SEEN_ENTRY`` bytes each (8-byte fingerprint, 4-byte second it was
         processed). A flat byte log encodes in C speed; a Python dict of 1,000 ids did not."""
         self._seen_set: set[int] | None = None
+        self.moved = moved
+        """Identity: this id was absorbed into another customer (``streams/engine/identity/moves.py``):
+        ``{"to": survivor id, "m": merge id, "x": the state it had then}``. Its items are forwarded there."""
+        self.merges: list[str] = merges if merges is not None else []
+        """Identity: the ids of the last merges applied to this state (a replayed one is ignored)."""
         self.next_change: dict[str, float] | None = None
         """Engine's cache (never encoded): feature key -> its next change, as of the last
         evaluation; ``due_ms`` is their minimum. None after decoding: rebuilt on first use."""
 
     def is_empty(self) -> bool:
         """Nothing left to remember (the worker then deletes the state, keeping its store bounded)."""
-        return not (self.features or self.tags or self.removed or self.backfill)
+        return not (self.features or self.tags or self.removed or self.backfill or self.moved)
 
     def seen_set(self) -> set[int]:
         """The fingerprints in ``seen_log`` (built on first use after decoding)."""
@@ -84,6 +90,10 @@ class CustomerState:
             out["r"] = self.removed
         if self.backfill:  # only while a deployment's new features can be backfilled
             out["b"] = self.backfill
+        if self.moved:  # identity only
+            out["m"] = self.moved
+        if self.merges:
+            out["g"] = self.merges
         return out
 
     def dumps(self) -> bytes:
@@ -96,7 +106,8 @@ class CustomerState:
         # (FeatureRuntime turns them back into ints), so recovery decodes fast.
         # States written before a key existed lack it: every key is optional.
         return cls(obj.get("f") or {}, obj.get("t") or {}, obj.get("v") or "", obj.get("d"),
-                   base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {}, obj.get("b") or {})
+                   base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {}, obj.get("b") or {},
+                   obj.get("m"), obj.get("g") or [])
 
     @classmethod
     def loads(cls, raw: bytes) -> CustomerState:

@@ -1,0 +1,72 @@
+"""Ingest's side of identity resolution: typed customer keys and the links events carry.
+
+With ``identity.enabled`` an event counts under its first usable id in priority order
+(member, user, contact hashes, anonymous: ``schemas.identity.event_ids``) as a typed key
+(``user:u-1``); an event naming two or more usable ids, and every ``events.identity`` record, is
+also a *link*, sent to the identity stage's topic (``<app>-identity-links``, one partition):
+
+    {"link_id": "clickstream:e-9", "ids": ["user:u-1", "anonymous:a-1"], "ts_ms": …, "source": "clickstream",
+     "src": ["events.clickstream", 3, 1234]}
+
+``src`` is the source record's position, so a refused link is dead-lettered with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from schemas.decode import EventDecodeError, decode_identity
+from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
+from schemas.identity import event_ids
+from schemas.ids import is_junk, parse_id_key
+from streams.app.envelope import EnvelopeBuilder
+from streams.io.contract import SourceRecord
+
+
+def usable_ids(event: ClickstreamEvent | PosEvent | OrderEvent) -> tuple[list[str], list[str]]:
+    """The event's id keys that identify someone, in priority order, and the junk ones."""
+    good: list[str] = []
+    junk: list[str] = []
+    for key in event_ids(event):
+        (junk if is_junk(parse_id_key(key)[1]) else good).append(key)
+    return good, junk
+
+
+def link_value(link_id: str, ids: list[str], ts_ms: int, source: str, msg: SourceRecord) -> bytes:
+    return orjson.dumps({"link_id": link_id, "ids": ids, "ts_ms": ts_ms, "source": source,
+                         "src": [msg.topic, msg.partition, msg.offset]})
+
+
+def identity_record_link(msg: SourceRecord) -> bytes:
+    """An ``events.identity`` record as a link; raises EventDecodeError with the DLQ reason."""
+    if not msg.value:
+        raise EventDecodeError("invalid_json", "empty record value")
+    record = decode_identity(msg.value)
+    return link_value(f"identity:{record.event_id}", record.keys, record.ts_ms, record.source, msg)
+
+
+class LinkBatch:
+    """One ingest batch's links, in order, for the one-partition links topic."""
+
+    def __init__(self) -> None:
+        self.builder = EnvelopeBuilder(1)
+
+    def add(self, value: bytes) -> None:
+        self.builder.add(b"", value)
+
+    def __len__(self) -> int:
+        return self.builder.items
+
+
+def decode_links(value: bytes | None) -> list[dict[str, Any]]:
+    """The links of one links-topic record; ValueError for anything else."""
+    if not value:
+        raise ValueError("empty record on the identity links topic")
+    obj = orjson.loads(value)
+    items = obj if isinstance(obj, list) else [obj]
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("ids"), list) or "link_id" not in item:
+            raise ValueError("identity links topic record is not a link or a list of links")
+    return items

@@ -1,0 +1,196 @@
+"""The identity stage: links -> the identity graph -> absorb orders for the customer stage.
+
+One partition (topic ``<app>-identity-links``) carries every link, so one worker at a time decides
+merges, in one order: no two merges can race for an id, and the graph (``IdentityGraph``: clusters,
+canonical ids, caps) is the pure one, whole in memory, restored from its table (``identity``, one
+record per cluster, keyed by canonical id) after a rebalance. Merges are rare next to events (most
+links join ids already joined, and change nothing), so one partition keeps up with many.
+
+Per batch of links:
+
+1. each link goes through the graph; a refused one (over a cap) is dead-lettered with its reason and
+   the source record's position, never half applied;
+2. the aliases of ids whose canonical id changed are written to Redis (idempotent);
+3. ONE Kafka transaction writes the ``absorb`` orders (customer topic, keyed by the absorbed id,
+   ``streams/engine/identity/moves.py``) and the changed cluster records (the table's changelog);
+   only then the local table is updated.
+
+A crash before the commit leaves neither: the batch is read again from the committed offset and
+decided again from the same graph, giving the same orders with the same merge ids. A crash after it
+replays links the graph already holds: they change nothing. The customer stage turns each order into
+one state move (docs/identity.md, *The wiring*).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from schemas.ids import parse_id_key
+from streams.app.customers import Delivered
+from streams.app.envelope import EnvelopeBuilder
+from streams.app.identity_links import decode_links
+from streams.engine.identity.graph import GraphLimits, IdentityGraph
+from streams.engine.identity.moves import absorb_item, merge_id_of
+from streams.io.aliases import AliasWriter
+from streams.io.deadletter import DeadLetterWriter, ItemRecord
+from streams.io.metrics import Metrics
+from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
+
+log = logging.getLogger(__name__)
+
+LINKS_SOURCE = "identity"
+"""The dead-letter ``source`` label of refused links (the link's own source is in the record)."""
+
+
+class ClusterStore(Protocol):
+    """The identity table: cluster records by canonical id (flat ``[id, first_seen_ms, …]`` JSON)."""
+
+    def put_local(self, key: bytes, value: bytes, record: Delivered) -> None: ...
+
+    def delete_local(self, key: bytes, record: Delivered) -> None: ...
+
+    def items(self) -> Iterable[tuple[bytes, object]]: ...
+
+
+@dataclass
+class _Batch:
+    absorbs: EnvelopeBuilder
+    clusters: dict[str, dict[str, int] | None] = field(default_factory=dict)
+    """canonical id -> its members now, or None: no longer a cluster (absorbed)."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    record: Delivered | None = None
+
+
+def graph_limits(settings: Any) -> GraphLimits:
+    """``IdentitySettings`` -> the graph's caps."""
+    return GraphLimits(per_type={"member": settings.max_members, "user": settings.max_users,
+                                 "email_sha256": settings.max_emails, "phone_sha256": settings.max_phones,
+                                 "anonymous": settings.max_anonymous}, max_cluster=settings.max_cluster)
+
+
+class IdentityStage:
+    """Decides merges for one batch of links at a time (see the module docstring)."""
+
+    def __init__(self, *, limits: GraphLimits, store: ClusterStore, partitions: int, customer_topic: str,
+                 changelog_topic: str, transactions: PartitionTransactions, aliases: AliasWriter,
+                 deadletter: DeadLetterWriter, metrics: Metrics) -> None:
+        self.limits = limits
+        self.store = store
+        self.partitions = partitions
+        self.customer_topic = customer_topic
+        self.changelog_topic = changelog_topic
+        self.transactions = transactions
+        self.aliases = aliases
+        self.deadletter = deadletter
+        self.metrics = metrics
+        self.graph = IdentityGraph(limits)
+        self._with_account = 0
+        self._members = 0
+
+    def recover(self) -> int:
+        """Rebuilds the graph from the table (after a rebalance); returns the clusters."""
+        flats = [orjson.loads(v) for _, v in self.store.items() if isinstance(v, bytes | bytearray)]
+        self.graph = IdentityGraph.from_json(flats, self.limits)
+        self._members = self._with_account = 0
+        for flat in flats:
+            self._count(dict(zip(flat[::2], flat[1::2], strict=True)), +1)
+        log.info("identity graph recovered: %d clusters, %d ids", len(flats), len(self.graph))
+        return len(flats)
+
+    async def process(self, events: Sequence[Delivered]) -> None:
+        batch = _Batch(EnvelopeBuilder(self.partitions))
+        for ev in events:
+            try:
+                links = decode_links(ev.message.value)
+            except ValueError as exc:
+                self.deadletter.add(ev.message, LINKS_SOURCE, "internal_error", f"{type(exc).__name__}: {exc}")
+                continue
+            for link in links:
+                self._link(link, ev, batch)
+            batch.record = ev
+        await self.deadletter.flush()
+        if batch.record is None or not batch.clusters:
+            return
+        await self.aliases.write(batch.aliases)
+        await self._commit(batch)
+
+    def _link(self, link: dict[str, Any], ev: Delivered, batch: _Batch) -> None:
+        m = self.metrics
+        ids = [str(k) for k in link["ids"]]
+        old_canonical: dict[str, str] = {}
+        old_clusters: dict[str, dict[str, int]] = {}
+        for key in ids:
+            c = self.graph.resolve(key)
+            if c not in old_clusters:
+                old_clusters[c] = self.graph.members(c) or {key: 0}
+            old_canonical.update(dict.fromkeys(old_clusters[c], c))
+        result = self.graph.link(ids, int(link["ts_ms"]))
+        for refusal in result.refused:
+            m.identity_refused.labels(refusal.reason).inc()
+            src = link.get("src") or [ev.message.topic, ev.message.partition, ev.message.offset]
+            item = ItemRecord(str(src[0]), int(src[1]), int(src[2]), ev.message.timestamp, None, orjson.dumps(link))
+            self.deadletter.add(item, LINKS_SOURCE, refusal.reason, f"link {link['link_id']} refused: {refusal.detail}")
+        survivor = result.canonical
+        members = self.graph.members(survivor) if survivor is not None else {}
+        if survivor is None or (not result.moves and members == old_clusters.get(survivor)):
+            m.identity_links.labels("refused" if result.refused else "unchanged").inc()
+            return
+        m.identity_links.labels("merged").inc()
+        m.identity_cluster_size.observe(len(members))
+        for move in result.moves:
+            merge_id = merge_id_of(str(link["link_id"]), move.absorbed, move.survivor)
+            batch.absorbs.add(move.absorbed.encode(), orjson.dumps(absorb_item(
+                move.absorbed, move.survivor, merge_id, int(link["ts_ms"]))))
+            batch.clusters[move.absorbed] = None
+        for cluster in old_clusters.values():
+            self._count(cluster, -1)
+        self._count(members, +1)
+        batch.clusters[survivor] = members
+        for key in members:
+            if old_canonical.get(key, key) != survivor:
+                batch.aliases[key] = survivor
+
+    def _count(self, members: Mapping[str, int], sign: int) -> None:
+        """The member gauges: member ids in the graph, and those whose cluster has an online account."""
+        if len(members) < 2:
+            return  # an id alone is not in the graph
+        types = [parse_id_key(k)[0] for k in members]
+        n = types.count("member")
+        self._members += sign * n
+        if "user" in types:
+            self._with_account += sign * n
+        self.metrics.identity_members.labels("all").set(self._members)
+        self.metrics.identity_members.labels("with_account").set(self._with_account)
+
+    async def _commit(self, batch: _Batch) -> None:
+        assert batch.record is not None
+        records = [OutRecord(self.customer_topic, b"", value, partition)
+                   for partition, value in batch.absorbs.records()]
+        for canonical, members in batch.clusters.items():
+            records.append(OutRecord(self.changelog_topic, canonical.encode(), _flat(members), 0))
+        partition = batch.record.message.partition
+        try:
+            await self.transactions.commit(partition, records)
+        except Fenced as exc:
+            log.warning("%s: this batch of links is dropped (the new owner decides it again)", exc)
+            self.recover()
+            return
+        except Exception:
+            self.recover()  # the graph in memory is ahead of the table: start again from the table
+            raise
+        for canonical, members in batch.clusters.items():
+            if members is None:
+                self.store.delete_local(canonical.encode(), batch.record)
+            else:
+                self.store.put_local(canonical.encode(), _flat(members) or b"", batch.record)
+
+
+def _flat(members: Mapping[str, int] | None) -> bytes | None:
+    if members is None:
+        return None
+    return orjson.dumps([x for k in sorted(members) for x in (k, members[k])])

@@ -1,0 +1,119 @@
+"""What the identity tests compare: per canonical customer, the feature values in a worker's changelog
+(forwarding stubs left out) against an independent in-process reference that resolves every event
+with the pure identity graph (links applied in the order the identity stage read them) and folds the
+events of each canonical id with the engine. Counts and sums over every event make one lost,
+doubled or mis-attributed event visible."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.canonical import to_canonical
+from schemas.decode import decode_event
+from streams.app.identity_links import decode_links, usable_ids
+from streams.engine.features.state import CustomerState
+from streams.engine.identity.graph import IdentityGraph
+from streams.engine.tag_engine import TagEngine
+from tag_rules import load_rules
+
+from .conftest import WorkerProc
+from .faultcheck import RULES, feature_diff, read_to_end
+
+Features = dict[str, dict[str, Any]]
+
+
+def read_all(bootstrap: str, topic: str, isolation_level: str = "read_uncommitted") -> list[Any]:
+    """Every record of a one-partition ``topic`` up to its end offset, in order."""
+
+    async def run() -> list[Any]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", isolation_level=isolation_level)
+        await c.start()
+        try:
+            if topic not in await c.topics():  # refreshes the metadata
+                return []
+            parts = [TopicPartition(topic, 0)]
+            c.assign(parts)
+            await c.seek_to_beginning(*parts)
+            ends = await c.end_offsets(parts)
+            out: list[Any] = []
+            while [tp for tp in parts if await c.position(tp) < ends[tp]]:
+                for recs in (await c.getmany(timeout_ms=500)).values():
+                    out.extend(recs)
+            return out
+        finally:
+            await c.stop()
+
+    return asyncio.run(run())
+
+
+def links_read(w: WorkerProc) -> list[dict[str, Any]]:
+    """The links on the identity stage's topic, in the order it read them."""
+    return [link for r in read_all(w.stack.bootstrap, f"{w.prefix}-identity-links") for link in decode_links(r.value)]
+
+
+def reference(events: list[tuple[str, bytes]], links: list[dict[str, Any]], rules: Path = RULES) -> tuple[
+        Features, IdentityGraph]:
+    """Feature values per canonical customer, by the pure graph and the engine alone (no Kafka)."""
+    graph = IdentityGraph()
+    for link in links:
+        graph.link(link["ids"], link["ts_ms"])
+    engine = TagEngine(load_rules(rules))
+    states: dict[str, CustomerState] = {}
+    now = int(time.time() * 1000)
+    for source, value in events:
+        event = decode_event(source, value)
+        ids, _ = usable_ids(event)
+        if not ids:
+            continue
+        c = to_canonical(source, event, now)
+        c["customer_id"] = graph.resolve(ids[0])
+        engine.process_event(states.setdefault(c["customer_id"], CustomerState()), c, now)
+    return {cid: engine.feature_values(s, now) for cid, s in states.items()}, graph
+
+
+def worker_features(w: WorkerProc, rules: Path = RULES) -> tuple[Features, dict[str, str]]:
+    """Feature values of the live customers in the worker's changelog, and the stubs (id -> survivor)."""
+    engine = TagEngine(load_rules(rules))
+    now = int(time.time() * 1000)
+    live: Features = {}
+    stubs: dict[str, str] = {}
+    for key, value in read_to_end(w.stack.bootstrap, f"{w.prefix}-customers-changelog").items():
+        if value is None:
+            continue
+        state = CustomerState.loads(value)
+        if state.moved is not None:
+            stubs[key.decode()] = state.moved["to"]
+        else:
+            live[key.decode()] = engine.feature_values(state, now)
+    return live, stubs
+
+
+def await_same_features(w: WorkerProc, events: list[tuple[str, bytes]], timeout_s: float = 180,
+                        rules: Path = RULES) -> tuple[Features, IdentityGraph, dict[str, str]]:
+    """Waits until the worker's live customers equal the reference, or fails with the difference."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        want, graph = reference(events, links_read(w), rules)
+        got, stubs = worker_features(w, rules)
+        if got == want:
+            return want, graph, stubs
+        w.assert_alive()
+        if time.monotonic() > deadline:
+            raw = read_to_end(w.stack.bootstrap, f"{w.prefix}-customers-changelog")
+            differing = [k for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)][:5]
+            states = "\n".join(f"{k}: {raw.get(k.encode())!r}"[:600] for k in differing)
+            raise AssertionError(f"worker state differs from the identity reference:\n{feature_diff(want, got)}\n"
+                                 f"{states}\n"
+                                 f"stubs: {dict(list(stubs.items())[:20])}\n{w.group_tail(40)}")
+        time.sleep(1)
+
+
+def encoded(events: list[dict[str, Any]]) -> list[bytes]:
+    return [orjson.dumps(e) for e in events]

@@ -1,0 +1,110 @@
+"""Identity resolution on the real stack (docs/identity.md): anonymous browsing that logs in, a POS
+member and an online account joined by an e-mail hash, a CRM link record, a shared kiosk device
+refused at the cap, junk ids and malformed link records dead-lettered; the worker's features per
+canonical customer equal the in-process reference; aliases and tag changes name the canonical id."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from .conftest import REPO, Stack, WorkerProc, now_ms, text
+from .faultcheck import RULES
+from .identitycheck import await_same_features
+
+H1 = hashlib.sha256(b"ann@example.com").hexdigest()
+
+
+def identity_worker(stack: Stack, name: str, **env: str) -> WorkerProc:
+    return WorkerProc(stack, name, rules=RULES, extra_env={
+        "TAGSTREAM_IDENTITY__ENABLED": "true",
+        "TAGSTREAM_KAFKA__IDENTITY_TOPIC": f"it-{name}.identity",
+        "TAGSTREAM_IDENTITY__TAG_ANONYMOUS": "true",
+        **env})
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack) -> Iterator[WorkerProc]:
+    w = identity_worker(stack, "identity").start()
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def click(eid: str, ts: int, *, user: str | None = None, anon: str | None = None, type_: str = "product_view",
+          price: float = 10.0) -> dict[str, Any]:
+    e: dict[str, Any] = {"event_id": eid, "ts": ts, "type": type_, "session_id": "s-1", "sku": "APP-001",
+                         "category": "apparel", "price": price}
+    if user is not None:
+        e["user_id"] = user
+    if anon is not None:
+        e["anonymous_id"] = anon
+    return e
+
+
+def pos(eid: str, ts: int, member: str, total: float, **ids: str) -> dict[str, Any]:
+    return {"event_id": eid, "ts": ts, "store_id": "s1", "member_id": member, "type": "sale", "total": total,
+            "payment_method": "card", "items": [{"sku": "GRO-001", "category": "grocery", "qty": 1,
+                                                 "unit_price": total}], **ids}
+
+
+def order(eid: str, ts: int, user: str, amount: float, **ids: str) -> dict[str, Any]:
+    return {"event_id": eid, "ts": ts, "order_id": f"o-{eid}", "user_id": user, "status": "paid", "amount": amount,
+            "currency": "EUR", "channel": "web", "items": [{"sku": "ELE-001", "category": "electronics", "qty": 1,
+                                                           "unit_price": amount}], **ids}
+
+
+def identity(eid: str, ts: int, *ids: tuple[str, str], source: str = "crm") -> dict[str, Any]:
+    return {"event_id": eid, "ts": ts, "source": source, "ids": [{"type": t, "value": v} for t, v in ids]}
+
+
+def test_one_customer_across_web_app_stores_and_crm(worker: WorkerProc) -> None:
+    t = now_ms() - 60_000
+    clicks = [click("c1", t, anon="a-1"), click("c2", t + 1, anon="a-1"), click("c3", t + 2, anon="a-1"),
+              click("c4", t + 3, user="u-1", anon="a-1", type_="login"),
+              click("c5", t + 4, anon="a-1"), click("c6", t + 5, anon="a-1"),
+              *[click(f"k{i}", t + 10 + i, user=f"u-k{i}", anon="kiosk-7", type_="login") for i in range(5)],
+              click("j1", t + 20, user="null")]
+    stores = [pos("p1", t + 6, "m-1", 300.0, email_sha256=H1), pos("p2", t + 7, "m-1", 50.0),
+              pos("p3", t + 8, "m-2", 20.0)]
+    orders = [order("o1", t + 9, "u-1", 250.0, email_sha256=H1.upper()), order("o2", t + 9, "u-2", 600.0)]
+    links = [identity("crm-1", t, ("member", "m-2"), ("user", "u-2")),
+             identity("crm-bad", t, ("member", "m-3"), ("email_sha256", "ann@example.com"))]
+    for source, events in (("clickstream", clicks), ("pos", stores), ("orders", orders), ("identity", links)):
+        worker.produce(source, events)
+    sent = [(s, orjson.dumps(e)) for s, es in (("clickstream", clicks), ("pos", stores), ("orders", orders))
+            for e in es]
+    want, graph, stubs = await_same_features(worker, sent)
+
+    # one customer for the anonymous visitor, the account, the card and the e-mail hash: the member id
+    assert graph.resolve("anonymous:a-1") == "member:m-1"
+    assert want["member:m-1"]["events"] == 9 and want["member:m-1"]["spend"] == 600.0
+    assert want["member:m-2"]["spend"] == 620.0
+    assert {"anonymous:a-1", "user:u-1"} <= set(stubs) and stubs["anonymous:a-1"] in ("user:u-1", "member:m-1")
+    # the kiosk device joined three accounts; the 4th and 5th logins were refused at the cap
+    assert len([k for k in graph.members("anonymous:kiosk-7") if k.startswith("user:")]) == 3
+
+    r = worker.redis()
+    assert text(r.get(f"{worker.prefix}:alias:anonymous:a-1")) == "member:m-1"
+    assert text(r.get(f"{worker.prefix}:alias:user:u-2")) == "member:m-2"
+    shown = subprocess.run([sys.executable, "-m", "streams.cli", "tags", "anonymous:a-1"], env=worker.env(),
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "member:m-1" in shown.stderr and "big_spender" in shown.stdout
+
+    dead = worker.consume("deadletter", until=lambda rs: len(rs) >= 4)
+    reasons = sorted(text(dict(r.headers)["ts.reason"]) for r in dead)
+    assert reasons == ["bad_contact_hash", "junk_id", "too_many_user", "too_many_user"], reasons
+
+    changes = worker.tag_changes(until=lambda cs: any(c["customer_id"] == "member:m-1" and c["tag"] == "big_spender"
+                                                      and c["op"] == "add" for c in cs))
+    removed = [c for c in changes if c["cause"] == "merge" and c["op"] == "remove"]
+    assert all(c["customer_id"] != "member:m-1" for c in removed)
+    assert all(c.get("via") for c in changes if c["cause"] == "merge" and c["op"] == "add")
