@@ -10,8 +10,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 DLQ_HEADER_PREFIX = "ts."
 
 TagOp = Literal["add", "remove"]
-ChangeCause = Literal["event", "expiry", "rule_change", "merge"]
-"""Why a tag changed: an event, time alone, a new rule set, or an identity merge (docs/identity.md)."""
+ChangeCause = Literal["event", "expiry", "rule_change", "merge", "erasure"]
+"""Why a tag changed: an event, time alone, a new rule set, an identity merge, or the erasure of the
+person (``tagstream forget``, docs/identity.md)."""
 
 
 class TagChange(BaseModel):

@@ -160,6 +160,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erasure: the whole cluster of an id (docs/identity.md)."""
+    from streams.tools.forget import ForgetRefused, forget
+
+    try:
+        return forget(_settings(), args.id, args.wait)
+    except ForgetRefused as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a customer holds its tags: its state in the changelog, evaluated now."""
     from streams.tools.explain import run
@@ -483,7 +493,7 @@ def _add_rules_commands(sub: Subparsers) -> None:
 
 
 def _add_state_commands(sub: Subparsers) -> None:
-    """backfill, explain: commands on the customers' state."""
+    """backfill, explain, forget: commands on the customers' state."""
     bf = sub.add_parser("backfill", help="seed features a deployment added from the source topics' retained history",
                         description="Replays the source records (from --from, default the oldest retained) through "
                                     "the customer topic to the workers, which apply each event to the named features "
@@ -513,6 +523,18 @@ def _add_state_commands(sub: Subparsers) -> None:
     ex.add_argument("customer_id")
     ex.add_argument("--json", action="store_true", help="the document as JSON (the HTTP API's CustomerExplain)")
     ex.set_defaults(func=cmd_explain)
+
+    fg = sub.add_parser("forget", help="erase a person: every id of its cluster, state, tags and aliases",
+                        description="Identity resolution only. Sends an erasure request to the identity stage: "
+                                    "every id linked to ID loses its state and tags (cause erasure) and aliases; "
+                                    "events and links naming them are dropped for "
+                                    "TAGSTREAM_IDENTITY__ERASURE_PERIOD_MS (docs/identity.md, Erasure).",
+                        epilog="exit codes: 0 sent (with --wait: applied), 1 Kafka unreachable or --wait timed out, "
+                               "2 identity resolution off or ID not a typed id")
+    fg.add_argument("id", metavar="ID", help="any typed id of the person, e.g. user:u-1 or anonymous:d-9")
+    fg.add_argument("--wait", type=_number(float, low=0), default=0.0, metavar="S",
+                    help="wait up to S seconds until the worker has applied it")
+    fg.set_defaults(func=cmd_forget)
 
 
 def _add_data_commands(sub: Subparsers) -> None:

@@ -243,6 +243,9 @@ class IdentitySettings(_Frozen):
                                              "customer per person; customer ids become typed keys (user:u-1).")
     tag_anonymous: bool = Field(False, description="Publish the tags of customers known only by an anonymous id "
                                                    "(they keep state either way, and bring it along when they log in).")
+    erasure_period_ms: int = Field(30 * 86_400_000, ge=0, description="After `tagstream forget`, events and links "
+                                   "naming a forgotten id are dropped this long (set it to the source topics' "
+                                   "retention, so a replay cannot bring the person back).")
     max_members: int = Field(3, ge=1, description="Loyalty member ids per cluster (more: the link is refused).")
     max_users: int = Field(3, ge=1, description="Online accounts per cluster.")
     max_emails: int = Field(5, ge=1, description="E-mail hashes per cluster.")

@@ -274,6 +274,15 @@ class CustomerStage:
         m = self.metrics
         for obj in objs:
             now_ms = self.clock.now_ms()
+            if "erase" in obj:
+                state = self._erase(key, obj["erase"], state, now_ms, out)
+                continue
+            gone = moves.erased(state, now_ms)
+            if gone:  # the person was forgotten (tagstream forget): nothing of theirs is kept
+                m.identity_erased_items.inc()
+                continue
+            if gone is None:
+                state = CustomerState()  # the tombstone's period is over: a new customer (or nothing, on its tick)
             if state is not None and state.moved is not None and moves.revives(state, obj):
                 state = CustomerState(merges=state.merges)  # the canonical id came back: the merge brings the state
             if state is not None and state.moved is not None:  # absorbed into another customer
@@ -335,6 +344,15 @@ class CustomerStage:
             m.identity_merge_overlap.inc(merged.overlap)
         out += [Published(c, None) for c in merged.changes]
         return state
+
+    def _erase(self, key: bytes, order: dict[str, Any], state: CustomerState | None, now_ms: int,
+               out: list[Published]) -> CustomerState:
+        """Erasure: every tag removed (``cause: "erasure"``), the state or stub replaced by a tombstone."""
+        if state is not None and state.moved is None:
+            out += [Published(c, None) for c in self.engine.release(state, key.decode(), now_ms, "erasure",
+                                                                     order["erasure_id"])]
+        self.metrics.identity_erasures.inc()
+        return moves.tombstone(order["until_ms"])
 
     async def _send_forwards(self) -> None:
         """Identity items for other customers, in the order they were made; on the broker before the

@@ -24,7 +24,8 @@ one state move (docs/identity.md, *The wiring*).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,8 +35,8 @@ from schemas.ids import parse_id_key
 from streams.app.customers import Delivered
 from streams.app.envelope import EnvelopeBuilder
 from streams.app.identity_links import decode_links
-from streams.engine.identity.graph import GraphLimits, IdentityGraph
-from streams.engine.identity.moves import absorb_item, merge_id_of
+from streams.engine.identity.graph import GraphLimits, IdentityGraph, Refusal
+from streams.engine.identity.moves import absorb_item, erase_item, merge_id_of
 from streams.io.aliases import AliasWriter
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import Metrics
@@ -43,6 +44,8 @@ from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 
 log = logging.getLogger(__name__)
 
+ERASED_PREFIX = b"erased:"
+"""Identity-table keys of tombstones (``erased:<id key>`` -> ``{"until_ms"}``); other keys are clusters."""
 LINKS_SOURCE = "identity"
 """The dead-letter ``source`` label of refused links (the link's own source is in the record)."""
 
@@ -61,8 +64,11 @@ class ClusterStore(Protocol):
 class _Batch:
     absorbs: EnvelopeBuilder
     clusters: dict[str, dict[str, int] | None] = field(default_factory=dict)
-    """canonical id -> its members now, or None: no longer a cluster (absorbed)."""
-    aliases: dict[str, str] = field(default_factory=dict)
+    """canonical id -> its members now, or None: no longer a cluster (absorbed, or erased)."""
+    aliases: dict[str, str | None] = field(default_factory=dict)
+    """id -> its canonical id now, or None: the alias goes (erased)."""
+    erased: dict[str, int] = field(default_factory=dict)
+    """id -> end of its tombstone, for the ids this batch forgot."""
     record: Delivered | None = None
 
 
@@ -78,8 +84,13 @@ class IdentityStage:
 
     def __init__(self, *, limits: GraphLimits, store: ClusterStore, partitions: int, customer_topic: str,
                  changelog_topic: str, transactions: PartitionTransactions, aliases: AliasWriter,
-                 deadletter: DeadLetterWriter, metrics: Metrics) -> None:
+                 deadletter: DeadLetterWriter, metrics: Metrics, erasure_period_ms: int = 30 * 86_400_000,
+                 clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.limits = limits
+        self.erasure_period_ms = erasure_period_ms
+        self.clock = clock
+        self.erased: dict[str, int] = {}
+        """Forgotten ids -> end of their tombstone: links naming one are refused (``erased``)."""
         self.store = store
         self.partitions = partitions
         self.customer_topic = customer_topic
@@ -94,7 +105,15 @@ class IdentityStage:
 
     def recover(self) -> int:
         """Rebuilds the graph from the table (after a rebalance); returns the clusters."""
-        flats = [orjson.loads(v) for _, v in self.store.items() if isinstance(v, bytes | bytearray)]
+        flats = []
+        self.erased = {}
+        for key, value in self.store.items():
+            if not isinstance(value, bytes | bytearray):
+                continue
+            if key.startswith(ERASED_PREFIX):
+                self.erased[key[len(ERASED_PREFIX):].decode()] = int(orjson.loads(value)["until_ms"])
+            else:
+                flats.append(orjson.loads(value))
         self.graph = IdentityGraph.from_json(flats, self.limits)
         self._members = self._with_account = 0
         for flat in flats:
@@ -111,17 +130,45 @@ class IdentityStage:
                 self.deadletter.add(ev.message, LINKS_SOURCE, "internal_error", f"{type(exc).__name__}: {exc}")
                 continue
             for link in links:
-                self._link(link, ev, batch)
+                if "forget" in link:
+                    self._forget(str(link["forget"]), str(link["link_id"]), batch)
+                else:
+                    self._link(link, ev, batch)
             batch.record = ev
         await self.deadletter.flush()
-        if batch.record is None or not batch.clusters:
+        if batch.record is None or not (batch.clusters or batch.erased):
             return
         await self.aliases.write(batch.aliases)
         await self._commit(batch)
 
+    def _forget(self, key: str, erasure_id: str, batch: _Batch) -> None:
+        """Erasure of ``key``'s whole cluster: every member's state and tags (an ``erase`` order each),
+        the cluster record and the aliases go; tombstones refuse links naming them for the period."""
+        canonical = self.graph.resolve(key)
+        members = self.graph.forget(key)
+        self._count(members, -1)
+        until_ms = self.clock() + self.erasure_period_ms
+        for member in sorted(members):
+            batch.absorbs.add(member.encode(), orjson.dumps(erase_item(member, erasure_id, until_ms)))
+            batch.aliases[member] = None
+            batch.erased[member] = until_ms
+            self.erased[member] = until_ms
+        batch.clusters[canonical] = None
+        log.info("forgetting %s: %d ids (%s), tombstones until %d", key, len(members), ", ".join(sorted(members)),
+                 until_ms)
+
+    def _erased_in(self, ids: list[str]) -> list[str]:
+        now = self.clock()
+        return [k for k in ids if self.erased.get(k, 0) > now]
+
     def _link(self, link: dict[str, Any], ev: Delivered, batch: _Batch) -> None:
         m = self.metrics
         ids = [str(k) for k in link["ids"]]
+        gone = self._erased_in(ids)
+        if gone:
+            self._refuse(link, ev, Refusal("erased", tuple(gone), f"{', '.join(gone)} forgotten (tagstream forget)"))
+            m.identity_links.labels("refused").inc()
+            return
         old_canonical: dict[str, str] = {}
         old_clusters: dict[str, dict[str, int]] = {}
         for key in ids:
@@ -131,10 +178,7 @@ class IdentityStage:
             old_canonical.update(dict.fromkeys(old_clusters[c], c))
         result = self.graph.link(ids, int(link["ts_ms"]))
         for refusal in result.refused:
-            m.identity_refused.labels(refusal.reason).inc()
-            src = link.get("src") or [ev.message.topic, ev.message.partition, ev.message.offset]
-            item = ItemRecord(str(src[0]), int(src[1]), int(src[2]), ev.message.timestamp, None, orjson.dumps(link))
-            self.deadletter.add(item, LINKS_SOURCE, refusal.reason, f"link {link['link_id']} refused: {refusal.detail}")
+            self._refuse(link, ev, refusal)
         survivor = result.canonical
         members = self.graph.members(survivor) if survivor is not None else {}
         if survivor is None or (not result.moves and members == old_clusters.get(survivor)):
@@ -155,6 +199,13 @@ class IdentityStage:
             if old_canonical.get(key, key) != survivor:
                 batch.aliases[key] = survivor
 
+    def _refuse(self, link: dict[str, Any], ev: Delivered, refusal: Refusal) -> None:
+        """Counted, and dead-lettered with the position of the record that carried the link."""
+        self.metrics.identity_refused.labels(refusal.reason).inc()
+        src = link.get("src") or [ev.message.topic, ev.message.partition, ev.message.offset]
+        item = ItemRecord(str(src[0]), int(src[1]), int(src[2]), ev.message.timestamp, None, orjson.dumps(link))
+        self.deadletter.add(item, LINKS_SOURCE, refusal.reason, f"link {link['link_id']} refused: {refusal.detail}")
+
     def _count(self, members: Mapping[str, int], sign: int) -> None:
         """The member gauges: member ids in the graph, and those whose cluster has an online account."""
         if len(members) < 2:
@@ -173,6 +224,9 @@ class IdentityStage:
                    for partition, value in batch.absorbs.records()]
         for canonical, members in batch.clusters.items():
             records.append(OutRecord(self.changelog_topic, canonical.encode(), _flat(members), 0))
+        for key, until_ms in batch.erased.items():
+            records.append(OutRecord(self.changelog_topic, ERASED_PREFIX + key.encode(),
+                                     orjson.dumps({"until_ms": until_ms}), 0))
         partition = batch.record.message.partition
         try:
             await self.transactions.commit(partition, records)
@@ -188,6 +242,8 @@ class IdentityStage:
                 self.store.delete_local(canonical.encode(), batch.record)
             else:
                 self.store.put_local(canonical.encode(), _flat(members) or b"", batch.record)
+        for key, until_ms in batch.erased.items():
+            self.store.put_local(ERASED_PREFIX + key.encode(), orjson.dumps({"until_ms": until_ms}), batch.record)
 
 
 def _flat(members: Mapping[str, int] | None) -> bytes | None:

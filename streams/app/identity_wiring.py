@@ -61,7 +61,8 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
         customer_topic=customer_topic, changelog_topic=changelog.get_topic_name(), transactions=transactions,
         aliases=AliasWriter(redis_client, prefix=settings.redis_key_prefix(), hash_tag=settings.redis.cluster,
                             backoff_max_ms=settings.redis.retry_backoff_max_ms),
-        deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics)
+        deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
+        erasure_period_ms=settings.identity.erasure_period_ms)
     metrics.precreate_identity(REFUSAL_REASONS)
     within_s = settings.engine.batch_within_ms / 1000
 

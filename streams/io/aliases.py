@@ -35,7 +35,8 @@ class AliasWriter:
         self._hash_tag = hash_tag
         self._backoff_max_ms = backoff_max_ms
 
-    async def write(self, aliases: Mapping[str, str]) -> None:
+    async def write(self, aliases: Mapping[str, str | None]) -> None:
+        """SETs the aliases; None deletes one (an erased id)."""
         if not aliases:
             return
         backoff_ms = 50
@@ -43,7 +44,11 @@ class AliasWriter:
             try:
                 pipe = self._client.pipeline(transaction=False)
                 for id_key, canonical in aliases.items():
-                    pipe.set(alias_key(self._prefix, id_key, hash_tag=self._hash_tag), canonical)
+                    key = alias_key(self._prefix, id_key, hash_tag=self._hash_tag)
+                    if canonical is None:
+                        pipe.delete(key)
+                    else:
+                        pipe.set(key, canonical)
                 await pipe.execute()
                 return
             except RETRIABLE as exc:

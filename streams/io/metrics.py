@@ -65,6 +65,8 @@ class Metrics:
     identity_merge_overlap: Counter
     identity_forwarded: Counter
     identity_events: Counter
+    identity_erasures: Counter
+    identity_erased_items: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -155,6 +157,10 @@ class Metrics:
                                        "survivor", ["kind"], registry=registry),
             identity_events=Counter(f"{p}_identity_events", "Events counted, by the type of the customer id they "
                                     "counted under (known = member or user)", ["attribution"], registry=registry),
+            identity_erasures=Counter(f"{p}_identity_erasures", "Customer ids forgotten (tagstream forget): tags "
+                                      "removed, state replaced by a tombstone", registry=registry),
+            identity_erased_items=Counter(f"{p}_identity_erased_items", "Events and merges for a forgotten id, "
+                                          "dropped while its tombstone lasts", registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:

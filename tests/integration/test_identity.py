@@ -8,14 +8,17 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
+from streams.engine.features.state import CustomerState
+
 from .conftest import REPO, Stack, WorkerProc, now_ms, text
-from .faultcheck import RULES
+from .faultcheck import RULES, read_to_end
 from .identitycheck import await_same_features
 
 H1 = hashlib.sha256(b"ann@example.com").hexdigest()
@@ -108,3 +111,47 @@ def test_one_customer_across_web_app_stores_and_crm(worker: WorkerProc) -> None:
     removed = [c for c in changes if c["cause"] == "merge" and c["op"] == "remove"]
     assert all(c["customer_id"] != "member:m-1" for c in removed)
     assert all(c.get("via") for c in changes if c["cause"] == "merge" and c["op"] == "add")
+
+
+def test_forget_erases_the_whole_cluster_and_keeps_it_out(worker: WorkerProc) -> None:
+    t = now_ms() - 60_000
+    worker.produce("clickstream", [click("f1", t, anon="fa-1"), click("f2", t + 1, user="fu-1", anon="fa-1",
+                                                                    type_="login")])
+    worker.produce("orders", [order("f3", t + 2, "fu-1", 700.0)])
+    worker.produce("pos", [pos("f4", t + 3, "fm-1", 5.0), pos("f5", t + 3, "fm-2", 5.0)])
+    worker.produce("identity", [identity("f-crm", t, ("member", "fm-1"), ("user", "fu-1"))])
+    r = worker.redis()
+    deadline = time.monotonic() + 120
+    while "big_spender" not in worker.tags_of("member:fm-1") or r.get(f"{worker.prefix}:alias:anonymous:fa-1") is None:
+        worker.assert_alive()
+        assert time.monotonic() < deadline, worker.tail()
+        time.sleep(0.5)
+
+    forgot = subprocess.run([sys.executable, "-m", "streams.cli", "forget", "anonymous:fa-1", "--wait", "60"],
+                            env=worker.env(), cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert forgot.returncode == 0, forgot.stdout + forgot.stderr
+    changes = worker.tag_changes(until=lambda cs: any(c["cause"] == "erasure" for c in cs))
+    erased = {(c["customer_id"], c["tag"]) for c in changes if c["cause"] == "erasure"}
+    assert ("member:fm-1", "big_spender") in erased and all(cid == "member:fm-1" for cid, _ in erased)
+    deadline = time.monotonic() + 60
+    while worker.tags_of("member:fm-1"):
+        assert time.monotonic() < deadline, worker.tail()
+        time.sleep(0.5)
+    assert not r.sismember(f"{worker.prefix}:tag:big_spender", "member:fm-1")
+    assert all(r.get(f"{worker.prefix}:alias:{k}") is None for k in ("anonymous:fa-1", "user:fu-1"))
+    states = read_to_end(worker.stack.bootstrap, f"{worker.prefix}-customers-changelog")
+    for key in ("member:fm-1", "user:fu-1", "anonymous:fa-1"):
+        moved = CustomerState.loads(states[key.encode()] or b"{}").moved or {}
+        assert "erased_until" in moved, (key, states[key.encode()])
+    assert worker.tags_of("member:fm-2"), "another person is untouched"
+
+    # a replay of old events and a new login of the forgotten device bring nobody back
+    worker.produce("orders", [order("f3", t + 2, "fu-1", 700.0), order("f6", t + 4, "fu-1", 900.0)])
+    worker.produce("clickstream", [click("f7", t + 5, user="fu-9", anon="fa-1", type_="login")])
+    dead = worker.consume("deadletter", until=lambda rs: any(text(dict(x.headers)["ts.reason"]) == "erased"
+                                                            for x in rs))
+    assert [x for x in dead if text(dict(x.headers)["ts.reason"]) == "erased"]
+    time.sleep(3)
+    assert not worker.tags_of("user:fu-1") and not worker.tags_of("member:fm-1")
+    states = read_to_end(worker.stack.bootstrap, f"{worker.prefix}-customers-changelog")
+    assert "erased_until" in (CustomerState.loads(states[b"user:fu-1"] or b"{}").moved or {})

@@ -134,7 +134,7 @@ def test_the_cluster_size_is_capped() -> None:
 
 def test_refusal_reasons_are_a_fixed_set() -> None:
     assert REFUSAL_REASONS == ("junk_id", "too_many_member", "too_many_user", "too_many_email_sha256",
-                               "too_many_phone_sha256", "too_many_anonymous", "cluster_too_large")
+                               "too_many_phone_sha256", "too_many_anonymous", "cluster_too_large", "erased")
 
 
 def test_a_malformed_id_key_is_a_caller_bug() -> None:
@@ -230,3 +230,12 @@ def test_caps_hold_whatever_the_order(links: list[tuple[list[str], int]]) -> Non
         for t in ID_TYPES:
             assert sum(k.startswith(t + ":") for k in cluster.members) <= limits.per_type[t]
     assert all(r.reason in REFUSAL_REASONS for r in refused)
+
+
+def test_forget_removes_the_whole_cluster() -> None:
+    g = IdentityGraph()
+    g.link(["user:u-1", "anonymous:a-1"], T0)
+    g.link(["member:m-1", "user:u-1"], T0 + 1)
+    assert g.forget("anonymous:a-1") == {"user:u-1": T0, "anonymous:a-1": T0, "member:m-1": T0 + 1}
+    assert len(g) == 0 and g.resolve("user:u-1") == "user:u-1"
+    assert g.forget("user:z-1") == {"user:z-1": 0}

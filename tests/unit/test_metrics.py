@@ -40,7 +40,7 @@ def test_precreated_series_are_zero_before_the_first_event() -> None:
     assert ("customers", "internal_error") in series("tagstream_deadletter_total")
     assert series("tagstream_tag_changes_total") == {
         (t, op, cause) for t in ("high_value", "churn_risk") for op in ("add", "remove")
-        for cause in ("event", "expiry", "rule_change", "merge")}
+        for cause in ("event", "expiry", "rule_change", "merge", "erasure")}
     assert series("tagstream_producer_buffer_full_total") == {()}
 
 

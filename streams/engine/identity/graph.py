@@ -38,7 +38,7 @@ TYPE_RANK: Mapping[str, int] = MappingProxyType({t: i for i, t in enumerate(ID_T
 DEFAULT_PER_TYPE: Mapping[IdType, int] = MappingProxyType(
     {"member": 3, "user": 3, "email_sha256": 5, "phone_sha256": 3, "anonymous": 20})
 
-REFUSAL_REASONS: tuple[str, ...] = ("junk_id", *(f"too_many_{t}" for t in ID_TYPES), "cluster_too_large")
+REFUSAL_REASONS: tuple[str, ...] = ("junk_id", *(f"too_many_{t}" for t in ID_TYPES), "cluster_too_large", "erased")
 """Every ``Refusal.reason`` (a fixed set: fit for a metric label and the ``ts.reason`` DLQ header)."""
 
 
@@ -164,6 +164,16 @@ class IdentityGraph:
         result.canonical = cluster.canonical
         result.moves = [Move(old, cluster.canonical) for old in sorted(before) if old != cluster.canonical]
         return result
+
+    def forget(self, key: str) -> dict[str, int]:
+        """Removes the whole cluster of ``key`` (erasure); returns its members (``{key: 0}`` when no
+        link named it)."""
+        cluster = self._cluster_of.get(key)
+        if cluster is None:
+            return {key: 0}
+        for member in cluster.members:
+            del self._cluster_of[member]
+        return dict(cluster.members)
 
     def _cap_problem(self, merged: Mapping[str, int], ids: tuple[str, ...]) -> Refusal | None:
         counts: dict[str, int] = {}

@@ -54,7 +54,25 @@ def absorb_item(absorbed: str, survivor: str, merge_id: str, at_ms: int) -> dict
 
 
 def is_identity_item(obj: dict[str, Any]) -> bool:
-    return "absorb" in obj or "merge" in obj
+    return "absorb" in obj or "merge" in obj or "erase" in obj
+
+
+def erase_item(key: str, erasure_id: str, until_ms: int) -> dict[str, Any]:
+    """The identity stage's order to forget ``key`` (``tagstream forget``): its tags are removed, its
+    state (or stub) replaced by a tombstone that drops its items until ``until_ms``."""
+    return {"customer_id": key, "erase": {"erasure_id": erasure_id, "until_ms": until_ms}}
+
+
+def tombstone(until_ms: int) -> CustomerState:
+    """Its due time is its end: the tick then deletes it."""
+    return CustomerState(moved={"erased_until": until_ms}, due_ms=until_ms)
+
+
+def erased(state: CustomerState | None, now_ms: int) -> bool | None:
+    """True: a live tombstone (drop the item); None: an expired one (start afresh); False: no tombstone."""
+    if state is None or state.moved is None or "erased_until" not in state.moved:
+        return False
+    return True if now_ms < state.moved["erased_until"] else None
 
 
 def absorb(absorbed: str, state: CustomerState | None, order: dict[str, Any]) -> tuple[dict[str, Any], CustomerState]:
