@@ -243,6 +243,8 @@ class IdentitySettings(_Frozen):
                                              "customer per person; customer ids become typed keys (user:u-1).")
     tag_anonymous: bool = Field(False, description="Publish the tags of customers known only by an anonymous id "
                                                    "(they keep state either way, and bring it along when they log in).")
+    anonymous_ttl_ms: int = Field(30 * 86_400_000, ge=0, description="An anonymous-only customer with no event for "
+                                  "this long is forgotten: state dropped, tags removed (0: kept).")
     erasure_period_ms: int = Field(30 * 86_400_000, ge=0, description="After `tagstream forget`, events and links "
                                    "naming a forgotten id are dropped this long (set it to the source topics' "
                                    "retention, so a replay cannot bring the person back).")

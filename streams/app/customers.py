@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ANONYMOUS_PREFIX = "anonymous:"
 """Customer ids of anonymous-only customers (identity resolution: ``schemas.ids.id_key``)."""
+ANONYMOUS_KEY = ANONYMOUS_PREFIX.encode()
 
 
 class Delivered(Protocol):
@@ -109,7 +110,13 @@ def attribution(key: bytes) -> str:
     """known (a member or an online account), contact (a contact hash only) or anonymous."""
     if key.startswith((b"member:", b"user:")):
         return "known"
-    return "anonymous" if key.startswith(ANONYMOUS_PREFIX.encode()) else "contact"
+    return "anonymous" if key.startswith(ANONYMOUS_KEY) else "contact"
+
+
+def wake_at(state: CustomerState) -> int | None:
+    """When the due timer ticks the customer: its next due change, or an anonymous one's end if sooner."""
+    due, expires = state.due_ms, state.expires_ms
+    return due if expires is None else expires if due is None else min(due, expires)
 
 
 @dataclass
@@ -120,6 +127,8 @@ class IdentityOutput:
     forwards: EnvelopeSender
     partitions: int
     tag_anonymous: bool = False
+    anonymous_ttl_ms: int = 0
+    """An anonymous-only customer with no event for this long is forgotten (0: kept)."""
 
 
 @dataclass
@@ -298,6 +307,11 @@ class CustomerStage:
             if tick is not None:
                 if state is None:
                     continue
+                if state.expires_ms is not None and now_ms >= state.expires_ms:  # anonymous, quiet too long
+                    out += [Published(c, None) for c in self.engine.release(state, key.decode(), now_ms, "expiry",
+                                                                             f"ttl-{state.expires_ms}")]
+                    state = CustomerState()  # nothing left: deleted
+                    continue
                 if state.due_ms != tick:
                     if state.rule_version == self.engine.version:
                         continue  # stale tick: an event since then already moved the due time
@@ -326,6 +340,8 @@ class CustomerStage:
                 for c in outcome.changes:
                     c["via"] = via
             out += [Published(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]
+            if self.identity is not None and self.identity.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
+                state.expires_ms = now_ms + self.identity.anonymous_ttl_ms
         return out, state
 
     def _identity_item(self, key: bytes, obj: dict[str, Any], state: CustomerState | None, now_ms: int,
@@ -431,7 +447,7 @@ class CustomerStage:
         else:
             (self.store.delete_local if local else self.store.delete)(u.key, u.record)
         self.customers += u.keep - u.existed
-        self.due.schedule(u.key, u.state.due_ms if u.keep else None)
+        self.due.schedule(u.key, wake_at(u.state) if u.keep else None)
 
     def rebuild_due_index(self) -> int:
         """After recovery the store holds exactly the partitions we own: re-index them all.
@@ -447,7 +463,7 @@ class CustomerStage:
             n += 1
             if state.rule_version != self.engine.version:
                 stale.append(key)
-            self.due.schedule(key, state.due_ms)
+            self.due.schedule(key, wake_at(state))
         self.reevaluation.clear()
         self.reevaluation.start(stale)
         self.customers = n

@@ -92,5 +92,6 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
     return IdentityWiring(
         links=EnvelopeSender(app.producer, links_name),
         output=IdentityOutput(EnvelopeSender(app.producer, customer_topic), ks.partitions,
-                              tag_anonymous=settings.identity.tag_anonymous),
+                              tag_anonymous=settings.identity.tag_anonymous,
+                              anonymous_ttl_ms=settings.identity.anonymous_ttl_ms),
         stage=stage)

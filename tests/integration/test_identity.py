@@ -155,3 +155,31 @@ def test_forget_erases_the_whole_cluster_and_keeps_it_out(worker: WorkerProc) ->
     assert not worker.tags_of("user:fu-1") and not worker.tags_of("member:fm-1")
     states = read_to_end(worker.stack.bootstrap, f"{worker.prefix}-customers-changelog")
     assert "erased_until" in (CustomerState.loads(states[b"user:fu-1"] or b"{}").moved or {})
+
+
+def test_an_anonymous_visitor_quiet_for_the_ttl_is_forgotten(stack: Stack) -> None:
+    w = identity_worker(stack, "idttl", TAGSTREAM_IDENTITY__ANONYMOUS_TTL_MS="4000").start()
+    try:
+        t = now_ms()
+        w.produce("clickstream", [click("t1", t, anon="ta-1"), click("t2", t + 1, user="tu-1", anon="tb-1",
+                                                                   type_="login")])
+        w.produce("orders", [order("t3", t + 2, "tu-1", 600.0)])
+        states: dict[bytes, bytes | None] = {}
+        deadline = time.monotonic() + 60
+        while b"anonymous:ta-1" not in states:
+            w.assert_alive()
+            assert time.monotonic() < deadline, w.tail()
+            time.sleep(0.5)
+            states = read_to_end(stack.bootstrap, f"{w.prefix}-customers-changelog")
+        assert CustomerState.loads(states[b"anonymous:ta-1"] or b"{}").expires_ms is not None
+        assert w.tags_of("anonymous:ta-1"), "tag_anonymous is on in these tests"
+        deadline = time.monotonic() + 30
+        while read_to_end(stack.bootstrap, f"{w.prefix}-customers-changelog").get(b"anonymous:ta-1") is not None:
+            w.assert_alive()
+            assert time.monotonic() < deadline, w.tail()
+            time.sleep(0.5)
+        assert not w.tags_of("anonymous:ta-1")
+        kept = read_to_end(stack.bootstrap, f"{w.prefix}-customers-changelog")
+        assert kept.get(b"user:tu-1") is not None, "a known customer has no time to live"
+    finally:
+        w.stop()

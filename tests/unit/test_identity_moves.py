@@ -101,3 +101,12 @@ def test_a_tombstone_drops_items_until_its_end() -> None:
     assert moves.erased(None, NOW) is False and moves.erased(CustomerState(), NOW) is False
     assert t.due_ms == NOW + 1000 and not t.is_empty()
     assert CustomerState.loads(t.dumps()).moved == {"erased_until": NOW + 1000}
+
+
+def test_an_anonymous_state_knows_when_it_ends() -> None:
+    from streams.app.customers import wake_at
+
+    s = CustomerState(due_ms=NOW + 5, expires_ms=NOW + 3)
+    assert CustomerState.loads(s.dumps()).expires_ms == NOW + 3
+    assert wake_at(s) == NOW + 3 and wake_at(CustomerState(due_ms=NOW)) == NOW
+    assert wake_at(CustomerState(expires_ms=NOW + 1)) == NOW + 1 and wake_at(CustomerState()) is None

@@ -19,13 +19,14 @@ SEEN_ENTRY = 12
 class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
-    __slots__ = ("_seen_set", "backfill", "due_ms", "features", "merges", "moved", "next_change", "removed",
-                 "rule_version", "seen_log", "tags")
+    __slots__ = ("_seen_set", "backfill", "due_ms", "expires_ms", "features", "merges", "moved", "next_change",
+                 "removed", "rule_version", "seen_log", "tags")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
                  removed: dict[str, int] | None = None, backfill: dict[str, Any] | None = None,
-                 moved: dict[str, Any] | None = None, merges: list[str] | None = None) -> None:
+                 moved: dict[str, Any] | None = None, merges: list[str] | None = None,
+                 expires_ms: int | None = None) -> None:
         self.features: dict[str, Any] = features if features is not None else {}
         self.tags: dict[str, int] = tags if tags is not None else {}
         """tag -> since_ms: the tags this customer holds now (``min_duration`` counts from it)."""
@@ -48,6 +49,9 @@ class CustomerState:
         ``{"to": survivor id, "m": merge id, "x": the state it had then}``. Its items are forwarded there."""
         self.merges: list[str] = merges if merges is not None else []
         """Identity: the ids of the last merges applied to this state (a replayed one is ignored)."""
+        self.expires_ms = expires_ms
+        """Identity: an anonymous-only customer is forgotten at this instant unless an event comes
+        (``identity.anonymous_ttl_ms`` after its last one)."""
         self.next_change: dict[str, float] | None = None
         """Engine's cache (never encoded): feature key -> its next change, as of the last
         evaluation; ``due_ms`` is their minimum. None after decoding: rebuilt on first use."""
@@ -94,6 +98,8 @@ class CustomerState:
             out["m"] = self.moved
         if self.merges:
             out["g"] = self.merges
+        if self.expires_ms is not None:
+            out["e"] = self.expires_ms
         return out
 
     def dumps(self) -> bytes:
@@ -107,7 +113,7 @@ class CustomerState:
         # States written before a key existed lack it: every key is optional.
         return cls(obj.get("f") or {}, obj.get("t") or {}, obj.get("v") or "", obj.get("d"),
                    base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {}, obj.get("b") or {},
-                   obj.get("m"), obj.get("g") or [])
+                   obj.get("m"), obj.get("g") or [], obj.get("e"))
 
     @classmethod
     def loads(cls, raw: bytes) -> CustomerState:
