@@ -5,6 +5,7 @@ stream stays byte for byte what it was."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections import Counter, defaultdict
@@ -183,3 +184,15 @@ def test_arguments() -> None:
     assert not any(b"kiosk-" in e.value or b'"null"' in e.value for e in events)
     assert orjson.loads(events[0].value)["event_id"].endswith("-2-1")
 
+
+def test_produce_ships_the_identity_source_to_its_topic() -> None:
+    from streams.tools.produce import DEFAULT_TOPICS, produce, sources_of
+
+    identity = RetailGenerator(seed=1, start_ms=START_MS, identity=True)
+    assert sources_of(identity) == ("clickstream", "pos", "orders", "identity")
+    assert sources_of(RetailGenerator(seed=1, start_ms=START_MS)) == ("clickstream", "pos", "orders")
+    assert DEFAULT_TOPICS["identity"] == "events.identity"
+    without = {s: t for s, t in DEFAULT_TOPICS.items() if s != "identity"}
+    with pytest.raises(KeyError, match="identity"):  # before any connection is tried
+        asyncio.run(produce(bootstrap_servers="127.0.0.1:1", topics=without, count=1, rate=None,
+                            generator=identity, progress=False))
