@@ -53,7 +53,8 @@ class IdentityMix:
     first click (every click carries ``user_id`` and ``anonymous_id``)."""
     login_mid_session: float = 0.20
     """Such sessions that start anonymous and log in after 1-4 clicks (a ``login`` click with both
-    ids, then both on every click). The rest stay anonymous, unless they check out (a login first)."""
+    ids, then both on every click; a shorter session stays anonymous). The rest stay anonymous,
+    unless they check out (a login first)."""
     email: float = 0.80
     """People with an e-mail address on file (its hash can appear on orders, tickets, CRM records)."""
     phone: float = 0.30

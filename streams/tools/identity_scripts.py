@@ -133,7 +133,7 @@ class IdentityScripts(ScriptFactory):
         if person is None or person.user_id is None:
             return _Visit(JUNK_DEVICE if junk_device else self._prospect_device(), None, False, None, anonymous_user)
         if r.random() < mix.kiosk:
-            return _Visit(r.choice(self._kiosks), person.user_id, False, r.randint(0, 2), anonymous_user)
+            return _Visit(r.choice(self._kiosks), person.user_id, False, r.randint(0, 1), anonymous_user)
         device = person.devices[0] if r.random() < _PRIMARY_DEVICE else r.choice(person.devices)
         u = r.random()
         remembered = u < mix.remembered
