@@ -12,6 +12,12 @@ next script is Zipf distributed (:mod:`streams.tools.customers`), so a few custo
 in real retail data. With ``bad_ratio > 0`` some events are deliberately broken
 (:mod:`streams.tools.bad_events`).
 
+With ``identity`` on (off by default; the default stream is unchanged) the same funnels carry
+typed ids in separate id spaces (loyalty cards ``m-…``, online accounts ``u-…``, contact hashes,
+devices) and a 4th source, ``identity``, carries CRM link records for ``events.identity``
+(:mod:`streams.tools.identity_scripts`, ratios in :class:`IdentityMix`);
+:meth:`RetailGenerator.ground_truth` says which ids are one person.
+
 The values follow the input contract of the three source topics (docs: spec INTERFACES.md):
 
 * clickstream: ``event_id, ts, type, session_id, user_id|None, anonymous_id`` and optional
@@ -50,6 +56,8 @@ from streams.tools.catalog import (
     STORES,
 )
 from streams.tools.customers import CustomerPopulation
+from streams.tools.identity_mix import IdentityMix
+from streams.tools.identity_scripts import IdentityScripts
 from streams.tools.records import GeneratedEvent
 from streams.tools.scripts import ScriptFactory, prepend
 
@@ -65,6 +73,7 @@ __all__ = [
     "SOURCES",
     "STORES",
     "GeneratedEvent",
+    "IdentityMix",
     "RetailGenerator",
 ]
 
@@ -97,6 +106,8 @@ class RetailGenerator:
         start_ms: business time of the first event (epoch ms); default now.
         step_ms: business time added per emitted event (1.0 matches producing at 1000/s).
         customer_prefix: prefix of customer ids.
+        identity: identity traffic (True: the default :class:`IdentityMix`); False keeps the default
+            stream, byte for byte. Event ids of identity records are ``identity-<seed>-<counter>``.
     """
 
     def __init__(
@@ -110,6 +121,7 @@ class RetailGenerator:
         start_ms: int | None = None,
         step_ms: float = 1.0,
         customer_prefix: str = "c",
+        identity: IdentityMix | bool = False,
     ) -> None:
         if customers < 1:
             raise ValueError("customers must be >= 1")
@@ -134,7 +146,13 @@ class RetailGenerator:
         self._population = CustomerPopulation(
             self._rng, seed=seed, size=customers, zipf_s=zipf_s, prefix=customer_prefix
         )
-        self._scripts = ScriptFactory(self._rng, self._population, seed=seed, anonymous_ratio=anonymous_ratio)
+        self.identity: IdentityMix | None = IdentityMix() if identity is True else identity or None
+        self._scripts: ScriptFactory
+        if self.identity is None:
+            self._scripts = ScriptFactory(self._rng, self._population, seed=seed, anonymous_ratio=anonymous_ratio)
+        else:
+            self._scripts = IdentityScripts(self._rng, self._population, seed=seed, anonymous_ratio=anonymous_ratio,
+                                            mix=self.identity)
         self._it: Iterator[GeneratedEvent] = self._run()
 
     # -- public API --------------------------------------------------------------------------
@@ -154,6 +172,17 @@ class RetailGenerator:
         finally:
             if was_enabled:
                 gc.enable()
+
+    def ground_truth(self) -> dict[str, frozenset[str]]:
+        """Identity mode: person -> every id key (``schemas.ids.id_key``) the person holds, for the
+        people the stream has met so far (the customer id of the population names the person).
+
+        Shared kiosk devices, junk values and visitors without an account belong to nobody; ids a
+        person holds may not have appeared in the stream yet.
+        """
+        if not isinstance(self._scripts, IdentityScripts):
+            raise ValueError("ground_truth() needs the identity mode (RetailGenerator(identity=True))")
+        return self._scripts.people.ground_truth()
 
     # -- main loop -----------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 """Ship :class:`~streams.tools.generator.RetailGenerator` events to Kafka (load generation, demos, tests).
 
 ``produce()`` streams ``count`` events to one topic per source with aiokafka, optionally rate
-limited, printing progress about once per second. ``ensure_topics()`` creates missing topics.
+limited, printing progress about once per second. ``ensure_topics()`` creates missing topics. A
+generator in identity mode has a 4th source, ``identity`` (CRM link records for ``events.identity``).
 
 Run directly for a quick load::
 
-    python -m streams.tools.produce --count 50000 --rate 2000 --bad-ratio 0.01
+    python -m streams.tools.produce --count 50000 --rate 2000 --bad-ratio 0.01 [--identity]
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from typing import IO, Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from schemas.identity import IDENTITY_SOURCE
 from streams.io.topics import ensure_topics
 from streams.tools.generator import SOURCES, GeneratedEvent, RetailGenerator
 
-__all__ = ["DEFAULT_TOPICS", "ProduceStats", "produce"]
+__all__ = ["DEFAULT_TOPICS", "ProduceStats", "produce", "sources_of"]
 
-DEFAULT_TOPICS: dict[str, str] = {str(source): f"events.{source}" for source in SOURCES}
+DEFAULT_TOPICS: dict[str, str] = {str(source): f"events.{source}" for source in (*SOURCES, IDENTITY_SOURCE)}
 
 # Delivery futures are awaited in batches: often enough to surface broker errors quickly and
 # keep progress honest, rarely enough not to cost throughput.
@@ -53,8 +55,13 @@ class ProduceStats:
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def sources_of(generator: RetailGenerator) -> tuple[str, ...]:
+    """The sources ``generator`` emits: the three event sources, and ``identity`` in identity mode."""
+    return (*SOURCES, IDENTITY_SOURCE) if generator.identity is not None else tuple(SOURCES)
+
+
 def _line(stats: ProduceStats, count: int, rate: float) -> str:
-    per = " ".join(f"{s}={stats.per_source.get(s, 0):,}" for s in SOURCES)
+    per = " ".join(f"{s}={n:,}" for s, n in stats.per_source.items())
     return f"produced {stats.sent:,}/{count:,} events ({rate:,.0f}/s) {per} bad={stats.bad:,}"
 
 
@@ -74,7 +81,8 @@ async def produce(
 
     Args:
         bootstrap_servers: Kafka bootstrap address, e.g. ``"127.0.0.1:9092"``.
-        topics: topic name per source (``clickstream``, ``pos``, ``orders``); see DEFAULT_TOPICS.
+        topics: topic name per source (``clickstream``, ``pos``, ``orders``, and ``identity`` for a
+            generator in identity mode: ``sources_of``); see DEFAULT_TOPICS.
         count: number of events to send.
         rate: target events per second (token bucket); None sends as fast as possible.
         generator: the event source; its stream position advances by ``count``.
@@ -95,8 +103,8 @@ async def produce(
         raise ValueError("count must be >= 0")
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0 (or None for unlimited)")
-    topic_of: dict[str, str] = {source: topics[source] for source in SOURCES}
-    stats = ProduceStats(per_source=dict.fromkeys(SOURCES, 0))
+    topic_of: dict[str, str] = {source: topics[source] for source in sources_of(generator)}
+    stats = ProduceStats(per_source=dict.fromkeys(topic_of, 0))
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id="tagstream-generator",
@@ -214,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=1000)
     p.add_argument("--bad-ratio", type=float, default=0.0)
     p.add_argument("--step-ms", type=float, default=1.0)
+    p.add_argument("--identity", action="store_true",
+                   help="identity traffic (typed ids, CRM records to <prefix>.identity: docs/identity.md)")
     args = p.parse_args(argv)
-    topics: dict[str, str] = {s: f"{args.topic_prefix}.{s}" for s in SOURCES}
-    gen = RetailGenerator(seed=args.seed, customers=args.customers, bad_ratio=args.bad_ratio, step_ms=args.step_ms)
+    gen = RetailGenerator(seed=args.seed, customers=args.customers, bad_ratio=args.bad_ratio, step_ms=args.step_ms,
+                          identity=args.identity)
+    topics: dict[str, str] = {s: f"{args.topic_prefix}.{s}" for s in sources_of(gen)}
 
     async def run() -> None:
         await ensure_topics(args.bootstrap_servers, topics.values(), args.partitions)
