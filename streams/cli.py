@@ -370,7 +370,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.tools.demo import run_demo
 
-    return run_demo(count=args.count, rate=args.rate, customers=args.customers, keep_worker=args.keep_worker)
+    return run_demo(count=args.count, rate=args.rate, customers=args.customers, keep_worker=args.keep_worker,
+                    identity=args.identity)
 
 
 def _fmt_ms(ms: int) -> str:
@@ -459,6 +460,9 @@ def _add_ops_commands(sub: Subparsers) -> None:
     d.add_argument("--rate", type=_number(float, low=0), default=1_000.0)
     d.add_argument("--customers", type=_number(int, low=1), default=2_000)
     d.add_argument("--keep-worker", action="store_true", help="leave the worker running at the end")
+    d.add_argument("--identity", action="store_true",
+                   help="identity resolution on (typed ids, anonymous sessions that log in, CRM links); prints the "
+                        "match rate before and after resolution (docs/identity.md)")
     d.set_defaults(func=cmd_demo)
 
 

@@ -11,14 +11,18 @@ Per batch of links:
 1. each link goes through the graph; a refused one (over a cap) is dead-lettered with its reason and
    the source record's position, never half applied;
 2. the aliases of ids whose canonical id changed are written to Redis (idempotent);
-3. ONE Kafka transaction writes the ``absorb`` orders (customer topic, keyed by the absorbed id,
-   ``streams/engine/identity/moves.py``) and the changed cluster records (the table's changelog);
-   only then the local table is updated.
+3. the ``absorb`` orders go to the customer topic (keyed by the absorbed id,
+   ``streams/engine/identity/moves.py``) and are acknowledged by the broker;
+4. only then the changed cluster records are written to the table (its changelog), each new record
+   before the deletions of the clusters it absorbed, all with the batch's *version* (the links-topic
+   offset of its last record).
 
-A crash before the commit leaves neither: the batch is read again from the committed offset and
-decided again from the same graph, giving the same orders with the same merge ids. A crash after it
-replays links the graph already holds: they change nothing. The customer stage turns each order into
-one state move (docs/identity.md, *The wiring*).
+A crash before step 4 ends leaves the table behind the orders: the batch is read again and decided
+again from the same graph, giving the same orders with the same merge ids (the customer stage applies
+each once). A crash inside step 4 can leave the record of an absorbed cluster beside the newer
+record that holds all its ids: recovery keeps, for every id, the record with the highest version and
+drops the older ones (clusters only grow). No transaction is needed — and none is wanted: the
+commit markers of transactions on the customer topic look like skipped records to Faust.
 """
 
 from __future__ import annotations
@@ -33,14 +37,13 @@ import orjson
 
 from schemas.ids import parse_id_key
 from streams.app.customers import Delivered
-from streams.app.envelope import EnvelopeBuilder
+from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.app.identity_links import decode_links
 from streams.engine.identity.graph import GraphLimits, IdentityGraph, Refusal
 from streams.engine.identity.moves import absorb_item, erase_item, merge_id_of
 from streams.io.aliases import AliasWriter
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import Metrics
-from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +56,13 @@ LINKS_SOURCE = "identity"
 class ClusterStore(Protocol):
     """The identity table: cluster records by canonical id (flat ``[id, first_seen_ms, …]`` JSON)."""
 
-    def put_local(self, key: bytes, value: bytes, record: Delivered) -> None: ...
+    def put(self, key: bytes, value: bytes, record: Delivered) -> None: ...
 
-    def delete_local(self, key: bytes, record: Delivered) -> None: ...
+    def delete(self, key: bytes, record: Delivered) -> None: ...
 
     def items(self) -> Iterable[tuple[bytes, object]]: ...
+
+    async def flush(self) -> None: ...
 
 
 @dataclass
@@ -82,8 +87,8 @@ def graph_limits(settings: Any) -> GraphLimits:
 class IdentityStage:
     """Decides merges for one batch of links at a time (see the module docstring)."""
 
-    def __init__(self, *, limits: GraphLimits, store: ClusterStore, partitions: int, customer_topic: str,
-                 changelog_topic: str, transactions: PartitionTransactions, aliases: AliasWriter,
+    def __init__(self, *, limits: GraphLimits, store: ClusterStore, partitions: int, orders: EnvelopeSender,
+                 aliases: AliasWriter,
                  deadletter: DeadLetterWriter, metrics: Metrics, erasure_period_ms: int = 30 * 86_400_000,
                  clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.limits = limits
@@ -93,9 +98,7 @@ class IdentityStage:
         """Forgotten ids -> end of their tombstone: links naming one are refused (``erased``)."""
         self.store = store
         self.partitions = partitions
-        self.customer_topic = customer_topic
-        self.changelog_topic = changelog_topic
-        self.transactions = transactions
+        self.orders = orders
         self.aliases = aliases
         self.deadletter = deadletter
         self.metrics = metrics
@@ -105,7 +108,7 @@ class IdentityStage:
 
     def recover(self) -> int:
         """Rebuilds the graph from the table (after a rebalance); returns the clusters."""
-        flats = []
+        records: list[tuple[int, list[Any]]] = []
         self.erased = {}
         for key, value in self.store.items():
             if not isinstance(value, bytes | bytearray):
@@ -113,7 +116,9 @@ class IdentityStage:
             if key.startswith(ERASED_PREFIX):
                 self.erased[key[len(ERASED_PREFIX):].decode()] = int(orjson.loads(value)["until_ms"])
             else:
-                flats.append(orjson.loads(value))
+                obj = orjson.loads(value)
+                records.append((int(obj["v"]), obj["m"]))
+        flats = newest_records(records)
         self.graph = IdentityGraph.from_json(flats, self.limits)
         self._members = self._with_account = 0
         for flat in flats:
@@ -138,8 +143,14 @@ class IdentityStage:
         await self.deadletter.flush()
         if batch.record is None or not (batch.clusters or batch.erased):
             return
-        await self.aliases.write(batch.aliases)
-        await self._commit(batch)
+        try:
+            await self.aliases.write(batch.aliases)
+            await self.orders.send(batch.absorbs)
+        except BaseException:
+            self.recover()  # the graph in memory is ahead of the table: the batch is decided again
+            raise
+        self._save(batch)
+        await self.store.flush()
 
     def _forget(self, key: str, erasure_id: str, batch: _Batch) -> None:
         """Erasure of ``key``'s whole cluster: every member's state and tags (an ``erase`` order each),
@@ -218,35 +229,34 @@ class IdentityStage:
         self.metrics.identity_members.labels("all").set(self._members)
         self.metrics.identity_members.labels("with_account").set(self._with_account)
 
-    async def _commit(self, batch: _Batch) -> None:
-        assert batch.record is not None
-        records = [OutRecord(self.customer_topic, b"", value, partition)
-                   for partition, value in batch.absorbs.records()]
+    def _save(self, batch: _Batch) -> None:
+        """New cluster records first, then deletions and tombstones (a crash in between leaves an old
+        record that recovery drops by version)."""
+        record = batch.record
+        assert record is not None
+        version = record.message.offset
         for canonical, members in batch.clusters.items():
-            records.append(OutRecord(self.changelog_topic, canonical.encode(), _flat(members), 0))
+            if members is not None:
+                self.store.put(canonical.encode(), orjson.dumps({"v": version, "m": _flat(members)}), record)
         for key, until_ms in batch.erased.items():
-            records.append(OutRecord(self.changelog_topic, ERASED_PREFIX + key.encode(),
-                                     orjson.dumps({"until_ms": until_ms}), 0))
-        partition = batch.record.message.partition
-        try:
-            await self.transactions.commit(partition, records)
-        except Fenced as exc:
-            log.warning("%s: this batch of links is dropped (the new owner decides it again)", exc)
-            self.recover()
-            return
-        except Exception:
-            self.recover()  # the graph in memory is ahead of the table: start again from the table
-            raise
+            self.store.put(ERASED_PREFIX + key.encode(), orjson.dumps({"until_ms": until_ms}), record)
         for canonical, members in batch.clusters.items():
             if members is None:
-                self.store.delete_local(canonical.encode(), batch.record)
-            else:
-                self.store.put_local(canonical.encode(), _flat(members) or b"", batch.record)
-        for key, until_ms in batch.erased.items():
-            self.store.put_local(ERASED_PREFIX + key.encode(), orjson.dumps({"until_ms": until_ms}), batch.record)
+                self.store.delete(canonical.encode(), record)
 
 
-def _flat(members: Mapping[str, int] | None) -> bytes | None:
-    if members is None:
-        return None
-    return orjson.dumps([x for k in sorted(members) for x in (k, members[k])])
+def newest_records(records: list[tuple[int, list[Any]]]) -> list[list[Any]]:
+    """The cluster records to rebuild the graph from: for every id the record of the highest version
+    (a crash between writing a merged cluster and deleting the clusters it absorbed leaves both)."""
+    owner: dict[str, int] = {}
+    for i, (version, flat) in enumerate(records):
+        for key in flat[::2]:
+            j = owner.get(key)
+            if j is None or records[j][0] < version:
+                owner[key] = i
+    keep = set(owner.values())
+    return [flat for i, (_, flat) in enumerate(records) if i in keep and all(owner[k] == i for k in flat[::2])]
+
+
+def _flat(members: Mapping[str, int]) -> list[Any]:
+    return [x for k in sorted(members) for x in (k, members[k])]

@@ -1,5 +1,5 @@
-"""Identity resolution bound to Faust: the links topic, the identity table and agent, the
-transactions that commit a batch of merges, and what the ingest and customer stages get of it.
+"""Identity resolution bound to Faust: the links topic, the identity table and agent, and what
+the ingest and customer stages get of it.
 
     ingest ──links──> <app>-identity-links (1 partition) ── identity agent ──┬─> aliases in Redis
                                                                             └─> absorb orders ─> customer-events
@@ -22,10 +22,9 @@ from streams.app.identity_stage import IdentityStage, graph_limits
 from streams.app.table_store import TableStore
 from streams.engine.identity.graph import REFUSAL_REASONS
 from streams.io.aliases import AliasWriter
-from streams.io.deadletter import DLQ_MAX_RECORD_BYTES, DeadLetterWriter
+from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
 from streams.io.topics import identity_changelog_topic_name, identity_links_topic_name
-from streams.io.transactions import PartitionTransactions
 from streams.settings import Settings
 
 
@@ -43,9 +42,6 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
     if not settings.identity.enabled:
         return None
     ks = settings.kafka
-    # The identity stage commits absorb orders and its table in transactions: every reader skips
-    # an aborted batch (a worker killed mid-commit), recovery included.
-    faust_compat.install_read_committed(app)
     links_topic = app.topic(identity_links_topic_name(settings), partitions=1, internal=True,
                             key_serializer="raw", value_serializer="raw")
     changelog = app.topic(identity_changelog_topic_name(settings), partitions=1, internal=True, compacting=True,
@@ -53,12 +49,9 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
     table = app.Table("identity", default=None, partitions=1, key_type=bytes, value_type=bytes,
                       changelog_topic=changelog)
     table.value_serializer = "raw"  # type: ignore[attr-defined]
-    transactions = PartitionTransactions(
-        bootstrap_servers=ks.bootstrap_servers, transactional_prefix=f"{settings.app_id}-tagstream-identity",
-        client_options=ks.client_options(), linger_ms=ks.linger_ms, max_request_size=DLQ_MAX_RECORD_BYTES)
     stage = IdentityStage(
         limits=graph_limits(settings.identity), store=TableStore(table), partitions=ks.partitions,
-        customer_topic=customer_topic, changelog_topic=changelog.get_topic_name(), transactions=transactions,
+        orders=EnvelopeSender(app.producer, customer_topic),
         aliases=AliasWriter(redis_client, prefix=settings.redis_key_prefix(), hash_tag=settings.redis.cluster,
                             backoff_max_ms=settings.redis.retry_backoff_max_ms),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
@@ -76,19 +69,6 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
 
     table.on_recover(recovered)
     links_name = links_topic.get_topic_name()
-
-    @app.on_partitions_revoked.connect
-    async def _release(*args: Any, **kwargs: Any) -> None:  # (sender, revoked)
-        await transactions.release([tp.partition for tp in args[1] if tp.topic == links_name])
-
-    @app.on_partitions_assigned.connect
-    async def _fence(*args: Any, **kwargs: Any) -> None:  # (sender, assigned): fence the previous owner
-        await transactions.acquire([tp.partition for tp in args[1] if tp.topic == links_name])
-
-    @app.on_before_shutdown.connect
-    async def _close(*args: Any, **kwargs: Any) -> None:
-        await transactions.close()
-
     return IdentityWiring(
         links=EnvelopeSender(app.producer, links_name),
         output=IdentityOutput(EnvelopeSender(app.producer, customer_topic), ks.partitions,

@@ -13,17 +13,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from streams.settings import Settings
+from streams.settings import IdentitySettings, Settings
+from streams.tools.demo_identity import identity_done, report
 from streams.tools.prom import Samples, done_count, histogram_quantile, scrape, total
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> int:
-    settings = Settings()
+def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool, identity: bool = False) -> int:
+    settings = Settings(identity=IdentitySettings(enabled=True)) if identity else Settings()
     stack = REPO / "deploy" / "local" / "stack.sh"
     env = dict(os.environ)
+    if identity:
+        env["TAGSTREAM_IDENTITY__ENABLED"] = "true"
     env.setdefault("METRICS_PORT", str(settings.metrics.port))
     print("== 1/5 starting the local stack (Kafka, Redis, Prometheus)", flush=True)
     subprocess.run(["bash", str(stack), "up", "kafka", "redis", "prometheus"], check=True, env=env)
@@ -39,25 +43,28 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
     try:
         _wait_for_metrics(metrics_url, worker)
         before = scrape(metrics_url)
-        start_done = done_count(before)
 
         print(f"== 3/5 producing {count:,} retail events for {customers:,} customers at {rate:,.0f}/s", flush=True)
         from streams.tools.generator import RetailGenerator
         from streams.tools.produce import produce
 
         ks = settings.kafka
-        asyncio.run(produce(bootstrap_servers=ks.bootstrap_servers, topics=ks.source_topics(), count=count,
-                            rate=rate or None, generator=RetailGenerator(seed=int(time.time()),
-                                                                         customers=customers, bad_ratio=0.002)))
+        seed = int(time.time())
+        generator = RetailGenerator(seed=seed, customers=customers, bad_ratio=0.002, identity=identity)
+        stats = asyncio.run(produce(bootstrap_servers=ks.bootstrap_servers, topics=settings.ingest_topics(),
+                                    count=count, rate=rate or None, generator=generator))
+        events = count - stats.per_source.get("identity", 0)  # identity records are links, not events
+        done = identity_done if identity else done_count
+        start_done = done(before)
 
         print("== 4/5 waiting for the worker to process every event", flush=True)
         deadline = time.monotonic() + 300
         while True:
             s = scrape(metrics_url)
-            seen = done_count(s) - start_done
-            print(f"   worker done with {seen:,.0f}/{count:,} events, "
+            seen = done(s) - start_done
+            print(f"   worker done with {seen:,.0f}/{events:,} events, "
                   f"{total(s, 'tagstream_tag_changes_total'):,.0f} tag changes so far", flush=True)
-            if seen >= count:
+            if seen >= events:
                 break
             if worker.poll() is not None:
                 print(f"worker exited ({worker.returncode}); see {worker_log}", file=sys.stderr)
@@ -68,6 +75,9 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
             time.sleep(1)
         time.sleep(1.5)  # let the last tag writes land
         _report(settings, scrape(metrics_url))
+        if identity:
+            for block in report(seed, customers, count, scrape(metrics_url)):
+                print(block, flush=True)
     finally:
         if not keep_worker:
             worker.terminate()
@@ -75,6 +85,9 @@ def run_demo(*, count: int, rate: float, customers: int, keep_worker: bool) -> i
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+    if identity:
+        print("\nWith identity on, customer ids are typed: `.venv/bin/tagstream tags user:u-…` reads any id's "
+              "customer (TAGSTREAM_IDENTITY__ENABLED=true in the environment).")
     print("\nThe stack is still running: Prometheus on http://127.0.0.1:9090, Redis, Kafka.\n"
           "Look around with `.venv/bin/tagstream tags c000001` or `.venv/bin/tagstream tags --audience high_value`;\n"
           "stop everything with `bash deploy/local/stack.sh down`.")
@@ -110,8 +123,13 @@ def _report(settings: Settings, s: Samples) -> None:
         print(f"     {tag:<24} {client.scard(audience_key(prefix, tag)):>6} customers")
     print(f"   sample customers (Redis hashes {tags_key(prefix, '<id>', hash_tag=rs.cluster)}):")
     shown = 0
-    for i in range(1, 200):
-        cid = f"c{i:06d}"
+    sample = [f"c{i:06d}" for i in range(1, 200)]
+    if settings.identity.enabled:  # typed ids (member:m-…, user:u-…): take some audience members
+        picked: list[Any] = []
+        for tag in rules.tags:
+            picked += client.srandmember(audience_key(prefix, tag), 5) or []
+        sample = sorted({_text(m) for m in picked})
+    for cid in sample:
         tags = client.hkeys(tags_key(prefix, cid, hash_tag=rs.cluster))
         if tags:
             print(f"     {cid}: {', '.join(sorted(_text(t) for t in tags))}")

@@ -110,3 +110,15 @@ def test_an_anonymous_state_knows_when_it_ends() -> None:
     assert CustomerState.loads(s.dumps()).expires_ms == NOW + 3
     assert wake_at(s) == NOW + 3 and wake_at(CustomerState(due_ms=NOW)) == NOW
     assert wake_at(CustomerState(expires_ms=NOW + 1)) == NOW + 1 and wake_at(CustomerState()) is None
+
+
+def test_recovery_keeps_the_newest_record_of_every_id() -> None:
+    from streams.app.identity_stage import newest_records
+
+    old_a = [1, ["anonymous:a-1", 5, "user:u-1", 5]]
+    old_m = [2, ["email_sha256:" + "e" * 64, 7, "member:m-1", 7]]
+    merged = [9, ["anonymous:a-1", 5, "email_sha256:" + "e" * 64, 7, "member:m-1", 7, "user:u-1", 5]]
+    other = [3, ["user:u-2", 1, "member:m-2", 1]]
+    # a crash between writing the merged record and deleting the two it absorbed left all four
+    kept = newest_records([(v, f) for v, f in (old_a, merged, old_m, other)])  # type: ignore[misc]
+    assert kept == [merged[1], other[1]]
