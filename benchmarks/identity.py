@@ -1,0 +1,156 @@
+"""Identity resolution's cost (issue 11): the reference workload drained by one worker with identity
+resolution off and on, on the same backlog, alternating runs.
+
+    python -m benchmarks.identity [--events 200000] [--customers 100000] [--link-share 0.05] [--rounds 2]
+
+The backlog is the reference generator's (as benchmarks/throughput.py), with the ``anonymous_id`` of
+logged-in clicks kept on a share of them only, so that about ``--link-share`` of all events carry two
+ids (a link: a login, an order with a contact hash; the generator sends the device id on every
+logged-in click, 61 % of events). Off: the worker drops anonymous events and ignores the device id, as
+before identity resolution. On: typed keys, anonymous visitors kept, links through the identity
+stage, merges. Needs the local stack (``bash deploy/local/stack.sh up kafka redis``); run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from schemas.decode import decode_event
+from schemas.identity import event_ids
+from streams.io.topics import ensure_topics
+from streams.tools.generator import RetailGenerator
+from streams.tools.prom import done_count, total
+
+from . import common
+from .common import REFERENCE_RULES, RESULTS, Load, Proc, free_port, log, tagstream_env, watch_drain
+
+
+def backlog(events: int, customers: int, seed: int, link_share: float) -> tuple[list[tuple[str, bytes]], float]:
+    """The reference events with device ids thinned out; returns them and the share that are links."""
+    gen = RetailGenerator(seed=seed, customers=customers, start_ms=int(time.time() * 1000) - events, step_ms=1.0)
+    rng = random.Random(seed)
+    raw = [(e.source, e.value) for e in gen.take(events)]
+    both = sum(1 for s, v in raw if s == "clickstream" and b'"user_id":"' in v and b'"anonymous_id"' in v)
+    keep = max(0.0, min(1.0, link_share * len(raw) / both)) if both else 0.0
+    out: list[tuple[str, bytes]] = []
+    links = 0
+    for source, value in raw:
+        if source == "clickstream" and b'"user_id":"' in value and b'"anonymous_id"' in value and rng.random() > keep:
+            obj = orjson.loads(value)
+            obj.pop("anonymous_id", None)
+            value = orjson.dumps(obj)
+        out.append((source, value))
+        with contextlib.suppress(Exception):  # a deliberately broken event: no link
+            links += len(event_ids(decode_event(source, value))) >= 2
+    return out, links / len(out)
+
+
+async def produce(load: Load, records: list[tuple[str, bytes]]) -> None:
+    await ensure_topics(load.bootstrap, [*load.topics.values(), load.topic("identity")], load.partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=load.bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        for i in range(0, len(records), 5000):
+            acks = [await producer.send(load.topic(s), v) for s, v in records[i:i + 5000]]
+            await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+async def drain(load: Load, events: int, column: str, identity: bool, logs: Path, redis_url: str) -> dict[str, Any]:
+    app_id = f"{load.run_id}-{column}"
+    port = free_port()
+    env = tagstream_env(load, app_id, port, logs / f"data-{app_id}", REFERENCE_RULES, redis_url)
+    env["TAGSTREAM_KAFKA__IDENTITY_TOPIC"] = load.topic("identity")
+    env["TAGSTREAM_IDENTITY__ENABLED"] = "true" if identity else "false"
+    proc = Proc(app_id, [sys.executable, "-m", "streams.cli", "worker"], env, logs / f"{app_id}.log",
+                cwd=common.REPO).start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total",
+                              changelog=f"{app_id}-customers-changelog", bootstrap=load.bootstrap, events=events,
+                              done=done_count, label=f"identity {'on' if identity else 'off'}")
+        s = common.scrape_all(url)
+    finally:
+        proc.stop()
+    merges = sum(v for lb, v in s.get("tagstream_identity_merges_total", []) if lb.get("result") == "applied")
+    return {"column": column, "identity": identity, "events_per_s": d.events_per_s,
+            "cpu_s_per_million": d.cpu_s_per_million, "seconds": d.seconds, "partial": d.partial,
+            "tag_changes": total(s, "tagstream_tag_changes_total"), "merges": merges,
+            "links": {lb.get("result"): v for lb, v in s.get("tagstream_identity_links_total", [])},
+            "forwarded": total(s, "tagstream_identity_forwarded_total")}
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    run_id = f"bid{int(time.time()) % 10**6}"
+    load = Load(run_id, args.bootstrap, args.partitions)
+    logs = RESULTS / f"identity-{run_id}"
+    logs.mkdir(parents=True, exist_ok=True)
+    records, share = backlog(args.events, args.customers, args.seed, args.link_share)
+    log(f"backlog: {len(records):,} events, {share:.1%} carry a link; producing to {run_id}.*")
+    await produce(load, records)
+    runs = []
+    for r in range(args.rounds):
+        for identity in (False, True):
+            res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
+                              args.redis_url)
+            log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
+                f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}")
+            runs.append(res)
+    if not args.keep:
+        await common.delete_topics(args.bootstrap, [run_id])
+    return {"run_id": run_id, "events": len(records), "link_share": share, "runs": runs,
+            "machine": common.machine_info(args.redis_url)}
+
+
+def summary(out: dict[str, Any]) -> str:
+    off = [r for r in out["runs"] if not r["identity"]]
+    on = [r for r in out["runs"] if r["identity"]]
+    best_off = max(r["events_per_s"] for r in off)
+    best_on = max(r["events_per_s"] for r in on)
+
+    def rates(runs: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{r['events_per_s']:,.0f}" for r in runs)
+
+    lines = [f"identity off vs on, {out['events']:,} events ({out['link_share']:.1%} links), best of "
+             f"{len(off)} runs each:",
+             f"  off: {best_off:,.0f} events/s   ({rates(off)})",
+             f"  on:  {best_on:,.0f} events/s   ({rates(on)})",
+             f"  on/off: {best_on / best_off:.1%} (target >= 90 %)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--link-share", type=float, default=0.05)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seed", type=int, default=20261127)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args(argv)
+    out = asyncio.run(amain(args))
+    text = summary(out)
+    print("\n" + text, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"identity-{out['run_id']}.json").write_text(json.dumps(out, indent=2, default=str))
+    (RESULTS / "identity-latest.txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
