@@ -41,7 +41,6 @@ from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.app.identity_links import decode_links
 from streams.engine.identity.graph import GraphLimits, IdentityGraph, Refusal
 from streams.engine.identity.moves import absorb_item, erase_item, merge_id_of
-from streams.io.aliases import AliasWriter
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import Metrics
 
@@ -63,6 +62,12 @@ class ClusterStore(Protocol):
     def items(self) -> Iterable[tuple[bytes, object]]: ...
 
     async def flush(self) -> None: ...
+
+
+class Aliases(Protocol):
+    """The Redis alias map (``streams.io.aliases.AliasWriter``)."""
+
+    async def write(self, aliases: Mapping[str, str | None]) -> None: ...
 
 
 @dataclass
@@ -88,7 +93,7 @@ class IdentityStage:
     """Decides merges for one batch of links at a time (see the module docstring)."""
 
     def __init__(self, *, limits: GraphLimits, store: ClusterStore, partitions: int, orders: EnvelopeSender,
-                 aliases: AliasWriter,
+                 aliases: Aliases,
                  deadletter: DeadLetterWriter, metrics: Metrics, erasure_period_ms: int = 30 * 86_400_000,
                  clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.limits = limits
