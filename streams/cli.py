@@ -190,6 +190,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     ks = _settings().kafka
     topics = ks.source_topics()
+    if args.identity:
+        topics["identity"] = ks.identity_topic
 
     async def run() -> None:
         await ensure_topics(ks.bootstrap_servers, topics.values(), ks.partitions, ks.replication_factor,
@@ -198,7 +200,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
                       client_options=ks.client_options(),
                       rate=args.rate or None, progress=not args.quiet,
                       generator=RetailGenerator(seed=args.seed, customers=args.customers,
-                                                bad_ratio=args.bad_ratio))
+                                                bad_ratio=args.bad_ratio, identity=args.identity))
 
     asyncio.run(run())
     return 0
@@ -553,6 +555,9 @@ def _add_data_commands(sub: Subparsers) -> None:
     pr.add_argument("--bad-ratio", type=_number(float, low=0, high=1), default=0.0,
                     help="share of malformed events (0..1)")
     pr.add_argument("--quiet", action="store_true", help="no progress lines")
+    pr.add_argument("--identity", action="store_true",
+                    help="identity traffic: separate card and account ids, anonymous sessions that log in, contact "
+                         "hashes, CRM records on TAGSTREAM_KAFKA__IDENTITY_TOPIC (docs/identity.md)")
     pr.set_defaults(func=cmd_produce)
 
     t = sub.add_parser("tags", help="show a customer's tags (or an audience) from Redis",
