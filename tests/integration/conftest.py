@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -147,6 +148,21 @@ class WorkerProc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def wait_ready(self, timeout_s: float = 90) -> WorkerProc:
+        """Until the worker's readiness probe says ready: its topics exist and its state is recovered
+        (a test that reads a changelog earlier makes the broker auto-create it with its own default
+        partition count, which the worker then refuses)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.assert_alive()
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=5).status == 200:
+                    return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"worker not ready after {timeout_s:.0f} s:\n{self.tail()}"
+            time.sleep(0.2)
 
     def assert_alive(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, f"worker died; log:\n{self.tail()}"

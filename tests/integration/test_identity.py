@@ -34,7 +34,7 @@ def identity_worker(stack: Stack, name: str, **env: str) -> WorkerProc:
 
 @pytest.fixture(scope="module")
 def worker(stack: Stack) -> Iterator[WorkerProc]:
-    w = identity_worker(stack, "identity").start()
+    w = identity_worker(stack, "identity").start().wait_ready()
     try:
         yield w
     finally:
@@ -158,7 +158,7 @@ def test_forget_erases_the_whole_cluster_and_keeps_it_out(worker: WorkerProc) ->
 
 
 def test_an_anonymous_visitor_quiet_for_the_ttl_is_forgotten(stack: Stack) -> None:
-    w = identity_worker(stack, "idttl", TAGSTREAM_IDENTITY__ANONYMOUS_TTL_MS="4000").start()
+    w = identity_worker(stack, "idttl", TAGSTREAM_IDENTITY__ANONYMOUS_TTL_MS="4000").start().wait_ready()
     try:
         t = now_ms()
         w.produce("clickstream", [click("t1", t, anon="ta-1"), click("t2", t + 1, user="tu-1", anon="tb-1",

@@ -41,7 +41,7 @@ def wait_merges(w: WorkerProc, n: int) -> None:
 
 def test_sigkill_while_merging_loses_doubles_and_misplaces_no_event(stack: Stack) -> None:
     traffic = identity_traffic(40, 3000, seed=11, start_ms=now_ms() - 3_600_000)
-    w = identity_worker(stack, f"idkill-{uuid.uuid4().hex[:6]}").start()
+    w = identity_worker(stack, f"idkill-{uuid.uuid4().hex[:6]}").start().wait_ready()
     try:
         produce(w, traffic[:1500])
         wait_merges(w, 10)
@@ -57,7 +57,7 @@ def test_sigkill_while_merging_loses_doubles_and_misplaces_no_event(stack: Stack
 def test_a_rebalance_during_merges_loses_doubles_and_misplaces_no_event(stack: Stack) -> None:
     traffic = identity_traffic(40, 3000, seed=12, start_ms=now_ms() - 3_600_000)
     name = f"idrebal-{uuid.uuid4().hex[:6]}"
-    first = identity_worker(stack, name).start()
+    first = identity_worker(stack, name).start().wait_ready()
     second = identity_worker(stack, name)
     second.instance = "2"
     try:
