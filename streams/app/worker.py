@@ -18,6 +18,8 @@ from streams.io.metrics import Metrics
 from streams.io.redis_client import check_mode
 from streams.io.topics import (
     RULES_TOPIC_CONFIG,
+    check_copartitioned,
+    copartitioned_pairs,
     ensure_topics,
     identity_topics,
     rules_topic_name,
@@ -44,6 +46,7 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(ks.bootstrap_servers, list(one_partition), 1, ks.replication_factor,
                               configs=one_partition,
                               client_options=ks.client_options()))
+    asyncio.run(check_copartitioned(ks.bootstrap_servers, copartitioned_pairs(settings), ks.client_options()))
     rules, rules_offset, births = deployed_rules(settings, rules)  # a later worker runs what was deployed
     app, rt = create_app(settings, rules, metrics, rules_offset=rules_offset, births=births)
     if settings.metrics.enabled:

@@ -124,3 +124,36 @@ async def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions
         raise RuntimeError(f"Kafka admin request to {bootstrap_servers} failed: {exc!r}") from exc
     finally:
         await admin.close()
+
+
+async def check_copartitioned(bootstrap_servers: str, pairs: Iterable[tuple[str, str]],
+                              client_options: Mapping[str, Any] | None = None) -> None:
+    """Raises RuntimeError naming the topics when a table's source topic and its changelog have
+    different partition counts (e.g. a changelog auto-created by a reader before the worker made it):
+    Faust would crash its agent on every write, over and over, instead of stopping."""
+    pairs = list(pairs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tagstream-admin",
+                                **dict(client_options or {}))
+    try:
+        await admin.start()
+        names = sorted({n for pair in pairs for n in pair})
+        counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)
+                  if t["error_code"] == 0}
+    except KafkaError as exc:
+        raise RuntimeError(f"Kafka admin request to {bootstrap_servers} failed: {exc!r}") from exc
+    finally:
+        await admin.close()
+    wrong = [f"{source} has {counts[source]} partitions but its changelog {changelog} has {counts[changelog]}"
+             for source, changelog in pairs if source in counts and changelog in counts
+             and counts[source] != counts[changelog]]
+    if wrong:
+        raise RuntimeError("; ".join(wrong) + " — delete the changelog topic (its state is rebuilt only from "
+                           "it, so only when that state may go) or recreate both with one partition count")
+
+
+def copartitioned_pairs(settings: Settings) -> list[tuple[str, str]]:
+    """(source topic, changelog) of every table of the worker."""
+    pairs = [(customer_topic_name(settings), changelog_topic_name(settings))]
+    if settings.identity.enabled:
+        pairs.append((identity_links_topic_name(settings), identity_changelog_topic_name(settings)))
+    return pairs
