@@ -36,11 +36,14 @@ from . import common
 from .common import REFERENCE_RULES, RESULTS, Load, Proc, free_port, log, tagstream_env, watch_drain
 
 
-def backlog(events: int, customers: int, seed: int, link_share: float) -> tuple[list[tuple[str, bytes]], float]:
-    """The reference events with device ids thinned out; returns them and the share that are links."""
+def backlog(events: int, customers: int, seed: int, link_share: float,
+            drop_anonymous: bool = False) -> tuple[list[tuple[str, bytes]], float]:
+    """The reference events with device ids thinned out; returns them and the share that are links.
+    ``drop_anonymous``: without the events that carry no customer id (anonymous browsing, walk-in
+    tickets), which identity off drops and identity on keeps: the cost of the identity mechanics alone."""
     gen = RetailGenerator(seed=seed, customers=customers, start_ms=int(time.time() * 1000) - events, step_ms=1.0)
     rng = random.Random(seed)
-    raw = [(e.source, e.value) for e in gen.take(events)]
+    raw = [(e.source, e.value) for e in gen.take(events) if not (drop_anonymous and e.valid and e.key is None)]
     both = sum(1 for s, v in raw if s == "clickstream" and b'"user_id":"' in v and b'"anonymous_id"' in v)
     keep = max(0.0, min(1.0, link_share * len(raw) / both)) if both else 0.0
     out: list[tuple[str, bytes]] = []
@@ -97,7 +100,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     load = Load(run_id, args.bootstrap, args.partitions)
     logs = RESULTS / f"identity-{run_id}"
     logs.mkdir(parents=True, exist_ok=True)
-    records, share = backlog(args.events, args.customers, args.seed, args.link_share)
+    records, share = backlog(args.events, args.customers, args.seed, args.link_share, args.drop_anonymous)
     log(f"backlog: {len(records):,} events, {share:.1%} carry a link; producing to {run_id}.*")
     await produce(load, records)
     runs = []
@@ -111,6 +114,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     if not args.keep:
         await common.delete_topics(args.bootstrap, [run_id])
     return {"run_id": run_id, "events": len(records), "link_share": share, "runs": runs,
+            "drop_anonymous": args.drop_anonymous,
             "machine": common.machine_info(args.redis_url)}
 
 
@@ -123,7 +127,8 @@ def summary(out: dict[str, Any]) -> str:
     def rates(runs: list[dict[str, Any]]) -> str:
         return ", ".join(f"{r['events_per_s']:,.0f}" for r in runs)
 
-    lines = [f"identity off vs on, {out['events']:,} events ({out['link_share']:.1%} links), best of "
+    lines = [f"identity off vs on, {out['events']:,} events ({out['link_share']:.1%} links"
+             f"{', no anonymous events' if out.get('drop_anonymous') else ''}), best of "
              f"{len(off)} runs each:",
              f"  off: {best_off:,.0f} events/s   ({rates(off)})",
              f"  on:  {best_on:,.0f} events/s   ({rates(on)})",
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--drop-anonymous", action="store_true",
+                   help="leave out events with no customer id (identity off drops them, on keeps them)")
     args = p.parse_args(argv)
     out = asyncio.run(amain(args))
     text = summary(out)

@@ -281,6 +281,7 @@ class CustomerStage:
         returns its changes and its new state."""
         out: list[Published] = []
         m = self.metrics
+        counted = 0
         for obj in objs:
             now_ms = self.clock.now_ms()
             if "erase" in obj:
@@ -329,8 +330,7 @@ class CustomerStage:
                 continue
             outcome = self.engine.process_event(state, obj, now_ms)
             m.events_processed.labels(obj["source"]).inc()
-            if self.identity is not None:
-                m.identity_events.labels(attribution(key)).inc()
+            counted += 1
             if outcome.duplicate:
                 m.events_duplicate.labels(obj["source"]).inc()
             if outcome.late:
@@ -342,6 +342,8 @@ class CustomerStage:
             out += [Published(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]
             if self.identity is not None and self.identity.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
                 state.expires_ms = now_ms + self.identity.anonymous_ttl_ms
+        if counted and self.identity is not None:
+            m.identity_events.labels(attribution(key)).inc(counted)
         return out, state
 
     def _identity_item(self, key: bytes, obj: dict[str, Any], state: CustomerState | None, now_ms: int,

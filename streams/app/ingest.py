@@ -97,6 +97,9 @@ class IngestStage:
         """Identity resolution: the event counts under its first usable typed id; two or more make a link."""
         ids, junk = usable_ids(event)
         if not ids:
+            if not junk:  # a walk-in ticket: nobody to count it for, as without identity resolution
+                canonical["customer_id"] = None
+                return
             raise EventDecodeError("junk_id", f"every id of the event is a placeholder that identifies nobody: {junk}")
         for _ in junk:  # left out of the event's link, which still joins the rest
             self._metrics.identity_refused.labels("junk_id").inc()

@@ -75,8 +75,9 @@ def test_one_customer_across_web_app_stores_and_crm(worker: WorkerProc) -> None:
               click("c5", t + 4, anon="a-1"), click("c6", t + 5, anon="a-1"),
               *[click(f"k{i}", t + 10 + i, user=f"u-k{i}", anon="kiosk-7", type_="login") for i in range(5)],
               click("j1", t + 20, user="null")]
+    walk_in = {k: v for k, v in pos("w1", t + 8, "-", 15.0).items() if k != "member_id"}  # counted for nobody
     stores = [pos("p1", t + 6, "m-1", 300.0, email_sha256=H1), pos("p2", t + 7, "m-1", 50.0),
-              pos("p3", t + 8, "m-2", 20.0)]
+              pos("p3", t + 8, "m-2", 20.0), walk_in]
     orders = [order("o1", t + 9, "u-1", 250.0, email_sha256=H1.upper()), order("o2", t + 9, "u-2", 600.0)]
     links = [identity("crm-1", t, ("member", "m-2"), ("user", "u-2")),
              identity("crm-bad", t, ("member", "m-3"), ("email_sha256", "ann@example.com"))]
