@@ -43,6 +43,7 @@ from streams.app.customers import CustomerStage
 from streams.app.envelope import EnvelopeBuilder
 from streams.app.ingest import stamp_position
 from streams.app.topology import make_engine
+from streams.app.worker import tune_gc
 from streams.engine.clock import ManualClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
@@ -126,14 +127,17 @@ class GcTime:
     def __init__(self) -> None:
         self.spent_s = 0.0
         self.collections = Counter[int]()
+        self.by_generation_s: dict[int, float] = defaultdict(float)
         self._t0 = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._t0 = time.process_time()
         else:
-            self.spent_s += time.process_time() - self._t0
+            spent = time.process_time() - self._t0
+            self.spent_s += spent
             self.collections[info["generation"]] += 1
+            self.by_generation_s[info["generation"]] += spent
 
     def __enter__(self) -> GcTime:
         gc.callbacks.append(self)
@@ -213,6 +217,7 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
         "redis_commands_per_event": redis.stats["commands"] / items,
         "phases_us_per_event": dict(sorted(per_event.items(), key=lambda kv: -kv[1])),
         "gc_collections": dict(gc_time.collections),
+        "gc_us_per_event_by_generation": {g: t / items * 1e6 for g, t in sorted(gc_time.by_generation_s.items())},
         "held_per_customer": statistics.fmean(len(s.tags) for s in store.data.values()) if store.data else 0.0,
         "tag_changes_by_tag": _by_tag(metrics),
     }
@@ -280,8 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", default="50,1000", help="comma-separated: 50, 1000 or rule file paths")
     p.add_argument("--distribution", action="store_true", help="print how tag changes spread over the tags")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--python-gc", action="store_true",
+                   help="keep Python's collector thresholds (the worker sets TAGSTREAM_ENGINE__GC_YOUNG_THRESHOLD)")
     args = p.parse_args(argv)
     s = Settings()
+    if not args.python_gc:
+        tune_gc(s.engine.gc_young_threshold)  # as run_worker does
     batches, items, end_ms = prepare(events=args.events, customers=args.customers, seed=args.seed,
                                      partitions=s.kafka.partitions, batch_max=s.engine.batch_max,
                                      envelopes_max=s.engine.envelopes_max)
