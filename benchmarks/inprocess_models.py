@@ -4,10 +4,9 @@ what ``benchmarks.rules_inprocess`` runs the real ``CustomerStage`` against.
 Each does what the real client does per record or command up to the socket, with the real
 library code where it can be called without a connection:
 
-* ``ModelProducer`` — aiokafka's producer path per record: the default partitioner (murmur2 of
-  the key) when no partition is given, the partition's ``MessageBatch.append`` (the record
-  encoded into the v2 batch builder, one future per record); a full batch is built (CRC) and its
-  futures resolved as the sender does on the broker's acknowledgement. Not modelled: faust's thin
+* ``ModelProducer`` — aiokafka's own ``AIOKafkaProducer`` (``send`` per record, or whole batches)
+  on metadata filled in by hand; a stand-in for its sender task builds each ready batch (CRC) and
+  resolves its futures as on the broker's acknowledgement. Not modelled: faust's thin
   ``Producer.send`` wrapper, the request encoding and the socket.
 * ``ModelRedis`` — redis-py's pipeline: commands queued, then ``execute`` packs them into RESP
   bytes (``Connection.pack_commands``, the real one) and returns a reply per command. Not
@@ -33,7 +32,8 @@ from streams.engine.features.state import CustomerState
 class ModelProducer:
     """A ``RecordSender`` running aiokafka's own ``AIOKafkaProducer.send`` (never started: the
     metadata of ``topics`` is filled in as a broker would); a stand-in sender task takes every
-    ready batch, builds it and acknowledges it. Counts records and value bytes per topic."""
+    ready batch, builds it and acknowledges it. ``batch_sender`` is aiokafka's batch API, as the
+    worker's tag topic uses it."""
 
     def __init__(self, topics: Iterable[str], partitions: int = 4) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # the worker's faust defaults
@@ -42,17 +42,20 @@ class ModelProducer:
             by_topic[topic] = {p: PartitionMetadata(topic, p, 0, [0], [0], None) for p in range(partitions)}
         self._sender = asyncio.ensure_future(self._send_loop())
         self.records: dict[str, int] = {}
-        self.value_bytes: dict[str, int] = {}
+        self.batch_bytes: dict[str, int] = {}
+        """Records and bytes of the record batches sent, per topic."""
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any) -> asyncio.Future[Any]:
-        self.records[topic] = self.records.get(topic, 0) + 1
-        self.value_bytes[topic] = self.value_bytes.get(topic, 0) + (len(value) if value else 0)
         # faust's Producer.send: seconds -> ms, then aiokafka's
         timestamp_ms = int(timestamp * 1000.0) if timestamp else None
         fut: asyncio.Future[Any] = await self._producer.send(topic, value, key=key, partition=partition,
                                                              timestamp_ms=timestamp_ms, headers=headers)
         return fut
+
+    def batch_sender(self) -> Any:
+        """The aiokafka producer itself: what ``faust_producer.kafka_producer`` gives the worker."""
+        return self._producer
 
     async def _send_loop(self) -> None:
         acc = self._producer._message_accumulator
@@ -60,9 +63,11 @@ class ModelProducer:
             await acc.waiter()
             nodes, _ = acc.drain_by_nodes(ignore_nodes=set())
             for batches in nodes.values():
-                for batch in batches.values():
-                    batch.get_data_buffer()  # the request's bytes (CRC over the batch)
+                for tp, batch in batches.items():
+                    data = batch.get_data_buffer()  # the request's bytes (CRC over the batch)
                     batch.done(base_offset=0, timestamp=-1)  # the broker's acknowledgement
+                    self.records[tp.topic] = self.records.get(tp.topic, 0) + batch.record_count
+                    self.batch_bytes[tp.topic] = self.batch_bytes.get(tp.topic, 0) + len(data)
 
     async def close(self) -> None:
         self._sender.cancel()
