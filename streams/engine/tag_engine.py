@@ -16,7 +16,7 @@ from schemas.tags import ChangeCause, TagChangeDict, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
-from streams.engine.features.state import SEEN_ENTRY, CustomerState
+from streams.engine.features.state import CustomerState
 from streams.engine.tag_index import TagIndex
 from tag_rules.compiler import CompiledRuleSet
 
@@ -105,7 +105,8 @@ class TagEngine:
         # Time-driven changes that fell due before this event (e.g. while the worker was down,
         # or under a backlog) happen first, at their own instants, as "expiry".
         out.changes += self.catch_up(state, customer_id, now_ms)
-        if self.dedup_horizon_ms > 0 and self._seen_before(state, event["event_id"], now_ms):
+        if self.dedup_horizon_ms > 0 and state.seen_before(event["event_id"], now_ms, self.dedup_horizon_ms,
+                                                           self.dedup_max_ids):
             out.duplicate = True
             return out
         full = not self.incremental
@@ -278,25 +279,6 @@ class TagEngine:
             return due_ms
         return gate
 
-    def _seen_before(self, state: CustomerState, event_id: str, now_ms: int) -> bool:
-        """Remembers ``event_id``; True if it was already seen within the horizon."""
-        log, seen = state.seen_log, state.seen_set()
-        horizon_start_s = (now_ms - self.dedup_horizon_ms) // 1000
-        keep_bytes = (self.dedup_max_ids - 1) * SEEN_ENTRY
-        drop = 0
-        while drop < len(log) and (len(log) - drop > keep_bytes
-                                   or int.from_bytes(log[drop + 8:drop + 12], "big") <= horizon_start_s):
-            seen.discard(int.from_bytes(log[drop:drop + 8], "big"))
-            drop += SEEN_ENTRY
-        if drop:
-            del log[:drop]
-        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
-        if fp in seen:
-            return True
-        seen.add(fp)
-        log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
-        return False
-
     def _diff_flipped(self, state: CustomerState, customer_id: str, fed: list[Runtime], before: list[Any],
                       now_ms: int, event: Mapping[str, Any], first: list[int]) -> list[Change]:
         """Evaluates only the tags the event can have flipped (``TagIndex``): those with a
@@ -371,7 +353,8 @@ class TagEngine:
                 if op is None:
                     continue
             else:
-                holds = _truthy(tag.when(values))
+                outcome = tag.when(values)
+                holds = outcome if outcome.__class__ is bool else _truthy(outcome)
                 if holds == (tag.name in held):
                     continue
                 if holds:
@@ -381,9 +364,10 @@ class TagEngine:
                 op = "add" if holds else "remove"
             changes.append(self._change(customer_id, tag.name, op, at_ms, cause,
                                         event, {n: values[n] for n in tag.features}, ref=ref))
-        for name in [n for n in held if n not in self._tag_names]:
-            del held[name]
-            changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
+        if not self._tag_names.issuperset(held):  # held under rules that had other tags
+            for name in [n for n in held if n not in self._tag_names]:
+                del held[name]
+                changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
         return changes
 
     def _change(self, customer_id: str, tag: str, op: TagOp, at_ms: int, cause: ChangeCause,
