@@ -1,7 +1,7 @@
 """The customer stage's CPU per event with 50 vs 1,000 tags, in-process (issue 12): no Kafka, no Redis.
 
     python -m benchmarks.rules_inprocess [--events 200000] [--customers 100000] [--rules 50,1000]
-                                         [--distribution] [--json PATH]
+                                         [--warm-events N] [--distribution] [--json PATH] [--python-gc]
 
 The workload is ``benchmarks.rules_scale``'s: the repository's generator (``seed`` 20261127, Zipf
 customers, event times 1 ms apart ending "now"), validated and turned into canonical events as
@@ -17,7 +17,9 @@ Not in it (the same per event for every rule set): faust consuming and decoding 
 ingest stage, the sockets. Reports CPU µs per customer event (``time.process_time``), tag changes
 per event (and on a customer's first event vs later ones), state bytes per customer, where the
 time goes (µs per event per phase) and the ratio 1,000 / 50. ``--distribution`` adds, per rule
-set, how the tag changes spread over the tags. See benchmarks/RULES.md.
+set, how the tag changes spread over the tags; ``--warm-events N`` measures the events that follow
+N unmeasured ones (customers that already hold their tags, not a cold start). The worker's GC
+threshold is applied as ``run_worker`` does (``--python-gc``: Python's). See benchmarks/RULES.md.
 """
 
 from __future__ import annotations
@@ -66,35 +68,40 @@ DRAIN_US_PER_EVENT = 170
 
 
 def prepare(*, events: int, customers: int, seed: int, partitions: int, batch_max: int,
-            envelopes_max: int) -> tuple[list[list[Delivered]], int, int]:
-    """(customer batches, customer events, the instant the backlog ends): the generator's events
-    through validation and envelopes, as ``ingest`` sends them for a backlog produced just now."""
+            envelopes_max: int, warm: int = 0) -> tuple[list[list[Delivered]], list[list[Delivered]], int, int]:
+    """(customer batches of the first ``warm`` events, of the ``events`` after them, customer events
+    among the latter, the instant the backlog ends): the generator's events through validation
+    and envelopes, as ``ingest`` sends them for a backlog produced just now."""
     end_ms = int(time.time() * 1000)
-    gen = RetailGenerator(seed=seed, customers=customers, start_ms=end_ms - events, step_ms=1.0)
-    raw = gen.take(events)
-    envelopes: list[Message] = []
+    total = warm + events
+    raw = RetailGenerator(seed=seed, customers=customers, start_ms=end_ms - total, step_ms=1.0).take(total)
+    parts: list[list[list[Delivered]]] = []
     items = 0
-    for start in range(0, len(raw), batch_max):
-        out = EnvelopeBuilder(partitions)
-        for offset, ev in enumerate(raw[start:start + batch_max], start):
-            if not ev.valid:
-                continue
-            decoded = decode_event(ev.source, ev.value)
-            canonical = to_canonical(ev.source, decoded, end_ms - events + offset)
-            if canonical["customer_id"] is None:
-                continue
-            stamp_position(canonical, ev.source, 0, offset)
-            out.add(canonical["customer_id"].encode(), orjson.dumps(canonical))
-        items += out.items
-        envelopes += [Message(value, p, len(envelopes), items=value.count(b'"event_id"'))
-                      for p, value in out.records()]
-    batches = [[Delivered(m) for m in envelopes[i:i + envelopes_max]]
-               for i in range(0, len(envelopes), envelopes_max)]
-    return batches, items, end_ms
+    for lo, hi in ((0, warm), (warm, total)):
+        envelopes: list[Message] = []
+        items = 0
+        for start in range(lo, hi, batch_max):
+            out = EnvelopeBuilder(partitions)
+            for offset, ev in enumerate(raw[start:min(start + batch_max, hi)], start):
+                if not ev.valid:
+                    continue
+                decoded = decode_event(ev.source, ev.value)
+                canonical = to_canonical(ev.source, decoded, end_ms - total + offset)
+                if canonical["customer_id"] is None:
+                    continue
+                stamp_position(canonical, ev.source, 0, offset)
+                out.add(canonical["customer_id"].encode(), orjson.dumps(canonical))
+            items += out.items
+            envelopes += [Message(value, p, len(envelopes), items=value.count(b'"event_id"'))
+                          for p, value in out.records()]
+        parts.append([[Delivered(m) for m in envelopes[i:i + envelopes_max]]
+                      for i in range(0, len(envelopes), envelopes_max)])
+    return parts[0], parts[1], items, end_ms
 
 
 class Phases:
-    """CPU time per phase: wraps a bound method so each call adds its duration to ``spent[name]``."""
+    """Time per phase: wraps a bound method so each call adds its duration to ``spent[name]``
+    (``perf_counter``: a cheap clock; nothing in the harness waits, so it is CPU time)."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = defaultdict(float)
@@ -102,7 +109,7 @@ class Phases:
     def wrap(self, obj: Any, attr: str, name: str) -> None:
         inner = getattr(obj, attr)
         spent = self.spent
-        clock = time.process_time
+        clock = time.perf_counter
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = clock()
@@ -164,8 +171,9 @@ class FirstEvents:
 
 
 async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int, end_ms: int,
-                    partitions: int) -> dict[str, Any]:
-    """One rule set over every batch, from empty state; CPU µs per event and the phases."""
+                    partitions: int, warm: list[list[Delivered]] | None = None) -> dict[str, Any]:
+    """One rule set over every batch, from empty state (or the state ``warm``'s batches leave,
+    processed first and not measured); CPU µs per event and the phases."""
     settings = Settings()
     engine = make_engine(settings, load_rules(rules_path))
     producer = ModelProducer(["tags.changes", "customers-changelog", "events.deadletter"], partitions)
@@ -188,20 +196,32 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
     phases.wrap(store, "put", "save: dumps + changelog record")
     dumps = CustomerState.dumps
     phases.wrap(CustomerState, "dumps", "state.dumps (all)")
-    gc.collect()
-    t0, w0 = time.process_time(), time.perf_counter()
+    now_ms = end_ms
     try:
+        for batch in warm or ():
+            clock.set(now_ms)
+            await stage.process(batch)
+            now_ms += sum(d.message.items for d in batch) * DRAIN_US_PER_EVENT // 1000
+        before = _totals(producer, redis, metrics)
+        phases.spent.clear()
+        first.events.clear()
+        first.changes.clear()
+        gc.collect()
+        t0, w0 = time.process_time(), time.perf_counter()
         with GcTime() as gc_time:
-            now_ms = end_ms
             for batch in batches:
                 clock.set(now_ms)
                 await stage.process(batch)
                 now_ms += sum(d.message.items for d in batch) * DRAIN_US_PER_EVENT // 1000
         cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
+        after = _totals(producer, redis, metrics)
     finally:
         CustomerState.dumps = dumps  # type: ignore[method-assign]
         await producer.close()
-    changes = producer.records.get("tags.changes", 0)
+    delta = {k: after[k] - before[k] for k in after if isinstance(after[k], int)}
+    by_tag = {t: {op: n - before["by_tag"].get(t, {}).get(op, 0) for op, n in ops.items()}
+              for t, ops in after["by_tag"].items()}
+    changes = delta["tag_records"]
     sizes = [len(s.dumps()) for s in store.data.values()]
     phases.spent["garbage collector (inside the others)"] = gc_time.spent_s
     per_event = {k: v / items * 1e6 for k, v in phases.spent.items()}
@@ -213,15 +233,22 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
         "changes_per_later_event": first.changes["later"] / max(1, first.events["later"]),
         "first_events": first.events["first"], "later_events": first.events["later"],
         "customers": len(store.data), "state_bytes_per_customer": statistics.fmean(sizes) if sizes else 0.0,
-        "changelog_bytes_per_event": producer.batch_bytes.get("customers-changelog", 0) / items,
-        "tag_topic_bytes_per_event": producer.batch_bytes.get("tags.changes", 0) / items,
-        "redis_commands_per_event": redis.stats["commands"] / items,
+        "changelog_bytes_per_event": delta["changelog_bytes"] / items,
+        "tag_topic_bytes_per_event": delta["tag_bytes"] / items,
+        "redis_commands_per_event": delta["redis_commands"] / items,
         "phases_us_per_event": dict(sorted(per_event.items(), key=lambda kv: -kv[1])),
         "gc_collections": dict(gc_time.collections),
         "gc_us_per_event_by_generation": {g: t / items * 1e6 for g, t in sorted(gc_time.by_generation_s.items())},
         "held_per_customer": statistics.fmean(len(s.tags) for s in store.data.values()) if store.data else 0.0,
-        "tag_changes_by_tag": _by_tag(metrics),
+        "tag_changes_by_tag": {t: ops for t, ops in by_tag.items() if any(ops.values())},
     }
+
+
+def _totals(producer: ModelProducer, redis: ModelRedis, metrics: Metrics) -> dict[str, Any]:
+    return {"tag_records": producer.records.get("tags.changes", 0),
+            "tag_bytes": producer.batch_bytes.get("tags.changes", 0),
+            "changelog_bytes": producer.batch_bytes.get("customers-changelog", 0),
+            "redis_commands": redis.stats["commands"], "by_tag": _by_tag(metrics)}
 
 
 def _by_tag(metrics: Metrics) -> dict[str, dict[str, int]]:
@@ -257,6 +284,7 @@ def distribution(res: dict[str, Any], customers: int) -> list[str]:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     keys = [("cpu_us_per_event", "CPU µs per event", ".1f"), ("changes_per_event", "tag changes per event", ".2f"),
+            ("changes_per_generated_event", "  per generated event (as rules_scale)", ".2f"),
             ("changes_per_first_event", "  on a first event", ".2f"),
             ("changes_per_later_event", "  on a later event", ".2f"),
             ("state_bytes_per_customer", "state B per customer", ".0f"),
@@ -283,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=20261127)
+    p.add_argument("--warm-events", type=int, default=0,
+                   help="process this many generated events first, unmeasured (customers that already hold tags)")
     p.add_argument("--rules", default="50,1000", help="comma-separated: 50, 1000 or rule file paths")
     p.add_argument("--distribution", action="store_true", help="print how tag changes spread over the tags")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -292,15 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings()
     if not args.python_gc:
         tune_gc(s.engine.gc_young_threshold)  # as run_worker does
-    batches, items, end_ms = prepare(events=args.events, customers=args.customers, seed=args.seed,
-                                     partitions=s.kafka.partitions, batch_max=s.engine.batch_max,
-                                     envelopes_max=s.engine.envelopes_max)
-    print(f"{args.events:,} generated events -> {items:,} customer events in {len(batches):,} customer batches",
-          flush=True)
+    warm, batches, items, end_ms = prepare(events=args.events, customers=args.customers, seed=args.seed,
+                                           partitions=s.kafka.partitions, batch_max=s.engine.batch_max,
+                                           envelopes_max=s.engine.envelopes_max, warm=args.warm_events)
+    print(f"{args.events:,} generated events -> {items:,} customer events in {len(batches):,} customer batches"
+          + (f" (after {args.warm_events:,} not measured)" if args.warm_events else ""), flush=True)
     results: dict[str, dict[str, Any]] = {}
     for name in args.rules.split(","):
         path = RULE_SETS.get(name, Path(name))
-        results[name] = asyncio.run(run_stage(path, batches, items, end_ms, s.kafka.partitions))
+        results[name] = asyncio.run(run_stage(path, batches, items, end_ms, s.kafka.partitions, warm))
+        results[name]["generated_events"] = args.events
+        results[name]["changes_per_generated_event"] = results[name]["changes_per_event"] * items / args.events
         print(f"{name}: {results[name]['cpu_us_per_event']:.1f} CPU µs per event", flush=True)
         if args.distribution:
             print("\n".join(distribution(results[name], args.customers)))
