@@ -17,7 +17,7 @@ from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
-from streams.engine.tag_index import TagIndex
+from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -90,7 +90,10 @@ class TagEngine:
         self._gated = [t for t in self.tags if t.flap_controlled]
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
-        self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, self._stepped)
+        # Stepped tags whose conditions are comparisons are indexed by them like the others (their
+        # gates are due times: tag_index.py); the rest are evaluated whenever a feature of theirs is fed.
+        opaque_stepped = frozenset(n for n in self._stepped if condition_atoms(rules.tags[n]) is None)
+        self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, opaque_stepped)
         blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
         self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
         """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):

@@ -11,11 +11,17 @@ features.
 
 Three classes of tag, per feature state key:
 
-* *atoms*: a condition made of comparisons (``when`` only, no flap control): evaluated when one
-  of its comparisons on that feature flips;
+* *atoms*: conditions made of comparisons (``when``, and ``exit`` with hysteresis): evaluated when
+  one of its comparisons on that feature flips;
 * *opaque*: any other ``when`` (``spend_24h >= spend_30d / 2``): evaluated when the value changes;
-* *stepped*: hysteresis or flap control (their outcome depends on the held state and the clock,
-  streams/engine/flap.py): evaluated whenever the feature is fed, as before.
+* *stepped*: the tags the caller names (the engine: hysteresis or flap control whose conditions
+  are not all comparisons): evaluated whenever the feature is fed.
+
+A tag with hysteresis or flap control whose conditions are comparisons is an *atoms* tag too:
+its outcome (streams/engine/flap.py) depends on the two conditions, the held state and the clock,
+and the clock's part is the engine's: a ``min_duration`` or ``cooldown`` that ends is a due time,
+evaluated (every tag) before any later event. So with no comparison flipped and no gate passed,
+its outcome is the one of its last evaluation.
 """
 
 from __future__ import annotations
@@ -88,13 +94,23 @@ class _FeatureIndex:
                 out.add(tag)
 
 
+def condition_atoms(tag: TagDef) -> tuple[Atom, ...] | None:
+    """The comparisons of the tag's conditions (``when`` and ``exit``), or None when one of them is
+    not a boolean combination of comparisons."""
+    atoms = tag.when.atoms
+    if tag.exit is None or atoms is None:
+        return atoms
+    exit_atoms = tag.exit.atoms
+    return None if exit_atoms is None else atoms + exit_atoms
+
+
 class TagIndex:
     """Built once per engine from its tags (in rule order) and the state key of each feature name."""
 
     def __init__(self, tags: Sequence[TagDef], key_of: Mapping[str, str], stepped: frozenset[str]) -> None:
         self._by_key: dict[str, _FeatureIndex] = {}
         for i, tag in enumerate(tags):
-            atoms = None if tag.name in stepped else tag.when.atoms
+            atoms = None if tag.name in stepped else condition_atoms(tag)
             for name in tag.features:
                 fi = self._for(key_of[name])
                 if tag.name in stepped:
