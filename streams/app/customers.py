@@ -80,7 +80,7 @@ class Membership(Protocol):
     def owns(self, record: Delivered) -> bool: ...
 
 
-@dataclass
+@dataclass(slots=True)  # one per tag change: no __dict__ to allocate and free
 class Published:
     """A tag change with the source record's Kafka timestamp (None for clock-driven ones)."""
 
