@@ -29,6 +29,7 @@ import asyncio
 import gc
 import inspect
 import json
+import math
 import statistics
 import sys
 import time
@@ -302,7 +303,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     names = list(results)
     lines = ["| | " + " | ".join(f"{n} tags" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for k, label, fmt in keys:
-        lines.append(f"| {label} | " + " | ".join(format(results[n][k], fmt) for n in names) + " |")
+        lines.append(f"| {label} | " + " | ".join(format(results[n].get(k, math.nan), fmt) for n in names) + " |")
     phases = list(dict.fromkeys(p for n in names for p in results[n]["phases_us_per_event"]))
     for p in phases:
         lines.append(f"| µs/event: {p} | " + " | ".join(f"{results[n]['phases_us_per_event'].get(p, 0):.1f}"
