@@ -18,11 +18,13 @@ library code where it can be called without a connection:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import PartitionMetadata
 from redis.asyncio.connection import Connection
 
@@ -35,7 +37,7 @@ class ModelProducer:
     ready batch, builds it and acknowledges it. ``batch_sender`` is aiokafka's batch API, as the
     worker's tag topic uses it."""
 
-    def __init__(self, topics: Iterable[str], partitions: int = 4) -> None:
+    def __init__(self, topics: Iterable[str], partitions: int = 4, *, digests: bool = False) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # the worker's faust defaults
         by_topic = self._producer.client.cluster._partitions  # what a metadata response fills
         for topic in topics:
@@ -44,6 +46,8 @@ class ModelProducer:
         self.records: dict[str, int] = {}
         self.batch_bytes: dict[str, int] = {}
         """Records and bytes of the record batches sent, per topic."""
+        self.digests: dict[tuple[str, int], Any] | None = {} if digests else None
+        """With ``digests``: per topic partition, a sha256 over every record's key and value, in order."""
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any) -> asyncio.Future[Any]:
@@ -68,6 +72,11 @@ class ModelProducer:
                     batch.done(base_offset=0, timestamp=-1)  # the broker's acknowledgement
                     self.records[tp.topic] = self.records.get(tp.topic, 0) + batch.record_count
                     self.batch_bytes[tp.topic] = self.batch_bytes.get(tp.topic, 0) + len(data)
+                    if self.digests is not None:
+                        digest = self.digests.setdefault((tp.topic, tp.partition), hashlib.sha256())
+                        for record in DefaultRecordBatch(bytearray(data)):
+                            digest.update(b"%d:%b%d:%b" % (len(record.key or b""), record.key or b"",
+                                                           len(record.value or b""), record.value or b""))
 
     async def close(self) -> None:
         self._sender.cancel()
@@ -75,9 +84,10 @@ class ModelProducer:
 
 
 class ModelPipeline:
-    def __init__(self, conn: Connection, stats: dict[str, int]) -> None:
+    def __init__(self, conn: Connection, stats: dict[str, int], digest: Any) -> None:
         self._conn = conn
         self._stats = stats
+        self._digest = digest
         self._stack: list[tuple[Any, ...]] = []
 
     def execute_command(self, *args: Any) -> None:
@@ -87,18 +97,23 @@ class ModelPipeline:
         packed = self._conn.pack_commands(self._stack)
         self._stats["commands"] += len(self._stack)
         self._stats["bytes"] += sum(len(p) for p in packed)
+        if self._digest is not None:
+            for p in packed:
+                self._digest.update(p)
         return [0] * len(self._stack)
 
 
 class ModelRedis:
     """The part of ``redis.asyncio.Redis`` the tag sink uses, packing commands but sending nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, digest: bool = False) -> None:
         self._conn = Connection()
         self.stats = {"commands": 0, "bytes": 0}
+        self.digest = hashlib.sha256() if digest else None
+        """With ``digest``: a sha256 over every command sent, in order."""
 
     def pipeline(self, transaction: bool = False) -> ModelPipeline:
-        return ModelPipeline(self._conn, self.stats)
+        return ModelPipeline(self._conn, self.stats, self.digest)
 
     async def aclose(self) -> None:
         return None

@@ -74,12 +74,12 @@ DRAIN_US_PER_EVENT = 170
 """The simulated clock advances this much per event of a batch (a worker draining ~6,000/s)."""
 
 
-def prepare(*, events: int, customers: int, seed: int, partitions: int, batch_max: int,
-            envelopes_max: int, warm: int = 0) -> tuple[list[list[Delivered]], list[list[Delivered]], int, int]:
+def prepare(*, events: int, customers: int, seed: int, partitions: int, batch_max: int, envelopes_max: int,
+            warm: int = 0, end_ms: int | None = None) -> tuple[list[list[Delivered]], list[list[Delivered]], int, int]:
     """(customer batches of the first ``warm`` events, of the ``events`` after them, customer events
     among the latter, the instant the backlog ends): the generator's events through validation
     and envelopes, as ``ingest`` sends them for a backlog produced just now."""
-    end_ms = int(time.time() * 1000)
+    end_ms = int(time.time() * 1000) if end_ms is None else end_ms
     total = warm + events
     raw = RetailGenerator(seed=seed, customers=customers, start_ms=end_ms - total, step_ms=1.0).take(total)
     parts: list[list[list[Delivered]]] = []
@@ -178,13 +178,15 @@ class FirstEvents:
 
 
 async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int, end_ms: int,
-                    partitions: int, warm: list[list[Delivered]] | None = None) -> dict[str, Any]:
+                    partitions: int, warm: list[list[Delivered]] | None = None,
+                    digests: bool = False) -> dict[str, Any]:
     """One rule set over every batch, from empty state (or the state ``warm``'s batches leave,
     processed first and not measured); CPU µs per event and the phases."""
     settings = Settings()
     engine = make_engine(settings, load_rules(rules_path))
-    producer = ModelProducer(["tags.changes", "customers-changelog", "events.deadletter"], partitions)
-    redis, metrics = ModelRedis(), Metrics.create(CollectorRegistry())
+    producer = ModelProducer(["tags.changes", "customers-changelog", "events.deadletter"], partitions,
+                             digests=digests)
+    redis, metrics = ModelRedis(digest=digests), Metrics.create(CollectorRegistry())
     store, clock = ModelStore(producer), ManualClock(end_ms)
     stage = CustomerStage(
         engine=engine, clock=clock, store=store, membership=Group(), due=DueIndex(),
@@ -249,6 +251,9 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
         "gc_us_per_event_by_generation": {g: t / items * 1e6 for g, t in sorted(gc_time.by_generation_s.items())},
         "held_per_customer": statistics.fmean(len(s.tags) for s in store.data.values()) if store.data else 0.0,
         "tag_changes_by_tag": {t: ops for t, ops in by_tag.items() if any(ops.values())},
+        **({"digests": {**{f"{t}[{p}]": d.hexdigest()[:16] for (t, p), d in sorted(producer.digests.items())},
+                        "redis": redis.digest.hexdigest()[:16] if redis.digest else ""}}
+           if producer.digests is not None else {}),
     }
 
 
@@ -324,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", default="50,1000", help="comma-separated: 50, 1000 or rule file paths")
     p.add_argument("--distribution", action="store_true", help="print how tag changes spread over the tags")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--end-ms", type=int, help="the instant the backlog ends (default: now; fix it to compare digests)")
+    p.add_argument("--digests", action="store_true",
+                   help="print a digest of every record and Redis command sent (to compare two checkouts; "
+                        "decoding the batches costs CPU: not a timing run)")
     p.add_argument("--python-gc", action="store_true",
                    help="keep Python's collector thresholds (the worker sets TAGSTREAM_ENGINE__GC_YOUNG_THRESHOLD)")
     args = p.parse_args(argv)
@@ -332,18 +341,21 @@ def main(argv: list[str] | None = None) -> int:
         tune_gc(s.engine.gc_young_threshold)  # as run_worker does
     warm, batches, items, end_ms = prepare(events=args.events, customers=args.customers, seed=args.seed,
                                            partitions=s.kafka.partitions, batch_max=s.engine.batch_max,
-                                           envelopes_max=s.engine.envelopes_max, warm=args.warm_events)
+                                           envelopes_max=s.engine.envelopes_max, warm=args.warm_events,
+                                           end_ms=args.end_ms)
     print(f"{args.events:,} generated events -> {items:,} customer events in {len(batches):,} customer batches"
           + (f" (after {args.warm_events:,} not measured)" if args.warm_events else ""), flush=True)
     results: dict[str, dict[str, Any]] = {}
     for name in args.rules.split(","):
         path = RULE_SETS.get(name, Path(name))
-        results[name] = asyncio.run(run_stage(path, batches, items, end_ms, s.kafka.partitions, warm))
+        results[name] = asyncio.run(run_stage(path, batches, items, end_ms, s.kafka.partitions, warm, args.digests))
         results[name]["generated_events"] = args.events
         results[name]["changes_per_generated_event"] = results[name]["changes_per_event"] * items / args.events
         print(f"{name}: {results[name]['cpu_us_per_event']:.1f} CPU µs per event", flush=True)
         if args.distribution:
             print("\n".join(distribution(results[name], args.customers)))
+        if args.digests:
+            print(json.dumps(results[name]["digests"], indent=1))
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -22,3 +22,12 @@ def test_a_tiny_run_reports_every_phase_and_the_changes_it_published() -> None:
     assert {"engine (process_event)", "tag topic flush (tag_record, producer)",
             "redis sink flush (commands, pack)"} <= set(res["phases_us_per_event"])
     assert "CPU µs per event" in table({"50": res})
+
+
+def test_digests_are_deterministic_and_cover_every_partition_and_redis() -> None:
+    _, batches, items, end_ms = prepare(events=600, customers=100, seed=6, partitions=4, batch_max=100,
+                                        envelopes_max=4, end_ms=1_764_842_000_000)
+    runs = [asyncio.run(run_stage(REFERENCE_RULES, batches, items, end_ms, 4, digests=True))["digests"]
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert {k.split("[")[0] for k in runs[0]} == {"tags.changes", "customers-changelog", "redis"}
