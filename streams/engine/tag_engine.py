@@ -87,7 +87,7 @@ class TagEngine:
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
-        self._gated = [t for t in self.tags if t.flap_controlled]
+        self._gated = flap.Gates(t for t in self.tags if t.flap_controlled)
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
         # Stepped tags whose conditions are comparisons are indexed by them like the others (their
@@ -277,7 +277,7 @@ class TagEngine:
         """``due_ms`` or an earlier instant at which a min_duration or cooldown ends."""
         if not self._gated:
             return due_ms
-        gate = flap.next_gate_ms(self._gated, state.tags, state.removed, now_ms)
+        gate = self._gated.next_ms(state.tags, state.removed, now_ms)
         if gate is None or (due_ms is not None and due_ms <= gate):
             return due_ms
         return gate
