@@ -228,6 +228,12 @@ class EngineSettings(_Frozen):
         16, ge=1, description="Customer-topic records (envelopes of up to batch_max events each) per "
                               "customer batch.")
     batch_within_ms: int = Field(5, ge=1, description="How long a batch waits to fill up.")
+    gc_young_threshold: int = Field(
+        10_000, ge=0,
+        description="Python's cyclic garbage collector: container allocations between two collections of the young "
+                    "generation (Python's default 700; 0 leaves Python's thresholds alone). A customer batch keeps "
+                    "its tag changes alive until they are published, so at 700 they reached the old generation and "
+                    "triggered full collections over every customer state (benchmarks/RULES.md).")
     clock_speed: float = Field(
         1.0, gt=0, description="Engine clock speed relative to real time; benchmarks only (1 = wall clock).")
     clock_origin_ms: int | None = Field(

@@ -29,6 +29,7 @@ from streams.app import faust_commits, faust_compat
 from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender
+from streams.app.faust_producer import kafka_producer
 from streams.app.identity_wiring import wire_identity
 from streams.app.ingest import IngestStage
 from streams.app.rules_watch import RulesWatch
@@ -182,7 +183,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app), due=rt.due,
-        redis=rt.redis_sink, tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic),
+        redis=rt.redis_sink,
+        tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic, batches=lambda: kafka_producer(app)),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
         reevaluation=rt.reevaluation, exactly_once=exactly_once, identity=identity.output if identity else None)
     due_timer = DueTimer(due=rt.due, reevaluation=rt.reevaluation, clock=rt.clock, partitions=ks.partitions,

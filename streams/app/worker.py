@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import faust
@@ -32,9 +33,22 @@ from tag_rules import CompiledRuleSet
 log = logging.getLogger(__name__)
 
 
+def tune_gc(young_threshold: int) -> None:
+    """Sets the young-generation threshold of the cyclic garbage collector (0: leaves it alone).
+
+    A customer batch keeps its tag changes (dicts, futures of their records) alive until they are
+    published: with Python's 700, tens of thousands of them per batch moved to the old generation
+    and made the collector walk every customer state about once per batch (with 1,000 tags, a
+    quarter of the customer stage's CPU: benchmarks/RULES.md). Nothing of ours relies on cycles
+    being collected soon."""
+    if young_threshold > 0:
+        gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
+
+
 def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
+    tune_gc(settings.engine.gc_young_threshold)
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too
     metrics = Metrics.create(REGISTRY)
     setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)

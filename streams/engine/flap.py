@@ -60,6 +60,37 @@ def next_gate_ms(tags: Iterable[TagDef], held: Mapping[str, int], removed: Mappi
     return best
 
 
+class Gates:
+    """``next_gate_ms`` of a fixed set of tags, looking only where a gate can be: the held tags
+    with a ``min_duration`` and the recently removed ones (a tag with a cooldown). The engine asks
+    after every event; with 1,000 tags (45 flap-controlled) walking them all was ~4 % of it."""
+
+    def __init__(self, tags: Iterable[TagDef]) -> None:
+        tags = list(tags)
+        self.min_durations = [(t.name, t.min_duration_ms) for t in tags if t.min_duration_ms]
+        self.cooldowns = {t.name: t.cooldown_ms for t in tags if t.cooldown_ms}
+
+    def __bool__(self) -> bool:
+        return bool(self.min_durations or self.cooldowns)
+
+    def next_ms(self, held: Mapping[str, int], removed: Mapping[str, int], now_ms: int) -> int | None:
+        """Equals ``next_gate_ms(tags, held, removed, now_ms)``."""
+        best: int | None = None
+        for name, min_duration_ms in self.min_durations:
+            added_at = held.get(name)
+            if added_at is not None:
+                gate = added_at + min_duration_ms
+                if gate > now_ms and (best is None or gate < best):
+                    best = gate
+        for name, removed_at in removed.items():
+            cooldown_ms = self.cooldowns.get(name)
+            if cooldown_ms and name not in held:
+                gate = removed_at + cooldown_ms
+                if gate > now_ms and (best is None or gate < best):
+                    best = gate
+        return best
+
+
 def forget_passed(removed: dict[str, int], cooldown_ms: Mapping[str, int], at_ms: int) -> None:
     """Drops removal instants whose cooldown has passed at ``at_ms`` (or whose tag has none now),
     so the state stays bounded: at most one entry per tag with a cooldown."""

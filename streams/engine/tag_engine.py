@@ -16,8 +16,8 @@ from schemas.tags import ChangeCause, TagChangeDict, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
-from streams.engine.features.state import SEEN_ENTRY, CustomerState
-from streams.engine.tag_index import TagIndex
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -87,10 +87,13 @@ class TagEngine:
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
-        self._gated = [t for t in self.tags if t.flap_controlled]
+        self._gated = flap.Gates(t for t in self.tags if t.flap_controlled)
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
-        self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, self._stepped)
+        # Stepped tags whose conditions are comparisons are indexed by them like the others (their
+        # gates are due times: tag_index.py); the rest are evaluated whenever a feature of theirs is fed.
+        opaque_stepped = frozenset(n for n in self._stepped if condition_atoms(rules.tags[n]) is None)
+        self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, opaque_stepped)
         blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
         self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
         """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):
@@ -105,7 +108,8 @@ class TagEngine:
         # Time-driven changes that fell due before this event (e.g. while the worker was down,
         # or under a backlog) happen first, at their own instants, as "expiry".
         out.changes += self.catch_up(state, customer_id, now_ms)
-        if self.dedup_horizon_ms > 0 and self._seen_before(state, event["event_id"], now_ms):
+        if self.dedup_horizon_ms > 0 and state.seen_before(event["event_id"], now_ms, self.dedup_horizon_ms,
+                                                           self.dedup_max_ids):
             out.duplicate = True
             return out
         full = not self.incremental
@@ -273,29 +277,10 @@ class TagEngine:
         """``due_ms`` or an earlier instant at which a min_duration or cooldown ends."""
         if not self._gated:
             return due_ms
-        gate = flap.next_gate_ms(self._gated, state.tags, state.removed, now_ms)
+        gate = self._gated.next_ms(state.tags, state.removed, now_ms)
         if gate is None or (due_ms is not None and due_ms <= gate):
             return due_ms
         return gate
-
-    def _seen_before(self, state: CustomerState, event_id: str, now_ms: int) -> bool:
-        """Remembers ``event_id``; True if it was already seen within the horizon."""
-        log, seen = state.seen_log, state.seen_set()
-        horizon_start_s = (now_ms - self.dedup_horizon_ms) // 1000
-        keep_bytes = (self.dedup_max_ids - 1) * SEEN_ENTRY
-        drop = 0
-        while drop < len(log) and (len(log) - drop > keep_bytes
-                                   or int.from_bytes(log[drop + 8:drop + 12], "big") <= horizon_start_s):
-            seen.discard(int.from_bytes(log[drop:drop + 8], "big"))
-            drop += SEEN_ENTRY
-        if drop:
-            del log[:drop]
-        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
-        if fp in seen:
-            return True
-        seen.add(fp)
-        log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
-        return False
 
     def _diff_flipped(self, state: CustomerState, customer_id: str, fed: list[Runtime], before: list[Any],
                       now_ms: int, event: Mapping[str, Any], first: list[int]) -> list[Change]:
@@ -371,7 +356,8 @@ class TagEngine:
                 if op is None:
                     continue
             else:
-                holds = _truthy(tag.when(values))
+                outcome = tag.when(values)
+                holds = outcome if outcome.__class__ is bool else _truthy(outcome)
                 if holds == (tag.name in held):
                     continue
                 if holds:
@@ -381,9 +367,10 @@ class TagEngine:
                 op = "add" if holds else "remove"
             changes.append(self._change(customer_id, tag.name, op, at_ms, cause,
                                         event, {n: values[n] for n in tag.features}, ref=ref))
-        for name in [n for n in held if n not in self._tag_names]:
-            del held[name]
-            changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
+        if not self._tag_names.issuperset(held):  # held under rules that had other tags
+            for name in [n for n in held if n not in self._tag_names]:
+                del held[name]
+                changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
         return changes
 
     def _change(self, customer_id: str, tag: str, op: TagOp, at_ms: int, cause: ChangeCause,

@@ -5,7 +5,8 @@
   ``close()`` releases what the sink opened and may be called any number of times.
 * A ``RecordSender`` is what the sinks write Kafka records through: faust's producer in the
   worker (``app.producer``), a fake in unit tests. ``send`` queues the record and returns an
-  awaitable that resolves once the broker has it.
+  awaitable that resolves once the broker has it. A ``BatchSender`` (aiokafka's producer behind
+  faust's) takes whole record batches, for the tag topic's many small records.
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ Headers = Sequence[tuple[str, bytes]]
 class RecordSender(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any) -> Awaitable[Any]: ...
+
+
+class RecordBatch(Protocol):
+    """aiokafka's ``BatchBuilder``: records appended in order, then sent as one batch."""
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None,
+               headers: Sequence[tuple[str, bytes]] = ...) -> Any:
+        """The record's metadata, or None when the batch is full (it then closes itself)."""
+
+    def close(self) -> None: ...
+
+
+class BatchSender(Protocol):
+    """aiokafka's batch API (``AIOKafkaProducer``): one future per batch, not per record."""
+
+    def create_batch(self) -> RecordBatch: ...
+
+    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> Awaitable[Any]: ...
+
+    async def partitions_for(self, topic: str) -> set[int]: ...
 
 
 class Sink(Protocol):

@@ -9,6 +9,8 @@ double the series count and no panel or alert reads them.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import get_args
@@ -201,3 +203,22 @@ class Metrics:
             self.identity_forwarded.labels(kind)
         for attribution in ("known", "contact", "anonymous"):
             self.identity_events.labels(attribution)
+
+
+def observe_many(histogram: Histogram, amount: float, n: int) -> None:
+    """``histogram.observe(amount)`` ``n`` times, in one step (an unlabelled histogram).
+
+    A batch's tag changes share few values (every change of one event has its event's latency),
+    and prometheus-client's ``observe`` takes two locks and scans the buckets per call: with
+    1,000 tags that was ~1 µs per change. Uses its ``_sum``, ``_buckets`` and ``_upper_bounds``
+    (unchanged since 0.4); a histogram without them is observed ``n`` times.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if n == 1 or bounds is None or math.isnan(amount) or not hasattr(histogram, "_buckets"):
+        for _ in range(n):
+            histogram.observe(amount)
+        return
+    histogram._sum.inc(amount * n)
+    i = bisect_left(bounds, amount)  # the first bound >= amount, as observe's scan finds it
+    if i < len(bounds):
+        histogram._buckets[i].inc(n)

@@ -81,14 +81,27 @@ class RedisTagSink:
         hdel: dict[str, list[Any]] = {}
         sadd: dict[str, list[Any]] = {}
         srem: dict[str, list[Any]] = {}
+        # A customer's changes share its hash key, an event's changes their hash value: built once each.
+        hash_keys: dict[str, str] = {}
+        set_keys: dict[str, str] = {}
+        values: dict[tuple[int, str], bytes] = {}
         for (cid, tag), c in last.items():
+            hkey = hash_keys.get(cid)
+            if hkey is None:
+                hkey = hash_keys[cid] = tags_key(self._prefix, cid, hash_tag=self._hash_tag)
+            skey = set_keys.get(tag)
+            if skey is None:
+                skey = set_keys[tag] = audience_key(self._prefix, tag)
             if c["op"] == "add":
-                value = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]})
-                hset.setdefault(tags_key(self._prefix, cid, hash_tag=self._hash_tag), []).extend((tag, value))
-                sadd.setdefault(audience_key(self._prefix, tag), []).append(cid)
+                since = (c["at_ms"], c["rule_version"])
+                value = values.get(since)
+                if value is None:
+                    value = values[since] = orjson.dumps({"since_ms": since[0], "rule_version": since[1]})
+                hset.setdefault(hkey, []).extend((tag, value))
+                sadd.setdefault(skey, []).append(cid)
             else:
-                hdel.setdefault(tags_key(self._prefix, cid, hash_tag=self._hash_tag), []).append(tag)
-                srem.setdefault(audience_key(self._prefix, tag), []).append(cid)
+                hdel.setdefault(hkey, []).append(tag)
+                srem.setdefault(skey, []).append(cid)
         return [*(("HSET", k, a) for k, a in hset.items()), *(("HDEL", k, a) for k, a in hdel.items()),
                 *(("SADD", k, a) for k, a in sadd.items()), *(("SREM", k, a) for k, a in srem.items())]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from streams.cli import main
 from streams.engine.features.state import CustomerState
 from streams.engine.tag_engine import Change, TagEngine
-from tag_rules import RuleSetError, TagDef, load_rules
+from tag_rules import RuleSetError, TagDef, compile_expr, load_rules
 from tests.unit.test_engine import T0, event
 
 S = 1000
@@ -280,3 +280,18 @@ def test_incremental_evaluation_equals_full_with_flap_control(
         tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, int, float]]) -> None:
     path = tmp_path_factory.mktemp("flapinc")
     assert drive(path, steps, incremental=True) == drive(path, steps, incremental=False)
+
+
+_GATE_TAGS = [TagDef(f"t{i}", compile_expr("a >= 1", names=("a",)), ("a",), min_duration_ms=md, cooldown_ms=cd)
+              for i, (md, cd) in enumerate([(0, 0), (60, 0), (0, 90), (30, 120), (0, 0), (10, 10)])]
+
+
+@given(st.dictionaries(st.sampled_from([t.name for t in _GATE_TAGS] + ["gone"]), st.integers(0, 300)),
+       st.dictionaries(st.sampled_from([t.name for t in _GATE_TAGS] + ["gone"]), st.integers(0, 300)),
+       st.integers(0, 400))
+@settings(max_examples=400, deadline=None)
+def test_gates_equal_next_gate_ms(held: dict[str, int], removed: dict[str, int], now: int) -> None:
+    from streams.engine.flap import Gates, next_gate_ms
+
+    gated = [t for t in _GATE_TAGS if t.flap_controlled]
+    assert Gates(gated).next_ms(held, removed, now) == next_gate_ms(gated, held, removed, now)

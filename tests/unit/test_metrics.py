@@ -53,3 +53,25 @@ def test_no_created_series() -> None:
     text = exposition(registry)
     assert "tagstream_events_in_total" in text and "tagstream_batch_evaluation_seconds_bucket" in text
     assert "_created" not in text
+
+
+def test_observe_many_equals_observing_one_at_a_time() -> None:
+    from prometheus_client import Histogram
+
+    from streams.io.metrics import LATENCY_BUCKETS_S, observe_many
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h1 = Histogram("h", "h", buckets=LATENCY_BUCKETS_S, registry=one)
+    hn = Histogram("h", "h", buckets=LATENCY_BUCKETS_S, registry=many)
+    for amount, n in ((0.0, 3), (0.001, 2), (0.0011, 5), (0.5, 1), (30.0, 4), (61.0, 7), (1e9, 2), (0.25, 0)):
+        for _ in range(n):
+            h1.observe(amount)
+        observe_many(hn, amount, n)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("le", "")): s.value for m in registry.collect() for s in m.samples}
+
+    got, want = samples(many), samples(one)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert abs(got[key] - value) <= 1e-9 * max(1.0, abs(value)), key

@@ -107,3 +107,23 @@ def test_an_event_evaluates_few_of_a_thousand_tags(monkeypatch: pytest.MonkeyPat
         engine.process_event(states.setdefault(ev["customer_id"], CustomerState()), ev, ev["ts_ms"])
         n += 1
     assert sum(evaluated) / n < 60
+
+
+def test_hysteresis_and_flap_control_are_indexed_by_both_conditions() -> None:
+    """The engine passes as *stepped* only the tags whose conditions are not comparisons; one with
+    ``enter``/``exit`` comparisons is evaluated when either flips (its gates are due times)."""
+    from streams.engine.tag_index import condition_atoms
+
+    hyst = TagDef("hyst", compile_expr("a >= 10", names=NAMES), ("a",), exit=compile_expr("a < 5", names=NAMES))
+    gated = TagDef("gated", compile_expr("a >= 3", names=NAMES), ("a",), min_duration_ms=60_000)
+    opaque = TagDef("opaque", compile_expr("a >= b / 2", names=NAMES), ("a", "b"), cooldown_ms=60_000)
+    assert condition_atoms(hyst) is not None and len(condition_atoms(hyst) or ()) == 2
+    assert condition_atoms(opaque) is None
+    engine_stepped = frozenset(t.name for t in (hyst, gated, opaque) if condition_atoms(t) is None)
+    index = TagIndex([hyst, gated, opaque], {n: n for n in NAMES}, engine_stepped)
+    for old, new, want in ((6, 7, {2}), (9, 10, {0, 2}), (5, 4, {0, 2}), (2, 3, {1, 2}), (7, 7, {2})):
+        out: set[int] = set()
+        index.flipped("a", old, new, out)
+        assert out == want, (old, new)
+    engine = TagEngine(load_rules(REPO / "benchmarks" / "rules_1000.yaml"))
+    assert engine._stepped and not any(fi.on_feed for fi in engine._index._by_key.values())

@@ -8,6 +8,7 @@ list of raw events: windowed features keep one accumulator per bucket.
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import orjson
@@ -66,6 +67,26 @@ class CustomerState:
             log = self.seen_log
             self._seen_set = {int.from_bytes(log[i:i + 8], "big") for i in range(0, len(log), SEEN_ENTRY)}
         return self._seen_set
+
+    def seen_before(self, event_id: str, now_ms: int, horizon_ms: int, max_ids: int) -> bool:
+        """Remembers ``event_id`` (at most ``max_ids``, for ``horizon_ms``); True if it was already
+        seen within the horizon."""
+        log, seen = self.seen_log, self.seen_set()
+        horizon_start_s = (now_ms - horizon_ms) // 1000
+        keep_bytes = (max_ids - 1) * SEEN_ENTRY
+        drop = 0
+        while drop < len(log) and (len(log) - drop > keep_bytes
+                                   or int.from_bytes(log[drop + 8:drop + 12], "big") <= horizon_start_s):
+            seen.discard(int.from_bytes(log[drop:drop + 8], "big"))
+            drop += SEEN_ENTRY
+        if drop:
+            del log[:drop]
+        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+        if fp in seen:
+            return True
+        seen.add(fp)
+        log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
+        return False
 
     def absorb_seen(self, other: CustomerState, max_ids: int) -> int:
         """Adds ``other``'s remembered event ids to this state's (identity merge): one entry per id,
