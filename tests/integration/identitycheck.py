@@ -1,8 +1,13 @@
 """What the identity tests compare: per canonical customer, the feature values in a worker's changelog
 (forwarding stubs left out) against an independent in-process reference that resolves every event
-with the pure identity graph (links applied in the order the identity stage read them) and folds the
-events of each canonical id with the engine. Counts and sums over every event make one lost,
-doubled or mis-attributed event visible."""
+with the pure identity graph and folds the events of each canonical id with the engine. Counts and
+sums over every event make one lost, doubled or mis-attributed event visible.
+
+Which of several competing links a cap keeps depends on the order the identity stage decided them
+("first come, first kept"), and around a rebalance faust re-delivers records it dropped after later
+ones: that order is not the topic's. The clusters, though, depend only on the *set* of accepted
+links (tests/unit/test_identity_graph.py), so the reference takes every link on the topic except
+those the worker refused — their ids are in its dead-letter topic — and applies them without caps."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from schemas.canonical import to_canonical
 from schemas.decode import decode_event
 from streams.app.identity_links import decode_links, usable_ids
 from streams.engine.features.state import CustomerState
-from streams.engine.identity.graph import IdentityGraph
+from streams.engine.identity.graph import REFUSAL_REASONS, GraphLimits, IdentityGraph
 from streams.engine.tag_engine import TagEngine
 from tag_rules import load_rules
 
@@ -53,17 +58,59 @@ def read_all(bootstrap: str, topic: str, isolation_level: str = "read_uncommitte
     return asyncio.run(run())
 
 
+def read_all_partitions(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (any partition count) up to its end offsets."""
+
+    async def run() -> list[Any]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        await c.start()
+        try:
+            if topic not in await c.topics():
+                return []
+            parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or {0})]
+            c.assign(parts)
+            await c.seek_to_beginning(*parts)
+            ends = await c.end_offsets(parts)
+            out: list[Any] = []
+            while [tp for tp in parts if await c.position(tp) < ends[tp]]:
+                for recs in (await c.getmany(timeout_ms=500)).values():
+                    out.extend(recs)
+            return out
+        finally:
+            await c.stop()
+
+    return asyncio.run(run())
+
+
 def links_read(w: WorkerProc) -> list[dict[str, Any]]:
     """The links on the identity stage's topic, in the order it read them."""
     return [link for r in read_all(w.stack.bootstrap, f"{w.prefix}-identity-links") for link in decode_links(r.value)]
 
 
-def reference(events: list[tuple[str, bytes]], links: list[dict[str, Any]], rules: Path = RULES) -> tuple[
-        Features, IdentityGraph]:
-    """Feature values per canonical customer, by the pure graph and the engine alone (no Kafka)."""
-    graph = IdentityGraph()
+UNCAPPED = GraphLimits(per_type={}, max_cluster=10**9)
+
+
+def refused_links(w: WorkerProc) -> set[str]:
+    """Ids of the links the worker refused (dead-lettered with a graph refusal reason)."""
+    out: set[str] = set()
+    for r in read_all_partitions(w.stack.bootstrap, w.topic("deadletter")):
+        headers = {k: v.decode() for k, v in r.headers}
+        if headers.get("ts.reason") in REFUSAL_REASONS and r.value and r.value.startswith(b"{"):
+            link = orjson.loads(r.value)
+            if isinstance(link, dict) and "link_id" in link:
+                out.add(str(link["link_id"]))
+    return out
+
+
+def reference(events: list[tuple[str, bytes]], links: list[dict[str, Any]], rules: Path = RULES,
+              refused: set[str] | None = None) -> tuple[Features, IdentityGraph]:
+    """Feature values per canonical customer, by the pure graph and the engine alone (no Kafka):
+    every link but the ``refused`` ones (ids), or, without ``refused``, the links in topic order with
+    the default caps."""
+    graph = IdentityGraph() if refused is None else IdentityGraph(UNCAPPED)
     for link in links:
-        graph.link(link["ids"], link["ts_ms"])
+        if refused is None or link["link_id"] not in refused:
+            graph.link(link["ids"], link["ts_ms"])
     engine = TagEngine(load_rules(rules))
     states: dict[str, CustomerState] = {}
     now = int(time.time() * 1000)
@@ -100,7 +147,7 @@ def await_same_features(w: WorkerProc, events: list[tuple[str, bytes]], timeout_
     """Waits until the worker's live customers equal the reference, or fails with the difference."""
     deadline = time.monotonic() + timeout_s
     while True:
-        want, graph = reference(events, links_read(w), rules)
+        want, graph = reference(events, links_read(w), rules, refused_links(w))
         got, stubs = worker_features(w, rules)
         if got == want:
             return want, graph, stubs
