@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.app.envelope import EnvelopeBuilder, EnvelopeSender, decode_envelope
+from streams.app.customer_identity import IdentityItems, IdentityOutput, wake_at
+from streams.app.envelope import decode_envelope
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
-from streams.engine.identity import moves
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
@@ -41,9 +41,6 @@ from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 
 log = logging.getLogger(__name__)
 
-ANONYMOUS_PREFIX = "anonymous:"
-"""Customer ids of anonymous-only customers (identity resolution: ``schemas.ids.id_key``)."""
-ANONYMOUS_KEY = ANONYMOUS_PREFIX.encode()
 
 
 class Delivered(Protocol):
@@ -107,31 +104,6 @@ class Updated:
         return not self.state.is_empty()
 
 
-def attribution(key: bytes) -> str:
-    """known (a member or an online account), contact (a contact hash only) or anonymous."""
-    if key.startswith((b"member:", b"user:")):
-        return "known"
-    return "anonymous" if key.startswith(ANONYMOUS_KEY) else "contact"
-
-
-def wake_at(state: CustomerState) -> int | None:
-    """When the due timer ticks the customer: its next due change, or an anonymous one's end if sooner."""
-    due, expires = state.due_ms, state.expires_ms
-    return due if expires is None else expires if due is None else min(due, expires)
-
-
-@dataclass
-class IdentityOutput:
-    """Identity resolution (docs/identity.md): where items for other customers go (forwards to a
-    survivor, merge items), and whether anonymous-only customers' tag changes are published."""
-
-    forwards: EnvelopeSender
-    partitions: int
-    tag_anonymous: bool = False
-    anonymous_ttl_ms: int = 0
-    """An anonymous-only customer with no event for this long is forgotten (0: kept)."""
-
-
 @dataclass
 class ExactlyOnce:
     """Exactly-once output (``processing_guarantee=exactly_once``): the transactions and the topics
@@ -160,9 +132,8 @@ class CustomerStage:
         self.deadletter = deadletter
         self.metrics = metrics
         self.exactly_once = exactly_once
-        self.identity = identity
-        self._forwards: list[dict[str, Any]] = []
-        """Items for other customers made by this batch (identity), sent before any state is saved."""
+        self.identity = IdentityItems(identity, metrics) if identity is not None else None
+        """Identity resolution's side of the stage (``customer_identity.py``); None when it is off."""
         self._batch = asyncio.Lock()
         self.stopping = False
         self.customers = 0
@@ -219,8 +190,8 @@ class CustomerStage:
                 updated.append(Updated(key, state, record_of[key], existed=before is not None))
         self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
         await self.deadletter.flush()
-        if self._forwards:
-            await self._send_forwards()
+        if self.identity is not None and self.identity.pending():
+            await self.identity.send()  # before any state (a stub among them) is saved
         if self.exactly_once is not None:
             await self.commit_transactions(published, updated, record_of, generation)
             return
@@ -282,38 +253,26 @@ class CustomerStage:
         returns its changes and its new state."""
         out: list[Published] = []
         m = self.metrics
+        ident = self.identity
         counted = 0
         for obj in objs:
             now_ms = self.clock.now_ms()
-            if "erase" in obj:
-                state = self._erase(key, obj["erase"], state, now_ms, out)
-                continue
-            gone = moves.erased(state, now_ms)
-            if gone:  # the person was forgotten (tagstream forget): nothing of theirs is kept
-                m.identity_erased_items.inc()
-                continue
-            if gone is None:
-                state = CustomerState()  # the tombstone's period is over: a new customer (or nothing, on its tick)
-            if state is not None and state.moved is not None and moves.revives(state, obj):
-                state = CustomerState(merges=state.merges)  # the canonical id came back: the merge brings the state
-            if state is not None and state.moved is not None:  # absorbed into another customer
-                fwd = moves.at_stub(key.decode(), state, obj)
-                if fwd is not None:
-                    self._forwards.append(fwd)
-                    m.identity_forwarded.labels("merge" if "merge" in fwd else "event").inc()
-                continue
-            if moves.is_identity_item(obj):
-                state = self._identity_item(key, obj, state, now_ms, out)
-                continue
+            if ident is not None:
+                changes: list[Change] = []
+                done, state = ident.before(self.engine, key, obj, state, now_ms, changes)
+                out += [Published(c, None) for c in changes]
+                if done:
+                    continue
             tick = obj.get("tick")
             if tick is not None:
                 if state is None:
                     continue
-                if state.expires_ms is not None and now_ms >= state.expires_ms:  # anonymous, quiet too long
-                    out += [Published(c, None) for c in self.engine.release(state, key.decode(), now_ms, "expiry",
-                                                                             f"ttl-{state.expires_ms}")]
-                    state = CustomerState()  # nothing left: deleted
-                    continue
+                if ident is not None:
+                    changes = []
+                    if ident.expired(self.engine, key, state, now_ms, changes):  # anonymous, quiet too long
+                        out += [Published(c, None) for c in changes]
+                        state = CustomerState()  # nothing left: deleted
+                        continue
                 if state.due_ms != tick:
                     if state.rule_version == self.engine.version:
                         continue  # stale tick: an event since then already moved the due time
@@ -341,52 +300,14 @@ class CustomerStage:
                 for c in outcome.changes:
                     c["via"] = via
             out += [Published(c, obj["src_ts_ms"] if c["cause"] == "event" else None) for c in outcome.changes]
-            if self.identity is not None and self.identity.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
-                state.expires_ms = now_ms + self.identity.anonymous_ttl_ms
-        if counted and self.identity is not None:
-            m.identity_events.labels(attribution(key)).inc(counted)
+        if counted and ident is not None and state is not None:
+            ident.after_events(key, state, counted, self.clock.now_ms())
         return out, state
-
-    def _identity_item(self, key: bytes, obj: dict[str, Any], state: CustomerState | None, now_ms: int,
-                       out: list[Published]) -> CustomerState | None:
-        """An ``absorb`` (this customer leaves for another) or a ``merge`` (one joins this customer)."""
-        m = self.metrics
-        if "absorb" in obj:
-            item, stub = moves.absorb(key.decode(), state, obj["absorb"])
-            self._forwards.append(item)
-            return stub
-        if state is None:
-            state = CustomerState()
-        merged = moves.apply_merge(self.engine, key.decode(), state, obj["merge"], now_ms)
-        m.identity_merges.labels("duplicate" if merged.duplicate else "applied").inc()
-        if merged.overlap:
-            m.identity_merge_overlap.inc(merged.overlap)
-        out += [Published(c, None) for c in merged.changes]
-        return state
-
-    def _erase(self, key: bytes, order: dict[str, Any], state: CustomerState | None, now_ms: int,
-               out: list[Published]) -> CustomerState:
-        """Erasure: every tag removed (``cause: "erasure"``), the state or stub replaced by a tombstone."""
-        if state is not None and state.moved is None:
-            out += [Published(c, None) for c in self.engine.release(state, key.decode(), now_ms, "erasure",
-                                                                     order["erasure_id"])]
-        self.metrics.identity_erasures.inc()
-        return moves.tombstone(order["until_ms"])
-
-    async def _send_forwards(self) -> None:
-        """Identity items for other customers, in the order they were made; on the broker before the
-        states (stubs) that made them are saved."""
-        assert self.identity is not None, "identity items on the customer topic with identity resolution off"
-        items, self._forwards = self._forwards, []
-        out = EnvelopeBuilder(self.identity.partitions)
-        for item in items:
-            out.add(item["customer_id"].encode(), orjson.dumps(item))
-        await self.identity.forwards.send(out)
 
     async def publish(self, published: list[Published]) -> None:
         """Redis first, then the tag topic; both acknowledged before any state is saved."""
-        if self.identity is not None and not self.identity.tag_anonymous:
-            published = [p for p in published if not p.change["customer_id"].startswith(ANONYMOUS_PREFIX)]
+        if self.identity is not None:
+            published = [p for p in published if self.identity.published(p.change["customer_id"])]
         for p in published:
             self.redis.add(p.change)
             self.tag_topic.add(p.change)

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from streams.app import faust_compat
-from streams.app.customers import IdentityOutput
+from streams.app.customer_identity import IdentityOutput
 from streams.app.envelope import EnvelopeSender
 from streams.app.identity_stage import IdentityStage, graph_limits
 from streams.app.table_store import TableStore

@@ -59,22 +59,25 @@ def read_all(bootstrap: str, topic: str, isolation_level: str = "read_uncommitte
 
 
 def read_all_partitions(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` (any partition count) up to its end offsets."""
+    """Every record of an existing ``topic`` (all its partitions) up to its end offsets."""
 
     async def run() -> list[Any]:
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        # no group: a subscribed consumer is assigned every partition of the topic
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
         await c.start()
         try:
-            if topic not in await c.topics():
-                return []
-            parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or {0})]
-            c.assign(parts)
-            await c.seek_to_beginning(*parts)
+            deadline = time.monotonic() + 30
+            while not c.assignment():
+                assert time.monotonic() < deadline, f"no partitions of {topic}"
+                await asyncio.sleep(0.1)
+            parts = sorted(c.assignment())
             ends = await c.end_offsets(parts)
+            await c.seek_to_beginning(*parts)
             out: list[Any] = []
             while [tp for tp in parts if await c.position(tp) < ends[tp]]:
                 for recs in (await c.getmany(timeout_ms=500)).values():
-                    out.extend(recs)
+                    out.extend(r for r in recs if r.offset < ends[TopicPartition(r.topic, r.partition)])
             return out
         finally:
             await c.stop()

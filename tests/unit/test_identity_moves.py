@@ -104,7 +104,7 @@ def test_a_tombstone_drops_items_until_its_end() -> None:
 
 
 def test_an_anonymous_state_knows_when_it_ends() -> None:
-    from streams.app.customers import wake_at
+    from streams.app.customer_identity import wake_at
 
     s = CustomerState(due_ms=NOW + 5, expires_ms=NOW + 3)
     assert CustomerState.loads(s.dumps()).expires_ms == NOW + 3

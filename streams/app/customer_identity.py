@@ -1,0 +1,139 @@
+"""The customer stage's identity side (docs/identity.md): what a customer's item does when identity
+resolution is on, before the stage folds events.
+
+* an ``erase`` order replaces the state (or stub) by a tombstone and removes every tag; a live
+  tombstone drops whatever comes;
+* a stub forwards items to its survivor (or is revived by a merge from the id it points to);
+* an ``absorb`` order makes a stub and a merge item; a ``merge`` item is folded in once;
+* an anonymous-only customer lives ``anonymous_ttl_ms`` after its last event.
+
+Items for other customers (forwards, merge items) are kept in order and sent, by ``send``, before
+the stage saves the states that made them. With identity resolution off the stage has no
+``IdentityItems`` and none of this runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
+from streams.engine.features.state import CustomerState
+from streams.engine.identity import moves
+from streams.engine.tag_engine import Change, TagEngine
+from streams.io.metrics import Metrics
+
+ANONYMOUS_PREFIX = "anonymous:"
+"""Customer ids of anonymous-only customers (``schemas.ids.id_key``)."""
+ANONYMOUS_KEY = ANONYMOUS_PREFIX.encode()
+
+
+def attribution(key: bytes) -> str:
+    """known (a member or an online account), contact (a contact hash only) or anonymous."""
+    if key.startswith((b"member:", b"user:")):
+        return "known"
+    return "anonymous" if key.startswith(ANONYMOUS_KEY) else "contact"
+
+
+def wake_at(state: CustomerState) -> int | None:
+    """When the due timer ticks the customer: its next due change, or an anonymous one's end if sooner."""
+    due, expires = state.due_ms, state.expires_ms
+    return due if expires is None else expires if due is None else min(due, expires)
+
+
+@dataclass
+class IdentityOutput:
+    """Where items for other customers go (forwards to a survivor, merge items), and whether
+    anonymous-only customers' tag changes are published."""
+
+    forwards: EnvelopeSender
+    partitions: int
+    tag_anonymous: bool = False
+    anonymous_ttl_ms: int = 0
+    """An anonymous-only customer with no event for this long is forgotten (0: kept)."""
+
+
+class IdentityItems:
+    """One customer stage's identity handling; see the module docstring."""
+
+    def __init__(self, output: IdentityOutput, metrics: Metrics) -> None:
+        self.output = output
+        self.metrics = metrics
+        self._forwards: list[dict[str, Any]] = []
+
+    def before(self, engine: TagEngine, key: bytes, obj: dict[str, Any], state: CustomerState | None,
+               now_ms: int, changes: list[Change]) -> tuple[bool, CustomerState | None]:
+        """(True, new state) when the item was identity business and is done; (False, state) when the
+        stage goes on with it (the state may have been renewed: an expired tombstone, a revived stub)."""
+        m = self.metrics
+        erase = obj.get("erase")
+        if erase is not None:
+            return True, self._erase(engine, key, erase, state, now_ms, changes)
+        gone = moves.erased(state, now_ms)
+        if gone:  # the person was forgotten (tagstream forget): nothing of theirs is kept
+            m.identity_erased_items.inc()
+            return True, state
+        if gone is None:
+            state = CustomerState()  # the tombstone's period is over: a new customer (or nothing, on its tick)
+        if state is not None and state.moved is not None:
+            if not moves.revives(state, obj):  # absorbed into another customer: forward
+                fwd = moves.at_stub(key.decode(), state, obj)
+                if fwd is not None:
+                    self._forwards.append(fwd)
+                    m.identity_forwarded.labels("merge" if "merge" in fwd else "event").inc()
+                return True, state
+            state = CustomerState(merges=state.merges)  # the canonical id came back: the merge brings the state
+        if "absorb" in obj:
+            item, stub = moves.absorb(key.decode(), state, obj["absorb"])
+            self._forwards.append(item)
+            return True, stub
+        merge = obj.get("merge")
+        if merge is not None:
+            state = state if state is not None else CustomerState()
+            merged = moves.apply_merge(engine, key.decode(), state, merge, now_ms)
+            m.identity_merges.labels("duplicate" if merged.duplicate else "applied").inc()
+            if merged.overlap:
+                m.identity_merge_overlap.inc(merged.overlap)
+            changes += merged.changes
+            return True, state
+        return False, state
+
+    def expired(self, engine: TagEngine, key: bytes, state: CustomerState, now_ms: int,
+                changes: list[Change]) -> bool:
+        """On a tick: an anonymous customer quiet for its time to live loses its tags (``expiry``)."""
+        if state.expires_ms is None or now_ms < state.expires_ms:
+            return False
+        changes += engine.release(state, key.decode(), now_ms, "expiry", f"ttl-{state.expires_ms}")
+        return True
+
+    def after_events(self, key: bytes, state: CustomerState, events: int, now_ms: int) -> None:
+        """After a customer's events of a batch: counted by attribution; an anonymous one lives on."""
+        self.metrics.identity_events.labels(attribution(key)).inc(events)
+        if self.output.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
+            state.expires_ms = now_ms + self.output.anonymous_ttl_ms
+
+    def published(self, customer_id: str) -> bool:
+        """Whether this customer's tag changes are published (anonymous ones only with tag_anonymous)."""
+        return self.output.tag_anonymous or not customer_id.startswith(ANONYMOUS_PREFIX)
+
+    def _erase(self, engine: TagEngine, key: bytes, order: dict[str, Any], state: CustomerState | None,
+               now_ms: int, changes: list[Change]) -> CustomerState:
+        """Erasure: every tag removed (``cause: "erasure"``), the state or stub replaced by a tombstone."""
+        if state is not None and state.moved is None:
+            changes += engine.release(state, key.decode(), now_ms, "erasure", order["erasure_id"])
+        self.metrics.identity_erasures.inc()
+        return moves.tombstone(order["until_ms"])
+
+    def pending(self) -> bool:
+        return bool(self._forwards)
+
+    async def send(self) -> None:
+        """Items for other customers, in the order they were made; on the broker before the states
+        (stubs) that made them are saved."""
+        items, self._forwards = self._forwards, []
+        out = EnvelopeBuilder(self.output.partitions)
+        for item in items:
+            out.add(item["customer_id"].encode(), orjson.dumps(item))
+        await self.output.forwards.send(out)
