@@ -49,12 +49,18 @@ from streams.io.metrics import Metrics
 from streams.io.redis_client import async_client
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
-from streams.io.topics import changelog_topic_name, customer_topic_name
+from streams.io.topics import changelog_topic_name, customer_topic_name, identity_links_topic_name
 from streams.io.transactions import PartitionTransactions
 from streams.settings import Settings
 from tag_rules.compiler import CompiledRuleSet
 
 log = logging.getLogger(__name__)
+
+
+def identity_inputs(settings: Settings) -> list[str]:
+    """The identity stage's input (links), guarded and watched like every input: faust drops records
+    around rebalances, and a link never re-read is a merge never made."""
+    return [identity_links_topic_name(settings)] if settings.identity.enabled else []
 
 CUSTOMER_BUFFER_ENVELOPES = 256
 """Customer-topic records Faust may hold ahead of the customers agent (each up to 512 KB)."""
@@ -222,7 +228,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
                         first, last, tp.topic, tp.partition)
         metrics.offset_holes.labels(tp.topic, "gap" if real_gap else "reread").inc()
 
-    guarded = {customer_events.get_topic_name(), *([] if source_consumer else settings.ingest_topics().values())}
+    guarded = {customer_events.get_topic_name(), *([] if source_consumer else settings.ingest_topics().values()),
+               *identity_inputs(settings)}
     if ks.hole_guard:
         faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
 
@@ -302,7 +309,8 @@ def _wire_watches(app: faust.App, settings: Settings, rt: Runtime, source_consum
     ks = settings.kafka
     watches = [PartitionWatch(
         name="faust", source=FaustOffsets(app, strict), metrics=rt.metrics, health=rt.health,
-        topics=[customer_topic, *(() if source_consumer else settings.ingest_topics().values())],
+        topics=[customer_topic, *(() if source_consumer else settings.ingest_topics().values()),
+                *identity_inputs(settings)],
         watchdog=PartitionWatchdog(ks.stall_after_ms / 1000))]
     if source_consumer is not None:
         watches.append(PartitionWatch(name="ingest", source=source_consumer, topics=settings.ingest_topics().values(),
