@@ -93,6 +93,10 @@ def test_the_canonical_id_coming_back_revives_the_stub_and_nothing_loops() -> No
     # a merge from anyone else reaching the stub is forwarded, not applied
     other = {"customer_id": "user:x", "merge": {"from": "user:y", "merge_id": "m3", "state": None}}
     assert not moves.revives(stub_x, other)
+    # nor is a replay of an old merge from s into x (redelivered after a crash): its id is known
+    stub_x.merges.append("m0")
+    replay = {"customer_id": "user:x", "merge": {"from": "user:s", "merge_id": "m0", "state": None}}
+    assert not moves.revives(stub_x, replay)
 
 
 def test_a_tombstone_drops_items_until_its_end() -> None:

@@ -88,11 +88,14 @@ def _merge_item(absorbed: str, survivor: str, merge_id: str, snapshot: dict[str,
 
 
 def revives(stub: CustomerState, obj: dict[str, Any]) -> bool:
-    """A ``merge`` from the very customer the stub points to: the cluster's canonical id came back
+    """A new ``merge`` from the very customer the stub points to: the cluster's canonical id came back
     to this id (an older link made it win again, docs/identity.md). The stub ends; the merge brings
-    everything it had sent along, with all that joined since."""
+    everything it had sent along, with all that joined since. (A fault test found a replayed old
+    merge from that customer — its id already in the stub's memory — reviving the stub.)"""
     merge = obj.get("merge")
-    return merge is not None and stub.moved is not None and merge["from"] == stub.moved["to"]
+    # a replay of the merge that once brought that customer here is not a return: it has a known id
+    return (merge is not None and stub.moved is not None and merge["from"] == stub.moved["to"]
+            and merge["merge_id"] not in stub.merges)
 
 
 def at_stub(key: str, stub: CustomerState, obj: dict[str, Any]) -> dict[str, Any] | None:
