@@ -80,13 +80,22 @@ class IdentityItems:
         if state is not None and state.moved is not None:
             if not moves.revives(state, obj):  # absorbed into another customer: forward
                 fwd = moves.at_stub(key.decode(), state, obj)
+                if fwd is not None and fwd.get("hops", 0) > moves.MAX_HOPS:
+                    raise ValueError(f"{key.decode()}: item forwarded {fwd['hops']} times (a forwarding loop): "
+                                     f"{str(fwd)[:300]}")  # the stage dead-letters it, never loops on
                 if fwd is not None:
                     self._forwards.append(fwd)
                     m.identity_forwarded.labels("merge" if "merge" in fwd else "event").inc()
                 return True, state
             state = CustomerState(merges=state.merges)  # the canonical id came back: the merge brings the state
-        if "absorb" in obj:
-            item, stub = moves.absorb(key.decode(), state, obj["absorb"])
+        order = obj.get("absorb")
+        if order is not None:
+            if state is not None and order["merge_id"] in state.merges:
+                # a replayed order (after a crash) of a merge this customer already took part in:
+                # the state came back here since, and must not leave again
+                m.identity_merges.labels("duplicate").inc()
+                return True, state
+            item, stub = moves.absorb(key.decode(), state, order)
             self._forwards.append(item)
             return True, stub
         merge = obj.get("merge")

@@ -126,3 +126,25 @@ def test_recovery_keeps_the_newest_record_of_every_id() -> None:
     # a crash between writing the merged record and deleting the two it absorbed left all four
     kept = newest_records([(v, f) for v, f in (old_a, merged, old_m, other)])  # type: ignore[misc]
     assert kept == [merged[1], other[1]]
+
+
+def test_a_replayed_absorb_order_does_not_send_a_state_away_again_and_loops_are_cut() -> None:
+    import pytest
+    from prometheus_client import CollectorRegistry
+
+    from streams.app.customer_identity import IdentityItems, IdentityOutput
+    from streams.app.envelope import EnvelopeSender
+    from streams.io.metrics import Metrics
+    from tests.unit.test_stages import FakeProducer
+
+    eng = engine()
+    items = IdentityItems(IdentityOutput(EnvelopeSender(FakeProducer(), "t"), 4), Metrics.create(CollectorRegistry()))
+    order = {"customer_id": "user:x", "absorb": {"into": "user:s", "merge_id": "m1", "at_ms": NOW}}
+    came_back = state_of(eng, "user:x", 10.0)
+    came_back.merges.append("m1")  # x's state went to s (m1) and came back with s's merges
+    done, state = items.before(eng, b"user:x", order, came_back, NOW, [])
+    assert done and state is came_back and state.moved is None and not items.pending()
+    _, stub = moves.absorb("user:x", None, {"into": "user:s", "merge_id": "m2", "at_ms": NOW})
+    looping = {**event("e9", "user:x", 1.0), "hops": moves.MAX_HOPS}
+    with pytest.raises(ValueError, match="forwarding loop"):
+        items.before(eng, b"user:x", looping, stub, NOW, [])

@@ -39,6 +39,8 @@ from streams.engine.features.state import CustomerState
 from streams.engine.identity.merge import merge_customers
 from streams.engine.tag_engine import Change, TagEngine
 
+MAX_HOPS = 32
+"""Forwards of one item beyond which it is dead-lettered (only a bug makes two stubs point at each other)."""
 MERGE_MEMORY = 64
 """Merge ids remembered per customer: a replayed ``merge`` item comes within one crash's replay."""
 
@@ -78,8 +80,9 @@ def erased(state: CustomerState | None, now_ms: int) -> bool | None:
 def absorb(absorbed: str, state: CustomerState | None, order: dict[str, Any]) -> tuple[dict[str, Any], CustomerState]:
     """``absorbed`` leaves: returns the ``merge`` item for the survivor and the stub that replaces it."""
     snapshot = orjson.loads(state.dumps()) if state is not None and not state.is_empty() else None
+    merges = list(state.merges) if state is not None else []
     stub = CustomerState(moved={"to": order["into"], "m": order["merge_id"], "x": snapshot},
-                         merges=list(state.merges) if state is not None else [])
+                         merges=[*merges, order["merge_id"]][-MERGE_MEMORY:])
     return _merge_item(absorbed, order["into"], order["merge_id"], snapshot), stub
 
 
@@ -113,6 +116,7 @@ def at_stub(key: str, stub: CustomerState, obj: dict[str, Any]) -> dict[str, Any
     fwd = dict(obj)
     fwd["customer_id"] = moved["to"]
     fwd.setdefault("via", key)
+    fwd["hops"] = obj.get("hops", 0) + 1
     return fwd
 
 
