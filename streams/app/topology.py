@@ -219,19 +219,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     _wire_audience_sizes(app, settings, rt)
     wire_rules_watch(app, settings, rt, customer_stage, rules_offset, births or {})
 
-    def hole(tp: Any, first: int, last: int, real_gap: bool) -> None:
-        if real_gap:
-            log.warning("offsets %d..%d of %s[%d] are missing after a re-read: a real gap (transaction markers "
-                        "or compaction upstream); faust acknowledges it", first, last, tp.topic, tp.partition)
-        else:
-            log.warning("faust skipped offsets %d..%d of %s[%d] (it would acknowledge them unseen): re-reading",
-                        first, last, tp.topic, tp.partition)
-        metrics.offset_holes.labels(tp.topic, "gap" if real_gap else "reread").inc()
-
-    guarded = {customer_events.get_topic_name(), *([] if source_consumer else settings.ingest_topics().values()),
-               *identity_inputs(settings)}
     if ks.hole_guard:
-        faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
+        _guard_holes(settings, metrics, customer_events.get_topic_name(), source_consumer)
 
     async def recovered() -> None:
         customer_stage.rebuild_due_index()
@@ -244,6 +233,24 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
     return app, rt
+
+
+def _guard_holes(settings: Settings, metrics: Metrics, customer_topic: str,
+                 source_consumer: SourceConsumer | None) -> None:
+    """Faust's inputs re-read where it skipped records (faust_compat.HoleGuard), logged and counted."""
+
+    def hole(tp: Any, first: int, last: int, real_gap: bool) -> None:
+        if real_gap:
+            log.warning("offsets %d..%d of %s[%d] are missing after a re-read: a real gap (transaction markers "
+                        "or compaction upstream); faust acknowledges it", first, last, tp.topic, tp.partition)
+        else:
+            log.warning("faust skipped offsets %d..%d of %s[%d] (it would acknowledge them unseen): re-reading",
+                        first, last, tp.topic, tp.partition)
+        metrics.offset_holes.labels(tp.topic, "gap" if real_gap else "reread").inc()
+
+    guarded = {customer_topic, *([] if source_consumer else settings.ingest_topics().values()),
+               *identity_inputs(settings)}
+    faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
 
 
 def _exactly_once(app: faust.App, settings: Settings, changelog_topic: str,
