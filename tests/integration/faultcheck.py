@@ -50,10 +50,11 @@ def worker_features(w: WorkerProc, rules: Path = RULES) -> Features:
     return out
 
 
-def read_to_end(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
-    """Last value per key of ``topic``, read up to the end offsets seen when the read starts."""
+def read_records(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all its partitions, in order per partition), read up to the end
+    offsets seen when the read starts."""
 
-    async def run() -> dict[bytes, bytes | None]:
+    async def run() -> list[Any]:
         # no group: a subscribed consumer is assigned every partition of the topic
         # read_committed: an exactly-once worker's aborted transactions are not its state
         c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -67,18 +68,21 @@ def read_to_end(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
             parts = sorted(c.assignment())
             end = await c.end_offsets(parts)
             await c.seek_to_beginning(*parts)
-            last: dict[bytes, bytes | None] = {}
+            out: list[Any] = []
             while [tp for tp in parts if await c.position(tp) < end[tp]]:
                 assert time.monotonic() < deadline, f"could not read {topic} to its end"
                 for recs in (await c.getmany(timeout_ms=500)).values():
-                    for r in recs:
-                        if r.offset < end[TopicPartition(r.topic, r.partition)]:
-                            last[r.key] = r.value
-            return last
+                    out.extend(r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)])
+            return out
         finally:
             await c.stop()
 
     return asyncio.run(run())
+
+
+def read_to_end(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
+    """Last value per key of ``topic``, read up to the end offsets seen when the read starts."""
+    return {r.key: r.value for r in read_records(bootstrap, topic)}
 
 
 def feature_diff(want: Features, got: Features, limit: int = 12) -> str:

@@ -28,7 +28,7 @@ from streams.engine.tag_engine import TagEngine
 from tag_rules import load_rules
 
 from .conftest import WorkerProc
-from .faultcheck import RULES, feature_diff, read_to_end
+from .faultcheck import RULES, feature_diff, read_records, read_to_end
 
 Features = dict[str, dict[str, Any]]
 
@@ -58,33 +58,6 @@ def read_all(bootstrap: str, topic: str, isolation_level: str = "read_uncommitte
     return asyncio.run(run())
 
 
-def read_all_partitions(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of an existing ``topic`` (all its partitions) up to its end offsets."""
-
-    async def run() -> list[Any]:
-        # no group: a subscribed consumer is assigned every partition of the topic
-        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
-        await c.start()
-        try:
-            deadline = time.monotonic() + 30
-            while not c.assignment():
-                assert time.monotonic() < deadline, f"no partitions of {topic}"
-                await asyncio.sleep(0.1)
-            parts = sorted(c.assignment())
-            ends = await c.end_offsets(parts)
-            await c.seek_to_beginning(*parts)
-            out: list[Any] = []
-            while [tp for tp in parts if await c.position(tp) < ends[tp]]:
-                for recs in (await c.getmany(timeout_ms=500)).values():
-                    out.extend(r for r in recs if r.offset < ends[TopicPartition(r.topic, r.partition)])
-            return out
-        finally:
-            await c.stop()
-
-    return asyncio.run(run())
-
-
 def links_read(w: WorkerProc) -> list[dict[str, Any]]:
     """The links on the identity stage's topic, in the order it read them."""
     return [link for r in read_all(w.stack.bootstrap, f"{w.prefix}-identity-links") for link in decode_links(r.value)]
@@ -96,7 +69,7 @@ UNCAPPED = GraphLimits(per_type={}, max_cluster=10**9)
 def refused_links(w: WorkerProc) -> set[str]:
     """Ids of the links the worker refused (dead-lettered with a graph refusal reason)."""
     out: set[str] = set()
-    for r in read_all_partitions(w.stack.bootstrap, w.topic("deadletter")):
+    for r in read_records(w.stack.bootstrap, w.topic("deadletter")):
         headers = {k: v.decode() for k, v in r.headers}
         if headers.get("ts.reason") in REFUSAL_REASONS and r.value and r.value.startswith(b"{"):
             link = orjson.loads(r.value)
