@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from streams.tools.prom import done_count, total
 
 from . import common
 from .common import REFERENCE_RULES, RESULTS, Load, Proc, free_port, log, tagstream_env, watch_drain
+from .profile_worker import start_py_spy
 
 
 def backlog(events: int, customers: int, seed: int, link_share: float,
@@ -71,7 +73,8 @@ async def produce(load: Load, records: list[tuple[str, bytes]]) -> None:
         await producer.stop()
 
 
-async def drain(load: Load, events: int, column: str, identity: bool, logs: Path, redis_url: str) -> dict[str, Any]:
+async def drain(load: Load, events: int, column: str, identity: bool, logs: Path, redis_url: str,
+                py_spy: bool = False) -> dict[str, Any]:
     app_id = f"{load.run_id}-{column}"
     port = free_port()
     env = tagstream_env(load, app_id, port, logs / f"data-{app_id}", REFERENCE_RULES, redis_url)
@@ -80,12 +83,16 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
     proc = Proc(app_id, [sys.executable, "-m", "streams.cli", "worker"], env, logs / f"{app_id}.log",
                 cwd=common.REPO).start()
     url = f"http://127.0.0.1:{port}/metrics"
+    spy = start_py_spy(proc.pid, logs / f"{app_id}.speedscope.json", logs / f"{app_id}.py-spy.log") if py_spy else None
     try:
         d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total",
                               changelog=f"{app_id}-customers-changelog", bootstrap=load.bootstrap, events=events,
                               done=done_count, label=f"identity {'on' if identity else 'off'}")
         s = common.scrape_all(url)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+            spy.wait(timeout=60)
         proc.stop()
     merges = sum(v for lb, v in s.get("tagstream_identity_merges_total", []) if lb.get("result") == "applied")
     return {"column": column, "identity": identity, "events_per_s": d.events_per_s,
@@ -107,7 +114,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     for r in range(args.rounds):
         for identity in (False, True):
             res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
-                              args.redis_url)
+                              args.redis_url, args.py_spy)
             log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
                 f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}")
             runs.append(res)
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--drop-anonymous", action="store_true",
                    help="leave out events with no customer id (identity off drops them, on keeps them)")
+    p.add_argument("--py-spy", action="store_true",
+                   help="record a py-spy profile of each worker (speedscope files in the run's results folder)")
     args = p.parse_args(argv)
     out = asyncio.run(amain(args))
     text = summary(out)

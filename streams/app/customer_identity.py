@@ -14,6 +14,7 @@ the stage saves the states that made them. With identity resolution off the stag
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,11 +139,12 @@ class IdentityItems:
     def pending(self) -> bool:
         return bool(self._forwards)
 
-    async def send(self) -> None:
-        """Items for other customers, in the order they were made; on the broker before the states
-        (stubs) that made them are saved."""
+    async def send(self) -> list[Awaitable[Any]]:
+        """Hands the items for other customers to the producer, in the order they were made, and
+        returns their acknowledgements: the stage awaits them (with its tag changes') before it saves
+        the states (stubs) that made them."""
         items, self._forwards = self._forwards, []
         out = EnvelopeBuilder(self.output.partitions)
         for item in items:
             out.add(item["customer_id"].encode(), orjson.dumps(item))
-        await self.output.forwards.send(out)
+        return await self.output.forwards.enqueue(out)

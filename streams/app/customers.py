@@ -190,13 +190,14 @@ class CustomerStage:
                 updated.append(Updated(key, state, record_of[key], existed=before is not None))
         self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
         await self.deadletter.flush()
-        if self.identity is not None and self.identity.pending():
-            await self.identity.send()  # before any state (a stub among them) is saved
+        forwarded = await self.identity.send() if self.identity is not None and self.identity.pending() else []
         if self.exactly_once is not None:
+            await asyncio.gather(*forwarded)  # before any state (a stub among them) is saved
             await self.commit_transactions(published, updated, record_of, generation)
             return
         if published:
             await self.publish(published)
+        await asyncio.gather(*forwarded)  # acknowledged with the tag changes: before any stub is saved
         if self.membership.generation() != generation:
             updated = self._still_owned(updated)
         for u in updated:

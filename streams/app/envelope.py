@@ -15,7 +15,7 @@ so a rolling upgrade needs no migration.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import orjson
@@ -89,6 +89,10 @@ class EnvelopeSender:
         self.topic = topic
 
     async def send(self, out: EnvelopeBuilder) -> None:
-        acks = [await self._producer.send(self.topic, None, value, partition, None, None)
+        await asyncio.gather(*await self.enqueue(out))
+
+    async def enqueue(self, out: EnvelopeBuilder) -> list[Awaitable[Any]]:
+        """Hands the envelopes to the producer and returns their acknowledgements, to be awaited
+        together with other sends': one broker round trip for all of them, not one per sender."""
+        return [await self._producer.send(self.topic, None, value, partition, None, None)
                 for partition, value in out.records()]
-        await asyncio.gather(*acks)

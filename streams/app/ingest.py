@@ -8,6 +8,7 @@ acknowledged (at-least-once: a crash before that re-reads the batch).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,10 +87,11 @@ class IngestStage:
             except Exception as exc:  # never let one record stop the worker
                 log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                 self._deadletter.add(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
-        await self._envelopes.send(out)  # one record per customer partition, not one per event
+        acks = await self._envelopes.enqueue(out)  # one record per customer partition, not one per event
         if len(links):
             assert self._links is not None, "identity records read with identity resolution off"
-            await self._links.send(links.builder)
+            acks += await self._links.enqueue(links.builder)
+        await asyncio.gather(*acks)  # envelopes and links in one round trip (two in a row idled ingest)
         await self._deadletter.flush()
 
     def _identity_keys(self, msg: SourceRecord, source: str, event: ClickstreamEvent | PosEvent | OrderEvent,
