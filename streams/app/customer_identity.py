@@ -124,6 +124,11 @@ class IdentityItems:
         if self.output.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
             state.expires_ms = now_ms + self.output.anonymous_ttl_ms
 
+    def evaluated(self, key: bytes) -> bool:
+        """Whether this customer's tags are evaluated: not an anonymous-only one's when they are not
+        published (it keeps its features, and its tags are evaluated when it merges into a known one)."""
+        return self.output.tag_anonymous or not key.startswith(ANONYMOUS_KEY)
+
     def published(self, customer_id: str) -> bool:
         """Whether this customer's tag changes are published (anonymous ones only with tag_anonymous)."""
         return self.output.tag_anonymous or not customer_id.startswith(ANONYMOUS_PREFIX)

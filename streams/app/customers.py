@@ -256,6 +256,7 @@ class CustomerStage:
         m = self.metrics
         ident = self.identity
         counted = 0
+        evaluate = ident is None or ident.evaluated(key)
         for obj in objs:
             now_ms = self.clock.now_ms()
             if ident is not None:
@@ -274,6 +275,8 @@ class CustomerStage:
                         out += [Published(c, None) for c in changes]
                         state = CustomerState()  # nothing left: deleted
                         continue
+                if not evaluate:
+                    continue  # no tags to bring up to date (its only wake-up is its time to live)
                 if state.due_ms != tick:
                     if state.rule_version == self.engine.version:
                         continue  # stale tick: an event since then already moved the due time
@@ -289,7 +292,7 @@ class CustomerStage:
                 m.backfill_events.labels("applied" if outcome.backfilled else "skipped").inc()
                 out += [Published(c, None) for c in outcome.changes]
                 continue
-            outcome = self.engine.process_event(state, obj, now_ms)
+            outcome = (self.engine.process_event if evaluate else self.engine.fold_only)(state, obj, now_ms)
             m.events_processed.labels(obj["source"]).inc()
             counted += 1
             if outcome.duplicate:

@@ -164,6 +164,39 @@ class TagEngine:
             state.due_ms = self._with_gates(state, None if best == math.inf else int(best), now_ms)
         return out
 
+    def fold_only(self, state: CustomerState, event: Mapping[str, Any], now_ms: int) -> Outcome:
+        """``process_event`` for the features only: no tag is evaluated and the state has no due
+        time (an anonymous visitor whose tags are not published, docs/identity.md). Its state stays
+        on the rule version it had, so its first evaluation (a merge, or ``TAG_ANONYMOUS`` turned
+        on) is a full one."""
+        out = Outcome()
+        if self.dedup_horizon_ms > 0 and state.seen_before(event["event_id"], now_ms, self.dedup_horizon_ms,
+                                                           self.dedup_max_ids):
+            out.duplicate = True
+            return out
+        feats = state.features
+        too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
+        out.late |= too_late
+        backfilled = self.tracker.on_live(state.backfill, event, now_ms) if self.tracker or state.backfill \
+            else NO_KEYS
+        filtered: dict[int, bool] = {}
+        for rt, slot in self._by_source.get(event["source"], ()):
+            if (too_late and rt.window_ms is not None) or (backfilled and rt.key in backfilled):
+                continue
+            if slot >= 0:
+                ok = filtered.get(slot)
+                if ok is None:
+                    ok = filtered[slot] = rt.matches(event)
+                if not ok:
+                    continue
+            data, late = rt.fold(feats.get(rt.key), event, now_ms)
+            out.late |= late
+            if data is not None:
+                feats[rt.key] = data
+        state.due_ms = None
+        state.next_change = None
+        return out
+
     def process_backfill(self, state: CustomerState, event: Mapping[str, Any], keys: Iterable[str], start: int,
                          now_ms: int) -> Outcome:
         """Folds a replayed source event (``tagstream backfill``, whose run began the event's source

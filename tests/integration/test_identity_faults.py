@@ -41,7 +41,9 @@ def wait_merges(w: WorkerProc, n: int) -> None:
 
 def test_sigkill_while_merging_loses_doubles_and_misplaces_no_event(stack: Stack) -> None:
     traffic = identity_traffic(40, 3000, seed=11, start_ms=now_ms() - 3_600_000)
-    w = identity_worker(stack, f"idkill-{uuid.uuid4().hex[:6]}").start().wait_ready()
+    # the default TAG_ANONYMOUS (off): anonymous visitors keep features only (TagEngine.fold_only)
+    w = identity_worker(stack, f"idkill-{uuid.uuid4().hex[:6]}",
+                        TAGSTREAM_IDENTITY__TAG_ANONYMOUS="false").start().wait_ready()
     try:
         produce(w, traffic[:1500])
         wait_merges(w, 10)

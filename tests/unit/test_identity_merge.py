@@ -324,13 +324,19 @@ def histories(draw: st.DrawFn, kinds: list[str], max_events: int) -> list[tuple[
     return out
 
 
-def check_split(engine: TagEngine, history: list[tuple[dict[str, Any], int, int]], cut: int, pause_ms: int) -> None:
+def check_split(engine: TagEngine, history: list[tuple[dict[str, Any], int, int]], cut: int, pause_ms: int,
+                absorbed_evaluated: bool = True) -> None:
+    """``absorbed_evaluated=False``: the absorbed side kept features only, as an anonymous visitor
+    whose tags are not published (``TAG_ANONYMOUS`` off)."""
     cut = min(cut, len(history))
     merge_at = (history[cut - 1][1] if cut else T0) + pause_ms
     one, sides = CustomerState(), [CustomerState(), CustomerState()]
     for event, now, side in history[:cut]:
         engine.process_event(one, {**event, "customer_id": "u"}, now)
-        engine.process_event(sides[side], {**event, "customer_id": ("u", "a")[side]}, now)
+        fold = engine.process_event if absorbed_evaluated or side == 0 else engine.fold_only
+        outcome = fold(sides[side], {**event, "customer_id": ("u", "a")[side]}, now)
+        if side == 1 and not absorbed_evaluated:
+            assert not outcome.changes and not sides[1].tags and sides[1].due_ms is None
     engine.catch_up(one, "u", merge_at)
     out = merge_customers(engine, sides[0], "u", sides[1], "a", merge_at, "m")
     merged = sides[0]
@@ -354,6 +360,16 @@ def check_split(engine: TagEngine, history: list[tuple[dict[str, Any], int, int]
 def test_merging_a_split_equals_processing_everything_under_one_id(engine: TagEngine, history: Any, cut: int,
                                                                    pause_ms: int) -> None:
     check_split(engine, history, cut, pause_ms)
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=histories(["view", "paid", "page", "cart"], 30), cut=st.integers(0, 30),
+       pause_ms=st.sampled_from([0, 1, 30 * M, 3 * H]))
+def test_an_anonymous_side_kept_without_tags_merges_the_same(engine: TagEngine, history: Any, cut: int,
+                                                             pause_ms: int) -> None:
+    """With TAG_ANONYMOUS off an anonymous visitor's tags are never evaluated; once merged, the
+    survivor's features, tags and due time are those of one customer that had every event."""
+    check_split(engine, history, cut, pause_ms, absorbed_evaluated=False)
 
 
 @settings(max_examples=300, deadline=None)

@@ -207,7 +207,7 @@ async def test_ingest_dead_letters_an_event_too_big_for_the_internal_topic(metri
 
 
 def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, store: DictStore,
-                   group: Group) -> tuple[CustomerStage, FakeRedis]:
+                   group: Group, identity: Any = None) -> tuple[CustomerStage, FakeRedis]:
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
     redis = FakeRedis(producer)
@@ -215,7 +215,7 @@ def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, sto
                           due=DueIndex(), redis=RedisTagSink(redis, prefix="p"),  # type: ignore[arg-type]
                           tag_topic=TagTopicWriter(producer, "tags"),
                           deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics,
-                          reevaluation=Reevaluation(2))
+                          reevaluation=Reevaluation(2), identity=identity)
     return stage, redis
 
 
@@ -245,6 +245,26 @@ async def test_customer_batch_publishes_then_saves(tmp_path: Path, metrics: Metr
     # a second batch for c1 tags it too; c2's state is read back, not rebuilt
     await stage.process([envelope("c1", 1, start=5)])
     assert store.data[b"c1"].tags.keys() == {"browser"}
+
+
+@pytest.mark.parametrize("tag_anonymous", [False, True])
+async def test_anonymous_visitors_keep_features_and_get_tags_only_when_published(
+        tmp_path: Path, metrics: Metrics, tag_anonymous: bool) -> None:
+    """Identity resolution on: with TAG_ANONYMOUS off an anonymous-only customer's tags are not
+    evaluated at all (nothing to publish, no due time); its features count all the same."""
+    from streams.app.customer_identity import IdentityOutput
+    from streams.app.envelope import EnvelopeSender
+
+    producer, store = FakeProducer(), DictStore()
+    output = IdentityOutput(EnvelopeSender(producer, "cust"), PARTITIONS, tag_anonymous=tag_anonymous)
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group(), identity=output)
+    await stage.process([envelope("anonymous:d1", 3), envelope("user:u1", 3)])
+    tagged = {orjson.loads(v or b"")["customer_id"] for _, _, v, _, _ in producer.on("tags")}
+    assert tagged == ({"anonymous:d1", "user:u1"} if tag_anonymous else {"user:u1"})
+    anon, user = store.data[b"anonymous:d1"], store.data[b"user:u1"]
+    assert stage.engine.feature_values(anon, NOW) == stage.engine.feature_values(user, NOW)
+    assert anon.tags.keys() == ({"browser"} if tag_anonymous else set())
+    assert user.tags.keys() == {"browser"}
 
 
 async def test_replayed_events_feed_the_new_features_once(tmp_path: Path, metrics: Metrics) -> None:
