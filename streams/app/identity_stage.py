@@ -185,6 +185,9 @@ class IdentityStage:
             self._refuse(link, ev, Refusal("erased", tuple(gone), f"{', '.join(gone)} forgotten (tagstream forget)"))
             m.identity_links.labels("refused").inc()
             return
+        if self.graph.holds(ids, int(link["ts_ms"])):
+            m.identity_links.labels("unchanged").inc()
+            return
         old_canonical: dict[str, str] = {}
         old_clusters: dict[str, dict[str, int]] = {}
         for key in ids:

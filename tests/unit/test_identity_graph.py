@@ -239,3 +239,24 @@ def test_forget_removes_the_whole_cluster() -> None:
     assert g.forget("anonymous:a-1") == {"user:u-1": T0, "anonymous:a-1": T0, "member:m-1": T0 + 1}
     assert len(g) == 0 and g.resolve("user:u-1") == "user:u-1"
     assert g.forget("user:z-1") == {"user:z-1": 0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(links=_links, probe=st.tuples(st.lists(st.sampled_from(_KEYS), min_size=1, max_size=4, unique=True),
+                                     st.integers(min_value=0, max_value=5).map(lambda n: T0 + n * 1000)))
+def test_holds_is_true_exactly_when_a_link_changes_nothing(links: list[tuple[list[str], int]],
+                                                           probe: tuple[list[str], int]) -> None:
+    """The identity stage answers a repeated link with ``holds`` instead of ``link``: never for a
+    link that would move, add or re-date an id, always for one of ids already together and dated."""
+    graph = IdentityGraph(_ROOMY)
+    for ids, ts in links:
+        graph.link(ids, ts)
+    before = graph.dumps()
+    ids, ts = probe
+    together = graph.members(ids[0])
+    expected = all(k in together and together[k] <= ts for k in ids)
+    held = graph.holds(ids, ts)
+    assert held == expected
+    result = graph.link(ids, ts)
+    if held:
+        assert graph.dumps() == before and not result.moves and not result.refused

@@ -23,7 +23,7 @@ canonical id and costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -116,6 +116,18 @@ class IdentityGraph:
         """The canonical id of ``key`` (itself when no link names it)."""
         cluster = self._cluster_of.get(key)
         return key if cluster is None else cluster.canonical
+
+    def holds(self, ids: Sequence[str], ts_ms: int) -> bool:
+        """True when a link of ``ids`` at ``ts_ms`` would change nothing: all of them in one cluster
+        already, each first seen no later (a repeated login: the common case, answered without
+        building the merged cluster)."""
+        if not ids:
+            return False
+        cluster = self._cluster_of.get(ids[0])
+        if cluster is None:
+            return False
+        members = cluster.members
+        return all(self._cluster_of.get(key) is cluster and members[key] <= ts_ms for key in ids)
 
     def members(self, key: str) -> dict[str, int]:
         """The cluster of ``key``: id -> first_seen_ms (``{}`` when no link names it)."""
