@@ -131,7 +131,7 @@ class ModelStore:
     def get(self, key: bytes) -> CustomerState | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, state: CustomerState, record: Any) -> None:
+    def put(self, key: bytes, state: CustomerState, record: Any, encoded: bytes | None = None) -> None:
         self.data[key] = state
         self._send(key, state.dumps(), record)
 

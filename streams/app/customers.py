@@ -55,7 +55,8 @@ class StateStore(Protocol):
 
     def get(self, key: bytes) -> CustomerState | None: ...
 
-    def put(self, key: bytes, state: CustomerState, record: Delivered) -> None: ...
+    def put(self, key: bytes, state: CustomerState, record: Delivered, encoded: bytes | None = None) -> None:
+        """``encoded``: ``state.dumps()`` as the stage just made it (the store need not redo it)."""
 
     def delete(self, key: bytes, record: Delivered) -> None: ...
 
@@ -97,6 +98,8 @@ class Updated:
     record: Delivered
     existed: bool = True
     """The store held a state for the key before this batch."""
+    encoded: bytes | None = None
+    """``state.dumps()``, made when the batch checked it can be saved."""
 
     @property
     def keep(self) -> bool:
@@ -179,15 +182,15 @@ class CustomerStage:
             try:
                 before = self.store.get(key)
                 changes, state = self.process_customer(key, objs, before)
-                if state is not None:
-                    state.dumps()  # a state that cannot be saved fails here, for this customer only
+                # a state that cannot be saved fails here, for this customer only
+                encoded = state.dumps() if state is not None else None
             except Exception as exc:
                 log.exception("customer processing failed for %r", key)
                 self._dead_letter_items(record_of[key], key, objs, exc)
                 continue
             published += changes
             if state is not None:
-                updated.append(Updated(key, state, record_of[key], existed=before is not None))
+                updated.append(Updated(key, state, record_of[key], existed=before is not None, encoded=encoded))
         self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
         await self.deadletter.flush()
         forwarded = await self.identity.send() if self.identity is not None and self.identity.pending() else []
@@ -340,7 +343,7 @@ class CustomerStage:
             records.setdefault(record_of[key].message.partition, []).append(OutRecord(eo.tag_topic, k, v))
         for u in updated:
             partition = u.record.message.partition
-            value = u.state.dumps() if u.keep else None
+            value = (u.encoded or u.state.dumps()) if u.keep else None
             records.setdefault(partition, []).append(OutRecord(eo.changelog_topic, u.key, value, partition))
         fenced: set[int] = set()
         for partition, out in records.items():
@@ -381,8 +384,10 @@ class CustomerStage:
     def save(self, u: Updated, *, local: bool = False) -> None:
         """Writes the state (or deletes it when nothing is left to remember) and reschedules it;
         ``local``: the store only (the changelog record was written by a transaction)."""
-        if u.keep:
-            (self.store.put_local if local else self.store.put)(u.key, u.state, u.record)
+        if u.keep and local:
+            self.store.put_local(u.key, u.state, u.record)
+        elif u.keep:
+            self.store.put(u.key, u.state, u.record, u.encoded)
         else:
             (self.store.delete_local if local else self.store.delete)(u.key, u.record)
         self.customers += u.keep - u.existed

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from streams.app import faust_compat
+from streams.app.codec import encoded_as
 from streams.app.customers import Delivered
 
 
@@ -20,8 +21,8 @@ class TableStore:
         state: Any = self.table.get(key)
         return state
 
-    def put(self, key: bytes, state: Any, record: Delivered) -> None:
-        with faust_compat.current_event_as(record):
+    def put(self, key: bytes, state: Any, record: Delivered, encoded: bytes | None = None) -> None:
+        with faust_compat.current_event_as(record), encoded_as(state, encoded):
             self.table[key] = state
 
     def delete(self, key: bytes, record: Delivered) -> None:

@@ -114,7 +114,7 @@ class DictStore:
     def get(self, key: bytes) -> CustomerState | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, state: CustomerState, record: Delivered) -> None:
+    def put(self, key: bytes, state: CustomerState, record: Delivered, encoded: bytes | None = None) -> None:
         self.data[key] = state
         self.writes.append((key, record.message.partition))
 
@@ -374,9 +374,10 @@ async def test_redis_and_tag_topic_are_written_before_the_state(tmp_path: Path, 
     order: list[str] = []
     real_put = store.put
 
-    def put(key: bytes, state: CustomerState, record: Delivered) -> None:
+    def put(key: bytes, state: CustomerState, record: Delivered, encoded: bytes | None = None) -> None:
         order.append(f"save after {len(producer.on('tags'))} tag records, {len(redis.log)} redis flushes")
-        real_put(key, state, record)
+        assert encoded == state.dumps()  # made once by the stage, handed to the store
+        real_put(key, state, record, encoded)
 
     store.put = put  # type: ignore[method-assign]
     await stage.process([envelope("c2", 3)])
