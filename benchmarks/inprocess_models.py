@@ -133,7 +133,7 @@ class ModelStore:
 
     def put(self, key: bytes, state: CustomerState, record: Any, encoded: bytes | None = None) -> None:
         self.data[key] = state
-        self._send(key, state.dumps(), record)
+        self._send(key, encoded or state.dumps(), record)  # as TableStore: the stage's bytes
 
     def delete(self, key: bytes, record: Any) -> None:
         self.data.pop(key, None)
