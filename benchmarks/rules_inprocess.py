@@ -1,7 +1,8 @@
 """The customer stage's CPU per event with 50 vs 1,000 tags, in-process (issue 12): no Kafka, no Redis.
 
     python -m benchmarks.rules_inprocess [--events 200000] [--customers 100000] [--rules 50,1000]
-                                         [--warm-events N] [--distribution] [--json PATH] [--python-gc]
+                                         [--rules1000 PATH] [--warm-events N] [--distribution] [--json PATH]
+                                         [--python-gc]
 
 The workload is ``benchmarks.rules_scale``'s: the repository's generator (``seed`` 20261127, Zipf
 customers, event times 1 ms apart ending "now"), validated and turned into canonical events as
@@ -17,7 +18,9 @@ Not in it (the same per event for every rule set): faust consuming and decoding 
 ingest stage, the sockets. Reports CPU µs per customer event (``time.process_time``), tag changes
 per event (and on a customer's first event vs later ones), state bytes per customer, where the
 time goes (µs per event per phase) and the ratio 1,000 / 50. ``--distribution`` adds, per rule
-set, how the tag changes spread over the tags; ``--warm-events N`` measures the events that follow
+set, how the tag changes spread over the tags and the share of customers holding each tag at the
+end; ``--rules1000 PATH`` is the file the name ``1000`` stands for (default rules_1000.yaml; e.g.
+benchmarks/rules_1000_selective.yaml); ``--warm-events N`` measures the events that follow
 N unmeasured ones (customers that already hold their tags, not a cold start). The worker's GC
 threshold is applied as ``run_worker`` does (``--python-gc``: Python's). See benchmarks/RULES.md.
 """
@@ -233,6 +236,7 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
               for t, ops in after["by_tag"].items()}
     changes = delta["tag_records"]
     sizes = [len(s.dumps()) for s in store.data.values()]
+    holders = Counter(t for s in store.data.values() for t in s.tags)
     phases.spent["garbage collector (inside the others)"] = gc_time.spent_s
     per_event = {k: v / items * 1e6 for k, v in phases.spent.items()}
     return {
@@ -250,6 +254,7 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
         "gc_collections": dict(gc_time.collections),
         "gc_us_per_event_by_generation": {g: t / items * 1e6 for g, t in sorted(gc_time.by_generation_s.items())},
         "held_per_customer": statistics.fmean(len(s.tags) for s in store.data.values()) if store.data else 0.0,
+        "holders_by_tag": {t: holders.get(t, 0) for t in engine.rules.tags},
         "tag_changes_by_tag": {t: ops for t, ops in by_tag.items() if any(ops.values())},
         **({"digests": {**{f"{t}[{p}]": d.hexdigest()[:16] for (t, p), d in sorted(producer.digests.items())},
                         "redis": redis.digest.hexdigest()[:16] if redis.digest else ""}}
@@ -290,6 +295,13 @@ def distribution(res: dict[str, Any], customers: int) -> list[str]:
         acc = 0
     adds = sum(v.get("add", 0) for v in by_tag.values())
     lines.append(f"  adds {adds:,}, removes {n - adds:,}")
+    held = res.get("holders_by_tag")
+    if held and res["customers"]:
+        shares = sorted(h / res["customers"] for h in held.values())
+        q = {p: shares[min(len(shares) - 1, int(p * len(shares)))] for p in (0.1, 0.25, 0.5, 0.75, 0.9)}
+        lines.append(f"  share of the {res['customers']:,} customers holding a tag at the end, over the tags: "
+                     + ", ".join(f"p{round(p * 100)} {v:.2%}" for p, v in q.items()) + f", max {shares[-1]:.1%}; "
+                     f"{sum(h > 0 for h in held.values())} tags held by someone")
     lines.append("  top 15: " + ", ".join(f"{t} {c:,} (+{by_tag[t].get('add', 0):,}/-{by_tag[t].get('remove', 0):,})"
                                           for c, t in totals[:15]))
     return lines
@@ -327,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-events", type=int, default=0,
                    help="process this many generated events first, unmeasured (customers that already hold tags)")
     p.add_argument("--rules", default="50,1000", help="comma-separated: 50, 1000 or rule file paths")
+    p.add_argument("--rules1000", type=Path, default=RULES_1000,
+                   help="the file the name 1000 stands for (e.g. benchmarks/rules_1000_selective.yaml)")
     p.add_argument("--distribution", action="store_true", help="print how tag changes spread over the tags")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--end-ms", type=int, help="the instant the backlog ends (default: now; fix it to compare digests)")
@@ -347,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f" (after {args.warm_events:,} not measured)" if args.warm_events else ""), flush=True)
     results: dict[str, dict[str, Any]] = {}
     for name in args.rules.split(","):
-        path = RULE_SETS.get(name, Path(name))
+        path = {**RULE_SETS, "1000": args.rules1000}.get(name, Path(name))
         results[name] = asyncio.run(run_stage(path, batches, items, end_ms, s.kafka.partitions, warm, args.digests))
         results[name]["generated_events"] = args.events
         results[name]["changes_per_generated_event"] = results[name]["changes_per_event"] * items / args.events

@@ -1,7 +1,7 @@
 """Throughput with 50 tags vs 1,000 tags on the same input (issue 12: a rule set of 1,000 tags
 over the reference features keeps >= 80 % of the 50-tag throughput).
 
-    python -m benchmarks.rules_scale [--events 200000] [--customers 100000] [--repeat 1]
+    python -m benchmarks.rules_scale [--events 200000] [--customers 100000] [--repeat 1] [--rules1000 PATH]
 
 One backlog (the throughput benchmark's load) is produced once; then column c of
 benchmarks/throughput.py — a fresh `tagstream worker` draining it — runs with
@@ -9,7 +9,9 @@ benchmarks/reference_rules.yaml (33 features, 50 tags) and with benchmarks/rules
 same features, 1,000 tags), alternately ``--repeat`` times, each on its own app id (own state,
 own Redis prefix). It reports per rule set the drain rate, CPU seconds per million events and
 tag changes per event, and the ratio 1,000-tag / 50-tag of the drain rate (medians over the
-repeats). Results: benchmarks/results/rules-scale-<run>.json. See benchmarks/RULES.md.
+repeats). ``--rules1000`` runs another 1,000-tag file in place of rules_1000.yaml, e.g.
+benchmarks/rules_1000_selective.yaml (narrow segments: far fewer tag changes). Results:
+benchmarks/results/rules-scale-<run>.json. See benchmarks/RULES.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from . import common
@@ -30,13 +33,19 @@ from .throughput import cleanup_redis, run_tagstream
 RULE_SETS = {"50": REFERENCE_RULES, "1000": RULES_1000}
 
 
+def rule_sets(rules1000: Path = RULES_1000) -> dict[str, Path]:
+    """The two columns: the reference's 50 tags and a 1,000-tag file (``--rules1000``)."""
+    return {**RULE_SETS, "1000": rules1000}
+
+
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     run_id = f"rules-{time.strftime('%Y%m%d-%H%M%S')}"
     load = Load(run_id, args.bootstrap, args.partitions)
     logs = RESULTS / run_id
     logs.mkdir(parents=True, exist_ok=True)
+    sets = rule_sets(args.rules1000)
     out: dict[str, Any] = {"run_id": run_id, "machine": machine_info(args.redis_url),
-                           "config": vars(args) | {"rule_sets": {k: str(v) for k, v in RULE_SETS.items()}},
+                           "config": vars(args) | {"rule_sets": {k: str(v) for k, v in sets.items()}},
                            "runs": []}
     log(f"run {run_id}: {args.events:,} events, {args.customers:,} customers; logs in {logs}")
     await common.produce_backlog(load, events=args.events, customers=args.customers, seed=args.seed)
@@ -45,7 +54,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     prefixes: list[str] = []
     try:
         for i in range(args.repeat):
-            for tags, rules in RULE_SETS.items():
+            for tags, rules in sets.items():
                 column = f"t{tags}-{i + 1}"
                 prefixes.append(f"{run_id}-{column}")
                 res = await run_tagstream(load, args.events, rules, args.redis_url, logs, [], 0.0, args.customers,
@@ -82,8 +91,8 @@ def table(out: dict[str, Any]) -> str:
         m = s["median"][t]
         lines.append(f"| {t:,} | {m['events_per_s']:,.0f} | {m['cpu_s_per_million']:.0f} | "
                      f"{m['changes_per_event']:.2f} | {m['state_bytes_per_customer']:.0f} |")
-    lines.append(f"\n1,000 tags keep {s['ratio_events_per_s']:.0%} of the 50-tag throughput "
-                 f"(CPU per event x{s['ratio_cpu_per_event']:.2f}).")
+    lines.append(f"\n1,000 tags ({out['config']['rule_sets']['1000']}) keep {s['ratio_events_per_s']:.0%} of the "
+                 f"50-tag throughput (CPU per event x{s['ratio_cpu_per_event']:.2f}).")
     return "\n".join(lines)
 
 
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--keep", action="store_true", help="keep the run's topics and Redis keys")
+    p.add_argument("--rules1000", type=Path, default=RULES_1000,
+                   help="the 1,000-tag rule file (e.g. benchmarks/rules_1000_selective.yaml)")
     args = p.parse_args(argv)
     out = asyncio.run(amain(args))
     path = RESULTS / f"rules-scale-{out['run_id']}.json"
