@@ -2,13 +2,15 @@
 resolution off and on, on the same backlog, alternating runs.
 
     python -m benchmarks.identity [--events 200000] [--customers 100000] [--link-share 0.05] [--rounds 2]
+                                  [--drop-anonymous] [--py-spy]
 
 The backlog is the reference generator's (as benchmarks/throughput.py), with the ``anonymous_id`` of
 logged-in clicks kept on a share of them only, so that about ``--link-share`` of all events carry two
 ids (a link: a login, an order with a contact hash; the generator sends the device id on every
 logged-in click, 61 % of events). Off: the worker drops anonymous events and ignores the device id, as
 before identity resolution. On: typed keys, anonymous visitors kept, links through the identity
-stage, merges. Needs the local stack (``bash deploy/local/stack.sh up kafka redis``); run it alone.
+stage, merges. ``--py-spy`` records a speedscope profile of each worker (results folder of the run).
+Needs the local stack (``bash deploy/local/stack.sh up kafka redis``); run it alone.
 """
 
 from __future__ import annotations
