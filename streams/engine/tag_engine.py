@@ -108,8 +108,7 @@ class TagEngine:
         # Time-driven changes that fell due before this event (e.g. while the worker was down,
         # or under a backlog) happen first, at their own instants, as "expiry".
         out.changes += self.catch_up(state, customer_id, now_ms)
-        if self.dedup_horizon_ms > 0 and state.seen_before(event["event_id"], now_ms, self.dedup_horizon_ms,
-                                                           self.dedup_max_ids):
+        if self._duplicate(state, event, now_ms):
             out.duplicate = True
             return out
         full = not self.incremental
@@ -121,32 +120,9 @@ class TagEngine:
                 full = True  # new rules: every tag gets its first evaluation
             out.changes += self._upgrade(state, customer_id, now_ms)
         feats = state.features
-        too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
-        out.late |= too_late
-        backfilled = self.tracker.on_live(state.backfill, event, now_ms) if self.tracker or state.backfill \
-            else NO_KEYS
-        fed: list[Runtime] = []
         before: list[Any] = []
         """Incremental: each fed feature's value just before the event, at now."""
-        filtered: dict[int, bool] = {}
-        for rt, slot in self._by_source.get(event["source"], ()):
-            if too_late and rt.window_ms is not None:
-                continue
-            if backfilled and rt.key in backfilled:
-                continue  # a backfill already counted this source record for this feature
-            if slot >= 0:
-                ok = filtered.get(slot)
-                if ok is None:
-                    ok = filtered[slot] = rt.matches(event)
-                if not ok:
-                    continue
-            if not full:
-                before.append(self._value(feats, rt, now_ms))
-            data, late = rt.fold(feats.get(rt.key), event, now_ms)
-            out.late |= late
-            fed.append(rt)
-            if data is not None:
-                feats[rt.key] = data
+        fed = self._fold(state, event, now_ms, out, None if full else before)
         if full:
             values = self._values(state, now_ms)
             out.changes += self._diff(state, customer_id, values, now_ms, "event", event)
@@ -170,32 +146,49 @@ class TagEngine:
         on the rule version it had, so its first evaluation (a merge, or ``TAG_ANONYMOUS`` turned
         on) is a full one."""
         out = Outcome()
-        if self.dedup_horizon_ms > 0 and state.seen_before(event["event_id"], now_ms, self.dedup_horizon_ms,
-                                                           self.dedup_max_ids):
+        if self._duplicate(state, event, now_ms):
             out.duplicate = True
             return out
+        self._fold(state, event, now_ms, out, None)
+        state.due_ms = None
+        state.next_change = None
+        return out
+
+    def _duplicate(self, state: CustomerState, event: Mapping[str, Any], now_ms: int) -> bool:
+        """The event id was seen within the de-duplication horizon (else it is remembered now)."""
+        return self.dedup_horizon_ms > 0 and state.seen_before(event["event_id"], now_ms, self.dedup_horizon_ms,
+                                                               self.dedup_max_ids)
+
+    def _fold(self, state: CustomerState, event: Mapping[str, Any], now_ms: int, out: Outcome,
+              before: list[Any] | None) -> list[Runtime]:
+        """Folds the event into the features it feeds; returns them. ``before`` (incremental
+        evaluation) receives each one's value just before the event."""
         feats = state.features
         too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
         out.late |= too_late
         backfilled = self.tracker.on_live(state.backfill, event, now_ms) if self.tracker or state.backfill \
             else NO_KEYS
+        fed: list[Runtime] = []
         filtered: dict[int, bool] = {}
         for rt, slot in self._by_source.get(event["source"], ()):
-            if (too_late and rt.window_ms is not None) or (backfilled and rt.key in backfilled):
+            if too_late and rt.window_ms is not None:
                 continue
+            if backfilled and rt.key in backfilled:
+                continue  # a backfill already counted this source record for this feature
             if slot >= 0:
                 ok = filtered.get(slot)
                 if ok is None:
                     ok = filtered[slot] = rt.matches(event)
                 if not ok:
                     continue
+            if before is not None:
+                before.append(self._value(feats, rt, now_ms))
             data, late = rt.fold(feats.get(rt.key), event, now_ms)
             out.late |= late
+            fed.append(rt)
             if data is not None:
                 feats[rt.key] = data
-        state.due_ms = None
-        state.next_change = None
-        return out
+        return fed
 
     def process_backfill(self, state: CustomerState, event: Mapping[str, Any], keys: Iterable[str], start: int,
                          now_ms: int) -> Outcome:
