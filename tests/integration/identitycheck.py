@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.canonical import to_canonical
 from schemas.decode import decode_event
+from streams.app.envelope import decode_envelope
 from streams.app.identity_links import decode_links, usable_ids
 from streams.engine.features.state import CustomerState
 from streams.engine.identity.graph import REFUSAL_REASONS, GraphLimits, IdentityGraph
@@ -134,8 +135,45 @@ def await_same_features(w: WorkerProc, events: list[tuple[str, bytes]], timeout_
             states = "\n".join(f"{k}: {raw.get(k.encode())!r}"[:600] for k in differing)
             raise AssertionError(f"worker state differs from the identity reference:\n{feature_diff(want, got)}\n"
                                  f"{states}\n"
-                                 f"stubs: {dict(list(stubs.items())[:20])}\n{w.group_tail(40)}")
+                                 f"stubs: {dict(list(stubs.items())[:20])}\n"
+                                 f"{trace(w, differing, graph, events)}\n{w.group_tail(40)}")
         time.sleep(1)
+
+
+def trace(w: WorkerProc, customers: list[str], graph: IdentityGraph, events: list[tuple[str, bytes]],
+          limit: int = 6000) -> str:
+    """For a failure: the customer-topic history of the differing customers' clusters (by the reference
+    graph) -- every merge item, and every event seen more than once on the topic, with its positions,
+    keys and forwarding -- so a doubled or lost event shows the path it took."""
+    try:
+        cluster = {k for c in customers for k in (graph.members(graph.resolve(c)) or {c: 0})}
+        mine = set()
+        for source, value in events:
+            ids, _ = usable_ids(decode_event(source, value))
+            if ids and ids[0] in cluster:
+                mine.add(str(orjson.loads(value)["event_id"]))
+        seen: dict[str, list[str]] = {}
+        lines: list[str] = []
+        for r in read_records(w.stack.bootstrap, f"{w.prefix}-customer-events"):
+            for item in decode_envelope(r.value):
+                where = f"p{r.partition}@{r.offset}"
+                if "merge" in item and (item["customer_id"] in cluster or item["merge"]["from"] in cluster):
+                    st = item["merge"].get("state") or {}
+                    lines.append(f"{where} merge {item['merge']['from']} -> {item['customer_id']} "
+                                 f"id {item['merge']['merge_id']} via {item.get('via')} "
+                                 f"seen-bytes {len(st.get('s', ''))}")
+                elif "absorb" in item and item["customer_id"] in cluster:
+                    lines.append(f"{where} absorb {item['customer_id']} -> {item['absorb']['into']} "
+                                 f"id {item['absorb']['merge_id']}")
+                elif item.get("event_id") in mine:
+                    seen.setdefault(item["event_id"], []).append(
+                        f"{where} {item['customer_id']} via {item.get('via')} hops {item.get('hops', 0)}")
+        again = {e: p for e, p in seen.items() if len(p) > 1}
+        head = [f"{len(mine)} events of the cluster {sorted(cluster)}; {len(again)} on the topic more than once:"]
+        head += [f"  {e}: " + " | ".join(p) for e, p in sorted(again.items())]
+        return "\n".join([*head, "merges and absorbs:", *lines])[:limit]
+    except Exception as exc:  # the trace only explains a failure: never hides it
+        return f"(no trace: {type(exc).__name__}: {exc})"
 
 
 def encoded(events: list[dict[str, Any]]) -> list[bytes]:
