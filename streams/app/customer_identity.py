@@ -88,7 +88,7 @@ class IdentityItems:
                     self._forwards.append(fwd)
                     m.identity_forwarded.labels("merge" if "merge" in fwd else "event").inc()
                 return True, state
-            state = CustomerState(merges=state.merges)  # the canonical id came back: the merge brings the state
+            state = moves.revived(state, obj["merge"])  # the canonical id came back: the merge brings the state
         order = obj.get("absorb")
         if order is not None:
             if state is not None and order["merge_id"] in state.merges:

@@ -99,6 +99,30 @@ def test_the_canonical_id_coming_back_revives_the_stub_and_nothing_loops() -> No
     assert not moves.revives(stub_x, replay)
 
 
+def test_a_merge_overtaking_the_state_the_stub_sent_loses_nothing_and_counts_nothing_twice() -> None:
+    eng = engine()
+    # x is absorbed into s (m1), but s is absorbed back into x (m2) before x's merge item reaches s
+    item_x, stub_x = moves.absorb("user:x", state_of(eng, "user:x", 100.0, prefix="x"),
+                                  {"into": "user:s", "merge_id": "m1", "at_ms": NOW})
+    item_s, stub_s = moves.absorb("user:s", state_of(eng, "user:s", 50.0, prefix="s"),
+                                  {"into": "user:x", "merge_id": "m2", "at_ms": NOW})
+    assert moves.revives(stub_x, wire(item_s))
+    x = moves.revived(stub_x, wire(item_s)["merge"])
+    moves.apply_merge(eng, "user:x", x, wire(item_s)["merge"], NOW)
+    assert eng.feature_values(x, NOW)["spend"] == 150.0
+    # x's own item arrives at s's stub late, comes back to x, and is known
+    back = moves.at_stub("user:s", stub_s, wire(item_x))
+    assert back is not None and back["customer_id"] == "user:x"
+    assert not moves.revives(CustomerState(), back)
+    assert moves.apply_merge(eng, "user:x", x, back["merge"], NOW).duplicate
+    assert eng.feature_values(x, NOW)["spend"] == 150.0
+    # when the merge did carry it (the usual order), the stub starts from nothing
+    s = state_of(eng, "user:s", 50.0, prefix="s")
+    moves.apply_merge(eng, "user:s", s, wire(item_x)["merge"], NOW)
+    item_s2, _ = moves.absorb("user:s", s, {"into": "user:x", "merge_id": "m2", "at_ms": NOW})
+    assert moves.revived(stub_x, wire(item_s2)["merge"]).is_empty()
+
+
 def test_a_tombstone_drops_items_until_its_end() -> None:
     t = moves.tombstone(NOW + 1000)
     assert moves.erased(t, NOW) is True and moves.erased(t, NOW + 1000) is None

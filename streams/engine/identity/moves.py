@@ -101,6 +101,23 @@ def revives(stub: CustomerState, obj: dict[str, Any]) -> bool:
             and merge["merge_id"] not in stub.merges)
 
 
+def revived(stub: CustomerState, merge: dict[str, Any]) -> CustomerState:
+    """The state a stub starts from when ``merge`` brings the canonical id back (``revives``).
+
+    Usually nothing: the merge carries the state the stub once sent (its merge id is among the
+    merge's). But the merge can overtake that state: the other side may have been absorbed back
+    before the stub's own ``merge`` item reached it. Then the stub's copy of what it sent is the
+    start, and its merge id, kept in the memory, makes the item ignored when it is forwarded back."""
+    moved = stub.moved
+    assert moved is not None
+    carried = merge["state"] or {}
+    if moved.get("x") and moved["m"] not in (carried.get("g") or ()):
+        start = CustomerState.from_json(moved["x"])
+        start.merges = stub.merges
+        return start
+    return CustomerState(merges=stub.merges)
+
+
 def at_stub(key: str, stub: CustomerState, obj: dict[str, Any]) -> dict[str, Any] | None:
     """What an item reaching the stub of ``key`` becomes: forwarded to the survivor, the stub's own
     ``merge`` item again (a replayed absorb), or nothing (a tick; an absorb of another merge)."""
