@@ -39,6 +39,7 @@ from streams.app.timers import DueTimer, FaustOffsets, PartitionWatch, probe_kaf
 from streams.app.watchdog import PartitionWatchdog
 from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
+from streams.engine.features.state import CustomerState
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.audience import AudienceSizes
@@ -177,7 +178,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     customers = app.Table("customers", default=None, partitions=ks.partitions, key_type=bytes,
                           changelog_topic=changelog)
     customers.value_serializer = STATE_CODEC  # type: ignore[attr-defined]
-    store = TableStore(customers)
+    # its changelog records go out as one record batch per partition (faust's path: a task per record)
+    store = TableStore(customers, batches=lambda: kafka_producer(app), encode=CustomerState.dumps)
     deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
     envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name())
     assert rt.redis_sink is not None and rt.kafka_probe is not None

@@ -10,6 +10,7 @@ import orjson
 
 from streams.io.contract import BatchSender, RecordSender
 from streams.io.partitioning import partition_for
+from streams.io.record_batches import send_batches
 
 
 def tag_record(change: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -52,22 +53,11 @@ class TagTopicWriter:
     async def _send_batches(self, sender: BatchSender, pending: list[Mapping[str, Any]]) -> None:
         """Per partition, the changes in order in as many full batches as they need."""
         partitions = sorted(await sender.partitions_for(self._topic))
-        open_: dict[int, Any] = {}
-        acks: list[Any] = []
+        records = []
         for change in pending:
             key, value = tag_record(change)
-            p = partitions[partition_for(key, len(partitions))]  # aiokafka's DefaultPartitioner
-            batch = open_.get(p)
-            if batch is not None and batch.append(timestamp=None, key=key, value=value, headers=[]) is not None:
-                continue
-            if batch is not None:  # full (it closed itself): sent, and a new one takes the change
-                acks.append(await sender.send_batch(batch, self._topic, partition=p))
-            batch = open_[p] = sender.create_batch()
-            batch.append(timestamp=None, key=key, value=value, headers=[])  # an empty batch takes any record
-        for p, batch in open_.items():
-            batch.close()  # complete: sent at once, no linger
-            acks.append(await sender.send_batch(batch, self._topic, partition=p))
-        await asyncio.gather(*acks)
+            records.append((partitions[partition_for(key, len(partitions))], key, value))  # the default partitioner's
+        await send_batches(sender, self._topic, records)
 
     async def close(self) -> None:
         """Nothing of its own to release (the producer belongs to the app)."""
