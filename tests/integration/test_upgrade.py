@@ -29,7 +29,7 @@ def test_upgrade_from_the_faust_ingest_agent_replays_nothing(stack: Stack) -> No
     want_features, want_tags = reference(events)
     name = f"upgrade-{uuid.uuid4().hex[:6]}"
     old_port, new_port = free_port(), free_port()
-    old = WorkerProc(stack, name, rules=RULES, extra_env={"TAGSTREAM_KAFKA__INGEST_CONSUMER": "false",  # default
+    old = WorkerProc(stack, name, rules=RULES, extra_env={"TAGSTREAM_KAFKA__INGEST_CONSUMER": "false",  # before 2026-12
                                                          "TAGSTREAM_METRICS__PORT": str(old_port)}).start()
     try:
         produce_events(old, events[:half])
