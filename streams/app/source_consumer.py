@@ -71,6 +71,8 @@ class SourceConsumer:
         self._seeks = 0
         self._sought: dict[TopicPartition, int] = {}
         """Per partition, the count of ``_seeks`` when on_assigned last moved it."""
+        self._sought_at: dict[TopicPartition, int] = {}
+        """Per partition, the offset on_assigned last moved it to."""
         self.committed: dict[TopicPartition, int] = {}
         """Offsets this worker committed, per partition it owns (the watchdog reads them)."""
 
@@ -112,7 +114,10 @@ class SourceConsumer:
         async with self._lock:  # a revoke waits for this batch and its commit
             # records fetched before an assignment moved their partition (the upgrade seek) are
             # not this partition's next records: the fetch from the new position brings those
-            batches = {tp: recs for tp, recs in batches.items() if self._sought.get(tp, 0) <= mark}
+            stale = [tp for tp in batches if self._sought.get(tp, 0) > mark]
+            for tp in stale:  # the fetch moved the position past them: back to where the assignment put it
+                consumer.seek(tp, self._sought_at[tp])
+            batches = {tp: recs for tp, recs in batches.items() if tp not in stale}
             if not batches:
                 return
             await self._stage.process([_Record(r) for recs in batches.values() for r in recs])
@@ -154,6 +159,7 @@ class SourceConsumer:
                 consumer.seek(tp, legacy)
                 self._seeks += 1
                 self._sought[tp] = self._seeks
+                self._sought_at[tp] = legacy
                 self.committed[tp] = legacy
 
     async def _legacy_offset(self, tp: TopicPartition) -> int | None:
