@@ -107,6 +107,11 @@ def event_ids(event: ClickstreamEvent | PosEvent | OrderEvent) -> list[str]:
     ``anonymous_id``, an order with a contact hash); junk values are returned as they are: the
     identity graph refuses them with a reason.
     """
+    return [id_key(t, v) for t, v in event_id_values(event)]
+
+
+def event_id_values(event: ClickstreamEvent | PosEvent | OrderEvent) -> list[tuple[IdType, str]]:
+    """``event_ids`` as (type, value as sent) pairs."""
     pairs: list[tuple[IdType, str | None]]
     if isinstance(event, ClickstreamEvent):
         pairs = [("user", event.user_id), ("anonymous", event.anonymous_id)]
@@ -115,4 +120,4 @@ def event_ids(event: ClickstreamEvent | PosEvent | OrderEvent) -> list[str]:
                  ("phone_sha256", event.phone_sha256)]
     else:
         pairs = [("user", event.user_id), ("email_sha256", event.email_sha256), ("phone_sha256", event.phone_sha256)]
-    return [id_key(t, v) for t, v in pairs if v is not None]
+    return [(t, v) for t, v in pairs if v is not None]

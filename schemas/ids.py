@@ -61,9 +61,25 @@ JUNK_PATTERN = (rf"^{_WS}(?:(?:{'|'.join(_any_case(w) for w in (*JUNK_WORDS, *JU
 _JUNK = re.compile(JUNK_PATTERN)
 
 
+_JUNK_VALUES = frozenset(w.lower() for w in (*JUNK_WORDS, *JUNK_HASHES))
+
+
 def is_junk(value: str) -> bool:
     """True when ``value`` identifies nobody: a placeholder word, the hash of one, one character
-    repeated, or blank (docs/identity.md, *Protection*)."""
+    repeated, or blank (docs/identity.md, *Protection*).
+
+    The same answer as ``JUNK_PATTERN`` (``matches_junk_pattern``; a unit test compares the two),
+    about four times faster: ingest asks it for every id of every event."""
+    v = value.strip(" \t\r\n")  # JUNK_PATTERN's _WS
+    if not v:
+        return True
+    if v.isascii() and v.lower() in _JUNK_VALUES:  # ASCII only, as _any_case: "K" (Kelvin) is no "k"
+        return True
+    return v.count(v[0]) == len(v)
+
+
+def matches_junk_pattern(value: str) -> bool:
+    """``JUNK_PATTERN`` applied as the JSON Schema does: the definition ``is_junk`` implements."""
     return _JUNK.fullmatch(value) is not None
 
 

@@ -24,7 +24,7 @@ from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.engine.features.state import CustomerState
 from streams.engine.identity import moves
 from streams.engine.tag_engine import Change, TagEngine
-from streams.io.metrics import Metrics
+from streams.io.metrics import ByLabel, Metrics
 
 ANONYMOUS_PREFIX = "anonymous:"
 """Customer ids of anonymous-only customers (``schemas.ids.id_key``)."""
@@ -63,6 +63,7 @@ class IdentityItems:
         self.output = output
         self.metrics = metrics
         self._forwards: list[dict[str, Any]] = []
+        self._events_by = ByLabel(metrics.identity_events)
 
     def before(self, engine: TagEngine, key: bytes, obj: dict[str, Any], state: CustomerState | None,
                now_ms: int, changes: list[Change]) -> tuple[bool, CustomerState | None]:
@@ -120,7 +121,7 @@ class IdentityItems:
 
     def after_events(self, key: bytes, state: CustomerState, events: int, now_ms: int) -> None:
         """After a customer's events of a batch: counted by attribution; an anonymous one lives on."""
-        self.metrics.identity_events.labels(attribution(key)).inc(events)
+        self._events_by[attribution(key)].inc(events)
         if self.output.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
             state.expires_ms = now_ms + self.output.anonymous_ttl_ms
 

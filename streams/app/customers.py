@@ -34,7 +34,7 @@ from streams.engine.features.state import CustomerState
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
-from streams.io.metrics import Metrics, observe_many
+from streams.io.metrics import ByLabel, Metrics, observe_many
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter, tag_record
 from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
@@ -134,6 +134,7 @@ class CustomerStage:
         self.tag_topic = tag_topic
         self.deadletter = deadletter
         self.metrics = metrics
+        self._processed = ByLabel(metrics.events_processed)
         self.exactly_once = exactly_once
         self.identity = IdentityItems(identity, metrics) if identity is not None else None
         """Identity resolution's side of the stage (``customer_identity.py``); None when it is off."""
@@ -296,7 +297,7 @@ class CustomerStage:
                 out += [Published(c, None) for c in outcome.changes]
                 continue
             outcome = (self.engine.process_event if evaluate else self.engine.fold_only)(state, obj, now_ms)
-            m.events_processed.labels(obj["source"]).inc()
+            self._processed[obj["source"]].inc()
             counted += 1
             if outcome.duplicate:
                 m.events_duplicate.labels(obj["source"]).inc()

@@ -19,8 +19,8 @@ import orjson
 
 from schemas.decode import EventDecodeError, decode_identity
 from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
-from schemas.identity import event_ids
-from schemas.ids import is_junk, parse_id_key
+from schemas.identity import event_id_values
+from schemas.ids import id_key, is_junk
 from streams.app.envelope import EnvelopeBuilder
 from streams.io.contract import SourceRecord
 
@@ -29,8 +29,9 @@ def usable_ids(event: ClickstreamEvent | PosEvent | OrderEvent) -> tuple[list[st
     """The event's id keys that identify someone, in priority order, and the junk ones."""
     good: list[str] = []
     junk: list[str] = []
-    for key in event_ids(event):
-        (junk if is_junk(parse_id_key(key)[1]) else good).append(key)
+    for id_type, value in event_id_values(event):
+        key = id_key(id_type, value)
+        (junk if is_junk(key[len(id_type) + 1:]) else good).append(key)  # the value as the key has it
     return good, junk
 
 

@@ -24,7 +24,7 @@ from streams.app.identity_links import LinkBatch, identity_record_link, link_val
 from streams.engine.clock import Clock
 from streams.io.contract import SourceRecord
 from streams.io.deadletter import DeadLetterWriter
-from streams.io.metrics import Metrics
+from streams.io.metrics import ByLabel, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class IngestStage:
         self._envelopes = envelopes
         self._deadletter = deadletter
         self._metrics = metrics
+        self._events_in = ByLabel(metrics.events_in)
 
     async def process(self, records: Sequence[SourceRecord]) -> None:
         """Handles a batch; returns once its envelopes and dead-letter records are written."""
@@ -64,7 +65,7 @@ class IngestStage:
         m = self._metrics
         for msg in records:
             source = self._source_by_topic.get(msg.topic, msg.topic)
-            m.events_in.labels(source).inc()
+            self._events_in[source].inc()
             try:
                 if source == IDENTITY_SOURCE:
                     links.add(identity_record_link(msg))

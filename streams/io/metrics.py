@@ -205,6 +205,20 @@ class Metrics:
             self.identity_events.labels(attribution)
 
 
+class ByLabel(dict[str, Counter]):
+    """A counter's series by its one label value, each looked up once: ``labels()`` takes a lock and
+    builds a tuple per call, ~1 µs that the per-event paths (ingest, the customer stage) paid twice
+    per event."""
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__()
+        self._counter = counter
+
+    def __missing__(self, value: str) -> Counter:
+        series = self[value] = self._counter.labels(value)
+        return series
+
+
 def observe_many(histogram: Histogram, amount: float, n: int) -> None:
     """``histogram.observe(amount)`` ``n`` times, in one step (an unlabelled histogram).
 

@@ -26,7 +26,7 @@ from schemas import (
     is_junk,
     parse_id_key,
 )
-from schemas.ids import JUNK_WORDS
+from schemas.ids import JUNK_HASHES, JUNK_WORDS, matches_junk_pattern
 
 REPO = Path(__file__).resolve().parents[2]
 TS_MS = 1769857200250
@@ -130,6 +130,24 @@ def test_junk_values(value: str) -> None:
                                    "null null", "n\u00falla"])
 def test_real_looking_values_are_not_junk(value: str) -> None:
     assert not is_junk(value)
+
+
+def test_is_junk_answers_as_the_json_schema_pattern() -> None:
+    """is_junk is a fast rewrite of JUNK_PATTERN: the same answer for every string over an alphabet
+    of the edge cases (ASCII whitespace and not, case, a Kelvin sign that lowers to "k", the words'
+    letters) up to four characters, for the junk words and hashes in every case and padding, and
+    for the lists above."""
+    alphabet = [" ", "\t", "\n", "\r", "\x0b", "\u00a0", "a", "A", "n", "N", "u", "l", "0", "-", "/",
+                "\u212a", "k", "\u00e9"]
+    values: list[str] = [""]
+    for _ in range(4):
+        values += [v + c for v in values if len(v) == len(values[-1]) for c in alphabet]
+    for word in (*JUNK_WORDS, *JUNK_HASHES, "unknown", "null"):
+        for w in (word, word.upper(), word.title(), word[:-1], word + word[-1:], word.replace("k", "\u212a")):
+            values += [w, f" {w}\t", f"\n{w} ", f"{w}\x0b", f"\u00a0{w}", f"{w} {w}"]
+    assert len(values) > 100_000
+    wrong = [v for v in values if is_junk(v) != matches_junk_pattern(v)]
+    assert not wrong, wrong[:10]
 
 
 @pytest.mark.parametrize("source,doc", [("pos", POS), ("orders", ORDER)])
