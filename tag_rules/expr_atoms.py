@@ -35,6 +35,10 @@ class Atom:
     test: Callable[[Any, Any], Any] | None
     constant: Any = None
     constant_first: bool = False
+    negated: bool = False
+    """Under an odd number of ``not``: the condition's truth moves *against* the atom's. With
+    ``and``/``or`` the only other operators, a condition is monotone in its atoms' truth taken with
+    this sign, which tells the engine which way a flip can move it (streams/engine/tag_index.py)."""
 
     def holds(self, value: Any) -> bool:
         """The atom's truth for the feature value ``value`` (what the condition sees)."""
@@ -47,38 +51,60 @@ def atoms_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...] | No
     """The atoms of the rewritten condition ``body`` over ``features``, or None when it is not a
     boolean combination of atoms. A condition with no feature at all (``true``) has none."""
     out: list[Atom] = []
-    return tuple(out) if _collect(body, frozenset(features), out) else None
+    return tuple(out) if _collect(body, frozenset(features), out, False) else None
 
 
-def _collect(node: ast.expr, features: frozenset[str], out: list[Atom]) -> bool:
+def guards_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...]:
+    """The terms of a top-level ``and`` that are one comparison (or bare feature) each: the
+    condition is false whenever one of them is. ``b >= 40 and a >= b / 4`` is not a combination of
+    comparisons (``atoms_of`` gives None) but has the guard ``b >= 40``: the engine skips it for a
+    customer who does not hold it while ``b`` is under 40."""
+    out: list[Atom] = []
+    _guards(body, frozenset(features), out)
+    return tuple(out)
+
+
+def _guards(node: ast.expr, features: frozenset[str], out: list[Atom]) -> None:
+    if not (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)):
+        return
+    for term in node.values:
+        if isinstance(term, ast.BoolOp):
+            _guards(term, features, out)  # (a and b) and c
+        elif isinstance(term, ast.Name | ast.Call | ast.Compare):
+            one: list[Atom] = []
+            if _collect(term, features, one, False) and len(one) == 1:
+                out.append(one[0])
+
+
+def _collect(node: ast.expr, features: frozenset[str], out: list[Atom], negated: bool) -> bool:
     if isinstance(node, ast.Constant):
         return True
     if isinstance(node, ast.BoolOp):
-        return all(_collect(v, features, out) for v in node.values)
+        return all(_collect(v, features, out, negated) for v in node.values)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        return _collect(node.operand, features, out)
+        return _collect(node.operand, features, out, not negated)
     if isinstance(node, ast.Name):
         if node.id not in features:
             return False
-        out.append(Atom(node.id, None))
+        out.append(Atom(node.id, None, negated=negated))
         return True
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 2 and not node.keywords:
         fn = HELPERS.get(node.func.id) if node.func.id.startswith(PREFIX) else None
-        return fn is not None and _comparison(fn, node.args[0], node.args[1], features, out)
+        return fn is not None and _comparison(fn, node.args[0], node.args[1], features, out, negated)
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _NATIVE:
-        return _comparison(_NATIVE[type(node.ops[0])], node.left, node.comparators[0], features, out)
+        return _comparison(_NATIVE[type(node.ops[0])], node.left, node.comparators[0], features, out, negated)
     return False
 
 
 def _comparison(fn: Callable[[Any, Any], Any], left: ast.expr, right: ast.expr, features: frozenset[str],
-                out: list[Atom]) -> bool:
+                out: list[Atom], negated: bool) -> bool:
     if fn not in _COMPARISONS:
         return False  # an arithmetic helper: opaque
     if isinstance(left, ast.Name) and left.id in features and isinstance(right, ast.Constant):
-        out.append(Atom(left.id, fn, right.value))
+        out.append(Atom(left.id, fn, right.value, negated=negated))
         return True
     if isinstance(right, ast.Name) and right.id in features and isinstance(left, ast.Constant):
-        out.append(Atom(right.id, fn, left.value, constant_first=True))
+        out.append(Atom(right.id, fn, left.value, constant_first=True, negated=negated))
         return True
     return False
 

@@ -17,7 +17,7 @@ from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
-from streams.engine.tag_index import TagIndex, condition_atoms
+from streams.engine.tag_index import Flips, TagIndex, atom_test, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -84,6 +84,9 @@ class TagEngine:
                            for src in SOURCES}
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
+        self._names = [t.name for t in self.tags]
+        self._guards = [[(a.name, atom_test(a)) for a in t.when.guards] for t in self.tags]
+        """Per tag, its guards (``CompiledExpr.guards``) as (feature name, truth of a value)."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
@@ -315,15 +318,21 @@ class TagEngine:
         (plus ``first``: the tags a blank customer holds, at its first event)."""
         feats = state.features
         values: dict[str, Any] = {}
-        flipped: set[int] = set(first)
+        flips = Flips(first)
         for rt, old in zip(fed, before, strict=True):
             new = self._value(feats, rt, now_ms)
             for name in self._names_by_key[rt.key]:
                 values[name] = new
-            self._index.flipped(rt.key, old, new, flipped)
-        if not flipped:
+            self._index.flipped(rt.key, old, new, flips)
+        if not flips:
             return []
-        tags = [self.tags[i] for i in sorted(flipped)]
+        chosen = flips.chosen(self._names, state.tags)
+        for i in flips.guarded:
+            if i not in chosen and self._guards_hold(i, feats, values, now_ms):
+                chosen.add(i)
+        if not chosen:
+            return []
+        tags = [self.tags[i] for i in sorted(chosen)]
         for tag in tags:
             for name in tag.features:
                 if name not in values:
@@ -332,6 +341,20 @@ class TagEngine:
                     for n in self._names_by_key[rt.key]:
                         values[n] = v
         return self._diff(state, customer_id, values, now_ms, "event", event, tags)
+
+    def _guards_hold(self, tag: int, feats: dict[str, Any], values: dict[str, Any], now_ms: int) -> bool:
+        """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
+        Reads the values it needs into ``values``."""
+        for name, test in self._guards[tag]:
+            v = values.get(name, _UNREAD)
+            if v is _UNREAD:
+                rt = self._runtime_of[name]
+                v = self._value(feats, rt, now_ms)
+                for n in self._names_by_key[rt.key]:
+                    values[n] = v
+            if not test(v):
+                return False
+        return True
 
     @staticmethod
     def _value(feats: dict[str, Any], rt: Runtime, now_ms: int) -> Any:
@@ -420,3 +443,4 @@ class TagEngine:
 
 
 _truthy = flap.truthy
+_UNREAD = object()

@@ -22,6 +22,21 @@ its outcome (streams/engine/flap.py) depends on the two conditions, the held sta
 and the clock's part is the engine's: a ``min_duration`` or ``cooldown`` that ends is a due time,
 evaluated (every tag) before any later event. So with no comparison flipped and no gate passed,
 its outcome is the one of its last evaluation.
+
+Which way a comparison flipped matters too (``Flips``). A plain tag's condition (no hysteresis,
+no flap control) uses only ``and``, ``or`` and ``not``, so it is monotone in its comparisons'
+truth, each taken with its sign (``Atom.negated``): a tag that is not held can only come in when
+one of them moves *toward* true, a held one only leave when one moves *toward* false. The
+engine keeps a plain tag held exactly when its condition holds (every time-driven change before
+now was applied at its due time), so ``Flips.chosen`` drops the others. That is what makes 1,000
+narrow segments cheap: ``purchases_30d >= 20 and cart_removals_7d < 3`` is crossed on every
+first removal (``< 3`` moves toward false) but cannot come in then.
+
+An *opaque* plain tag that is an ``and`` with comparisons among its terms (``CompiledExpr.guards``:
+``views_24h >= 20 and buys >= views_24h / 3``) is *guarded*: a customer who does not hold it is
+evaluated only when every guard holds for the new values (``Flips.guarded``; the engine checks
+them, as it has the values). A false guard makes the condition false whatever the rest, so this
+needs no assumption on the held state.
 """
 
 from __future__ import annotations
@@ -29,15 +44,56 @@ from __future__ import annotations
 import math
 import operator
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
 from tag_rules.expr_values import HELPERS, PREFIX
 
-_Entry = tuple[Atom, int]
-"""A comparison and the index of the tag it belongs to."""
+_Entry = tuple[Atom, int, int]
+"""A comparison, the index of the tag it belongs to and its sign: +1 (or -1 when negated) in a
+plain tag, 0 in one whose outcome is not monotone in it (hysteresis, flap control)."""
+
+
+class Flips:
+    """The tags one event's feature changes may flip: ``always`` whichever way, ``up`` (only)
+    when they are not held, ``down`` (only) when they are."""
+
+    __slots__ = ("always", "down", "guarded", "up")
+
+    def __init__(self, always: Iterable[int] = ()) -> None:
+        self.always: set[int] = set(always)
+        self.up: set[int] = set()
+        self.down: set[int] = set()
+        self.guarded: set[int] = set()
+        """Tags with guards (``CompiledExpr.guards``) a changed value reads: held ones are evaluated,
+        the others only when their guards hold (the engine checks them)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.always or self.up or self.down or self.guarded)
+
+    def every(self) -> set[int]:
+        """Every tag crossed, whichever way (what a tag's evaluation without its held state needs)."""
+        return self.always | self.up | self.down | self.guarded
+
+    def chosen(self, names: Sequence[str], held: Container[str]) -> set[int]:
+        """The tags to evaluate, given the names of the tags by index and the ones held (the
+        guarded ones that are not held are left to the caller)."""
+        out = set(self.always)
+        out.update(i for i in self.up if names[i] not in held)
+        out.update(i for i in self.down if names[i] in held)
+        out.update(i for i in self.guarded if names[i] in held)
+        return out
+
+    def add(self, tag: int, sign: int, now_true: bool) -> None:
+        """Tag ``tag``'s comparison of sign ``sign`` flipped to ``now_true``."""
+        if not sign:
+            self.always.add(tag)
+        elif now_true == (sign > 0):
+            self.up.add(tag)
+        else:
+            self.down.add(tag)
 
 
 _NUMERIC: dict[Any, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]] = {
@@ -53,59 +109,82 @@ def _finite(v: Any) -> bool:
     return t is int or (t is float and math.isfinite(v))
 
 
+def atom_test(atom: Atom) -> Callable[[Any], bool]:
+    """``atom.holds``, with a plain operator for finite numbers (the common case, 3-4x faster)."""
+    if atom.test not in _NUMERIC or not _finite(atom.constant):
+        return atom.holds
+    op, constant, holds = _NUMERIC[atom.test][atom.constant_first], atom.constant, atom.holds
+
+    def test(value: Any) -> bool:
+        t = type(value)
+        if t is int or (t is float and math.isfinite(value)):
+            return op(value, constant)
+        return holds(value)
+
+    return test
+
+
 class _FeatureIndex:
     """The tags that read one feature state key, by how they are triggered."""
 
-    __slots__ = ("always", "atoms", "bounds", "numeric", "on_change", "on_feed", "ordered")
+    __slots__ = ("always", "atoms", "bounds", "numeric", "on_change", "on_feed", "on_guarded", "ordered")
 
     def __init__(self) -> None:
         self.on_feed: list[int] = []
         self.on_change: list[int] = []
+        self.on_guarded: list[int] = []
+        """Plain tags of ``on_change`` kind with guards (``Flips.guarded``)."""
         self.atoms: list[_Entry] = []
         self.bounds: list[float] = []
         """The numeric constants of ``ordered``, ascending."""
         self.ordered: list[_Entry] = []
-        self.numeric: list[tuple[Callable[[Any, Any], bool], Any, int]] = []
-        """``ordered`` as (operator, constant, tag): ``operator(value, constant)`` is the atom's truth
-        for a finite number ``value``."""
+        self.numeric: list[tuple[Callable[[Any, Any], bool], Any, int, int]] = []
+        """``ordered`` as (operator, constant, tag, sign): ``operator(value, constant)`` is the atom's
+        truth for a finite number ``value``."""
         self.always: list[_Entry] = []
         """Comparisons with a non-numeric constant and bare features: checked at every change."""
 
-    def add_atom(self, atom: Atom, tag: int) -> None:
-        self.atoms.append((atom, tag))
+    def add_atom(self, atom: Atom, tag: int, plain: bool) -> None:
+        entry = (atom, tag, (-1 if atom.negated else 1) if plain else 0)
+        self.atoms.append(entry)
         if atom.test in _NUMERIC and _finite(atom.constant):
-            self.ordered.append((atom, tag))
+            self.ordered.append(entry)
         else:
-            self.always.append((atom, tag))
+            self.always.append(entry)
 
     def freeze(self) -> None:
         self.ordered.sort(key=lambda e: float(e[0].constant))
-        self.bounds = [float(a.constant) for a, _ in self.ordered]
-        self.numeric = [(_NUMERIC[a.test][a.constant_first], a.constant, tag) for a, tag in self.ordered]
+        self.bounds = [float(a.constant) for a, _, _ in self.ordered]
+        self.numeric = [(_NUMERIC[a.test][a.constant_first], a.constant, tag, sign) for a, tag, sign in self.ordered]
         self.on_feed = sorted(set(self.on_feed))
         self.on_change = sorted(set(self.on_change))
+        self.on_guarded = sorted(set(self.on_guarded))
 
-    def flipped(self, old: Any, new: Any, out: set[int]) -> None:
+    def flipped(self, old: Any, new: Any, out: Flips) -> None:
         """Adds to ``out`` the tags this feature going from ``old`` to ``new`` may change."""
         if self.on_feed:
-            out.update(self.on_feed)
+            out.always.update(self.on_feed)
         if type(old) is type(new) and old == new:
             return
         if self.on_change:
-            out.update(self.on_change)
+            out.always.update(self.on_change)
+        if self.on_guarded:
+            out.guarded.update(self.on_guarded)
         if _finite(old) and _finite(new):
             lo, hi = (old, new) if old <= new else (new, old)
             numeric = self.numeric
             for i in range(bisect_left(self.bounds, lo), bisect_right(self.bounds, hi)):
-                op, constant, tag = numeric[i]
-                if op(old, constant) != op(new, constant):
-                    out.add(tag)
+                op, constant, tag, sign = numeric[i]
+                now_true = op(new, constant)
+                if op(old, constant) != now_true:
+                    out.add(tag, sign, now_true)
             check = self.always
         else:  # None, a string, a bool: no order to use
             check = self.atoms
-        for atom, tag in check:
-            if atom.holds(old) != atom.holds(new):
-                out.add(tag)
+        for atom, tag, sign in check:
+            now_true = atom.holds(new)
+            if atom.holds(old) != now_true:
+                out.add(tag, sign, now_true)
 
 
 def condition_atoms(tag: TagDef) -> tuple[Atom, ...] | None:
@@ -125,23 +204,24 @@ class TagIndex:
         self._by_key: dict[str, _FeatureIndex] = {}
         for i, tag in enumerate(tags):
             atoms = None if tag.name in stepped else condition_atoms(tag)
+            plain = tag.exit is None and not tag.flap_controlled
             for name in tag.features:
                 fi = self._for(key_of[name])
                 if tag.name in stepped:
                     fi.on_feed.append(i)
                 elif atoms is None:
-                    fi.on_change.append(i)
+                    (fi.on_guarded if plain and tag.when.guards else fi.on_change).append(i)
             for atom in atoms or ():
-                self._for(key_of[atom.name]).add_atom(atom, i)
+                self._for(key_of[atom.name]).add_atom(atom, i, plain)
         for fi in self._by_key.values():
             fi.freeze()
 
     def _for(self, key: str) -> _FeatureIndex:
         return self._by_key.setdefault(key, _FeatureIndex())
 
-    def flipped(self, key: str, old: Any, new: Any, out: set[int]) -> None:
+    def flipped(self, key: str, old: Any, new: Any, out: Flips) -> None:
         """Adds to ``out`` the indexes of the tags that the feature state ``key`` going from value
-        ``old`` to ``new`` (at one instant) may change."""
+        ``old`` to ``new`` (at one instant) may change, by which way they can."""
         fi = self._by_key.get(key)
         if fi is not None:
             fi.flipped(old, new, out)

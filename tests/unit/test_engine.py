@@ -380,7 +380,7 @@ def test_incremental_evaluation_equals_evaluating_every_tag(tmp_path_factory: py
 
 
 @pytest.mark.parametrize("rules_path", ["tag_rules/retail.yaml", "benchmarks/reference_rules.yaml",
-                                        "benchmarks/rules_1000.yaml"])
+                                        "benchmarks/rules_1000.yaml", "benchmarks/rules_1000_selective.yaml"])
 def test_incremental_evaluation_on_the_shipped_rule_sets(rules_path: str) -> None:
     """The retail rules and the benchmark's reference workload, fed a realistic generated
     stream (with clock ticks between events): incremental and full evaluation agree."""

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from streams.engine.features.state import CustomerState
 from streams.engine.tag_engine import TagEngine
-from streams.engine.tag_index import TagIndex
+from streams.engine.tag_index import Flips, TagIndex
 from tag_rules import compile_expr, load_rules
 from tag_rules.tags import TagDef
 
@@ -46,6 +46,8 @@ def test_other_conditions_are_opaque(source: str) -> None:
 CONDITIONS = st.sampled_from([
     "a >= 3", "a > 2.5", "a < 3", "a <= 0", "a == 2", "a != 1", "1 <= a < 4", "not a", "a",
     "a >= 2 and b == 0", "a > 1 or b >= 5", "not (a >= 3)", "a == null", "a >= b / 2", "a > b",
+    "not (a >= 2 and b == 0)", "a >= 2 and not (a > 5)", "not (not a)", "not (a < 1 or not (b > 2))",
+    "a >= 3 and a < 3", "(a > 1 and b > 1) or not a", "b >= 2 and a >= b / 2", "a >= 1 and a > b",
 ])
 VALUES = st.one_of(st.none(), st.integers(-2, 7), st.floats(-2, 7, allow_nan=False), st.sampled_from([True, "x"]))
 
@@ -58,11 +60,42 @@ def test_every_tag_whose_truth_changes_is_flipped(conditions: list[str], old: An
     tags = [TagDef(f"t{i}", compile_expr(src, names=NAMES), tuple(sorted(compile_expr(src, names=NAMES).names)))
             for i, src in enumerate(conditions)]
     index = TagIndex(tags, {n: f"k_{n}" for n in NAMES}, frozenset())
-    got: set[int] = set()
-    index.flipped("k_a", old, new, got)
+    flips = Flips()
+    index.flipped("k_a", old, new, flips)
     changed = {i for i, t in enumerate(tags)
                if bool(t.when({"a": old, "b": b})) != bool(t.when({"a": new, "b": b}))}
-    assert changed <= got
+    assert changed <= flips.every()
+    # and by the way they moved: a tag held exactly when its condition held before
+    held = {t.name for t in tags if bool(t.when({"a": old, "b": b}))}
+    chosen = flips.chosen([t.name for t in tags], held)
+    chosen |= {i for i in flips.guarded if all(g.holds({"a": new, "b": b}[g.name]) for g in tags[i].when.guards)}
+    assert changed <= chosen
+
+
+@pytest.mark.parametrize(("source", "guards"), [
+    ("b >= 40 and a >= b / 4", [("b", 40)]),
+    ("a >= 2 and b == 0", [("a", 2), ("b", 0)]),
+    ("(a > 1 and b > 1) and a > b", [("a", 1), ("b", 1)]),
+    ("a and a > b", [("a", None)]),
+    ("a > b", []), ("not (a > 1) and a > b", []), ("a >= 1 or b > a", []), ("(a > 1 or b > 1) and a > b", []),
+])
+def test_the_guards_of_a_condition_are_the_comparisons_it_is_an_and_of(source: str, guards: list[Any]) -> None:
+    assert [(g.name, g.constant) for g in compile_expr(source, names=NAMES).guards] == guards
+
+
+@given(st.lists(CONDITIONS, min_size=1, max_size=8), VALUES, VALUES)
+@settings(max_examples=300, deadline=None)
+def test_a_condition_is_false_while_a_guard_is(conditions: list[str], a: Any, b: Any) -> None:
+    """What lets the engine skip a guarded tag it does not hold: a false guard, a false condition."""
+    from streams.engine.tag_index import atom_test
+
+    for src in conditions:
+        expr = compile_expr(src, names=NAMES)
+        values = {"a": a, "b": b}
+        for guard in expr.guards:
+            assert atom_test(guard)(values[guard.name]) == guard.holds(values[guard.name])
+            if not guard.holds(values[guard.name]):
+                assert not bool(expr(values)), (src, values)
 
 
 def test_stepped_tags_are_evaluated_whenever_fed_and_opaque_ones_on_change() -> None:
@@ -70,13 +103,13 @@ def test_stepped_tags_are_evaluated_whenever_fed_and_opaque_ones_on_change() -> 
     ratio = TagDef("ratio", compile_expr("a >= b / 2", names=NAMES), ("a", "b"))
     hyst = TagDef("hyst", compile_expr("a >= 3", names=NAMES), ("a",), exit=compile_expr("a < 1", names=NAMES))
     index = TagIndex([steady, ratio, hyst], {n: n for n in NAMES}, frozenset({"hyst"}))
-    out: set[int] = set()
+    out = Flips()
     index.flipped("a", 1, 1, out)
-    assert out == {2}
+    assert out.every() == {2}
     index.flipped("a", 1, 2, out)
-    assert out == {1, 2}
+    assert out.every() == {1, 2}
     index.flipped("a", 2, 3, out)
-    assert out == {0, 1, 2}
+    assert (out.always, out.up, out.down) == ({1, 2}, {0}, set())
 
 
 def test_an_event_evaluates_few_of_a_thousand_tags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,8 +155,8 @@ def test_hysteresis_and_flap_control_are_indexed_by_both_conditions() -> None:
     engine_stepped = frozenset(t.name for t in (hyst, gated, opaque) if condition_atoms(t) is None)
     index = TagIndex([hyst, gated, opaque], {n: n for n in NAMES}, engine_stepped)
     for old, new, want in ((6, 7, {2}), (9, 10, {0, 2}), (5, 4, {0, 2}), (2, 3, {1, 2}), (7, 7, {2})):
-        out: set[int] = set()
+        out = Flips()
         index.flipped("a", old, new, out)
-        assert out == want, (old, new)
+        assert out.always == want and not out.up and not out.down, (old, new)  # never by direction
     engine = TagEngine(load_rules(REPO / "benchmarks" / "rules_1000.yaml"))
     assert engine._stepped and not any(fi.on_feed for fi in engine._index._by_key.values())
