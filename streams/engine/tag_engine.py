@@ -320,7 +320,7 @@ class TagEngine:
         values: dict[str, Any] = {}
         flips = Flips(first)
         for rt, old in zip(fed, before, strict=True):
-            new = self._value(feats, rt, now_ms)
+            new = rt.value(feats.get(rt.key), now_ms)  # pruned at now for ``before``; the fold added a live bucket
             for name in self._names_by_key[rt.key]:
                 values[name] = new
             self._index.flipped(rt.key, old, new, flips)
