@@ -5,18 +5,18 @@ clock, so unit tests and replays drive it directly.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import SOURCES
-from schemas.tags import ChangeCause, TagChangeDict, TagOp
+from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
+from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import Flips, TagIndex, atom_test, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
@@ -24,8 +24,6 @@ MAX_CATCH_UP_STEPS = 1000
 BACKFILL_WINDOW_MS = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
 
-Change = TagChangeDict
-"""A tag change: the fields of schemas.tags.TagChange (the tag-change topic's value), typed."""
 
 
 @dataclass
@@ -275,7 +273,7 @@ class TagEngine:
                 ref: str) -> list[Change]:
         """Removes every tag ``customer_id`` holds (its state is going away: absorbed by an identity
         merge), one ``remove`` change each, in tag name order."""
-        changes = [self._change(customer_id, name, "remove", at_ms, cause, None, {}, ref=ref)
+        changes = [tag_change(customer_id, name, "remove", at_ms, cause, self.version, None, {}, ref=ref)
                    for name in sorted(state.tags)]
         state.tags.clear()
         state.removed.clear()
@@ -414,32 +412,13 @@ class TagEngine:
                 else:
                     del held[tag.name]
                 op = "add" if holds else "remove"
-            changes.append(self._change(customer_id, tag.name, op, at_ms, cause,
-                                        event, {n: values[n] for n in tag.features}, ref=ref))
+            changes.append(tag_change(customer_id, tag.name, op, at_ms, cause, self.version,
+                                      event, {n: values[n] for n in tag.features}, ref=ref))
         if not self._tag_names.issuperset(held):  # held under rules that had other tags
             for name in [n for n in held if n not in self._tag_names]:
                 del held[name]
-                changes.append(self._change(customer_id, name, "remove", at_ms, "rule_change", None, {}))
+                changes.append(tag_change(customer_id, name, "remove", at_ms, "rule_change", self.version, None, {}))
         return changes
-
-    def _change(self, customer_id: str, tag: str, op: TagOp, at_ms: int, cause: ChangeCause,
-                event: Mapping[str, Any] | None, features: dict[str, Any], ref: str | None = None) -> Change:
-        event_id = event["event_id"] if event is not None else None
-        # Deterministic: replaying the same event (or the same due time, or the same merge: ``ref``)
-        # yields the same id, so consumers of the at-least-once tag topic can drop duplicates.
-        basis = f"{customer_id}\x1f{tag}\x1f{op}\x1f{cause}\x1f{ref or event_id or at_ms}"
-        return {
-            "customer_id": customer_id,
-            "tag": tag,
-            "op": op,
-            "at_ms": at_ms,
-            "event_ts_ms": event["ts_ms"] if event is not None else None,
-            "cause": cause,
-            "rule_version": self.version,
-            "features": features,
-            "event_id": event_id,
-            "change_id": hashlib.blake2b(basis.encode(), digest_size=10).hexdigest(),
-        }
 
 
 _truthy = flap.truthy
