@@ -25,7 +25,6 @@ BACKFILL_WINDOW_MS = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
 
 
-
 @dataclass
 class Outcome:
     changes: list[Change] = field(default_factory=list)
@@ -334,25 +333,25 @@ class TagEngine:
         for tag in tags:
             for name in tag.features:
                 if name not in values:
-                    rt = self._runtime_of[name]
-                    v = self._value(feats, rt, now_ms)
-                    for n in self._names_by_key[rt.key]:
-                        values[n] = v
+                    self._read(name, feats, values, now_ms)
         return self._diff(state, customer_id, values, now_ms, "event", event, tags)
 
     def _guards_hold(self, tag: int, feats: dict[str, Any], values: dict[str, Any], now_ms: int) -> bool:
         """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
         Reads the values it needs into ``values``."""
         for name, test in self._guards[tag]:
-            v = values.get(name, _UNREAD)
-            if v is _UNREAD:
-                rt = self._runtime_of[name]
-                v = self._value(feats, rt, now_ms)
-                for n in self._names_by_key[rt.key]:
-                    values[n] = v
+            v = values[name] if name in values else self._read(name, feats, values, now_ms)
             if not test(v):
                 return False
         return True
+
+    def _read(self, name: str, feats: dict[str, Any], values: dict[str, Any], now_ms: int) -> Any:
+        """Feature ``name``'s value at ``now_ms``, put in ``values`` under every name of its state key."""
+        rt = self._runtime_of[name]
+        v = self._value(feats, rt, now_ms)
+        for n in self._names_by_key[rt.key]:
+            values[n] = v
+        return v
 
     @staticmethod
     def _value(feats: dict[str, Any], rt: Runtime, now_ms: int) -> Any:
@@ -422,4 +421,3 @@ class TagEngine:
 
 
 _truthy = flap.truthy
-_UNREAD = object()
