@@ -24,7 +24,7 @@ from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.engine.features.state import CustomerState
 from streams.engine.identity import moves
 from streams.engine.tag_engine import Change, TagEngine
-from streams.io.metrics import ByLabel, Metrics
+from streams.io.metrics import Metrics, Tally
 
 ANONYMOUS_PREFIX = "anonymous:"
 """Customer ids of anonymous-only customers (``schemas.ids.id_key``)."""
@@ -63,7 +63,7 @@ class IdentityItems:
         self.output = output
         self.metrics = metrics
         self._forwards: list[dict[str, Any]] = []
-        self._events_by = ByLabel(metrics.identity_events)
+        self._events_by = Tally(metrics.identity_events)
 
     def before(self, engine: TagEngine, key: bytes, obj: dict[str, Any], state: CustomerState | None,
                now_ms: int, changes: list[Change]) -> tuple[bool, CustomerState | None]:
@@ -121,9 +121,13 @@ class IdentityItems:
 
     def after_events(self, key: bytes, state: CustomerState, events: int, now_ms: int) -> None:
         """After a customer's events of a batch: counted by attribution; an anonymous one lives on."""
-        self._events_by[attribution(key)].inc(events)
+        self._events_by.add(attribution(key), events)
         if self.output.anonymous_ttl_ms and key.startswith(ANONYMOUS_KEY):
             state.expires_ms = now_ms + self.output.anonymous_ttl_ms
+
+    def flush_counts(self) -> None:
+        """The batch's events by attribution, into the metric (once per batch)."""
+        self._events_by.flush()
 
     def evaluated(self, key: bytes) -> bool:
         """Whether this customer's tags are evaluated: not an anonymous-only one's when they are not

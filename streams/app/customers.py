@@ -34,7 +34,7 @@ from streams.engine.features.state import CustomerState
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
-from streams.io.metrics import ByLabel, Metrics, observe_many
+from streams.io.metrics import Metrics, Tally, observe_many
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter, tag_record
 from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
@@ -134,7 +134,7 @@ class CustomerStage:
         self.tag_topic = tag_topic
         self.deadletter = deadletter
         self.metrics = metrics
-        self._processed = ByLabel(metrics.events_processed)
+        self._processed = Tally(metrics.events_processed)
         self.exactly_once = exactly_once
         self.identity = IdentityItems(identity, metrics) if identity is not None else None
         """Identity resolution's side of the stage (``customer_identity.py``); None when it is off."""
@@ -192,6 +192,9 @@ class CustomerStage:
             published += changes
             if state is not None:
                 updated.append(Updated(key, state, record_of[key], existed=before is not None, encoded=encoded))
+        self._processed.flush()
+        if self.identity is not None:
+            self.identity.flush_counts()
         self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
         await self.deadletter.flush()
         forwarded = await self.identity.send() if self.identity is not None and self.identity.pending() else []
@@ -297,7 +300,7 @@ class CustomerStage:
                 out += [Published(c, None) for c in outcome.changes]
                 continue
             outcome = (self.engine.process_event if evaluate else self.engine.fold_only)(state, obj, now_ms)
-            self._processed[obj["source"]].inc()
+            self._processed.add(obj["source"])
             counted += 1
             if outcome.duplicate:
                 m.events_duplicate.labels(obj["source"]).inc()

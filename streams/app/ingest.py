@@ -24,7 +24,7 @@ from streams.app.identity_links import LinkBatch, identity_record_link, link_val
 from streams.engine.clock import Clock
 from streams.io.contract import SourceRecord
 from streams.io.deadletter import DeadLetterWriter
-from streams.io.metrics import ByLabel, Metrics
+from streams.io.metrics import Metrics, Tally
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,16 @@ class IngestStage:
         self._envelopes = envelopes
         self._deadletter = deadletter
         self._metrics = metrics
-        self._events_in = ByLabel(metrics.events_in)
+        self._events_in = Tally(metrics.events_in)
+        self._anonymous = Tally(metrics.events_anonymous)
 
     async def process(self, records: Sequence[SourceRecord]) -> None:
         """Handles a batch; returns once its envelopes and dead-letter records are written."""
         out = EnvelopeBuilder(self._partitions)
         links = LinkBatch()
-        m = self._metrics
         for msg in records:
             source = self._source_by_topic.get(msg.topic, msg.topic)
-            self._events_in[source].inc()
+            self._events_in.add(source)
             try:
                 if source == IDENTITY_SOURCE:
                     links.add(identity_record_link(msg))
@@ -75,7 +75,7 @@ class IngestStage:
                     self._identity_keys(msg, source, event, canonical, links)
                 customer_id = canonical["customer_id"]
                 if customer_id is None:
-                    m.events_anonymous.labels(source).inc()
+                    self._anonymous.add(source)
                     continue
                 stamp_position(canonical, source, msg.partition, msg.offset)
                 item = orjson.dumps(canonical)
@@ -88,6 +88,8 @@ class IngestStage:
             except Exception as exc:  # never let one record stop the worker
                 log.exception("ingest failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                 self._deadletter.add(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
+        self._events_in.flush()
+        self._anonymous.flush()
         acks = await self._envelopes.enqueue(out)  # one record per customer partition, not one per event
         if len(links):
             assert self._links is not None, "identity records read with identity resolution off"

@@ -75,3 +75,18 @@ def test_observe_many_equals_observing_one_at_a_time() -> None:
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert abs(got[key] - value) <= 1e-9 * max(1.0, abs(value)), key
+
+
+def test_a_tally_adds_a_batch_per_label_once_flushed() -> None:
+    from streams.io.metrics import Tally
+
+    m = Metrics.create(CollectorRegistry())
+    tally = Tally(m.events_in)
+    for source in ("pos", "clickstream", "pos"):
+        tally.add(source)
+    tally.add("orders", 5)
+    assert m.events_in.labels("pos")._value.get() == 0  # nothing until the batch ends
+    tally.flush()
+    tally.flush()  # a second flush adds nothing
+    assert {s: m.events_in.labels(s)._value.get() for s in ("pos", "clickstream", "orders")} == {
+        "pos": 2, "clickstream": 1, "orders": 5}
