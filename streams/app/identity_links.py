@@ -24,14 +24,26 @@ from schemas.ids import id_key, is_junk
 from streams.app.envelope import EnvelopeBuilder
 from streams.io.contract import SourceRecord
 
+_KEYS: dict[tuple[str, str], tuple[str, bool]] = {}
+"""(type, value as sent) -> (id key, junk): ids repeat from event to event (a customer's, a
+visitor's session), so ingest builds and checks each once. Cleared when full."""
+_KEYS_MAX = 200_000
+
 
 def usable_ids(event: ClickstreamEvent | PosEvent | OrderEvent) -> tuple[list[str], list[str]]:
     """The event's id keys that identify someone, in priority order, and the junk ones."""
     good: list[str] = []
     junk: list[str] = []
-    for id_type, value in event_id_values(event):
-        key = id_key(id_type, value)
-        (junk if is_junk(key[len(id_type) + 1:]) else good).append(key)  # the value as the key has it
+    for pair in event_id_values(event):
+        known = _KEYS.get(pair)
+        if known is None:
+            id_type, value = pair
+            key = id_key(id_type, value)
+            known = (key, is_junk(key[len(id_type) + 1:]))  # the value as the key has it
+            if len(_KEYS) >= _KEYS_MAX:
+                _KEYS.clear()
+            _KEYS[pair] = known
+        (junk if known[1] else good).append(known[0])
     return good, junk
 
 
