@@ -68,6 +68,7 @@ class Gates:
     def __init__(self, tags: Iterable[TagDef]) -> None:
         tags = list(tags)
         self.min_durations = [(t.name, t.min_duration_ms) for t in tags if t.min_duration_ms]
+        self._min_duration = dict(self.min_durations)
         self.cooldowns = {t.name: t.cooldown_ms for t in tags if t.cooldown_ms}
 
     def __bool__(self) -> bool:
@@ -76,12 +77,15 @@ class Gates:
     def next_ms(self, held: Mapping[str, int], removed: Mapping[str, int], now_ms: int) -> int | None:
         """Equals ``next_gate_ms(tags, held, removed, now_ms)``."""
         best: int | None = None
-        for name, min_duration_ms in self.min_durations:
-            added_at = held.get(name)
-            if added_at is not None:
-                gate = added_at + min_duration_ms
-                if gate > now_ms and (best is None or gate < best):
-                    best = gate
+        if len(held) < len(self.min_durations):  # a customer holds a few of 1,000 tags
+            min_duration = self._min_duration
+            pairs = [(added_at, min_duration[name]) for name, added_at in held.items() if name in min_duration]
+        else:
+            pairs = [(held[name], ms) for name, ms in self.min_durations if name in held]
+        for added_at, min_duration_ms in pairs:
+            gate = added_at + min_duration_ms
+            if gate > now_ms and (best is None or gate < best):
+                best = gate
         for name, removed_at in removed.items():
             cooldown_ms = self.cooldowns.get(name)
             if cooldown_ms and name not in held:

@@ -127,7 +127,8 @@ def atom_test(atom: Atom) -> Callable[[Any], bool]:
 class _FeatureIndex:
     """The tags that read one feature state key, by how they are triggered."""
 
-    __slots__ = ("always", "atoms", "bounds", "numeric", "on_change", "on_feed", "on_guarded", "ordered")
+    __slots__ = ("always", "atoms", "bounds", "none_truth", "numeric", "on_change", "on_feed", "on_guarded",
+                 "ordered")
 
     def __init__(self) -> None:
         self.on_feed: list[int] = []
@@ -141,6 +142,8 @@ class _FeatureIndex:
         self.numeric: list[tuple[Callable[[Any, Any], bool], Any, int, int]] = []
         """``ordered`` as (operator, constant, tag, sign): ``operator(value, constant)`` is the atom's
         truth for a finite number ``value``."""
+        self.none_truth: list[bool] = []
+        """Each of ``ordered``'s truth for the value None (no data yet: a recency, a maximum)."""
         self.always: list[_Entry] = []
         """Comparisons with a non-numeric constant and bare features: checked at every change."""
 
@@ -156,6 +159,7 @@ class _FeatureIndex:
         self.ordered.sort(key=lambda e: float(e[0].constant))
         self.bounds = [float(a.constant) for a, _, _ in self.ordered]
         self.numeric = [(_NUMERIC[a.test][a.constant_first], a.constant, tag, sign) for a, tag, sign in self.ordered]
+        self.none_truth = [bool(a.holds(None)) for a, _, _ in self.ordered]
         self.on_feed = sorted(set(self.on_feed))
         self.on_change = sorted(set(self.on_change))
         self.on_guarded = sorted(set(self.on_guarded))
@@ -179,7 +183,13 @@ class _FeatureIndex:
                 if op(old, constant) != now_true:
                     out.add(tag, sign, now_true)
             check = self.always
-        else:  # None, a string, a bool: no order to use
+        elif (old is None and _finite(new)) or (new is None and _finite(old)):  # a first value, or the last gone
+            for (op, constant, tag, sign), none_true in zip(self.numeric, self.none_truth, strict=True):
+                now_true = none_true if new is None else op(new, constant)
+                if (none_true if old is None else op(old, constant)) != now_true:
+                    out.add(tag, sign, now_true)
+            check = self.always
+        else:  # a string, a bool: no order to use
             check = self.atoms
         for atom, tag, sign in check:
             now_true = atom.holds(new)
