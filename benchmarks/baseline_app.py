@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime
 from typing import Any, Optional  # faust reads the annotations at run time
 
 import faust
@@ -35,6 +34,8 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram, start_http_server
 
 from tag_rules import load_rules
+
+from . import naive_state
 
 # One record type for the three sources (one agent reads all three topics): every field that
 # any source has, all optional.
@@ -64,141 +65,6 @@ class SourceEvent(faust.Record, serializer="json"):
     currency: Optional[str] = None  # noqa: UP045
 
 
-def parse_ts(ts: Any) -> int:
-    if isinstance(ts, int):
-        return ts
-    return int(datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00")).timestamp() * 1000)
-
-
-def unique(values: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for v in values:
-        if v and v not in out:
-            out.append(v)
-    return out
-
-
-def to_event(source: str, r: SourceEvent, kafka_ts_ms: int) -> dict[str, Any]:
-    """The flat event the rule expressions read (the same fields tagstream's canonical event has)."""
-    items = r.items or []
-    ev = {
-        "event_id": r.event_id, "source": source, "type": r.type, "customer_id": None,
-        "ts_ms": parse_ts(r.ts), "src_ts_ms": kafka_ts_ms, "amount": None, "currency": None,
-        "skus": [], "categories": [], "channel": None, "store_id": None, "session_id": None,
-        "order_id": None, "payment_method": None, "quantity": None, "query": None, "url": None,
-    }
-    if source == "clickstream":
-        ev.update(customer_id=r.user_id, amount=float(r.price) if r.price is not None else None,
-                  skus=unique([r.sku]), categories=unique([r.category]), channel=r.channel,
-                  session_id=r.session_id, query=r.query, url=r.url)
-    elif source == "pos":
-        ev.update(customer_id=r.member_id, amount=abs(float(r.total)), skus=unique([i["sku"] for i in items]),
-                  categories=unique([i["category"] for i in items]), channel="store", store_id=r.store_id,
-                  payment_method=r.payment_method, quantity=sum(i["qty"] for i in items))
-    else:
-        ev.update(customer_id=r.user_id, type=r.status, amount=float(r.amount), currency=r.currency,
-                  skus=unique([i["sku"] for i in items]), categories=unique([i["category"] for i in items]),
-                  channel=r.channel, order_id=r.order_id, quantity=sum(i["qty"] for i in items))
-    return ev
-
-
-def feature_inputs(f: Any, ev: dict[str, Any]) -> list[Any]:
-    """What one event contributes to feature ``f`` (same rules as tagstream: lists count as their
-    first element, except for distinct_count which counts every element)."""
-    if f.field is None:
-        return [None]
-    v = ev.get(f.field)
-    if v is None:
-        return []
-    if isinstance(v, list):
-        return v if f.agg == "distinct_count" else v[:1]
-    return [v]
-
-
-def fold(state: dict[str, Any], f: Any, ev: dict[str, Any], now_ms: int) -> None:
-    ts = ev["ts_ms"]
-    for v in feature_inputs(f, ev):
-        if f.window_ms is not None:
-            if ts > now_ms - f.window_ms:
-                state["w"].setdefault(f.name, []).append([ts, v])
-            continue
-        life = state["l"]
-        cur = life.get(f.name)
-        if f.agg == "count":
-            life[f.name] = (cur or 0) + 1
-        elif f.agg == "sum":
-            life[f.name] = (cur or 0) + v
-        elif f.agg == "min":
-            life[f.name] = v if cur is None else min(cur, v)
-        elif f.agg == "max":
-            life[f.name] = v if cur is None else max(cur, v)
-        elif f.agg == "avg":
-            life[f.name] = [v, 1] if cur is None else [cur[0] + v, cur[1] + 1]
-        elif f.agg == "since_last":
-            life[f.name] = ts if cur is None else max(cur, ts)
-        elif f.agg == "distinct_count":
-            cur = cur or []
-            if v not in cur:
-                cur.append(v)
-            life[f.name] = cur
-        elif f.agg == "first":
-            life[f.name] = [ts, v] if cur is None or ts < cur[0] else cur
-        elif f.agg == "last":
-            life[f.name] = [ts, v] if cur is None or ts >= cur[0] else cur
-
-
-def feature_value(state: dict[str, Any], f: Any, now_ms: int) -> Any:
-    if f.window_ms is None:
-        cur = state["l"].get(f.name)
-        if f.agg == "since_last":
-            return None if cur is None else round((now_ms - cur) / 1000, 3)
-        if cur is None:
-            return 0 if f.agg in ("count", "sum", "distinct_count") else None
-        if f.agg == "sum":
-            return round(cur, 6) if isinstance(cur, float) else cur
-        if f.agg == "avg":
-            return round(cur[0] / cur[1], 6)
-        if f.agg == "distinct_count":
-            return len(cur)
-        if f.agg in ("first", "last"):
-            return cur[1]
-        return cur
-    # Windowed: prune the raw list, then aggregate what is left.
-    entries = [e for e in state["w"].get(f.name, []) if e[0] > now_ms - f.window_ms]
-    if entries:
-        state["w"][f.name] = entries
-    else:
-        state["w"].pop(f.name, None)
-    values = [e[1] for e in entries]
-    if f.agg == "count":
-        return len(values)
-    if f.agg == "sum":
-        s = sum(values)
-        return round(s, 6) if isinstance(s, float) else s
-    if not values:
-        return 0 if f.agg == "distinct_count" else None
-    if f.agg == "min":
-        return min(values)
-    if f.agg == "max":
-        return max(values)
-    if f.agg == "avg":
-        return round(sum(values) / len(values), 6)
-    if f.agg == "distinct_count":
-        return len(set(values))
-    if f.agg == "first":
-        return min(entries, key=lambda e: e[0])[1]
-    if f.agg == "last":
-        return max(entries, key=lambda e: e[0])[1]
-    raise ValueError(f.agg)
-
-
-def truthy(v: object) -> bool:
-    try:
-        return bool(v)
-    except Exception:
-        return False
-
-
 def build(args: argparse.Namespace) -> faust.App:
     rules = load_rules(args.rules)
     features = list(rules.features.values())
@@ -226,29 +92,12 @@ def build(args: argparse.Namespace) -> faust.App:
             events_in.inc()
             msg = event.message
             source = source_of[msg.topic]
-            ev = to_event(source, event.value, int(msg.timestamp * 1000))
+            ev = naive_state.to_event(source, event.value.asdict(), int(msg.timestamp * 1000))
             cid = ev["customer_id"]
             if cid is None:
                 continue  # anonymous visitor / walk-in: no customer state
             now_ms = int(time.time() * 1000)
-            state = customers[cid]
-            if not state:
-                state = {"w": {}, "l": {}, "t": {}}
-            for f in features:
-                if source in f.sources and (f.where is None or f.where(ev)):
-                    fold(state, f, ev, now_ms)
-            values = {f.name: feature_value(state, f, now_ms) for f in features}
-            changes = []
-            for tag in tags:
-                holds = truthy(tag.when(values))
-                if holds != (tag.name in state["t"]):
-                    if holds:
-                        state["t"][tag.name] = now_ms
-                    else:
-                        del state["t"][tag.name]
-                    changes.append({"customer_id": cid, "tag": tag.name, "op": "add" if holds else "remove",
-                                    "at_ms": now_ms, "event_id": ev["event_id"],
-                                    "features": {n: values[n] for n in tag.features}})
+            state, changes = naive_state.process(customers[cid], ev, features, tags, now_ms)
             customers[cid] = state
             await r.set(f"{prefix}:tags:{cid}", json.dumps(state["t"]))
             for c in changes:

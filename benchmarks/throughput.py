@@ -29,7 +29,6 @@ from .common import (
     Load,
     Proc,
     free_port,
-    hist_delta,
     log,
     machine_info,
     state_size,
@@ -133,6 +132,7 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
         res["code"] = code
         if compare_prefix:
             res["tags_vs_b"] = compare_tags(redis_url, rules, compare_prefix, app_id)
+        res["audiences_after_backlog"] = audiences(redis_url, rules, app_id)  # for (d); not in the JSON
         res["workers"] = workers
         s = common.scrape_all(url)
         res["tag_changes"] = total(s, "tagstream_tag_changes_total")
@@ -153,35 +153,8 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
 
 async def _latency_phase(load: Load, proc: Proc | common.ProcGroup, url: str | list[str], changelog: str,
                          rate: float, seconds: float, customers: int, seed: int) -> dict[str, Any]:
-    n = int(rate * seconds)
-    log(f"(c) latency at {rate:,.0f} events/s: producing {n:,} events over ~{seconds:.0f}s")
-    before = common.scrape_all(url)
-    base, base_done = total(before, "tagstream_events_in_total"), done_count(before)
-    t0 = time.time()
-    prod = asyncio.create_task(common.produce_at_rate(load, events=n, rate=rate, customers=customers, seed=seed))
-    d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total", changelog=changelog,
-                          bootstrap=load.bootstrap, events=n, base_seen=base, base_done=base_done,
-                          label=f"(c) @{rate:,.0f}/s",
-                          timeout_s=max(600, seconds * 30))
-    stats = await prod
-    after = common.scrape_all(url)
-    delta = hist_delta(after, before, LATENCY)
-    q = {f"p{k}": histogram_quantile(delta, LATENCY, v) for k, v in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
-    produce_end = t0 + stats.elapsed_s
-    out = {
-        "target_rate": rate,
-        "produced": stats.sent,
-        "produced_rate": stats.rate,
-        "observations": total(delta, f"{LATENCY}_count"),
-        **{f"{k}_s": v for k, v in q.items()},
-        "caught_up_s_after_producer": max(0.0, d.t_last - produce_end),
-        "cpu_utilisation": d.cpu_utilisation,
-    }
-    out["kept_up"] = out["caught_up_s_after_producer"] < 3.0
-    log(f"(c) latency at {rate:,.0f}/s (produced at {stats.rate:,.0f}/s): p50 {_ms(q['p50'])}, p99 {_ms(q['p99'])}, "
-        f"p999 {_ms(q['p999'])} over {out['observations']:,.0f} tag changes; caught up "
-        f"{out['caught_up_s_after_producer']:.1f}s after the producer finished")
-    return out
+    return await common.latency_phase(load, proc, url, changelog, rate, seconds, customers, seed, label="(c)",
+                                      counter="tagstream_events_in_total", done=done_count, latency=LATENCY)
 
 
 def _drain_result(d: common.Drain, st: dict[str, float], app_id: str) -> dict[str, Any]:
@@ -207,36 +180,36 @@ def _drain_result(d: common.Drain, st: dict[str, float], app_id: str) -> dict[st
     }
 
 
-def _ms(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    if v >= 60:
-        return ">60 s"  # the histogram's last finite bucket
-    return f"{v * 1000:.1f} ms"
-
-
 # -- comparing b and c -----------------------------------------------------------------------------------------
 
 
-def compare_tags(redis_url: str, rules: Path, prefix_b: str, prefix_c: str) -> dict[str, Any]:
-    """Audience by audience, are the tag sets of the baseline and tagstream the same?"""
+def audiences(redis_url: str, rules: Path, prefix: str) -> dict[str, set[bytes]]:
+    """Each tag's members in Redis under ``prefix`` (``<prefix>:tag:<tag>`` sets)."""
     import redis
 
     from tag_rules import load_rules
 
     r = redis.Redis.from_url(redis_url)
+    return {tag: r.smembers(f"{prefix}:tag:{tag}") for tag in load_rules(rules).tags}
+
+
+def compare_audiences(b: dict[str, set[bytes]], c: dict[str, set[bytes]]) -> dict[str, Any]:
+    """Audience by audience, are two apps' tag sets the same? (``only_b``: members only the first has.)"""
     out: dict[str, Any] = {"tags": 0, "identical": 0, "members_b": 0, "members_c": 0, "diff": {}}
-    for tag in load_rules(rules).tags:
-        b = r.smembers(f"{prefix_b}:tag:{tag}")
-        c = r.smembers(f"{prefix_c}:tag:{tag}")
+    for tag in b:
         out["tags"] += 1
-        out["members_b"] += len(b)
-        out["members_c"] += len(c)
-        if b == c:
+        out["members_b"] += len(b[tag])
+        out["members_c"] += len(c[tag])
+        if b[tag] == c[tag]:
             out["identical"] += 1
         else:
-            out["diff"][tag] = {"only_b": len(b - c), "only_c": len(c - b)}
+            out["diff"][tag] = {"only_b": len(b[tag] - c[tag]), "only_c": len(c[tag] - b[tag])}
     return out
+
+
+def compare_tags(redis_url: str, rules: Path, prefix_b: str, prefix_c: str) -> dict[str, Any]:
+    """Audience by audience, are the tag sets of the baseline and tagstream the same?"""
+    return compare_audiences(audiences(redis_url, rules, prefix_b), audiences(redis_url, rules, prefix_c))
 
 
 def cleanup_redis(redis_url: str, prefixes: list[str]) -> int:
@@ -260,8 +233,9 @@ def cleanup_redis(redis_url: str, prefixes: list[str]) -> int:
 
 
 def table(results: dict[str, Any]) -> str:
-    cols = [c for c in ("a", "f", "b", "c") if c in results]
+    cols = [c for c in ("a", "f", "b", "c", "d", "d2") if c in results]
     names = {"a": "(a) raw aiokafka+orjson", "f": "(f) Faust consume floor", "b": "(b) plain Faust baseline",
+             "d": "(d) Quix Streams app", "d2": "(d2) Quix + tag engine",
              "c": "(c) tagstream worker" if results.get("c", {}).get("workers", 1) == 1
              else f"(c) tagstream x{results['c']['workers']} workers"}
     rows = [
@@ -278,7 +252,7 @@ def table(results: dict[str, Any]) -> str:
     w0 = 26
     w = 26
     lines = ["".join([f"{'':<{w0}}", *[f"{names[c]:>{w}}" for c in cols]])
-             + ("".join(f"{'c/' + o:>8}" for o in ("a", "f", "b") if o in results and "c" in results))]
+             + ("".join(f"{'c/' + o:>8}" for o in ("a", "f", "b", "d", "d2") if o in results and "c" in results))]
     for label, key, fmt in rows:
         cells = []
         for c in cols:
@@ -286,7 +260,7 @@ def table(results: dict[str, Any]) -> str:
             cells.append(f"{(fmt.format(v) if v is not None else 'n/a'):>{w}}")
         ratios = ""
         if "c" in results:
-            for o in ("a", "f", "b"):
+            for o in ("a", "f", "b", "d", "d2"):
                 if o in results:
                     cv, ov = results["c"].get(key), results[o].get(key)
                     ratios += f"{(f'{cv / ov:.3g}' if cv is not None and ov else 'n/a'):>8}"
@@ -305,14 +279,24 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{'input rate':>14}{'produced at':>14}{'p50':>12}{'p99':>12}{'p999':>12}{'tag changes':>14}"
                      f"{'kept up':>10}")
         for ph in results["c"]["latency"]:
-            lines.append(f"{ph['target_rate']:>14,.0f}{ph['produced_rate']:>14,.0f}{_ms(ph['p50_s']):>12}"
-                         f"{_ms(ph['p99_s']):>12}{_ms(ph['p999_s']):>12}{ph['observations']:>14,.0f}"
+            lines.append(f"{ph['target_rate']:>14,.0f}{ph['produced_rate']:>14,.0f}{common.ms(ph['p50_s']):>12}"
+                         f"{common.ms(ph['p99_s']):>12}{common.ms(ph['p999_s']):>12}{ph['observations']:>14,.0f}"
                          f"{('yes' if ph['kept_up'] else 'NO'):>10}")
         lines.append(f"(c) maximum sustainable rate (backlog drain): {results['c']['events_per_s']:,.0f} events/s")
+    for q in ("d", "d2"):
+        if not results.get(q, {}).get("latency"):
+            continue
+        lines.append("")
+        lines.append(f"({q}) event->tag latency (Kafka timestamp -> tag change written to Redis by its sink), "
+                     "from quix_event_to_tag_latency_seconds:")
+        for ph in results[q]["latency"]:
+            lines.append(f"{ph['target_rate']:>14,.0f}{ph['produced_rate']:>14,.0f}{common.ms(ph['p50_s']):>12}"
+                         f"{common.ms(ph['p99_s']):>12}{common.ms(ph['p999_s']):>12}{ph['observations']:>14,.0f}"
+                         f"{('yes' if ph['kept_up'] else 'NO'):>10}")
     return "\n".join(lines)
 
 
-COLORS = {"a": "#999999", "f": "#c8b88a", "b": "#d08c60", "c": "#4c72b0"}
+COLORS = {"a": "#999999", "f": "#c8b88a", "b": "#d08c60", "c": "#4c72b0", "d": "#8172b2", "d2": "#b3a2d6"}
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
@@ -321,9 +305,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in ("a", "f", "b", "c") if c in results]
+    cols = [c for c in ("a", "f", "b", "c", "d", "d2") if c in results]
     labels = {"a": "raw\naiokafka+orjson", "f": "Faust floor\n(consume only)", "b": "plain Faust\nbaseline",
-              "c": "tagstream\nworker"}
+              "c": "tagstream\nworker", "d": "Quix Streams\napp", "d2": "Quix Streams +\ntag engine"}
     lat = results.get("c", {}).get("latency") or []
     fig, axes = plt.subplots(1, 3 if lat else 2, figsize=(15 if lat else 10, 4.8))
     ax = axes[0]
@@ -366,7 +350,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     only = set(args.only.split(","))
-    rates = [float(r) for r in args.rates.split(",") if r] if "c" in only else []
+    rates = [float(r) for r in args.rates.split(",") if r] if only & {"c", "d", "d2"} else []
     run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     load = Load(run_id, args.bootstrap, args.partitions)
     logs = RESULTS / run_id
@@ -415,6 +399,23 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                                            else None, workers=args.workers, worker_repo=args.worker_repo)
         if "b" in only and "c" in only:
             out["tags_b_vs_c"] = res["c"].get("tags_vs_b")
+        reference = res.get("c", {}).pop("audiences_after_backlog", None)
+        for column, engine in (("d", "naive"), ("d2", "tagstream")):
+            if column not in only:
+                continue
+            from .quix_column import run_quix
+
+            prefixes.append(f"{run_id}-{column}")
+            # its own copy of the backlog (the same generator and seed): (c)'s latency phases added
+            # events to the shared topics
+            load_d = Load(f"{run_id}-q{column}", args.bootstrap, args.partitions)
+            log(f"({column}) producing the same backlog to topics of its own")
+            await common.produce_backlog(load_d, events=args.events, customers=args.customers, seed=args.seed)
+            res[column] = await run_quix(load_d, args.events, rules, args.redis_url, logs, rates,
+                                         args.rate_seconds, args.customers, args.seed, n_customers,
+                                         app_id=f"{run_id}-{column}", reference=reference, engine=engine,
+                                         column=column, budget_s=args.baseline_budget if engine == "naive" else None)
+            out[f"tags_c_vs_{column}"] = res[column].get("tags_vs_c")
     finally:
         if not args.keep:
             deleted = await common.delete_topics(args.bootstrap, [run_id])
@@ -428,12 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=200_000, help="backlog size, the same for a, b and c")
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--only", default="a,f,b,c",
-                   help="which columns to run, e.g. a,c (f: the Faust consume-only floor)")
+                   help="which columns to run, e.g. a,c (f: the Faust consume-only floor; d: the Quix Streams app, "
+                        "not in the default set: it makes its own environment on first use)")
     p.add_argument("--rates", default="1000,10000", help="(c) fixed input rates for the latency phases")
     p.add_argument("--rate-seconds", type=float, default=10.0, help="(c) length of each latency phase")
     p.add_argument("--baseline-budget", type=float, default=300.0,
-                   help="(b) stop the baseline after this many seconds of draining and report the events it "
-                        "read so far (its per-event cost grows with each customer's history)")
+                   help="(b, d) stop the naive apps after this many seconds of draining and report the events "
+                        "they read so far (their per-event cost grows with each customer's history)")
     p.add_argument("--seed", type=int, default=20261127)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1,
@@ -460,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tags b vs c after the backlog: {t['identical']}/{t['tags']} audiences identical "
               f"({t['members_b']:,} vs {t['members_c']:,} memberships)"
               + (f"; differences: {t['diff']}" if t["diff"] else ""), flush=True)
+    for q in ("d", "d2"):
+        t = out.get(f"tags_c_vs_{q}")
+        if not t:
+            continue
+        print(f"tags c vs {q} after the backlog: {t['identical']}/{t['tags']} audiences identical "
+              f"({t['members_b']:,} vs {t['members_c']:,} memberships)"
+              + (f"; differences (only_b: only in c): {t['diff']}" if t["diff"] else ""), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     js = RESULTS / f"throughput-{out['run_id']}.json"
     js.write_text(json.dumps(out, indent=2, default=str))
