@@ -483,19 +483,20 @@ async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str]
     after = scrape_all(url)
     delta = hist_delta(after, before, latency)
     q = {f"p{k}": histogram_quantile(delta, latency, v) for k, v in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
-    out = {
+    caught_up_s = max(0.0, d.t_last - (t0 + stats.elapsed_s))
+    out: dict[str, Any] = {
         "target_rate": rate,
         "produced": stats.sent,
         "produced_rate": stats.rate,
         "observations": total(delta, f"{latency}_count"),
         **{f"{k}_s": v for k, v in q.items()},
-        "caught_up_s_after_producer": max(0.0, d.t_last - (t0 + stats.elapsed_s)),
+        "caught_up_s_after_producer": caught_up_s,
         "cpu_utilisation": d.cpu_utilisation,
+        "kept_up": caught_up_s < 3.0,
     }
-    out["kept_up"] = out["caught_up_s_after_producer"] < 3.0
     log(f"{label} latency at {rate:,.0f}/s (produced at {stats.rate:,.0f}/s): p50 {ms(q['p50'])}, "
         f"p99 {ms(q['p99'])}, p999 {ms(q['p999'])} over {out['observations']:,.0f} tag changes; caught up "
-        f"{out['caught_up_s_after_producer']:.1f}s after the producer finished")
+        f"{caught_up_s:.1f}s after the producer finished")
     return out
 
 
