@@ -115,15 +115,8 @@ def build(args: argparse.Namespace) -> faust.App:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Baseline Faust tagging app (benchmark column b).")
-    p.add_argument("--app-id", required=True)
-    p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--topics", required=True, help="clickstream,pos,orders topic names, in that order")
-    p.add_argument("--tag-topic", required=True)
+    naive_state.add_app_arguments(p)
     p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--rules", required=True)
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--redis-prefix", required=True)
-    p.add_argument("--metrics-port", type=int, required=True)
     args = p.parse_args(argv)
     app = build(args)
     start_http_server(args.metrics_port, addr="127.0.0.1")

@@ -462,52 +462,6 @@ async def state_size(bootstrap: str, changelog: str) -> dict[str, float]:
     return {"customers": n, "bytes": b, "bytes_per_customer": b / n if n else 0.0, "changelog_records": records}
 
 
-async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str], changelog: str, rate: float,
-                        seconds: float, customers: int, seed: int, *, label: str, counter: str,
-                        done: Callable[[Samples], float], latency: str) -> dict[str, Any]:
-    """One fixed-rate phase after the backlog: ``rate`` events/s for ``seconds``; the event->tag
-    latency quantiles from the app's histogram ``latency`` (its delta over the phase) and whether
-    the app kept up (caught up within 3 s of the producer's end)."""
-    from streams.tools.demo import histogram_quantile
-
-    n = int(rate * seconds)
-    log(f"{label} latency at {rate:,.0f} events/s: producing {n:,} events over ~{seconds:.0f}s")
-    before = scrape_all(url)
-    base, base_done = total(before, counter), done(before)
-    t0 = time.time()
-    prod = asyncio.create_task(produce_at_rate(load, events=n, rate=rate, customers=customers, seed=seed))
-    d = await watch_drain(proc, metrics_url=url, counter=counter, changelog=changelog, bootstrap=load.bootstrap,
-                          events=n, done=done, base_seen=base, base_done=base_done, label=f"{label} @{rate:,.0f}/s",
-                          timeout_s=max(600, seconds * 30))
-    stats = await prod
-    after = scrape_all(url)
-    delta = hist_delta(after, before, latency)
-    q = {f"p{k}": histogram_quantile(delta, latency, v) for k, v in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
-    caught_up_s = max(0.0, d.t_last - (t0 + stats.elapsed_s))
-    out: dict[str, Any] = {
-        "target_rate": rate,
-        "produced": stats.sent,
-        "produced_rate": stats.rate,
-        "observations": total(delta, f"{latency}_count"),
-        **{f"{k}_s": v for k, v in q.items()},
-        "caught_up_s_after_producer": caught_up_s,
-        "cpu_utilisation": d.cpu_utilisation,
-        "kept_up": caught_up_s < 3.0,
-    }
-    log(f"{label} latency at {rate:,.0f}/s (produced at {stats.rate:,.0f}/s): p50 {ms(q['p50'])}, "
-        f"p99 {ms(q['p99'])}, p999 {ms(q['p999'])} over {out['observations']:,.0f} tag changes; caught up "
-        f"{caught_up_s:.1f}s after the producer finished")
-    return out
-
-
-def ms(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    if v >= 60:
-        return ">60 s"  # the histogram's last finite bucket
-    return f"{v * 1000:.1f} ms"
-
-
 def hist_delta(after: Samples, before: Samples, name: str) -> Samples:
     """The samples of histogram ``name`` accumulated between two scrapes."""
     prev = {lb.get("le"): v for lb, v in before.get(f"{name}_bucket", [])}

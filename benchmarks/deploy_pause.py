@@ -46,9 +46,9 @@ from streams.io.topics import ensure_topics
 from streams.tools.demo import histogram_quantile, total
 
 from . import common
+from .audiences import cleanup_redis
 from .common import REFERENCE_RULES, RESULTS, Load, free_port, hist_delta, log, machine_info, scrape_all
 from .recovery import state_pool, write_changelog
-from .throughput import cleanup_redis
 
 LATENCY = "tagstream_event_to_tag_latency_seconds"
 REPO = Path(__file__).resolve().parents[1]

@@ -10,6 +10,7 @@ no Quix import here: each app's environment has its own framework.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -188,3 +189,15 @@ def process(state: dict[str, Any] | None, ev: dict[str, Any], features: list[Any
                             "at_ms": now_ms, "event_id": ev["event_id"], "src_ts_ms": ev["src_ts_ms"],
                             "features": {n: values[n] for n in tag.features}})
     return state, changes
+
+
+def add_app_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line the naive apps share (``baseline_app``, ``quix_app``)."""
+    p.add_argument("--app-id", required=True)
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--topics", required=True, help="clickstream,pos,orders topic names, in that order")
+    p.add_argument("--tag-topic", required=True)
+    p.add_argument("--rules", required=True)
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--redis-prefix", required=True)
+    p.add_argument("--metrics-port", type=int, required=True)

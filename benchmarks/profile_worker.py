@@ -133,8 +133,8 @@ async def amain(args: argparse.Namespace) -> int:
                 spy.kill()
         worker.stop()  # pyinstrument writes its report when the worker exits
         if not args.keep:
+            from .audiences import cleanup_redis
             from .common import delete_topics
-            from .throughput import cleanup_redis
 
             await delete_topics(args.bootstrap, [run_id])
             cleanup_redis(args.redis_url, [app_id])

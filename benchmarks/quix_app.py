@@ -172,14 +172,7 @@ def build(args: argparse.Namespace) -> Application:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="The reference workload in Quix Streams (benchmark column d).")
-    p.add_argument("--app-id", required=True)
-    p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--topics", required=True, help="clickstream,pos,orders topic names, in that order")
-    p.add_argument("--tag-topic", required=True)
-    p.add_argument("--rules", required=True)
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--redis-prefix", required=True)
-    p.add_argument("--metrics-port", type=int, required=True)
+    naive_state.add_app_arguments(p)
     p.add_argument("--state-dir", required=True)
     p.add_argument("--engine", choices=("naive", "tagstream"), default="naive",
                    help="naive: benchmarks.naive_state (as column b); tagstream: tagstream's TagEngine and "

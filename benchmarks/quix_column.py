@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.tools.prom import total
 
-from . import common
+from . import common, latency
+from .audiences import audiences, compare_audiences
 from .common import Load, Proc, free_port, log, state_size, watch_drain
 
 QUIX_VERSION = "3.28.1"
@@ -72,8 +73,6 @@ async def run_quix(load: Load, events: int, rules: Path, redis_url: str, logs: P
                    column: str = "d", budget_s: float | None = None) -> dict[str, Any]:
     """Drains the backlog on ``load``'s topics, compares the audiences with ``reference`` (tagstream's
     after the same backlog), then runs the latency phases."""
-    from .throughput import audiences, compare_audiences
-
     python = quix_python()
     port = free_port()
     label = f"({column}) quix"
@@ -109,7 +108,7 @@ async def run_quix(load: Load, events: int, rules: Path, redis_url: str, logs: P
             res["tags_vs_c"] = compare_audiences(reference, audiences(redis_url, rules, app_id))
             t = res["tags_vs_c"]
             log(f"{label}: {t['identical']}/{t['tags']} audiences identical to tagstream's after the backlog")
-        res["latency"] = [await common.latency_phase(load, proc, url, changelog, rate, rate_seconds, customers,
+        res["latency"] = [await latency.latency_phase(load, proc, url, changelog, rate, rate_seconds, customers,
                                                      seed + 1000 + i, label=f"({column})",
                                                      counter="quix_events_in_total", done=done, latency=LATENCY)
                           for i, rate in enumerate(rates)]

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from . import common
+from .audiences import cleanup_redis
 from .common import REFERENCE_RULES, RESULTS, Load, log, machine_info
 from .rules_1000 import RULES_1000
-from .throughput import cleanup_redis, run_tagstream
+from .throughput import run_tagstream
 
 RULE_SETS = {"50": REFERENCE_RULES, "1000": RULES_1000}
 
