@@ -326,7 +326,7 @@ def _wire_watches(app: faust.App, settings: Settings, rt: Runtime, source_consum
                                       watchdog=PartitionWatchdog(ks.stall_after_ms / 1000), health=rt.health,
                                       metrics=rt.metrics))
 
-    @app.timer(min(2.5, ks.stall_after_ms / 3000), name="partition-watch")  # a hole waits 1 s, then a check
+    @app.timer(min(5.0, ks.stall_after_ms / 3000), name="partition-watch")
     async def partition_watch() -> None:
         for watch in watches:
             await watch.check()

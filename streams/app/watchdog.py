@@ -7,12 +7,7 @@ another seek, and stays reported until it moves.
 
 A partition with a *hole* (records unacknowledged behind acknowledged ones: dropped on their
 way to the agent, ``faust_commits.py``) cannot commit past it, so it would stall; it is
-recovered sooner, once the hole has lasted ``hole_after_s`` (1 s; the topology checks every
-2.5 s). The re-read goes from the hole to the end, so every second it waits is a second of
-records processed twice: a second worker joining under load, with a 5 s wait checked every 5 s,
-had half of a 200,000-event backlog redone. A hole still there is read again ``hole_reread_s``
-(10 s) later, not sooner: two re-reads that bring nothing make it a gap (``faust_commits``), and
-a busy worker delivers a re-read only after the batches it holds (1 s apart, it had not yet).
+recovered sooner, once the hole has lasted ``hole_after_s``.
 
 Pure logic: the Faust binding (``topology.py``) feeds it the consumer's offsets each check.
 """
@@ -58,15 +53,11 @@ class Verdict:
 
 
 class PartitionWatchdog:
-    def __init__(self, stall_after_s: float, hole_after_s: float = 1.0, hole_reread_s: float = 10.0) -> None:
-        if stall_after_s <= 0 or hole_after_s <= 0 or hole_reread_s <= 0:
-            raise ValueError("stall_after_s, hole_after_s and hole_reread_s must be > 0")
+    def __init__(self, stall_after_s: float, hole_after_s: float = 5.0) -> None:
+        if stall_after_s <= 0 or hole_after_s <= 0:
+            raise ValueError("stall_after_s and hole_after_s must be > 0")
         self.stall_after_s = stall_after_s
         self.hole_after_s = hole_after_s
-        self.hole_reread_s = hole_reread_s
-        """A hole still there this long after its re-read is read again; after two, faust_commits
-        takes it for a real gap (commits go past it), so the re-read must have had time to arrive:
-        a busy worker delivers the re-read records only after the batches it holds."""
         self._seen: dict[Any, _Progress] = {}
 
     def check(self, offsets: Mapping[Any, Offsets], now_s: float) -> Verdict:
@@ -81,7 +72,7 @@ class PartitionWatchdog:
                 if p is None:
                     p = self._seen[tp] = _Progress(o.committed, now_s)
                 verdict.stalled.append(tp)
-                if p.recovered_at_s is None or now_s - p.recovered_at_s >= self.hole_reread_s:
+                if p.recovered_at_s is None or now_s - p.recovered_at_s >= self.hole_after_s:
                     p.recovered_at_s = now_s
                     verdict.recover.append(tp)
                 continue
