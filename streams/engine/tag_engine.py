@@ -98,6 +98,8 @@ class TagEngine:
         self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
         """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):
         its first event evaluates these and the ones it flips, not every tag."""
+        self.evaluated = 0
+        """Tags handed to the evaluation so far (benchmarks and tests read it: issue 12)."""
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -395,7 +397,9 @@ class TagEngine:
         changes: list[Change] = []
         held = state.tags
         stepped = self._stepped
-        for tag in self.tags if tags is None else tags:
+        tags = self.tags if tags is None else tags
+        self.evaluated += len(tags)
+        for tag in tags:
             op: TagOp | None
             if tag.name in stepped:
                 op = flap.step(tag, values, held, state.removed, at_ms)

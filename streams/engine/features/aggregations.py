@@ -48,7 +48,7 @@ class Aggregation:
 
 class Count(Aggregation):
     name = "count"
-    empty = 0
+    empty: object = 0
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
         return 1
@@ -62,7 +62,7 @@ class Count(Aggregation):
 
 class Sum(Aggregation):
     name = "sum"
-    empty = 0
+    empty: object = 0
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
         return value
@@ -174,7 +174,7 @@ class DistinctCount(Aggregation):
     bucket, so the state grows with the distinct values, not with the events."""
 
     name = "distinct_count"
-    empty = 0
+    empty: object = 0
 
 
 AGGREGATIONS: dict[str, Aggregation] = {

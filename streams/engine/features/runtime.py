@@ -310,7 +310,8 @@ class FeatureRuntime:
         _cap(out)
         return out
 
-    _merge_window_distinct = _merge_distinct
+    def _merge_window_distinct(self, a: Any, b: Any, now_ms: int) -> Any:
+        return self._merge_distinct(a, b, now_ms)
 
 
 def _distinct_key(value: Any) -> str:
