@@ -39,14 +39,16 @@ class _Version(argparse.Action):
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
-                         help="print the versions of tagstream, faust-streaming and Python, and exit")
+                         help="print the versions of tagstream, faust-streaming, Python and the engine (native "
+                              "or python), and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         from streams.version import versions
 
         v = versions()
-        print(f"tagstream {v['version']} (faust-streaming {v['faust']}, Python {v['python']})")  # stdout, as argparse's
+        print(f"tagstream {v['version']} (faust-streaming {v['faust']}, Python {v['python']}, "  # stdout, as argparse's
+              f"{v['engine']} engine)")
         parser.exit()
 
 

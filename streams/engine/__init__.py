@@ -5,6 +5,7 @@ comes in as ``now_ms`` from the caller's clock, so tests and replays drive it di
 Public API: ``TagEngine``, ``Outcome``, ``CustomerState``, ``DueIndex``, the clocks.
 """
 
+from streams.engine import native  # noqa: F401  first: it chooses the compiled modules (TAGSTREAM_NATIVE)
 from streams.engine.clock import Clock, ManualClock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState

@@ -119,7 +119,7 @@ class Metrics:
                                                "Seeks of a stalled partition back to its committed offset",
                                                ["topic", "partition"], registry=registry),
             build_info=Info(f"{p}_build", "Versions this worker runs: tagstream, the rule set, faust-streaming, "
-                                          "Python", registry=registry),
+                                          "Python, the engine (native: compiled; python)", registry=registry),
             batch_evaluation=Histogram(
                 f"{p}_batch_evaluation_seconds",
                 "Per customer batch: decoding its envelopes, folding the events into state and evaluating the "
@@ -166,7 +166,7 @@ class Metrics:
         )
 
     def set_build_info(self, rules_version: str) -> None:
-        """``tagstream_build_info{version, rules_version, faust, python} 1``."""
+        """``tagstream_build_info{version, rules_version, faust, python, engine} 1``."""
         self.build_info.info({**versions(), "rules_version": rules_version})
 
     def precreate(self, *, tags: Iterable[str], sources: Iterable[str] = SOURCES) -> None:

@@ -87,7 +87,7 @@ def test_before_the_first_event_every_known_series_exists_at_zero(worker: Worker
     info = [dict(labels) for name, labels in samples if name == "tagstream_build_info"]
     assert info == [{"version": package_version("tagstream"), "rules_version": "it-1",
                      "faust": package_version("faust-streaming"),
-                     "python": ".".join(map(str, sys.version_info[:3]))}]
+                     "python": ".".join(map(str, sys.version_info[:3])), "engine": "native"}]
     for source in SOURCES:
         for name in ("tagstream_events_in_total", "tagstream_events_processed_total",
                      "tagstream_events_anonymous_total"):

@@ -25,7 +25,7 @@ def test_version_names_tagstream_faust_and_python(capsys: pytest.CaptureFixture[
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"tagstream {package_version('tagstream')} (faust-streaming ")
-    assert "Python 3." in out
+    assert "Python 3." in out and out.rstrip().endswith(", native engine)")
 
 
 @pytest.mark.parametrize("argv", [

@@ -52,7 +52,7 @@ ALLOWED = {
     "streams.app": {"schemas", "tag_rules", "streams.engine", "streams.io", "streams.app", "streams.settings",
                     "streams.version"},
     "streams.settings": {"tag_rules"},
-    "streams.version": set(),
+    "streams.version": {"streams.engine"},  # which engine runs (native or python)
 }
 
 

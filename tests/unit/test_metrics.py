@@ -22,7 +22,7 @@ def test_build_info_names_every_version() -> None:
     assert info.value == 1
     assert info.labels == {"version": package_version("tagstream"), "rules_version": "rules-abc",
                            "faust": package_version("faust-streaming"),
-                           "python": ".".join(map(str, sys.version_info[:3]))}
+                           "python": ".".join(map(str, sys.version_info[:3])), "engine": "native"}
     assert info.labels["version"] != "unknown" and info.labels["faust"] != "unknown"
 
 

@@ -1,0 +1,101 @@
+"""The compiled engine (streams/engine/native.py) is the pure-Python engine, faster.
+
+The README's test command builds it (deploy/local/bootstrap.sh), so the whole suite runs it; here
+the same rule sets and events go through both engines, each in a process of its own
+(``TAGSTREAM_NATIVE=off`` / ``on``, tests/native_harness.py), and every tag change (with its
+``change_id``) and every state's bytes after each step must agree: the reference rules, the shipped
+retail rules, both 1,000-tag sets, and random rule sets and events from the rules fuzz test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.engine import native
+from tests.unit.test_rules_fuzz import T0, events, rule_sets
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def harness(cases: list[dict[str, Any]], engine: str, **env: str) -> dict[str, Any]:
+    mode = "on" if engine == "native" else "off"
+    proc = subprocess.run([sys.executable, "-m", "tests.native_harness"], input=json.dumps(cases), cwd=REPO,
+                          env={**os.environ, "TAGSTREAM_NATIVE": mode, **env}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, Any] = json.loads(proc.stdout)
+    assert out["engine"] == engine, out["reason"]
+    return out
+
+
+def assert_agree(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    py, nat = harness(cases, "python")["cases"], harness(cases, "native")["cases"]
+    for i, (a, b) in enumerate(zip(py, nat, strict=True)):
+        name = cases[i].get("path", f"random rule set {i}")
+        assert a.get("evaluated") == b.get("evaluated"), name
+        for cid, digest in a.get("customers", {}).items():
+            assert b["customers"].get(cid) == digest, f"{name}: customer {cid} differs"
+        assert a == b, name
+    return py
+
+
+def test_the_suite_runs_the_compiled_engine() -> None:
+    """deploy/local/test.sh builds it first; without a C compiler the engine would be pure Python."""
+    assert native.ENGINE == "native", (f"{native.REASON}: run `python -m streams.tools.build_native` "
+                                       "(the README's test command does)")
+    import streams.engine.tag_engine as tag_engine
+    assert str(tag_engine.__file__).endswith(tuple(__import__("importlib.machinery").machinery.EXTENSION_SUFFIXES))
+
+
+def test_both_engines_agree_on_the_shipped_and_benchmark_rule_sets() -> None:
+    cases: list[dict[str, Any]] = [
+        {"path": str(REPO / "benchmarks" / "reference_rules.yaml"), "count": 3000, "customers": 300},
+        {"path": str(REPO / "tag_rules" / "retail.yaml"), "count": 3000, "customers": 300, "seed": 2},
+        {"path": str(REPO / "benchmarks" / "rules_1000_selective.yaml"), "count": 1500, "customers": 150},
+        {"path": str(REPO / "benchmarks" / "rules_1000.yaml"), "count": 800, "customers": 100, "seed": 3},
+    ]
+    py = assert_agree(cases)
+    assert all(len(c["customers"]) > 20 for c in py)
+    # The comparison is sharp: one event fewer changes the digest of its customer.
+    one_less = harness([{**cases[0], "count": 2999}], "python")["cases"][0]["customers"]
+    assert sum(one_less.get(cid) != d for cid, d in py[0]["customers"].items()) == 1
+
+
+@settings(max_examples=1, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(rule_sets(), min_size=40, max_size=40), st.data())
+def test_both_engines_agree_on_random_rule_sets(docs: list[dict[str, Any]], data: st.DataObject) -> None:
+    cases = [{"doc": doc, "start_ms": T0, "lateness": data.draw(st.sampled_from([None, 400 * 86_400_000])),
+              "events": data.draw(st.lists(events(i, T0), min_size=5, max_size=25))}
+             for i, doc in enumerate(docs)]
+    py = assert_agree(cases)
+    assert sum(c["compiled"] for c in py) >= 10
+
+
+def test_a_build_of_other_sources_is_not_used(tmp_path: Path) -> None:
+    """An edited engine module runs as Python until the next build (never a stale compiled one);
+    ``TAGSTREAM_NATIVE=on`` then refuses to start, and a wrong value is a clear error."""
+    probe = "import streams.engine.native as n, streams.engine.tag_engine as t; print(n.ENGINE, '|', n.REASON)"
+
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "TAGSTREAM_NATIVE": mode, "TAGSTREAM_NATIVE_DIR": str(tmp_path)})
+
+    (tmp_path / "0123456789abcdef" / "streams").mkdir(parents=True)  # a build of other sources
+    auto = run("auto")
+    assert auto.returncode == 0 and auto.stdout.startswith("python |") and "no native build" in auto.stdout
+    strict = run("on")
+    assert strict.returncode != 0 and "TAGSTREAM_NATIVE=on: no native build" in strict.stderr
+    assert "build_native" in strict.stderr
+    wrong = run("fast")
+    assert wrong.returncode != 0 and "TAGSTREAM_NATIVE='fast': must be one of auto, on, off" in wrong.stderr
+    off = run("off")
+    assert off.returncode == 0 and off.stdout.strip() == "python | TAGSTREAM_NATIVE=off"
