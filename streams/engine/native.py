@@ -40,8 +40,12 @@ MODULES = (
     "streams.engine.tag_change",
     "streams.engine.tag_index",
     "streams.engine.tag_engine",
+    "streams.engine.identity.graph",
+    "streams.engine.identity.merge",
+    "streams.engine.identity.moves",
 )
-"""The per-event path: feature folding and values, tag evaluation and its index, changes, due times.
+"""The per-event path: feature folding and values, tag evaluation and its index, changes, due times;
+identity resolution's per-link graph and its state merges.
 ``tests/unit/test_native.py`` checks they compile to the same results as pure Python."""
 
 GROUP = "tagstream_engine"
