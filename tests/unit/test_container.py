@@ -110,6 +110,19 @@ def test_image_installs_tagstream_with_rocksdb_from_the_constraints() -> None:
     assert installs == ['pip install -c constraints.txt ".[rocksdb]" && rm -rf /src/build']
 
 
+def test_image_builds_the_compiled_engine_and_requires_it() -> None:
+    """docs/operations.md, Compiled engine: built in the image with the mypy the tests ran, outside
+    the user's home, and ``TAGSTREAM_NATIVE=on`` so that a missing build stops the worker."""
+    from importlib.metadata import version
+
+    env = image_env()
+    assert env["TAGSTREAM_NATIVE"] == "on" and env["TAGSTREAM_NATIVE_DIR"].startswith("/opt/")
+    build = [r for r in of("RUN") if "streams.tools.build_native" in r]
+    assert len(build) == 1
+    assert f'"mypy=={version("mypy")}"' in build[0]
+    assert "apt-get purge -y --auto-remove gcc" in build[0] and "rm -rf /tmp/mypyc" in build[0]
+
+
 def test_image_runs_the_worker_as_a_non_root_user() -> None:
     users = of("USER")
     assert users and users[-1] not in {"root", "0"}
