@@ -1,7 +1,8 @@
 """One side of the differential test of the compiled engine (tests/unit/test_native.py).
 
 ``TAGSTREAM_NATIVE=off|on python -m tests.native_harness < cases.json`` runs each case's rule
-set over its events (the retail generator's, or the case's own), drives every due time to the end,
+set over its events (the retail generator's, or the case's own), merges pairs of its customers
+(identity resolution's state merge, ``merges``), drives every due time to the end,
 and prints JSON: the engine it ran, and per case and customer a digest of every tag change (with its
 ``change_id``, cause, reason and instant) and of the state's bytes after each step. Both engines
 must print the same digests.
@@ -23,6 +24,7 @@ from schemas.canonical import to_canonical
 from schemas.decode import decode_event
 from streams.engine import native
 from streams.engine.features.state import CustomerState
+from streams.engine.identity.merge import merge_customers
 from streams.engine.tag_engine import TagEngine
 from streams.tools.generator import RetailGenerator
 from tag_rules import CompiledRuleSet, RuleSetError, load_rules
@@ -75,6 +77,12 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         out = engine.process_event(state, ev, now)
         note(cid, out.changes, state)
         states[cid] = CustomerState.loads(state.dumps())  # as the changelog and a restart do
+    ids = sorted(states)
+    for i in range(min(case.get("merges", 0), len(ids) // 2)):  # identity merges: state bucket by bucket
+        survivor, absorbed = ids[2 * i], ids[2 * i + 1]
+        merged = merge_customers(engine, states[survivor], survivor, states[absorbed], absorbed, now, f"m{i}")
+        note(survivor, merged.survivor_changes, states[survivor])
+        note(absorbed, merged.absorbed_changes, states[absorbed])
     end = now + case.get("drive_days", 40) * DAY_MS
     for cid in sorted(states):
         state = states[cid]
