@@ -11,12 +11,14 @@ sets and events from the rules fuzz test.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,3 +102,19 @@ def test_a_build_of_other_sources_is_not_used(tmp_path: Path) -> None:
     assert wrong.returncode != 0 and "TAGSTREAM_NATIVE='fast': must be one of auto, on, off" in wrong.stderr
     off = run("off")
     assert off.returncode == 0 and off.stdout.strip() == "python | TAGSTREAM_NATIVE=off"
+
+
+def test_a_worker_says_which_engine_it_runs(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker that wanted the compiled engine and has none warns at start (it is ~1.25x slower)."""
+    from streams.app.worker import log_engine
+
+    caplog.set_level(logging.INFO, logger="streams.app.worker")
+    for engine, reason, level in (("native", "mypyc build 0123", logging.INFO),
+                                  ("python", "TAGSTREAM_NATIVE=off", logging.INFO),
+                                  ("python", "no native build for these sources in /x", logging.WARNING)):
+        monkeypatch.setattr(native, "ENGINE", engine)
+        monkeypatch.setattr(native, "REASON", reason)
+        caplog.clear()
+        log_engine()
+        [record] = caplog.records
+        assert record.levelno == level and reason in record.getMessage()
