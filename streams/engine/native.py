@@ -13,7 +13,8 @@ import runs pure Python until the next build (``deploy/local/bootstrap.sh`` rebu
 * ``off``: pure Python (debugging, profiling with per-method wrappers, the differential tests).
 
 ``TAGSTREAM_NATIVE_DIR`` moves the builds (default ``<repo>/.cache/native``). ``ENGINE`` says what
-was chosen and ``REASON`` why; the worker logs both at start and exports them as a metric label.
+was chosen and ``REASON`` why; the worker logs both at start, ``tagstream --version`` and the
+``engine`` label of ``tagstream_build_info`` show ``ENGINE``.
 """
 
 from __future__ import annotations

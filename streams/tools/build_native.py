@@ -18,6 +18,8 @@ from pathlib import Path
 
 from streams.engine import native
 
+KEEP = 3
+"""Builds kept in the native folder, the newest ones (each is ~2 MB)."""
 PACKAGES = ("schemas", "tag_rules", "streams")
 """What the compiled modules import of ours (mypy reads them; only ``native.MODULES`` are compiled)."""
 
@@ -60,8 +62,10 @@ def build(*, force: bool = False, quiet: bool = False) -> Path:
     finally:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
-    for old in target.parent.iterdir():  # builds of older sources are never used again
-        if old != target and old.is_dir() and not old.name.startswith("build-"):
+    builds = sorted((d for d in target.parent.iterdir() if d.is_dir() and not d.name.startswith("build-")),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in builds[KEEP:]:  # builds of older sources; a few stay for other checkouts sharing the folder
+        if old != target:
             shutil.rmtree(old, ignore_errors=True)
     say(f"done in {time.monotonic() - started:.0f} s")
     return target
