@@ -14,6 +14,7 @@ from streams.app.rules_watch import deployed_rules
 from streams.app.topology import create_app
 from streams.engine import native
 from streams.io.api_server import ApiThread, describe
+from streams.io.group_metadata import install_fresh_assignment_metadata
 from streams.io.health import serve
 from streams.io.logs import setup_logging
 from streams.io.metrics import Metrics
@@ -51,6 +52,7 @@ def run_worker(settings: Settings) -> None:
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
     tune_gc(settings.engine.gc_young_threshold)
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too
+    install_fresh_assignment_metadata()  # a group leader never assigns without its topics' metadata
     metrics = Metrics.create(REGISTRY)
     setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)
     ks = settings.kafka

@@ -267,3 +267,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+def stack_cmd(stack: Stack, *args: str) -> None:
+    """Runs deploy/local/stack.sh against the session stack (e.g. ``"stop", "kafka"`` / ``"up", "kafka"``)."""
+    env = dict(os.environ, TAGSTREAM_STACK_DIR=str(stack.dir))
+    # the session fixture's ports, read back from the rendered broker config
+    props = (stack.dir / "kafka" / "server.properties").read_text()
+    for line in props.splitlines():
+        if line.startswith("listeners="):
+            for part in line.split("=", 1)[1].split(","):
+                name, _, port = part.rpartition(":")
+                key = {"PLAINTEXT://127.0.0.1": "KAFKA_PORT", "CONTROLLER://127.0.0.1": "KAFKA_CONTROLLER_PORT",
+                       "SASL_PLAINTEXT://127.0.0.1": "KAFKA_SASL_PORT", "SSL://127.0.0.1": "KAFKA_SSL_PORT"}[name]
+                env[key] = port
+    subprocess.run(["bash", str(STACK), *args], env=env, check=True, capture_output=True)

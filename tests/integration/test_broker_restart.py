@@ -3,8 +3,6 @@ values and tags the engine computes for the same input: nothing lost, nothing co
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -14,23 +12,9 @@ import orjson
 
 from streams.tools.generator import RetailGenerator
 
-from .conftest import STACK, Stack, WorkerProc, free_port
+from .conftest import Stack, WorkerProc, free_port, stack_cmd
 from .faultcheck import MONOTONE_TAGS, RULES, await_same_state, reference
 from .test_faults import CUSTOMERS, final_tags, monotone_histories, quiet_for
-
-
-def stack_cmd(stack: Stack, *args: str) -> None:
-    env = dict(os.environ, TAGSTREAM_STACK_DIR=str(stack.dir))
-    # the session fixture's ports, read back from the rendered broker config
-    props = (stack.dir / "kafka" / "server.properties").read_text()
-    for line in props.splitlines():
-        if line.startswith("listeners="):
-            for part in line.split("=", 1)[1].split(","):
-                name, _, port = part.rpartition(":")
-                key = {"PLAINTEXT://127.0.0.1": "KAFKA_PORT", "CONTROLLER://127.0.0.1": "KAFKA_CONTROLLER_PORT",
-                       "SASL_PLAINTEXT://127.0.0.1": "KAFKA_SASL_PORT", "SSL://127.0.0.1": "KAFKA_SSL_PORT"}[name]
-                env[key] = port
-    subprocess.run(["bash", str(STACK), *args], env=env, check=True, capture_output=True)
 
 
 def test_broker_restart_mid_load_loses_nothing(stack: Stack) -> None:
