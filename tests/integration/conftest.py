@@ -252,7 +252,9 @@ def text(value: bytes | str) -> str:
 
 @pytest.fixture(scope="module")
 def worker(stack: Stack, request: pytest.FixtureRequest) -> Iterator[WorkerProc]:
-    w = WorkerProc(stack, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")).start()
+    # ready before a test's first event: its tags come from second-scale windows that evaluate at
+    # the worker's clock (a start slower than the window would leave nothing to see)
+    w = WorkerProc(stack, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")).start().wait_ready()
     try:
         yield w
     finally:

@@ -15,7 +15,9 @@ STORE = {"TAGSTREAM_STORE": "rocksdb://"}
 
 def test_tags_and_due_times_survive_a_rebalance(stack: Stack) -> None:
     name = f"rebalance-{uuid.uuid4().hex[:6]}"
-    a = WorkerProc(stack, name, extra_env=dict(STORE)).start()
+    # ready first: browsing_now needs 3 views within 5 s at the worker's clock, and a worker that
+    # starts slower than that (a loaded CI machine) would see them too late to add it
+    a = WorkerProc(stack, name, extra_env=dict(STORE)).start().wait_ready()
     b = WorkerProc(stack, name, instance="2", extra_env=dict(STORE))  # same app id etc.: one consumer group
     try:
         customers = [f"u-{uuid.uuid4().hex[:8]}" for _ in range(12)]  # spread over both partitions

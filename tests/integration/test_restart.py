@@ -15,7 +15,7 @@ from .test_pipeline import click, of, pos_sale
 def test_expiry_survives_a_worker_kill_between_add_and_due_time(stack: Stack, store: str) -> None:
     """memory:// recovers from the changelog alone; rocksdb:// from its local files plus the delta."""
     worker = WorkerProc(stack, f"restart-{store[:-3]}-{uuid.uuid4().hex[:6]}",
-                        extra_env={"TAGSTREAM_STORE": store}).start()
+                        extra_env={"TAGSTREAM_STORE": store}).start().wait_ready()  # 5 s windows: see test_rebalance
     try:
         _kill_and_restart(worker)
     finally:
