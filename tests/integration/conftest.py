@@ -98,6 +98,14 @@ class WorkerProc:
     metrics_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
 
+    def __post_init__(self) -> None:
+        # A port passed in extra_env is the one the worker serves: wait_ready and the tests must
+        # poll that one (polling the default field's port waited 90 s for nothing).
+        if "TAGSTREAM_METRICS__PORT" in self.extra_env:
+            self.metrics_port = int(self.extra_env["TAGSTREAM_METRICS__PORT"])
+        if "TAGSTREAM_API__PORT" in self.extra_env:
+            self.api_port = int(self.extra_env["TAGSTREAM_API__PORT"])
+
     @property
     def prefix(self) -> str:
         return f"it-{self.name}"

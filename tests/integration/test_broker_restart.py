@@ -22,7 +22,7 @@ def test_broker_restart_mid_load_loses_nothing(stack: Stack) -> None:
     want_features, want = reference(events)
     port = free_port()
     w = WorkerProc(stack, f"broker-{uuid.uuid4().hex[:6]}", rules=RULES,
-                   extra_env={"TAGSTREAM_METRICS__PORT": str(port)}).start()
+                   extra_env={"TAGSTREAM_METRICS__PORT": str(port)}).start().wait_ready()
     try:
         half = len(events) // 2
         by_source: dict[str, list[bytes]] = {}
