@@ -16,7 +16,7 @@ exception (NaN/Infinity literals, which are not JSON).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -151,13 +151,31 @@ def _rfc3339(value: str) -> datetime:
         raise _ts_error(f"timestamp out of range (years {MIN_TS_YEAR}..{MAX_TS_YEAR})")
     if _TS_STRICT.fullmatch(value) is None:
         raise _ts_error("timestamp is not a valid date/time")
-    offset = timedelta(0)
-    if m["sign"] is not None:
-        offset = timedelta(hours=int(m["oh"]), minutes=int(m["om"])) * (-1 if m["sign"] == "-" else 1)
-    local = datetime(int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"]),
-                     tzinfo=UTC)
-    ms = datetime_to_ms(local - offset) + int((m["frac"] or "")[:3].ljust(3, "0"))
-    return _ms_to_datetime(ms)
+    return _ms_to_datetime(_shape_ms(m))
+
+
+def rfc3339_ms(value: str) -> int | None:
+    """Epoch milliseconds of a ``ts`` string the models accept (TS_PATTERN), None for any other
+    (``schemas.fast_decode``; the models say why)."""
+    if len(value) > MAX_TS_CHARS or _TS_STRICT.fullmatch(value) is None:
+        return None
+    m = _TS_SHAPE.fullmatch(value)
+    return None if m is None else _shape_ms(m)
+
+
+_EPOCH_ORDINAL = EPOCH.toordinal()
+
+
+def _shape_ms(m: re.Match[str]) -> int:
+    """Epoch milliseconds of a valid date-time (integer arithmetic: datetime and timedelta objects
+    took ~8 µs per event)."""
+    y, mo, d, h, mi, s, frac, _, sign, oh, om = m.groups()
+    seconds = ((date(int(y), int(mo), int(d)).toordinal() - _EPOCH_ORDINAL) * 86_400
+               + int(h) * 3600 + int(mi) * 60 + int(s))
+    if sign is not None:
+        offset = int(oh) * 3600 + int(om) * 60
+        seconds += -offset if sign == "+" else offset
+    return seconds * 1000 + (int(frac[:3].ljust(3, "0")) if frac else 0)
 
 
 def _parse_ts(value: Any) -> datetime:

@@ -13,6 +13,7 @@ also a *link*, sent to the identity stage's topic (``<app>-identity-links``, one
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -20,11 +21,11 @@ import orjson
 from schemas.decode import EventDecodeError, decode_identity
 from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
 from schemas.identity import event_id_values
-from schemas.ids import id_key, is_junk
+from schemas.ids import IdType, id_key, is_junk
 from streams.app.envelope import EnvelopeBuilder
 from streams.io.contract import SourceRecord
 
-_KEYS: dict[tuple[str, str], tuple[str, bool]] = {}
+_KEYS: dict[tuple[IdType, str], tuple[str, bool]] = {}
 """(type, value as sent) -> (id key, junk): ids repeat from event to event (a customer's, a
 visitor's session), so ingest builds and checks each once. Cleared when full."""
 _KEYS_MAX = 200_000
@@ -32,9 +33,14 @@ _KEYS_MAX = 200_000
 
 def usable_ids(event: ClickstreamEvent | PosEvent | OrderEvent) -> tuple[list[str], list[str]]:
     """The event's id keys that identify someone, in priority order, and the junk ones."""
+    return usable_id_keys(event_id_values(event))
+
+
+def usable_id_keys(pairs: Iterable[tuple[IdType, str]]) -> tuple[list[str], list[str]]:
+    """``usable_ids`` of an event's (type, value) pairs (``schemas.identity.event_id_values``)."""
     good: list[str] = []
     junk: list[str] = []
-    for pair in event_id_values(event):
+    for pair in pairs:
         known = _KEYS.get(pair)
         if known is None:
             id_type, value = pair

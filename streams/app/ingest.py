@@ -17,10 +17,10 @@ import orjson
 
 from schemas.canonical import to_canonical
 from schemas.decode import EventDecodeError, decode_event
-from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
-from schemas.identity import IDENTITY_SOURCE
+from schemas.fast_decode import IdPairs, fast_canonical
+from schemas.identity import IDENTITY_SOURCE, event_id_values
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
-from streams.app.identity_links import LinkBatch, identity_record_link, link_value, usable_ids
+from streams.app.identity_links import LinkBatch, identity_record_link, link_value, usable_id_keys
 from streams.engine.clock import Clock
 from streams.io.contract import SourceRecord
 from streams.io.deadletter import DeadLetterWriter
@@ -70,9 +70,9 @@ class IngestStage:
                 if source == IDENTITY_SOURCE:
                     links.add(identity_record_link(msg))
                     continue
-                event, canonical = self.decode(msg, source)
+                ids, canonical = self.decode(msg, source)
                 if self._links is not None:
-                    self._identity_keys(msg, source, event, canonical, links)
+                    self._identity_keys(msg, source, ids, canonical, links)
                 customer_id = canonical["customer_id"]
                 if customer_id is None:
                     self._anonymous.add(source)
@@ -97,10 +97,10 @@ class IngestStage:
         await asyncio.gather(*acks)  # envelopes and links in one round trip (two in a row idled ingest)
         await self._deadletter.flush()
 
-    def _identity_keys(self, msg: SourceRecord, source: str, event: ClickstreamEvent | PosEvent | OrderEvent,
-                       canonical: dict[str, Any], links: LinkBatch) -> None:
+    def _identity_keys(self, msg: SourceRecord, source: str, pairs: IdPairs, canonical: dict[str, Any],
+                       links: LinkBatch) -> None:
         """Identity resolution: the event counts under its first usable typed id; two or more make a link."""
-        ids, junk = usable_ids(event)
+        ids, junk = usable_id_keys(pairs)
         if not ids:
             if not junk:  # a walk-in ticket: nobody to count it for, as without identity resolution
                 canonical["customer_id"] = None
@@ -110,19 +110,27 @@ class IngestStage:
             self._metrics.identity_refused.labels("junk_id").inc()
         canonical["customer_id"] = ids[0]
         if len(ids) > 1:
-            links.add(link_value(f"{source}:{event.event_id}", ids, canonical["ts_ms"], source, msg))
+            links.add(link_value(f"{source}:{canonical['event_id']}", ids, canonical["ts_ms"], source, msg))
 
     def validate(self, msg: SourceRecord, source: str) -> dict[str, Any]:
         """Raw record -> canonical event; raises EventDecodeError with the DLQ reason."""
         return self.decode(msg, source)[1]
 
-    def decode(self, msg: SourceRecord, source: str) -> tuple[ClickstreamEvent | PosEvent | OrderEvent,
-                                                             dict[str, Any]]:
-        """Raw record -> (source event, canonical event); raises EventDecodeError with the DLQ reason."""
+    def decode(self, msg: SourceRecord, source: str) -> tuple[IdPairs, dict[str, Any]]:
+        """Raw record -> (its typed ids, canonical event); raises EventDecodeError with the DLQ reason.
+
+        A plain record takes the fast path (``schemas.fast_decode``); any other goes through the
+        models, which accept it or say why not."""
         if not msg.value:
             raise EventDecodeError("invalid_json", "empty record value")
-        event = decode_event(source, msg.value)
-        canonical = to_canonical(source, event, int(msg.timestamp * 1000))
+        src_ts_ms = int(msg.timestamp * 1000)
+        fast = fast_canonical(source, msg.value, src_ts_ms)
+        if fast is not None:
+            canonical, ids = fast
+        else:
+            event = decode_event(source, msg.value)
+            canonical = to_canonical(source, event, src_ts_ms)
+            ids = event_id_values(event)
         now_ms = self._clock.now_ms()
         ts_ms = canonical["ts_ms"]
         if ts_ms > now_ms + self._future_tolerance_ms:
@@ -130,4 +138,4 @@ class IngestStage:
                 "future_timestamp",
                 f"ts {ts_ms} is {(ts_ms - now_ms) / 1000:.0f}s in the future "
                 f"(tolerance {self._future_tolerance_ms / 1000:.0f}s)")
-        return event, canonical
+        return ids, canonical
