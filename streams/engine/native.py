@@ -40,6 +40,7 @@ MODULES = (
     "streams.engine.flap",
     "streams.engine.tag_change",
     "streams.engine.tag_index",
+    "streams.engine.fold_plan",
     "streams.engine.tag_engine",
     "streams.engine.identity.graph",
     "streams.engine.identity.merge",

@@ -16,6 +16,7 @@ from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
+from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import Flips, TagIndex, atom_test, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
@@ -74,11 +75,14 @@ class TagEngine:
         """Books of the features a deployment added (``births``: state key -> the deployment's
         instant), so a backfill of them counts every source record once (streams/engine/backfill.py)."""
         # Per source, the features it can feed, each with the slot of its `where` filter: features
-        # with the same filter text (count/sum over 1h/24h/7d of one event kind) share one evaluation.
+        # with the same filter text (count/sum over 1h/24h/7d of one event kind) share one evaluation;
+        # per (source, type), those a filter on them alone leaves in (fold_plan.py).
         slots: dict[str, int] = {}
-        self._by_source = {src: [(rt, -1 if rt.filter_key is None else slots.setdefault(rt.filter_key, len(slots)))
-                                 for rt in self.runtimes if src in rt.sources]
-                           for src in SOURCES}
+        by_source: dict[str, list[Step]] = {
+            src: [(rt, -1 if rt.filter_key is None else slots.setdefault(rt.filter_key, len(slots)))
+                  for rt in self.runtimes if src in rt.sources]
+            for src in SOURCES}
+        self._plans = FoldPlans(by_source)
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
         self._names = [t.name for t in self.tags]
@@ -172,7 +176,7 @@ class TagEngine:
             else NO_KEYS
         fed: list[Runtime] = []
         filtered: dict[int, bool] = {}
-        for rt, slot in self._by_source.get(event["source"], ()):
+        for rt, slot in self._plans.steps(event):
             if too_late and rt.window_ms is not None:
                 continue
             if backfilled and rt.key in backfilled:

@@ -40,6 +40,8 @@ class Runtime(Protocol):
     """None: nothing leaves with time by window (``prune`` is not needed)."""
     takes_thresholds: bool
     filter_key: str | None
+    filter_names: frozenset[str]
+    """The event fields its filter reads besides the source (empty: none; streams/engine/fold_plan.py)."""
 
     def matches(self, event: Mapping[str, Any]) -> bool: ...
 
@@ -70,9 +72,9 @@ class FeatureRuntime:
     ask which shape it is.
     """
 
-    __slots__ = ("agg", "defn", "field", "filter_key", "fold", "key", "merge", "name", "next_change_ms", "prune",
-                 "resolution_ms", "sources", "takes_thresholds", "thresholds_ms", "value", "values_of", "where",
-                 "window_ms")
+    __slots__ = ("agg", "defn", "field", "filter_key", "filter_names", "fold", "key", "merge", "name",
+                 "next_change_ms", "prune", "resolution_ms", "sources", "takes_thresholds", "thresholds_ms", "value",
+                 "values_of", "where", "window_ms")
 
     def __init__(self, defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> None:
         self.defn = defn
@@ -84,6 +86,7 @@ class FeatureRuntime:
         self.where = defn.where
         self.filter_key = defn.where.source if defn.where is not None else None
         """Features with the same filter text share one evaluation of it per event (None: no filter)."""
+        self.filter_names = defn.where.names if defn.where is not None else frozenset()
         self.window_ms = defn.window_ms
         self.resolution_ms = (defn.resolution_ms or default_resolution_ms(defn.window_ms)
                               if defn.window_ms is not None else None)

@@ -59,6 +59,8 @@ class PatternRuntime:
         self.window_ms = defn.window_ms
         self.filter_key: str | None = f"pattern:{defn.key}"
         """Events that are neither A nor B do not feed the feature (the engine skips them)."""
+        self.filter_names: frozenset[str] = frozenset().union(
+            *(step.where.names for step in (self.pattern.first, self.pattern.then) if step.where is not None))
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         return self.pattern.first.matches(event) or self.pattern.then.matches(event)
