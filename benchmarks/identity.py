@@ -89,7 +89,7 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
     try:
         d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total",
                               changelog=f"{app_id}-customers-changelog", bootstrap=load.bootstrap, events=events,
-                              done=done_count, label=f"identity {'on' if identity else 'off'}")
+                              done=done_count, label=f"identity {'on' if identity else 'off'}", progress_only=True)
         s = common.scrape_all(url)
     finally:
         if spy is not None:

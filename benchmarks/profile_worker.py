@@ -121,7 +121,8 @@ async def amain(args: argparse.Namespace) -> int:
             spy = start_py_spy(worker.pid, prof_path, out_dir / "py-spy.log")
         d = await watch_drain(worker, metrics_url=f"http://127.0.0.1:{port}/metrics",
                               counter="tagstream_events_in_total", changelog=f"{app_id}-customers-changelog",
-                              bootstrap=load.bootstrap, events=args.events, label="(c) tagstream under profiler")
+                              bootstrap=load.bootstrap, events=args.events, label="(c) tagstream under profiler",
+                              progress_only=True)
         log(f"drained {args.events:,} events in {d.seconds:.1f}s ({d.events_per_s:,.0f}/s under the profiler, "
             f"{d.cpu_utilisation:.2f} cores)")
     finally:

@@ -127,7 +127,7 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
     proc: Proc | common.ProcGroup = procs[0] if workers == 1 else common.ProcGroup(procs)
     try:
         d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total", changelog=changelog,
-                              bootstrap=load.bootstrap, events=events, label="(c) tagstream")
+                              bootstrap=load.bootstrap, events=events, label="(c) tagstream", progress_only=True)
         log("(c) tagstream: drained; reading its state changelog")
         st = await state_size(load.bootstrap, changelog)
         res = _drain_result(d, st, app_id)

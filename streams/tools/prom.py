@@ -25,6 +25,16 @@ def total(samples: Samples, name: str) -> float:
     return sum(v for _, v in samples.get(name, []))
 
 
+PROGRESS_METRICS = ("tagstream_events_in_total", "tagstream_events_processed_total",
+                    "tagstream_events_anonymous_total", "tagstream_events_invalid_total")
+"""The series a progress poll needs (events read, and ``done_count``'s): ``/metrics?name[]=…``."""
+
+
+def progress_url(metrics_url: str) -> str:
+    """``metrics_url`` restricted to PROGRESS_METRICS (a cheap scrape, whatever the rule set)."""
+    return metrics_url + "?" + "&".join(f"name[]={n}" for n in PROGRESS_METRICS)
+
+
 def done_count(samples: Samples) -> float:
     """Source events the worker is completely done with: folded into state, or set aside."""
     return sum(total(samples, f"tagstream_events_{what}_total") for what in ("processed", "anonymous", "invalid"))

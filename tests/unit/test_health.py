@@ -26,6 +26,7 @@ def test_liveness_readiness_and_metrics() -> None:
         port = s.getsockname()[1]
     registry = CollectorRegistry()
     Counter("tagstream_probe_test", "x", registry=registry).inc()
+    Counter("tagstream_other_test", "y", ["tag"], registry=registry).labels("t1").inc()
     health = Health(stall_after_s=0.5)
     server = serve(health, host="127.0.0.1", port=port, registry=registry)
     try:
@@ -47,7 +48,9 @@ def test_liveness_readiness_and_metrics() -> None:
         health.beat()
         assert get(port, "/livez")[0] == 200
         status, body = get(port, "/metrics")
-        assert status == 200 and b"tagstream_probe_test_total 1.0" in body
+        assert status == 200 and b"tagstream_probe_test_total 1.0" in body and b"tagstream_other_test" in body
+        status, body = get(port, "/metrics?name[]=tagstream_probe_test_total")  # a progress poll: these only
+        assert status == 200 and b"tagstream_probe_test_total 1.0" in body and b"tagstream_other_test" not in body
         assert get(port, "/nope")[0] == 404
     finally:
         server.shutdown()
