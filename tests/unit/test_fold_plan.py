@@ -38,7 +38,8 @@ def fed(steps: list[tuple[Runtime, int]], event: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
 def test_plans_feed_what_matches_says(path: Path) -> None:
     engine = TagEngine(load_rules(path))
-    by_source = {src: [(rt, 0) for rt in engine.runtimes if src in rt.sources] for src in SOURCES}
+    by_source: dict[str, list[tuple[Runtime, int]]] = {
+        src: [(rt, 0) for rt in engine.runtimes if src in rt.sources] for src in SOURCES}
     plans = FoldPlans(by_source)
     evs = events()
     assert {(e["source"], e["type"]) for e in evs} == {
