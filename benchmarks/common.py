@@ -389,7 +389,9 @@ async def watch_drain(proc: Proc | ProcGroup, *, metrics_url: str | list[str], c
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited ({proc.proc.returncode if proc.proc else '?'}):\n"
                                    f"{proc.tail()}")
-            s = try_scrape(metrics_url)
+            # In a thread: a load generator may share this event loop (``latency_phase``), and a
+            # scrape blocking it would hold back records it has already timestamped.
+            s = await asyncio.to_thread(try_scrape, metrics_url)
             now, cpu = time.time(), proc.cpu_seconds()
             if s is None:
                 await asyncio.sleep(poll_s)

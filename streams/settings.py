@@ -45,7 +45,9 @@ class KafkaSettings(_Frozen):
                                                                "(read only with identity.enabled).")
     partitions: int = Field(4, ge=1, description="Partitions of the topics tagstream creates.")
     replication_factor: int = Field(1, ge=1)
-    linger_ms: int = Field(5, ge=0, description="Producer batching delay (tag changes, repartitioned events).")
+    linger_ms: int = Field(
+        5, ge=0, description="Producer batching delay of records sent one by one (dead letters, the exactly-once "
+                             "path); envelopes, tag changes and changelog records go out as closed batches, at once.")
     fetch_max_bytes: int = Field(
         8 * 1024 * 1024, ge=65_536,
         description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")
@@ -228,7 +230,9 @@ class EngineSettings(_Frozen):
     envelopes_max: int = Field(
         16, ge=1, description="Customer-topic records (envelopes of up to batch_max events each) per "
                               "customer batch.")
-    batch_within_ms: int = Field(5, ge=1, description="How long a batch waits to fill up.")
+    batch_within_ms: int = Field(
+        1, ge=1, description="How long a batch waits to fill up (under load batches fill at once; at low rates "
+                             "each millisecond here is latency: benchmarks/README.md).")
     gc_young_threshold: int = Field(
         10_000, ge=0,
         description="Python's cyclic garbage collector: container allocations between two collections of the young "

@@ -15,13 +15,14 @@ so a rolling upgrade needs no migration.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
 
-from streams.io.contract import RecordSender
+from streams.io.contract import BatchSender, RecordSender
 from streams.io.partitioning import partition_for
+from streams.io.record_batches import enqueue_batches
 
 ENVELOPE_MAX_BYTES = 512 * 1024
 """An envelope is closed at this size and a new one started (Kafka's default record limit is 1 MB)."""
@@ -82,10 +83,18 @@ class EnvelopeSender:
     Our values are bytes already, so faust's Topic.send layers (serializer registry,
     FutureMessage, callbacks) were pure overhead (py-spy: ~10 %). ``send`` waits until the broker
     has every envelope: only then may the batch that made them be acknowledged.
+
+    With ``batches`` (the worker: aiokafka's producer behind faust's) the envelopes go out as
+    closed record batches, at once: the sender awaits their acknowledgement before it reads on, so
+    the producer's linger would only add to every event's latency (5 ms per hop at 1,000 events/s,
+    benchmarks/README.md). Without it (or before the producer runs, or with a transactional one)
+    they go through ``producer.send``.
     """
 
-    def __init__(self, producer: RecordSender, topic: str) -> None:
+    def __init__(self, producer: RecordSender, topic: str, *,
+                 batches: Callable[[], BatchSender | None] | None = None) -> None:
         self._producer = producer
+        self._batches = batches
         self.topic = topic
 
     async def send(self, out: EnvelopeBuilder) -> None:
@@ -94,5 +103,8 @@ class EnvelopeSender:
     async def enqueue(self, out: EnvelopeBuilder) -> list[Awaitable[Any]]:
         """Hands the envelopes to the producer and returns their acknowledgements, to be awaited
         together with other sends': one broker round trip for all of them, not one per sender."""
+        sender = self._batches() if self._batches is not None else None
+        if sender is not None:
+            return await enqueue_batches(sender, self.topic, ((p, None, value) for p, value in out.records()))
         return [await self._producer.send(self.topic, None, value, partition, None, None)
                 for partition, value in out.records()]

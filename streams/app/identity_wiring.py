@@ -18,10 +18,12 @@ import faust
 from streams.app import faust_compat
 from streams.app.customer_identity import IdentityOutput
 from streams.app.envelope import EnvelopeSender
+from streams.app.faust_producer import kafka_producer
 from streams.app.identity_stage import IdentityStage, graph_limits
 from streams.app.table_store import TableStore
 from streams.engine.identity.graph import REFUSAL_REASONS
 from streams.io.aliases import AliasWriter
+from streams.io.contract import BatchSender
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
 from streams.io.topics import identity_changelog_topic_name, identity_links_topic_name
@@ -42,6 +44,10 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
     if not settings.identity.enabled:
         return None
     ks = settings.kafka
+
+    def batches() -> BatchSender | None:
+        return kafka_producer(app)
+
     links_topic = app.topic(identity_links_topic_name(settings), partitions=1, internal=True,
                             key_serializer="raw", value_serializer="raw")
     changelog = app.topic(identity_changelog_topic_name(settings), partitions=1, internal=True, compacting=True,
@@ -51,7 +57,7 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
     table.value_serializer = "raw"  # type: ignore[attr-defined]
     stage = IdentityStage(
         limits=graph_limits(settings.identity), store=TableStore(table), partitions=ks.partitions,
-        orders=EnvelopeSender(app.producer, customer_topic),
+        orders=EnvelopeSender(app.producer, customer_topic, batches=batches),
         aliases=AliasWriter(redis_client, prefix=settings.redis_key_prefix(), hash_tag=settings.redis.cluster,
                             backoff_max_ms=settings.redis.retry_backoff_max_ms),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
@@ -70,8 +76,8 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
     table.on_recover(recovered)
     links_name = links_topic.get_topic_name()
     return IdentityWiring(
-        links=EnvelopeSender(app.producer, links_name),
-        output=IdentityOutput(EnvelopeSender(app.producer, customer_topic), ks.partitions,
+        links=EnvelopeSender(app.producer, links_name, batches=batches),
+        output=IdentityOutput(EnvelopeSender(app.producer, customer_topic, batches=batches), ks.partitions,
                               tag_anonymous=settings.identity.tag_anonymous,
                               anonymous_ttl_ms=settings.identity.anonymous_ttl_ms),
         stage=stage)

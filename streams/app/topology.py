@@ -181,7 +181,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     # its changelog records go out as one record batch per partition (faust's path: a task per record)
     store = TableStore(customers, batches=lambda: kafka_producer(app), encode=CustomerState.dumps)
     deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
-    envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name())
+    envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name(), batches=lambda: kafka_producer(app))
     assert rt.redis_sink is not None and rt.kafka_probe is not None
     identity = wire_identity(app, settings, metrics, rt.redis_sink.client, customer_events.get_topic_name())
     ingest_stage = IngestStage(

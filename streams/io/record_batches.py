@@ -9,7 +9,7 @@ partition and sending it whole costs one future per batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from streams.io.contract import BatchSender, RecordBatch
@@ -20,8 +20,22 @@ async def send_batches(sender: BatchSender, topic: str,
     """Sends ``(partition, key, value)`` records, in order per partition, in as many full batches as
     they need (a None value is a tombstone); returns once the broker has every one, with the base
     offset of each partition's last batch (none with ``acks=0``)."""
+    last: dict[int, int] = {}
+    for meta in await asyncio.gather(*await enqueue_batches(sender, topic, records)):
+        if meta is None:  # acks=0: no offsets
+            continue
+        last[meta.partition] = max(last.get(meta.partition, -1), meta.offset)
+    return last
+
+
+async def enqueue_batches(sender: BatchSender, topic: str,
+                          records: Iterable[tuple[int, bytes | None, bytes | None]]) -> list[Awaitable[Any]]:
+    """Hands the records to the producer as closed batches and returns their acknowledgements (to
+    be awaited, possibly together with other sends'). A closed batch goes out at once: no linger
+    (``TAGSTREAM_KAFKA__LINGER_MS``) is waited for, which matters to latency when the caller awaits
+    the acknowledgement before it reads on (ingest: benchmarks/README.md)."""
     open_: dict[int, RecordBatch] = {}
-    acks: list[Any] = []
+    acks: list[Awaitable[Any]] = []
     for p, key, value in records:
         batch = open_.get(p)
         if batch is not None and batch.append(timestamp=None, key=key, value=value, headers=[]) is not None:
@@ -33,9 +47,4 @@ async def send_batches(sender: BatchSender, topic: str,
     for p, batch in open_.items():
         batch.close()  # complete: sent at once, no linger
         acks.append(await sender.send_batch(batch, topic, partition=p))
-    last: dict[int, int] = {}
-    for meta in await asyncio.gather(*acks):
-        if meta is None:  # acks=0: no offsets
-            continue
-        last[meta.partition] = max(last.get(meta.partition, -1), meta.offset)
-    return last
+    return acks

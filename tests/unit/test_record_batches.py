@@ -10,8 +10,10 @@ from typing import Any
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
+from streams.app.envelope import EnvelopeBuilder, EnvelopeSender, decode_envelope
 from streams.io.contract import RecordBatch
 from streams.io.record_batches import send_batches
+from tests.unit.test_stages import FakeProducer
 
 
 class Broker:
@@ -45,3 +47,25 @@ async def test_records_keep_their_order_per_partition_tombstones_included() -> N
     assert len(broker.logs[0]) > 1 and last[0] > 0  # several batches: the base offset of the last one
     assert last[0] <= len(broker.logs[0]) - 1 and last[1] <= len(broker.logs[1]) - 1
     assert await send_batches(broker, "changelog", []) == {}
+
+
+
+async def test_envelopes_go_out_as_closed_batches_in_order_per_partition() -> None:
+    """The worker's envelopes: closed batches (sent at once, no linger), in the order they were
+    built per partition; without a batch sender (not started, transactional) through ``send``."""
+    out = EnvelopeBuilder(partitions=2, max_bytes=300)  # several envelopes per partition
+    for i in range(40):
+        out.add(f"c{i % 5}".encode(), b'{"customer_id":"c%d","n":%d}' % (i % 5, i))
+    expected: dict[int, list[int]] = {}
+    for p, value in out.records():
+        expected.setdefault(p, []).extend(item["n"] for item in decode_envelope(value))
+    assert sorted(n for ns in expected.values() for n in ns) == list(range(40)) and len(expected) == 2
+
+    broker, producer = Broker(), FakeProducer()
+    acks = await EnvelopeSender(producer, "customers", batches=lambda: broker).enqueue(out)
+    await asyncio.gather(*acks)
+    assert producer.sent == []
+    assert {p: [item["n"] for _, v in log for item in decode_envelope(v)] for p, log in broker.logs.items()} == expected
+
+    await asyncio.gather(*await EnvelopeSender(producer, "customers", batches=lambda: None).enqueue(out))
+    assert [(t, p, v) for t, _, v, p, _ in producer.sent] == [("customers", p, v) for p, v in out.records()]
