@@ -63,6 +63,11 @@ class KafkaSettings(_Frozen):
     ingest_batch_max: int = Field(
         1_000, ge=1, description="Source records per ingest batch (own consumer); at most engine.dedup_max_ids, so a "
                                  "batch replayed after a crash is recognised event by event.")
+    ingest_gather_ms: int = Field(
+        30, ge=0, description="Under load (a batch of at least 32 records), the next ingest batch is "
+                              "read no sooner than this after the last one started: fewer, fuller fetches, envelopes "
+                              "and commits per event at a steady high rate; at low rates batches are small and nothing "
+                              "waits (0: never wait; benchmarks/README.md).")
     source_buffer: int = Field(
         32_768, ge=1, description="Source records Faust may hold in memory ahead of the ingest agent.")
     stall_after_ms: int = Field(

@@ -16,6 +16,11 @@ changelog and the timers go through Faust.
   batch to the next owner, who re-reads it.
 * Upgrades: a partition the new group has never committed starts from the offset the old Faust
   group (``{app_id}``) committed for it, if any, so switching paths does not replay from earliest.
+* Under a steady high rate a batch gathers: once a batch held at least ``GATHER_FROM`` records,
+  the next ``getmany`` comes no sooner than ``gather_ms`` after that batch started. Reading
+  as fast as possible took ~50 records per cycle at 10,000 events/s, each cycle paying a fetch,
+  envelopes and a commit; at low rates (small batches) and on a backlog (full batches that take
+  longer than ``gather_ms``) nothing waits.
 * A failure of the loop is not swallowed: readiness goes false and the worker crashes (exits),
   so an orchestrator restarts it.
 """
@@ -36,6 +41,10 @@ from streams.io.health import Health
 
 log = logging.getLogger(__name__)
 
+GATHER_FROM = 32
+"""A batch of at least this many records makes the next one gather (``gather_ms``): at 1,000 events/s
+a cycle reads a handful, at 10,000 events/s about fifty."""
+
 
 class _Record:
     """A consumed record as the ingest stage reads it (timestamps in seconds, like faust's)."""
@@ -53,7 +62,7 @@ class SourceConsumer:
 
     def __init__(self, *, bootstrap_servers: str, client_options: Mapping[str, Any], group_id: str,
                  legacy_group_id: str, topics: Iterable[str], stage: IngestStage, batch_max: int,
-                 fetch_max_bytes: int, session_timeout_ms: int, health: Health,
+                 fetch_max_bytes: int, gather_ms: int = 0, session_timeout_ms: int, health: Health,
                  on_crash: Callable[[BaseException], Awaitable[None]]) -> None:
         self._options = dict(bootstrap_servers=bootstrap_servers, **client_options)
         self._group_id = group_id
@@ -61,6 +70,8 @@ class SourceConsumer:
         self._topics = tuple(topics)
         self._stage = stage
         self._batch_max = batch_max
+        self._gather_s = gather_ms / 1000
+        self._gather_from = min(GATHER_FROM, batch_max)
         self._fetch_max_bytes = fetch_max_bytes
         self._session_timeout_ms = session_timeout_ms
         self._health = health
@@ -81,15 +92,19 @@ class SourceConsumer:
         try:
             consumer = await self._start()
             first = True
+            loop = asyncio.get_running_loop()
             while True:
                 mark = self._seeks
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 if batches:
+                    started = loop.time()
+                    n = sum(map(len, batches.values()))
                     if first:
                         first = False
-                        log.info("ingest: first batch, %d records from %d partitions",
-                                 sum(map(len, batches.values())), len(batches))
+                        log.info("ingest: first batch, %d records from %d partitions", n, len(batches))
                     await self._process(consumer, batches, mark)
+                    if n >= self._gather_from:
+                        await self._gather(started + self._gather_s - loop.time())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -98,6 +113,12 @@ class SourceConsumer:
             await self._on_crash(exc)
         finally:
             await self.close()
+
+    @staticmethod
+    async def _gather(wait_s: float) -> None:
+        """Lets the next batch fill (see the module docstring)."""
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
 
     async def _start(self) -> AIOKafkaConsumer:
         consumer = self._consumer = AIOKafkaConsumer(

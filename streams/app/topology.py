@@ -293,7 +293,8 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
             bootstrap_servers=ks.bootstrap_servers, client_options=ks.client_options(),
             group_id=f"{settings.app_id}-ingest", legacy_group_id=settings.app_id,
             topics=settings.ingest_topics().values(),
-            stage=stage, batch_max=ks.ingest_batch_max, fetch_max_bytes=ks.fetch_max_bytes,
+            stage=stage, batch_max=ks.ingest_batch_max, gather_ms=ks.ingest_gather_ms,
+            fetch_max_bytes=ks.fetch_max_bytes,
             session_timeout_ms=ks.session_timeout_ms, health=rt.health, on_crash=app.crash)
 
         @app.task

@@ -136,3 +136,55 @@ async def test_records_fetched_while_the_assignment_moved_their_partition_are_re
                                  B: [Rec("events.pos", 1, 4)]}, mark)
     assert consumer.seeks == [(A, 17), (A, 17)]  # the assignment's seek, and the one after the dropped fetch
     assert stage.batches == [[("events.pos", 1, 4, 1_800_000_000.0)]] and consumer.commits == [{B: 5}]
+
+
+class ScriptedConsumer(FakeConsumer):
+    """getmany hands out the scripted batches, noting when each was asked for; then the loop is cancelled."""
+
+    def __init__(self, script: list[dict[TopicPartition, list[Rec]]]) -> None:
+        super().__init__()
+        self.script = script
+        self.asked: list[float] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Rec]]:
+        self.asked.append(asyncio.get_running_loop().time())
+        if not self.script:
+            raise asyncio.CancelledError
+        return self.script.pop(0)
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a steady high rate reading as fast as possible took ~50 records per cycle (a fetch, envelopes
+    and a commit each); a batch of at least GATHER_FROM records makes the next read wait up to gather_ms."""
+    from streams.app.source_consumer import GATHER_FROM
+
+    stage = FakeStage()
+
+    async def crash(exc: BaseException) -> None:
+        raise AssertionError(exc)
+
+    sc = SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
+                        legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
+                        batch_max=1000, fetch_max_bytes=1 << 20, gather_ms=200, session_timeout_ms=10_000,
+                        health=Health(), on_crash=crash)
+    big = {A: [Rec("events.pos", 0, i) for i in range(GATHER_FROM)]}
+    small = {A: [Rec("events.pos", 0, GATHER_FROM + i) for i in range(GATHER_FROM - 1)]}
+    consumer = ScriptedConsumer([small, big, small])
+
+    async def start() -> ScriptedConsumer:
+        sc._consumer = consumer
+        return consumer
+
+    monkeypatch.setattr(sc, "_start", start)
+    with pytest.raises(asyncio.CancelledError):
+        await sc.run()
+    gaps = [b - a for a, b in zip(consumer.asked, consumer.asked[1:], strict=False)]
+    assert gaps[0] < 0.1  # after a small batch: at once
+    assert gaps[1] >= 0.19  # after a full one: 200 ms after it started
+    assert gaps[2] < 0.1
+    assert [len(b) for b in stage.batches] == [GATHER_FROM - 1, GATHER_FROM, GATHER_FROM - 1]
+    assert len(consumer.commits) == 3  # every batch committed, gathered or not
