@@ -103,8 +103,9 @@ class SourceConsumer:
                         first = False
                         log.info("ingest: first batch, %d records from %d partitions", n, len(batches))
                     await self._process(consumer, batches, mark)
-                    if n >= self._gather_from:
-                        await self._gather(started + self._gather_s - loop.time())
+                    wait_s = started + self._gather_s - loop.time()
+                    if n >= self._gather_from and wait_s > 0:  # let the next batch fill (module docstring)
+                        await asyncio.sleep(wait_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -113,12 +114,6 @@ class SourceConsumer:
             await self._on_crash(exc)
         finally:
             await self.close()
-
-    @staticmethod
-    async def _gather(wait_s: float) -> None:
-        """Lets the next batch fill (see the module docstring)."""
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
 
     async def _start(self) -> AIOKafkaConsumer:
         consumer = self._consumer = AIOKafkaConsumer(
