@@ -28,7 +28,7 @@ import faust
 from streams.app import faust_commits, faust_compat
 from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
-from streams.app.envelope import EnvelopeSender
+from streams.app.envelope import EnvelopeSender, envelope_weight
 from streams.app.faust_producer import kafka_producer
 from streams.app.identity_wiring import wire_identity
 from streams.app.ingest import IngestStage
@@ -202,7 +202,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT[Any]) -> None:
-        async for events in faust_compat.take_events(stream, es.envelopes_max, within_s):
+        async for events in faust_compat.take_events(stream, es.envelopes_max, within_s, envelope_weight):
             if customer_stage.stopping:
                 break  # leaving the loop closes take_events: this batch is not acknowledged
             await customer_stage.process(events)

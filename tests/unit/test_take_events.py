@@ -137,3 +137,54 @@ async def test_a_stopped_idle_stream_ends_the_batches() -> None:
     stream.stop()
     await asyncio.wait_for(task, 1)
     assert batches == [] and stream.acked == []
+
+
+async def test_light_events_fill_a_batch_by_their_weight_up_to_a_cap() -> None:
+    """The customer stage's small envelopes (identity's absorb orders, merge items) count as a share of
+    ``max_``: two full envelopes and many light ones make one batch, not several."""
+    from streams.app.faust_compat import LIGHT_EVENTS_FACTOR
+
+    stream = _Stream()
+    got: list[list[int]] = []
+
+    async def consume() -> None:
+        async for batch in take_events(stream, 3, 60.0, lambda e: 1.0 if e.message.offset % 10 == 0 else 0.1):
+            got.append([e.message.offset for e in batch])
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    for offset in (0, 1, 2, 3, 4, 10, 5, 6):  # weights 1 + 0.4 + 1 + 0.2 = 2.6: not full
+        await stream.feed(offset)
+    await asyncio.sleep(0.02)
+    assert got == []
+    feeding = asyncio.create_task(stream.feed(20))  # 3.6: full, at once (not the 60 s)
+    await asyncio.sleep(0.02)
+    assert got == [[0, 1, 2, 3, 4, 10, 5, 6, 20]]
+    await feeding
+    light = [o for o in range(31, 99) if o % 10][:3 * LIGHT_EVENTS_FACTOR - 1]  # one short of the cap
+    for offset in light:
+        await stream.feed(offset)
+    await asyncio.sleep(0.02)
+    assert len(got) == 1  # 1.1 of 3
+    feeding = asyncio.create_task(stream.feed(99))  # the cap: 3 * LIGHT_EVENTS_FACTOR events
+    await asyncio.sleep(0.02)
+    assert got[1] == [*light, 99]
+    await feeding
+    stream.stop()
+    await asyncio.wait_for(task, 1)
+
+
+def test_an_envelope_weighs_its_share_of_a_full_one() -> None:
+    from streams.app.envelope import FULL_ENVELOPE_BYTES, envelope_weight
+
+    def weight(value: bytes | None) -> float:
+        return envelope_weight(_Event(_MessageWithValue(0, value=value)))
+
+    assert weight(b"x" * FULL_ENVELOPE_BYTES) == 1.0 == weight(b"x" * 100_000)
+    assert weight(b"x" * (FULL_ENVELOPE_BYTES // 4)) == 0.25
+    assert weight(None) == 1.0 == weight(b"")  # not an envelope: counted whole (the stage dead-letters it)
+
+
+@dataclass
+class _MessageWithValue(_Message):
+    value: bytes | None = None
