@@ -234,7 +234,8 @@ class EngineSettings(_Frozen):
     batch_max: int = Field(500, ge=1, description="Source records per ingest batch.")
     envelopes_max: int = Field(
         16, ge=1, description="Customer-topic records (envelopes of up to batch_max events each) per "
-                              "customer batch.")
+                              "customer batch; an envelope under 16 KB counts as its share of one "
+                              "(streams/app/envelope.py envelope_weight), at most 4 x this many records.")
     batch_within_ms: int = Field(
         1, ge=1, description="How long a batch waits to fill up (under load batches fill at once; at low rates "
                              "each millisecond here is latency: benchmarks/README.md).")
