@@ -135,6 +135,7 @@ class CustomerStage:
         self.deadletter = deadletter
         self.metrics = metrics
         self._processed = Tally(metrics.events_processed)
+        self._waits = metrics.batch_output_wait
         self.exactly_once = exactly_once
         self.identity = IdentityItems(identity, metrics) if identity is not None else None
         """Identity resolution's side of the stage (``customer_identity.py``); None when it is off."""
@@ -209,7 +210,9 @@ class CustomerStage:
             updated = self._still_owned(updated)
         for u in updated:
             self.save(u)
+        waited = time.perf_counter()
         await self.store.flush()
+        self._waits.labels("changelog").observe(time.perf_counter() - waited)
 
     def _group(self, events: Sequence[Delivered], generation: int) -> tuple[
             dict[bytes, list[dict[str, Any]]], dict[bytes, Delivered]]:
@@ -322,8 +325,12 @@ class CustomerStage:
         for p in published:
             self.redis.add(p.change)
             self.tag_topic.add(p.change)
+        waited = time.perf_counter()
         await self.redis.flush()
+        redis_done = time.perf_counter()
+        self._waits.labels("redis").observe(redis_done - waited)
         await self.tag_topic.flush()
+        self._waits.labels("tag_topic").observe(time.perf_counter() - redis_done)
         self._observe(published)
 
     async def commit_transactions(self, published: list[Published], updated: list[Updated],

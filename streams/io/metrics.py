@@ -26,6 +26,8 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03
                      0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 # A customer batch folds up to ENVELOPES_MAX x BATCH_MAX events at ~40 us each: 0.1 ms .. 1 s.
 BATCH_BUCKETS_S = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS_S)
+BATCH_OUTPUTS = ("redis", "tag_topic", "changelog")
+"""What a customer batch waits for, in order (tagstream_batch_output_wait_seconds)."""
 INTERNAL_REASON = "internal_error"
 """The dead-letter reason of a record the worker failed on (not the sender's fault)."""
 INTERNAL_SOURCE = "customers"
@@ -54,6 +56,7 @@ class Metrics:
     partition_stall_recoveries: Counter
     build_info: Info
     batch_evaluation: Histogram
+    batch_output_wait: Histogram
     audience_size: Gauge
     producer_buffer_full: Counter
     rules_rejected: Counter
@@ -124,6 +127,11 @@ class Metrics:
                 f"{p}_batch_evaluation_seconds",
                 "Per customer batch: decoding its envelopes, folding the events into state and evaluating the "
                 "rules (Redis and Kafka writes excluded)", buckets=BATCH_BUCKETS_S, registry=registry),
+            batch_output_wait=Histogram(
+                f"{p}_batch_output_wait_seconds",
+                "Per customer batch and output, the wait until the output acknowledged the batch's writes: redis "
+                "(tag changes), tag_topic, changelog (states; only after both others)", ["output"],
+                buckets=BATCH_BUCKETS_S, registry=registry),
             audience_size=Gauge(f"{p}_audience_size",
                                 "Customers holding each tag (SCARD of its Redis set, read every few seconds)",
                                 ["tag"], registry=registry),
@@ -184,6 +192,8 @@ class Metrics:
         self.deadletter.labels(INTERNAL_SOURCE, INTERNAL_REASON)
         for result in ("applied", "skipped"):
             self.backfill_events.labels(result)
+        for output in BATCH_OUTPUTS:
+            self.batch_output_wait.labels(output)
         for tag in tags:
             for op in get_args(TagOp):
                 for cause in get_args(ChangeCause):
