@@ -145,9 +145,11 @@ class ScriptedConsumer(FakeConsumer):
         super().__init__()
         self.script = script
         self.asked: list[float] = []
+        self.reads: list[tuple[int, int]] = []
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Rec]]:
         self.asked.append(asyncio.get_running_loop().time())
+        self.reads.append((timeout_ms, max_records))
         if not self.script:
             raise asyncio.CancelledError
         return self.script.pop(0)
@@ -173,7 +175,7 @@ async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
                         health=Health(), on_crash=crash)
     big = {A: [Rec("events.pos", 0, i) for i in range(GATHER_FROM)]}
     small = {A: [Rec("events.pos", 0, GATHER_FROM + i) for i in range(GATHER_FROM - 1)]}
-    consumer = ScriptedConsumer([small, big, small])
+    consumer = ScriptedConsumer([small, big, {}, small])  # after the wait: nothing held, then `small` arrives
 
     async def start() -> ScriptedConsumer:
         sc._consumer = consumer
@@ -185,6 +187,43 @@ async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
     gaps = [b - a for a, b in zip(consumer.asked, consumer.asked[1:], strict=False)]
     assert gaps[0] < 0.1  # after a small batch: at once
     assert gaps[1] >= 0.19  # after a full one: 200 ms after it started
-    assert gaps[2] < 0.1
+    assert gaps[2] < 0.1 and gaps[3] < 0.1
     assert [len(b) for b in stage.batches] == [GATHER_FROM - 1, GATHER_FROM, GATHER_FROM - 1]
     assert len(consumer.commits) == 3  # every batch committed, gathered or not
+
+
+async def test_after_a_gather_wait_a_second_read_takes_what_arrived_during_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka's fetcher does not fetch a partition while it holds records of it: after a gather
+    wait what it holds was fetched just after the last read. The first read frees it, a second one
+    (FRESH_WAIT_MS at most) brings what arrived meanwhile, into the same batch, in offset order."""
+    from streams.app.source_consumer import FRESH_WAIT_MS, GATHER_FROM
+
+    stage = FakeStage()
+
+    async def crash(exc: BaseException) -> None:
+        raise AssertionError(exc)
+
+    sc = SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
+                        legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
+                        batch_max=1000, fetch_max_bytes=1 << 20, gather_ms=50, session_timeout_ms=10_000,
+                        health=Health(), on_crash=crash)
+    big = {A: [Rec("events.pos", 0, i) for i in range(GATHER_FROM)]}
+    held = {A: [Rec("events.pos", 0, GATHER_FROM)], B: [Rec("events.pos", 1, 0)]}
+    fresh = {A: [Rec("events.pos", 0, GATHER_FROM + 1 + i) for i in range(3)]}
+    after = {B: [Rec("events.pos", 1, 1)]}
+    consumer = ScriptedConsumer([big, held, fresh, after])
+
+    async def start() -> ScriptedConsumer:
+        sc._consumer = consumer
+        return consumer
+
+    monkeypatch.setattr(sc, "_start", start)
+    with pytest.raises(asyncio.CancelledError):
+        await sc.run()
+    assert consumer.reads[2] == (FRESH_WAIT_MS, 1000 - 2)  # the second read, for what is left of the batch
+    assert consumer.reads[3][0] != FRESH_WAIT_MS  # a small batch: no wait, one read
+    assert [b[-1][2] for b in stage.batches] == [GATHER_FROM - 1, 0, 1]
+    assert [(p, o) for _, p, o, _ in stage.batches[1]] == [
+        (0, GATHER_FROM), (0, GATHER_FROM + 1), (0, GATHER_FROM + 2), (0, GATHER_FROM + 3), (1, 0)]
+    assert consumer.commits[1] == {A: GATHER_FROM + 4, B: 1}
