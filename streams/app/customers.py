@@ -140,15 +140,25 @@ class CustomerStage:
         self.identity = IdentityItems(identity, metrics) if identity is not None else None
         """Identity resolution's side of the stage (``customer_identity.py``); None when it is off."""
         self._batch = asyncio.Lock()
+        self._saving: asyncio.Future[None] | None = None
+        """The last batch's changelog writes, on their way (``settled``)."""
         self.stopping = False
         self.customers = 0
         """Customers in the store: counted at recovery, kept up to date by ``save`` (counting a
         RocksDB store walks every key: 1 s per million, too slow for a gauge)."""
 
     async def process(self, events: Sequence[Delivered]) -> None:
-        """Handles one batch; returns once its changes are published and its states saved."""
+        """Handles one batch; returns once its changes are published and its states saved in the
+        store, their changelog records sent: ``settled`` is their acknowledgement, which the
+        batch's own acknowledgement must wait for. The next batch is evaluated meanwhile (it
+        reads the states from the store) and waits for it before it saves states of its own."""
         async with self._batch:  # a rule switch waits for the batch in flight
             await self._process(events)
+
+    def settled(self) -> asyncio.Future[None] | None:
+        """The acknowledgement of the last processed batch's changelog records (None: nothing
+        on its way)."""
+        return self._saving
 
     async def quiesce(self, timeout_s: float = 30.0) -> None:
         """A graceful stop: waits for the batch in flight (its states saved and flushed), then
@@ -156,6 +166,11 @@ class CustomerStage:
         A batch stuck longer than ``timeout_s`` (Redis down) is left to the stop as it is."""
         try:
             await asyncio.wait_for(self._batch.acquire(), timeout_s)
+            try:
+                await asyncio.wait_for(self._saved(), timeout_s)
+            except BaseException:
+                self._batch.release()
+                raise
         except TimeoutError:
             log.warning("stopping with a customer batch still in flight after %.0f s (it is not acknowledged)",
                         timeout_s)
@@ -206,10 +221,20 @@ class CustomerStage:
         if published:
             await self.publish(published)
         await asyncio.gather(*forwarded)  # acknowledged with the tag changes: before any stub is saved
+        await self._saved()  # the last batch's states first: in order, and its failure stops this one
         if self.membership.generation() != generation:
             updated = self._still_owned(updated)
         for u in updated:
             self.save(u)
+        self._saving = asyncio.ensure_future(self._flush_states())
+
+    async def _saved(self) -> None:
+        """Waits for the last batch's changelog records (their failure is raised here)."""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await saving
+
+    async def _flush_states(self) -> None:
         waited = time.perf_counter()
         await self.store.flush()
         self._waits.labels("changelog").observe(time.perf_counter() - waited)

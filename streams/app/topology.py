@@ -202,7 +202,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT[Any]) -> None:
-        async for events in faust_compat.take_events(stream, es.envelopes_max, within_s, envelope_weight):
+        async for events in faust_compat.take_events(stream, es.envelopes_max, within_s, envelope_weight,
+                                                     settled=customer_stage.settled):
             if customer_stage.stopping:
                 break  # leaving the loop closes take_events: this batch is not acknowledged
             await customer_stage.process(events)

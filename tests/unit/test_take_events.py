@@ -188,3 +188,42 @@ def test_an_envelope_weighs_its_share_of_a_full_one() -> None:
 @dataclass
 class _MessageWithValue(_Message):
     value: bytes | None = None
+
+
+async def test_a_batch_waits_for_what_it_settles_on_before_it_is_acknowledged_the_next_one_does_not() -> None:
+    """The customer stage sends a batch's changelog records and takes the next batch at once: the
+    batch is acknowledged when they are, and not at all if they fail."""
+    stream = _Stream()
+    got: list[list[int]] = []
+    saving: list[asyncio.Future[None]] = []
+
+    def settled() -> asyncio.Future[None]:
+        return saving[-1]
+
+    async def consume() -> None:
+        async for batch in take_events(stream, 2, 60.0, settled=settled):
+            got.append([e.message.offset for e in batch])
+            saving.append(asyncio.get_running_loop().create_future())
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    feeding = []
+    for i in range(4):
+        feeding.append(asyncio.create_task(stream.feed(i)))
+        await asyncio.sleep(0.01)
+    assert got == [[0, 1], [2, 3]]  # the second batch was taken while the first one's writes were out
+    assert stream.acked == []
+    saving[0].set_result(None)
+    await asyncio.sleep(0)
+    assert stream.acked == [0, 1]
+    for i in (4, 5):
+        feeding.append(asyncio.create_task(stream.feed(i)))
+        await asyncio.sleep(0.01)
+    saving[1].set_exception(RuntimeError("changelog write failed"))
+    await asyncio.sleep(0)
+    assert stream.acked == [0, 1]  # [2, 3] never: read again after the restart
+    saving[2].set_result(None)
+    stream.stop()
+    await asyncio.wait_for(task, 1)
+    assert stream.acked == [0, 1, 4, 5]
+    await asyncio.gather(*feeding)
