@@ -15,10 +15,10 @@ from typing import Any
 
 import faust
 
-from streams.app import faust_compat
 from streams.app.customer_identity import IdentityOutput
 from streams.app.envelope import EnvelopeSender
 from streams.app.faust_producer import kafka_producer
+from streams.app.faust_take_events import take_events
 from streams.app.identity_stage import IdentityStage, graph_limits
 from streams.app.table_store import TableStore
 from streams.engine.identity.graph import REFUSAL_REASONS
@@ -67,7 +67,7 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
 
     @app.agent(links_topic, name="identity")
     async def process_links(stream: faust.StreamT[Any]) -> None:
-        async for events in faust_compat.take_events(stream, settings.engine.envelopes_max, within_s):
+        async for events in take_events(stream, settings.engine.envelopes_max, within_s):
             await stage.process(events)
 
     async def recovered() -> None:

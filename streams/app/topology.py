@@ -30,6 +30,7 @@ from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender, envelope_weight
 from streams.app.faust_producer import kafka_producer
+from streams.app.faust_take_events import take_events
 from streams.app.identity_wiring import wire_identity
 from streams.app.ingest import IngestStage
 from streams.app.rules_watch import RulesWatch
@@ -202,7 +203,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     @app.agent(customer_events, name="customers")
     async def process_customers(stream: faust.StreamT[Any]) -> None:
-        async for events in faust_compat.take_events(stream, es.envelopes_max, within_s, envelope_weight,
+        async for events in take_events(stream, es.envelopes_max, within_s, envelope_weight,
                                                      settled=customer_stage.settled):
             if customer_stage.stopping:
                 break  # leaving the loop closes take_events: this batch is not acknowledged
@@ -308,7 +309,7 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
 
     @app.agent(sources, name="ingest")
     async def ingest_agent(stream: faust.StreamT[Any]) -> None:
-        async for events in faust_compat.take_events(stream, es.batch_max, es.batch_within_ms / 1000):
+        async for events in take_events(stream, es.batch_max, es.batch_within_ms / 1000):
             await stage.process([ev.message for ev in events])
 
     return None

@@ -158,6 +158,16 @@ class ScriptedConsumer(FakeConsumer):
         pass
 
 
+def gathering_consumer(stage: FakeStage, gather_ms: int) -> SourceConsumer:
+    async def crash(exc: BaseException) -> None:
+        raise AssertionError(exc)
+
+    return SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
+                          legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
+                          batch_max=1000, fetch_max_bytes=1 << 20, gather_ms=gather_ms, session_timeout_ms=10_000,
+                          health=Health(), on_crash=crash)
+
+
 async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """At a steady high rate reading as fast as possible took ~50 records per cycle (a fetch, envelopes
@@ -165,14 +175,7 @@ async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
     from streams.app.source_consumer import GATHER_FROM
 
     stage = FakeStage()
-
-    async def crash(exc: BaseException) -> None:
-        raise AssertionError(exc)
-
-    sc = SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
-                        legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
-                        batch_max=1000, fetch_max_bytes=1 << 20, gather_ms=200, session_timeout_ms=10_000,
-                        health=Health(), on_crash=crash)
+    sc = gathering_consumer(stage, gather_ms=200)
     big = {A: [Rec("events.pos", 0, i) for i in range(GATHER_FROM)]}
     small = {A: [Rec("events.pos", 0, GATHER_FROM + i) for i in range(GATHER_FROM - 1)]}
     consumer = ScriptedConsumer([small, big, {}, small])  # after the wait: nothing held, then `small` arrives
@@ -200,14 +203,7 @@ async def test_after_a_gather_wait_a_second_read_takes_what_arrived_during_it(
     from streams.app.source_consumer import FRESH_WAIT_MS, GATHER_FROM
 
     stage = FakeStage()
-
-    async def crash(exc: BaseException) -> None:
-        raise AssertionError(exc)
-
-    sc = SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
-                        legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
-                        batch_max=1000, fetch_max_bytes=1 << 20, gather_ms=50, session_timeout_ms=10_000,
-                        health=Health(), on_crash=crash)
+    sc = gathering_consumer(stage, gather_ms=50)
     big = {A: [Rec("events.pos", 0, i) for i in range(GATHER_FROM)]}
     held = {A: [Rec("events.pos", 0, GATHER_FROM)], B: [Rec("events.pos", 1, 0)]}
     fresh = {A: [Rec("events.pos", 0, GATHER_FROM + 1 + i) for i in range(3)]}

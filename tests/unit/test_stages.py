@@ -502,9 +502,8 @@ async def test_customers_in_state_is_counted_without_walking_the_store(tmp_path:
     assert stage.rebuild_due_index() == 2 and stage.customers == 2  # recounted after a recovery
 
 
-async def test_quiesce_waits_for_the_batch_in_flight(tmp_path: Path, metrics: Metrics) -> None:
-    producer, store = FakeProducer(), DictStore()
-    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+def gate_flush(store: DictStore) -> asyncio.Event:
+    """Makes the store's changelog flush wait for the returned event."""
     release = asyncio.Event()
     real_flush = store.flush
 
@@ -513,6 +512,13 @@ async def test_quiesce_waits_for_the_batch_in_flight(tmp_path: Path, metrics: Me
         await real_flush()
 
     store.flush = slow_flush  # type: ignore[method-assign]
+    return release
+
+
+async def test_quiesce_waits_for_the_batch_in_flight(tmp_path: Path, metrics: Metrics) -> None:
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    release = gate_flush(store)
     batch = asyncio.create_task(stage.process([envelope("c2", 3)]))
     await asyncio.sleep(0.01)
     stop = asyncio.create_task(stage.quiesce())
@@ -529,14 +535,7 @@ async def test_the_next_batch_is_evaluated_and_published_while_the_last_one_s_st
     the states from the store, publishes its changes and saves its own states only after it."""
     producer, store = FakeProducer(), DictStore()
     stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
-    release = asyncio.Event()
-    real_flush = store.flush
-
-    async def slow_flush() -> None:
-        await release.wait()
-        await real_flush()
-
-    store.flush = slow_flush  # type: ignore[method-assign]
+    release = gate_flush(store)
     await stage.process([envelope("c1", 1)])  # returns with its changelog writes out
     first = stage.settled()
     assert first is not None and not first.done() and store.writes == [(b"c1", envelope("c1", 1).message.partition)]

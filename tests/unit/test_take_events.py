@@ -1,4 +1,4 @@
-"""``faust_compat.take_events``: batches by size or time, acknowledged after the caller is done, and
+"""``faust_take_events.take_events``: batches by size or time, acknowledged after the caller is done, and
 no polling while nothing comes (faust's own wakes up every ``within_s``: a tenth of a core idle at 1 ms)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.app.faust_compat import take_events
+from streams.app.faust_take_events import take_events
 
 
 @dataclass
@@ -142,7 +142,7 @@ async def test_a_stopped_idle_stream_ends_the_batches() -> None:
 async def test_light_events_fill_a_batch_by_their_weight_up_to_a_cap() -> None:
     """The customer stage's small envelopes (identity's absorb orders, merge items) count as a share of
     ``max_``: two full envelopes and many light ones make one batch, not several."""
-    from streams.app.faust_compat import LIGHT_EVENTS_FACTOR
+    from streams.app.faust_take_events import LIGHT_EVENTS_FACTOR
 
     stream = _Stream()
     got: list[list[int]] = []
