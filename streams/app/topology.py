@@ -25,7 +25,7 @@ from typing import Any
 
 import faust
 
-from streams.app import faust_commits, faust_compat
+from streams.app import faust_commits, faust_compat, gc_policy
 from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender, envelope_weight
@@ -228,6 +228,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
 
     async def recovered() -> None:
         customer_stage.rebuild_due_index()
+        log.info("state recovered: %d objects frozen for the garbage collector", gc_policy.after_recovery())
         metrics.ready.set(1)
         rt.health.recovered = True
 

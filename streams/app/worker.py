@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 import faust
 from prometheus_client import REGISTRY
 
+from streams.app import gc_policy
 from streams.app.faust_compat import check_faust
 from streams.app.rules_watch import deployed_rules
 from streams.app.topology import create_app
@@ -35,25 +35,14 @@ from tag_rules import CompiledRuleSet
 log = logging.getLogger(__name__)
 
 
-def tune_gc(young_threshold: int) -> None:
-    """Sets the young-generation threshold of the cyclic garbage collector (0: leaves it alone).
-
-    A customer batch keeps its tag changes (dicts, futures of their records) alive until they are
-    published: with Python's 700, tens of thousands of them per batch moved to the old generation
-    and made the collector walk every customer state about once per batch (with 1,000 tags, a
-    quarter of the customer stage's CPU: benchmarks/RULES.md). Nothing of ours relies on cycles
-    being collected soon."""
-    if young_threshold > 0:
-        gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
-
-
 def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
-    tune_gc(settings.engine.gc_young_threshold)
+    gc_policy.install(settings.engine.gc_young_threshold, freeze=settings.engine.gc_freeze)
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too
     install_fresh_assignment_metadata()  # a group leader never assigns without its topics' metadata
     metrics = Metrics.create(REGISTRY)
+    gc_policy.instrument(metrics)
     setup_logging(level=settings.loglevel, fmt=settings.log_format, buffer_full=metrics.producer_buffer_full)
     ks = settings.kafka
     asyncio.run(check_mode(settings.redis))  # a cluster URL on a plain server (or the reverse) fails here

@@ -1,0 +1,100 @@
+"""The worker's garbage-collector policy: a young threshold, and long-lived objects frozen.
+
+Python's cyclic collector walks every tracked object at a full (generation 2) collection, and the
+worker's event loop stands still meanwhile: no events, no heartbeats, no ``/metrics``. Customer
+states are many small containers (a state with 20 features is ~40 dicts and lists): 300,000 of them
+are ~13 million tracked objects and one full collection took 2.6 s on this project's 2-core machine
+(``python -m benchmarks.gc_pause``); with a million customers a pause is several seconds, once
+every few minutes of traffic, and a session timeout can expire during one.
+
+Customer states are acyclic (plain dicts, lists, numbers, strings): reference counting frees a
+replaced or deleted one, the cyclic collector never has to. So, with ``freeze`` (``TAGSTREAM_ENGINE__GC_FREEZE``,
+on by default):
+
+* once the tables are recovered (``after_recovery``), and
+* after every full collection (a ``gc.callbacks`` hook),
+
+``gc.freeze()`` moves every object alive at that moment into the permanent generation, which
+collections never walk: a later full collection walks only what was made since. What this gives up:
+a reference cycle frozen while alive and garbage later is never collected (a leak bounded by what
+such cycles hold; none of ours make them, faust's and aiokafka's per-rebalance objects can).
+``tagstream_gc_frozen_objects`` shows the frozen count, ``tagstream_gc_pause_seconds{generation}`` each
+collection's pause.
+
+The young threshold (``TAGSTREAM_ENGINE__GC_YOUNG_THRESHOLD``, 10,000): a customer batch keeps its tag
+changes (dicts, futures of their records) alive until they are published; with Python's 700, tens of
+thousands of them per batch moved to the old generation and made the collector walk every customer
+state about once per batch (with 1,000 tags, a quarter of the customer stage's CPU:
+benchmarks/RULES.md). Nothing of ours relies on cycles being collected soon.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any, Protocol
+
+
+class PauseMetrics(Protocol):
+    """What the policy reports to (``streams.io.metrics.Metrics``)."""
+
+    gc_pause: Any
+    gc_frozen: Any
+
+
+_freeze = False
+_pauses: tuple[Any, ...] = ()
+"""The pause histogram's series per generation, made before any collection reports to them (a
+callback runs inside whichever allocation triggered the collection: it must not create series)."""
+_started = 0.0
+
+
+def tune_gc(young_threshold: int) -> None:
+    """Sets the young generation's threshold (0: leaves Python's thresholds alone)."""
+    if young_threshold > 0:
+        gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
+
+
+def install(young_threshold: int, *, freeze: bool) -> None:
+    """The worker's policy, once at start (before its state is loaded)."""
+    global _freeze
+    tune_gc(young_threshold)
+    _freeze = freeze
+    if _on_collection not in gc.callbacks:
+        gc.callbacks.append(_on_collection)
+
+
+def uninstall() -> None:
+    """Back to Python's own behaviour (tests): the hook removed, nothing frozen any more."""
+    global _freeze, _pauses
+    _freeze = False
+    _pauses = ()
+    if _on_collection in gc.callbacks:
+        gc.callbacks.remove(_on_collection)
+    gc.unfreeze()
+
+
+def instrument(metrics: PauseMetrics) -> None:
+    """Reports pauses and the frozen count to ``metrics`` from now on."""
+    global _pauses
+    _pauses = tuple(metrics.gc_pause.labels(str(generation)) for generation in range(3))
+    metrics.gc_frozen.set_function(gc.get_freeze_count)
+
+
+def after_recovery() -> int:
+    """The state is loaded: freezes it (with ``freeze``); returns the objects frozen in all."""
+    if _freeze:
+        gc.freeze()
+    return gc.get_freeze_count()
+
+
+def _on_collection(phase: str, info: dict[str, Any]) -> None:
+    global _started
+    if phase == "start":
+        _started = time.perf_counter()
+        return
+    generation = info.get("generation", 0)
+    if _pauses:
+        _pauses[generation].observe(time.perf_counter() - _started)
+    if _freeze and generation == 2:
+        gc.freeze()  # what survived a full collection is long-lived: never walk it again
