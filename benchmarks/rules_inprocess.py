@@ -67,10 +67,14 @@ from .common import REFERENCE_RULES
 from .inprocess_models import Delivered, Group, Message, ModelProducer, ModelRedis, ModelStore
 from .rules_1000 import RULES_1000
 
-try:  # the same harness measures the code before the issue-12 changes too (its worker had neither)
-    from streams.app.worker import tune_gc
+tune_gc: Callable[[int], None] | None
+try:  # the same harness measures older checkouts too (before issue 12 no tune_gc, before session 18 in worker.py)
+    from streams.app.gc_policy import tune_gc
 except ImportError:  # pragma: no cover
-    tune_gc = None  # type: ignore[assignment]
+    try:
+        from streams.app.worker import tune_gc  # type: ignore[attr-defined,no-redef]
+    except ImportError:
+        tune_gc = None
 BATCHED_TAG_TOPIC = "batches" in inspect.signature(TagTopicWriter).parameters
 
 RULE_SETS = {"50": REFERENCE_RULES, "1000": RULES_1000}

@@ -32,15 +32,9 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any, Protocol
+from typing import Any
 
-
-class PauseMetrics(Protocol):
-    """What the policy reports to (``streams.io.metrics.Metrics``)."""
-
-    gc_pause: Any
-    gc_frozen: Any
-
+from streams.io.metrics import Metrics
 
 _freeze = False
 _pauses: tuple[Any, ...] = ()
@@ -74,7 +68,7 @@ def uninstall() -> None:
     gc.unfreeze()
 
 
-def instrument(metrics: PauseMetrics) -> None:
+def instrument(metrics: Metrics) -> None:
     """Reports pauses and the frozen count to ``metrics`` from now on."""
     global _pauses
     _pauses = tuple(metrics.gc_pause.labels(str(generation)) for generation in range(3))
