@@ -73,7 +73,6 @@ class Metrics:
     identity_erasures: Counter
     identity_erased_items: Counter
     gc_pause: Histogram
-    gc_frozen: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
@@ -177,9 +176,6 @@ class Metrics:
                                "generation collected (2: a full collection; streams/app/gc_policy.py)",
                                ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                                registry=registry),
-            gc_frozen=Gauge(f"{p}_gc_frozen_objects", "Objects in the collector's permanent generation: frozen "
-                            "after recovery and after each full collection, never walked again "
-                            "(TAGSTREAM_ENGINE__GC_FREEZE)", registry=registry),
         )
 
     def set_build_info(self, rules_version: str) -> None:

@@ -80,7 +80,7 @@ def test_recovery_freezes_the_loaded_state(thresholds: tuple[int, int, int]) -> 
     del loaded
 
 
-def test_pauses_and_frozen_objects_are_reported(thresholds: tuple[int, int, int]) -> None:
+def test_pauses_are_reported(thresholds: tuple[int, int, int]) -> None:
     registry = CollectorRegistry()
     metrics = Metrics.create(registry)
     gc_policy.install(10_000, freeze=True)
@@ -88,4 +88,4 @@ def test_pauses_and_frozen_objects_are_reported(thresholds: tuple[int, int, int]
     gc.collect()
     assert (registry.get_sample_value("tagstream_gc_pause_seconds_count", {"generation": "2"}) or 0) >= 1
     assert (registry.get_sample_value("tagstream_gc_pause_seconds_sum", {"generation": "2"}) or 0) > 0
-    assert registry.get_sample_value("tagstream_gc_frozen_objects") == gc.get_freeze_count() > 0
+    assert registry.get_sample_value("tagstream_gc_frozen_objects") is None  # not exported: see gc_policy
