@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-from .expr_atoms import Atom, atoms_of, guards_of
+from .expr_atoms import Atom, Monotone, atoms_of, guards_of, monotone_of
 from .expr_constants import MAX_INT, MAX_TIME_S, bad_constant_problem, evaluate, number_problem, time_problem
 from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, shape_problem, source_text
 from .expr_values import (
@@ -108,6 +108,9 @@ class CompiledExpr:
     (:mod:`tag_rules.expr_atoms`); None when it is not one."""
     guards: tuple[Atom, ...] = field(default=(), repr=False, compare=False, hash=False)
     """Comparisons the expression is an ``and`` of, with other terms: false when one of them is."""
+    monotone: Monotone | None = field(default=None, repr=False, compare=False, hash=False)
+    """When ``atoms`` is None: the comparisons with constants and of linear forms the expression is a
+    boolean combination of (:mod:`tag_rules.expr_linear`), if it is one."""
 
     def __call__(self, env: Mapping[str, object]) -> object:
         """Evaluate against ``env``; names missing from it read as None. Never raises for data values."""
@@ -215,7 +218,8 @@ class _Compiler:
                             filename=self.filename) from None
         return CompiledExpr(src, frozenset(self.used),
                             {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, code,
-                            atoms_of(body, self.known), guards_of(body, self.known))
+                            atoms_of(body, self.known), guards_of(body, self.known),
+                            monotone_of(body, self.known))
 
     # -- rewrite: validation, constant folding, threshold checks and helper calls in one recursive pass
     # (depth is bounded by shape_problem, so recursion is safe)

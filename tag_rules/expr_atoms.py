@@ -11,6 +11,8 @@ engine (streams/engine/tag_index.py) evaluates only the tags an atom of which fl
 ``__ts_<op>(a, b)`` calls, ``==``/``!=`` native), so an atom's truth is computed by the very
 functions the compiled expression calls. Anything else (arithmetic on features, two features
 compared, ``in``, function calls on features, ``if``/``else``) makes the condition opaque: None.
+``monotone_of`` also accepts comparisons of linear forms (``buys >= views_24h / 3``: a direction
+per feature, :mod:`tag_rules.expr_linear`) among the atoms.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from .expr_linear import Linear, linear_comparison
 from .expr_values import HELPERS, PREFIX
 
 _NATIVE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {ast.Eq: operator.eq, ast.NotEq: operator.ne}
@@ -54,6 +57,25 @@ def atoms_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...] | No
     return tuple(out) if _collect(body, frozenset(features), out, False) else None
 
 
+@dataclass(frozen=True)
+class Monotone:
+    """A condition made of comparisons with constants (``atoms``) and of linear forms (``linear``:
+    :mod:`tag_rules.expr_linear`) with ``and``/``or``/``not``, at least one of them linear."""
+
+    atoms: tuple[Atom, ...]
+    linear: tuple[Linear, ...]
+
+
+def monotone_of(body: ast.expr, features: Collection[str]) -> Monotone | None:
+    """``body`` as a ``Monotone`` condition (``views_24h >= 20 and buys >= views_24h / 3``), or None
+    when it is not one (opaque, or only comparisons with constants: ``atoms_of``)."""
+    out: list[Atom] = []
+    linear: list[Linear] = []
+    if not _collect(body, frozenset(features), out, False, linear) or not linear:
+        return None
+    return Monotone(tuple(out), tuple(linear))
+
+
 def guards_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...]:
     """The terms of a top-level ``and`` that are one comparison (or bare feature) each: the
     condition is false whenever one of them is. ``b >= 40 and a >= b / 4`` is not a combination of
@@ -76,13 +98,16 @@ def _guards(node: ast.expr, features: frozenset[str], out: list[Atom]) -> None:
                 out.append(one[0])
 
 
-def _collect(node: ast.expr, features: frozenset[str], out: list[Atom], negated: bool) -> bool:
+def _collect(node: ast.expr, features: frozenset[str], out: list[Atom], negated: bool,
+             linear: list[Linear] | None = None) -> bool:
+    """Whether ``node`` is a boolean combination of comparisons with constants (into ``out``) and,
+    when ``linear`` is given, of linear forms (into ``linear``)."""
     if isinstance(node, ast.Constant):
         return True
     if isinstance(node, ast.BoolOp):
-        return all(_collect(v, features, out, negated) for v in node.values)
+        return all(_collect(v, features, out, negated, linear) for v in node.values)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        return _collect(node.operand, features, out, not negated)
+        return _collect(node.operand, features, out, not negated, linear)
     if isinstance(node, ast.Name):
         if node.id not in features:
             return False
@@ -90,14 +115,15 @@ def _collect(node: ast.expr, features: frozenset[str], out: list[Atom], negated:
         return True
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 2 and not node.keywords:
         fn = HELPERS.get(node.func.id) if node.func.id.startswith(PREFIX) else None
-        return fn is not None and _comparison(fn, node.args[0], node.args[1], features, out, negated)
+        return fn is not None and _comparison(fn, node.args[0], node.args[1], features, out, negated, linear)
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _NATIVE:
-        return _comparison(_NATIVE[type(node.ops[0])], node.left, node.comparators[0], features, out, negated)
+        return _comparison(_NATIVE[type(node.ops[0])], node.left, node.comparators[0], features, out, negated,
+                           linear)
     return False
 
 
 def _comparison(fn: Callable[[Any, Any], Any], left: ast.expr, right: ast.expr, features: frozenset[str],
-                out: list[Atom], negated: bool) -> bool:
+                out: list[Atom], negated: bool, linear: list[Linear] | None) -> bool:
     if fn not in _COMPARISONS:
         return False  # an arithmetic helper: opaque
     if isinstance(left, ast.Name) and left.id in features and isinstance(right, ast.Constant):
@@ -106,6 +132,11 @@ def _comparison(fn: Callable[[Any, Any], Any], left: ast.expr, right: ast.expr, 
     if isinstance(right, ast.Name) and right.id in features and isinstance(left, ast.Constant):
         out.append(Atom(right.id, fn, left.value, constant_first=True, negated=negated))
         return True
+    if linear is not None:
+        form = linear_comparison(fn, left, right, features, negated)
+        if form is not None:
+            linear.append(form)
+            return True
     return False
 
 

@@ -24,6 +24,8 @@ from tag_rules.compiler import CompiledRuleSet
 MAX_CATCH_UP_STEPS = 1000
 BACKFILL_WINDOW_MS = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
+_GATE = "\x00gate"
+"""``CustomerState.next_change``'s entry for the next flap-control gate (feature keys are hex digests)."""
 
 
 @dataclass
@@ -92,6 +94,7 @@ class TagEngine:
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
         self._gated = flap.Gates(t for t in self.tags if t.flap_controlled)
+        self._gated_names = frozenset(t.name for t in self.tags if t.flap_controlled)
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
         # Stepped tags whose conditions are comparisons are indexed by them like the others (their
@@ -142,8 +145,12 @@ class TagEngine:
             # now: catch_up ran first), so only the fed ones are recomputed.
             for rt in fed:
                 cache[rt.key] = rt.next_change_ms(feats.get(rt.key), now_ms)
+            # The next flap-control gate moves only when a gated tag is added or removed (else the
+            # cached one is still the first after now: an earlier one would have been due).
+            if out.changes and self._gated and not self._gated_names.isdisjoint([c["tag"] for c in out.changes]):
+                cache[_GATE] = self._next_gate(state, now_ms)
             best = min(cache.values(), default=math.inf)
-            state.due_ms = self._with_gates(state, None if best == math.inf else int(best), now_ms)
+            state.due_ms = None if best == math.inf else int(best)
         return out
 
     def fold_only(self, state: CustomerState, event: Mapping[str, Any], now_ms: int) -> Outcome:
@@ -297,7 +304,10 @@ class TagEngine:
                 t = cache[rt.key] = rt.next_change_ms(data, now_ms)
                 if t < best:
                     best = t
-        return self._with_gates(state, None if best == math.inf else int(best), now_ms)
+        if self._gated:
+            gate = cache[_GATE] = self._next_gate(state, now_ms)
+            best = min(best, gate)
+        return None if best == math.inf else int(best)
 
     def feature_values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
         """Every feature the tags read, by name, at ``now_ms`` (prunes expired buckets)."""
@@ -305,14 +315,10 @@ class TagEngine:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _with_gates(self, state: CustomerState, due_ms: int | None, now_ms: int) -> int | None:
-        """``due_ms`` or an earlier instant at which a min_duration or cooldown ends."""
-        if not self._gated:
-            return due_ms
+    def _next_gate(self, state: CustomerState, now_ms: int) -> float:
+        """The first instant after ``now_ms`` at which a min_duration or cooldown ends (inf: none)."""
         gate = self._gated.next_ms(state.tags, state.removed, now_ms)
-        if gate is None or (due_ms is not None and due_ms <= gate):
-            return due_ms
-        return gate
+        return math.inf if gate is None else gate
 
     def _diff_flipped(self, state: CustomerState, customer_id: str, fed: list[Runtime], before: list[Any],
                       now_ms: int, event: Mapping[str, Any], first: list[int]) -> list[Change]:
@@ -329,10 +335,12 @@ class TagEngine:
             self._index.flipped(rt.key, old, new, flips)
         if not flips:
             return []
-        chosen = flips.chosen(self._names, state.tags)
-        for i in flips.guarded:
-            if i not in chosen and self._guards_hold(i, feats, values, now_ms):
-                chosen.add(i)
+        held = state.tags
+        chosen = flips.chosen(self._names, held)
+        for group in (flips.guarded, flips.up_guarded):
+            for i in group:
+                if i not in chosen and self._names[i] not in held and self._guards_hold(i, feats, values, now_ms):
+                    chosen.add(i)
         if not chosen:
             return []
         tags = [self.tags[i] for i in sorted(chosen)]

@@ -32,6 +32,17 @@ now was applied at its due time), so ``Flips.chosen`` drops the others. That is 
 narrow segments cheap: ``purchases_30d >= 20 and cart_removals_7d < 3`` is crossed on every
 first removal (``< 3`` moves toward false) but cannot come in then.
 
+A plain tag may also compare linear forms of features (``buys >= views_24h / 3``: ``CompiledExpr.monotone``,
+tag_rules/expr_linear.py). Such a comparison's truth rises or falls with each feature it reads, by
+the sign of the feature's coefficient, so a change of a feature moves it one known way (a value
+that is not a finite number: either way). The index cannot tell whether it flipped (that needs the
+other features' values), so the tag is put on the side it moved toward (``Flips.up`` or
+``down``) at every change of such a feature, and the direction alone decides: a held
+``buys >= views_24h / 3`` is not evaluated when ``buys`` rises, one not held when ``views_24h`` does.
+A tag with guards (below) that is not held is evaluated on a move toward true only when they hold
+(``Flips.up_guarded``): ``views_24h >= 20 and buys >= views_24h / 3`` not at every purchase, only
+for the customers with 20 views.
+
 An *opaque* plain tag that is an ``and`` with comparisons among its terms (``CompiledExpr.guards``:
 ``views_24h >= 20 and buys >= views_24h / 3``) is *guarded*: a customer who does not hold it is
 evaluated only when every guard holds for the new values (``Flips.guarded``; the engine checks
@@ -60,7 +71,7 @@ class Flips:
     """The tags one event's feature changes may flip: ``always`` whichever way, ``up`` (only)
     when they are not held, ``down`` (only) when they are."""
 
-    __slots__ = ("always", "down", "guarded", "up")
+    __slots__ = ("always", "down", "guarded", "up", "up_guarded")
 
     def __init__(self, always: Iterable[int] = ()) -> None:
         self.always: set[int] = set(always)
@@ -69,17 +80,20 @@ class Flips:
         self.guarded: set[int] = set()
         """Tags with guards (``CompiledExpr.guards``) a changed value reads: held ones are evaluated,
         the others only when their guards hold (the engine checks them)."""
+        self.up_guarded: set[int] = set()
+        """Tags with guards moved toward true by a linear comparison: only the ones not held, and
+        only when their guards hold (the engine checks them)."""
 
     def __bool__(self) -> bool:
-        return bool(self.always or self.up or self.down or self.guarded)
+        return bool(self.always or self.up or self.down or self.guarded or self.up_guarded)
 
     def every(self) -> set[int]:
         """Every tag crossed, whichever way (what a tag's evaluation without its held state needs)."""
-        return self.always | self.up | self.down | self.guarded
+        return self.always | self.up | self.down | self.guarded | self.up_guarded
 
     def chosen(self, names: Sequence[str], held: Container[str]) -> set[int]:
         """The tags to evaluate, given the names of the tags by index and the ones held (the
-        guarded ones that are not held are left to the caller)."""
+        guarded and up_guarded ones that are not held are left to the caller)."""
         out = set(self.always)
         out.update(i for i in self.up if names[i] not in held)
         out.update(i for i in self.down if names[i] in held)
@@ -127,8 +141,8 @@ def atom_test(atom: Atom) -> Callable[[Any], bool]:
 class _FeatureIndex:
     """The tags that read one feature state key, by how they are triggered."""
 
-    __slots__ = ("always", "atoms", "bounds", "none_truth", "numeric", "on_change", "on_feed", "on_guarded",
-                 "ordered")
+    __slots__ = ("always", "atoms", "bounds", "limit", "linear", "none_truth", "numeric", "on_change", "on_feed",
+                 "on_guarded", "ordered")
 
     def __init__(self) -> None:
         self.on_feed: list[int] = []
@@ -146,6 +160,16 @@ class _FeatureIndex:
         """Each of ``ordered``'s truth for the value None (no data yet: a recency, a maximum)."""
         self.always: list[_Entry] = []
         """Comparisons with a non-numeric constant and bare features: checked at every change."""
+        self.linear: list[tuple[int, int, bool]] = []
+        """Comparisons of linear forms reading this feature, as (tag, signed slope, whether the tag
+        has guards): slope +1 the tag's condition can only rise with the value, -1 only fall, 0
+        either way."""
+        self.limit = math.inf
+        """Values within ``±limit`` keep the slopes of every ``linear`` comparison (``Linear.limit``)."""
+
+    def add_linear(self, tag: int, slope: int, limit: float, guarded: bool) -> None:
+        self.linear.append((tag, slope, guarded))
+        self.limit = min(self.limit, limit)
 
     def add_atom(self, atom: Atom, tag: int, plain: bool) -> None:
         entry = (atom, tag, (-1 if atom.negated else 1) if plain else 0)
@@ -174,6 +198,8 @@ class _FeatureIndex:
             out.always.update(self.on_change)
         if self.on_guarded:
             out.guarded.update(self.on_guarded)
+        if self.linear:
+            self._moved(old, new, out)
         if _finite(old) and _finite(new):
             lo, hi = (old, new) if old <= new else (new, old)
             numeric = self.numeric
@@ -197,6 +223,24 @@ class _FeatureIndex:
                 out.add(tag, sign, now_true)
 
 
+    def _moved(self, old: Any, new: Any, out: Flips) -> None:
+        """The tags of ``linear``, on the side the value going from ``old`` to ``new`` moved them."""
+        limit = self.limit
+        if _finite(old) and _finite(new) and -limit <= old <= limit and -limit <= new <= limit:
+            rising = new > old
+            for tag, slope, guarded in self.linear:
+                if not slope:
+                    out.always.add(tag)
+                elif (slope > 0) != rising:
+                    out.down.add(tag)
+                elif guarded:
+                    out.up_guarded.add(tag)
+                else:
+                    out.up.add(tag)
+        else:
+            out.always.update([tag for tag, _, _ in self.linear])
+
+
 def condition_atoms(tag: TagDef) -> tuple[Atom, ...] | None:
     """The comparisons of the tag's conditions (``when`` and ``exit``), or None when one of them is
     not a boolean combination of comparisons."""
@@ -215,14 +259,22 @@ class TagIndex:
         for i, tag in enumerate(tags):
             atoms = None if tag.name in stepped else condition_atoms(tag)
             plain = tag.exit is None and not tag.flap_controlled
+            monotone = tag.when.monotone if plain and atoms is None and tag.name not in stepped else None
             for name in tag.features:
                 fi = self._for(key_of[name])
                 if tag.name in stepped:
                     fi.on_feed.append(i)
-                elif atoms is None:
+                elif atoms is None and monotone is None:
                     (fi.on_guarded if plain and tag.when.guards else fi.on_change).append(i)
             for atom in atoms or ():
                 self._for(key_of[atom.name]).add_atom(atom, i, plain)
+            if monotone is not None:
+                for atom in monotone.atoms:
+                    self._for(key_of[atom.name]).add_atom(atom, i, True)
+                for form in monotone.linear:
+                    for name, slope in form.slopes:
+                        self._for(key_of[name]).add_linear(i, -slope if form.negated else slope, form.limit,
+                                                           bool(tag.when.guards))
         for fi in self._by_key.values():
             fi.freeze()
 

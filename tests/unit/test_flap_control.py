@@ -163,6 +163,27 @@ def test_a_passed_cooldown_is_forgotten_so_the_state_can_be_deleted(tmp_path: Pa
     assert s.is_empty() and s.due_ms is None
 
 
+def test_a_gate_set_by_an_event_is_the_due_time_with_no_window_to_mask_it(tmp_path: Path) -> None:
+    """The engine keeps the next gate between events (``state.next_change``) and moves it when an
+    event adds or removes a gated tag. With a lifetime feature nothing else is ever due, so a gate
+    it failed to move would never fire."""
+    p = tmp_path / "r.yaml"
+    p.write_text("features:\n  - {name: last, agg: last, field: amount}\ntags:\n"
+                 "  - {name: sticky, when: last >= 5, min_duration: 5m}\n"
+                 "  - {name: calm, when: last >= 5, cooldown: 3m}\n")
+    eng = TagEngine(load_rules(p), dedup_horizon_ms=0)
+    s = CustomerState()
+    assert feed(eng, s, T0, amount=1.0) == [] and s.due_ms is None
+    assert ops(feed(eng, s, T0 + M, amount=6.0)) == [("sticky", "add", "event", T0 + M),
+                                                      ("calm", "add", "event", T0 + M)]
+    assert s.due_ms == T0 + 6 * M  # sticky's min_duration ends
+    assert ops(feed(eng, s, T0 + 2 * M, amount=1.0)) == [("calm", "remove", "event", T0 + 2 * M)]
+    assert s.due_ms == T0 + 5 * M  # calm's cooldown ends first
+    assert feed(eng, s, T0 + 3 * M, amount=6.0) == [] and s.due_ms == T0 + 5 * M
+    assert ops(eng.catch_up(s, "c1", T0 + 7 * M)) == [("calm", "add", "expiry", T0 + 5 * M)]
+    assert s.due_ms is None  # sticky's gate passed at T0 + 6m: still held, its condition holds again
+
+
 def test_state_with_removals_round_trips_and_old_states_load() -> None:
     s = CustomerState({"k": 1}, {"a": T0}, "v1", T0 + 5, b"", {"b": T0 - 1})
     again = CustomerState.loads(s.dumps())

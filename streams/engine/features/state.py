@@ -55,7 +55,8 @@ class CustomerState:
         (``identity.anonymous_ttl_ms`` after its last one)."""
         self.next_change: dict[str, float] | None = None
         """Engine's cache (never encoded): feature key -> its next change, as of the last
-        evaluation; ``due_ms`` is their minimum. None after decoding: rebuilt on first use."""
+        evaluation, and the next flap-control gate; ``due_ms`` is their minimum. None after
+        decoding: rebuilt on first use."""
 
     def is_empty(self) -> bool:
         """Nothing left to remember (the worker then deletes the state, keeping its store bounded)."""
