@@ -149,8 +149,10 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
                  reevaluation=Reevaluation(settings.engine.reevaluate_in_flight))
     rs, ks = settings.redis, settings.kafka
     redis_client = async_client(rs, timeout_ms=rs.timeout_ms)
-    rt.redis_sink = RedisTagSink(redis_client, prefix=settings.redis_key_prefix(), hash_tag=rs.cluster,
-                                 metrics=metrics, backoff_max_ms=rs.retry_backoff_max_ms)
+    rt.redis_sink = RedisTagSink(async_client(rs, timeout_ms=rs.timeout_ms, per_read=False),
+                                 prefix=settings.redis_key_prefix(), hash_tag=rs.cluster, metrics=metrics,
+                                 backoff_max_ms=rs.retry_backoff_max_ms, timeout_ms=rs.timeout_ms,
+                                 shared=redis_client)
     rt.audience = AudienceSizes(redis_client, prefix=settings.redis_key_prefix(), tags=rules.tags, metrics=metrics)
     rt.kafka_probe = KafkaProbe(ks.bootstrap_servers, f"{settings.app_id}-probe", ks.client_options())
     return rt

@@ -31,18 +31,25 @@ class RedisModeError(Exception):
     """The URL's mode (cluster or not) disagrees with the server's. Not retriable: fix the URL."""
 
 
-def _options(rs: RedisSettings, timeout_ms: int | None) -> dict[str, Any]:
+def _options(rs: RedisSettings, timeout_ms: int | None, per_read: bool = True) -> dict[str, Any]:
     opts = rs.client_options()
     if timeout_ms is not None:
-        opts.update(socket_timeout=timeout_ms / 1000, socket_connect_timeout=timeout_ms / 1000)
+        opts.update(socket_connect_timeout=timeout_ms / 1000)
+        if per_read:
+            opts.update(socket_timeout=timeout_ms / 1000)
     return opts
 
 
-def async_client(rs: RedisSettings, *, timeout_ms: int | None = None) -> AsyncRedis:
-    """The asyncio client for ``rs.url`` (cluster or plain); connects lazily, on first use."""
+def async_client(rs: RedisSettings, *, timeout_ms: int | None = None, per_read: bool = True) -> AsyncRedis:
+    """The asyncio client for ``rs.url`` (cluster or plain); connects lazily, on first use.
+
+    ``timeout_ms`` bounds connecting and, with ``per_read``, every reply read. Without ``per_read``
+    the caller bounds its calls itself (``asyncio.timeout``): redis-py arms a timer per reply, which
+    with a pipeline of a few hundred commands (the tag sink's flush with 1,000 tags) cost more than
+    reading the replies (benchmarks/RULES.md)."""
     if rs.cluster:
-        return aioredis.RedisCluster.from_url(rs.client_url(), **_options(rs, timeout_ms))
-    return aioredis.from_url(rs.client_url(), **_options(rs, timeout_ms))
+        return aioredis.RedisCluster.from_url(rs.client_url(), **_options(rs, timeout_ms, per_read))
+    return aioredis.from_url(rs.client_url(), **_options(rs, timeout_ms, per_read))
 
 
 def sync_client(rs: RedisSettings, *, timeout_ms: int | None = None) -> SyncRedis:

@@ -55,8 +55,14 @@ class RedisTagSink:
     """
 
     def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, *, prefix: str, hash_tag: bool = False,
-                 metrics: Metrics | None = None, backoff_max_ms: int = 5_000) -> None:
+                 metrics: Metrics | None = None, backoff_max_ms: int = 5_000, timeout_ms: int | None = None,
+                 shared: AsyncRedis | None = None) -> None:
         self._client = client
+        self._shared = shared
+        """The worker's other client (per-reply timeouts), for its readers: ``client``; closed with this."""
+        self._timeout_s = timeout_ms / 1000 if timeout_ms is not None else None
+        """Each flush's round trip must end within this (else retried, as a lost connection): the
+        client's own per-reply timeout (``socket_timeout``) armed a timer per command."""
         self._prefix = prefix
         self._hash_tag = hash_tag
         self._metrics = metrics
@@ -115,7 +121,11 @@ class RedisTagSink:
                 pipe = self._client.pipeline(transaction=False)
                 for command, key, args in self.commands(changes):
                     pipe.execute_command(command, key, *args)
-                await pipe.execute()
+                if self._timeout_s is None:
+                    await pipe.execute()
+                else:
+                    async with asyncio.timeout(self._timeout_s):  # TimeoutError: an OSError, retried
+                        await pipe.execute()
                 if not self.healthy:
                     log.warning("redis is back; tag writes resumed")
                 self.healthy = True
@@ -133,8 +143,8 @@ class RedisTagSink:
 
     @property
     def client(self) -> AsyncRedis:
-        """The Redis client (shared with readers of the worker, e.g. the rules status)."""
-        return self._client
+        """The Redis client for the worker's readers (e.g. the rules status): ``shared`` if given."""
+        return self._shared if self._shared is not None else self._client
 
     async def close(self) -> None:
         """Closes the client's connections; safe to call again."""
@@ -142,3 +152,5 @@ class RedisTagSink:
             return
         self._closed = True
         await self._client.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()

@@ -105,3 +105,37 @@ def _ready(port: int) -> bool:
         return urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
     except HTTPError:
         return False
+
+
+async def test_a_redis_that_stops_answering_times_the_flush_out_and_it_is_retried(own_redis: OwnRedis) -> None:
+    """The worker's sink client has no per-reply timeout (it armed a timer per command): the flush's
+    round trip is bounded instead. Redis accepts the writes but answers nothing for 1.5 s (CLIENT
+    PAUSE): the flush gives up after ``timeout_ms``, counts the error, reports unhealthy, retries,
+    and the writes are in once Redis answers."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.io.metrics import Metrics
+    from streams.io.redis_client import async_client, sync_client
+    from streams.io.redis_sink import RedisTagSink
+    from streams.settings import RedisSettings
+
+    rs = RedisSettings(url=f"redis://127.0.0.1:{own_redis.port}/0", timeout_ms=300)
+    metrics = Metrics.create(CollectorRegistry())
+    sink = RedisTagSink(async_client(rs, timeout_ms=rs.timeout_ms, per_read=False), prefix="p", metrics=metrics,
+                        backoff_max_ms=100, timeout_ms=rs.timeout_ms)
+    admin = sync_client(rs)
+    try:
+        sink.add({"customer_id": "c1", "tag": "vip", "op": "add", "at_ms": 1, "rule_version": "v"})
+        await sink.flush()  # connected before the pause
+        admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        sink.add({"customer_id": "c2", "tag": "vip", "op": "add", "at_ms": 2, "rule_version": "v"})
+        start = time.monotonic()
+        await sink.flush()
+        waited = time.monotonic() - start
+        assert metrics.redis_errors._value.get() >= 1, "the paused round trip was not timed out"
+        assert sink.healthy
+        assert waited >= 1.0, "the flush returned before Redis answered"
+        assert admin.smembers("p:tag:vip") == {b"c1", b"c2"}
+    finally:
+        await sink.close()
+        admin.close()
