@@ -1,10 +1,13 @@
 """Profile the tagstream worker while it drains a backlog, and print where its CPU time goes.
 
     python -m benchmarks.profile_worker [--events 50000] [--customers 100000] [--tool py-spy|pyinstrument]
+                                        [--native] [--rules PATH]
 
 py-spy (default) attaches to a real ``python -m streams.cli worker`` subprocess and samples it
 at 100 Hz without slowing it much; the speedscope profile lands in benchmarks/results/ (open it
-on https://www.speedscope.app). Needs ptrace (root, or CAP_SYS_PTRACE in a container).
+on https://www.speedscope.app). ``--native`` samples the C frames too: the compiled engine's
+functions (without it their time lands on whichever Python frame py-spy last saw, e.g.
+``tag_record``), orjson, the garbage collector, system calls. Needs ptrace (root, or CAP_SYS_PTRACE in a container).
 ``--tool pyinstrument`` runs the same worker under ``python -m pyinstrument`` instead (no
 ptrace needed) and saves its text and HTML reports.
 
@@ -90,11 +93,13 @@ def summarize_speedscope(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def start_py_spy(pid: int, out: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """``py-spy record`` attached to ``pid``: 100 Hz, one frame per function, speedscope format."""
+def start_py_spy(pid: int, out: Path, log_path: Path, native: bool = False) -> subprocess.Popen[bytes]:
+    """``py-spy record`` attached to ``pid``: 100 Hz, one frame per function, speedscope format;
+    ``native`` adds the C frames (the compiled engine's functions, orjson, the garbage collector)."""
     with log_path.open("wb") as err:
         return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid),
-                                 "-r", "100", "--nolineno", "-f", "speedscope", "-o", str(out)],
+                                 "-r", "100", "--nolineno", "-f", "speedscope", "-o", str(out),
+                                 *(["--native"] if native else [])],
                                 stdout=subprocess.DEVNULL, stderr=err)
 
 
@@ -118,7 +123,7 @@ async def amain(args: argparse.Namespace) -> int:
     prof_path = out_dir / "profile.speedscope.json"
     try:
         if args.tool == "py-spy":
-            spy = start_py_spy(worker.pid, prof_path, out_dir / "py-spy.log")
+            spy = start_py_spy(worker.pid, prof_path, out_dir / "py-spy.log", args.native)
         d = await watch_drain(worker, metrics_url=f"http://127.0.0.1:{port}/metrics",
                               counter="tagstream_events_in_total", changelog=f"{app_id}-customers-changelog",
                               bootstrap=load.bootstrap, events=args.events, label="(c) tagstream under profiler",
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--tool", choices=("py-spy", "pyinstrument"), default="py-spy")
+    p.add_argument("--native", action="store_true", help="py-spy: sample the C frames too (--native)")
     p.add_argument("--seed", type=int, default=20261127)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--rules", default=str(REFERENCE_RULES))
