@@ -38,19 +38,18 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from types import CodeType
 from typing import Any
 
 from .expr_atoms import Atom, Monotone, atoms_of, guards_of, monotone_of
 from .expr_constants import MAX_INT, MAX_TIME_S, bad_constant_problem, evaluate, number_problem, time_problem
+from .expr_function import Defaults, Function, as_function
 from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, shape_problem, source_text
 from .expr_values import (
     BINOPS,
     DURATION_FUNCTIONS,
     FUNCTIONS,
-    HELPERS,
     ORDER_OPS,
     PREFIX,
     UNARY,
@@ -102,7 +101,8 @@ class CompiledExpr:
     """Free names the expression reads."""
     thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict, hash=False)
     """For each time-since name used: the sorted, distinct constants (seconds) it is compared with."""
-    _code: CodeType | None = field(default=None, repr=False, compare=False)
+    _fn: Function | None = field(default=None, repr=False, compare=False)
+    """The expression as a function of its environment (:mod:`tag_rules.expr_function`)."""
     atoms: tuple[Atom, ...] | None = field(default=None, repr=False, compare=False, hash=False)
     """The comparisons of names with constants the expression is a boolean combination of
     (:mod:`tag_rules.expr_atoms`); None when it is not one."""
@@ -114,32 +114,12 @@ class CompiledExpr:
 
     def __call__(self, env: Mapping[str, object]) -> object:
         """Evaluate against ``env``; names missing from it read as None. Never raises for data values."""
-        code: Any = self._code  # validated AST, compiled once
+        fn: Any = self._fn  # validated AST, compiled once
         try:
-            return eval(code, HELPERS, env)
-        except NameError:
+            return fn(env)
+        except KeyError:
             # Rare path: keep the hot path a plain lookup and only pay for defaults when a name is missing.
-            return eval(code, HELPERS, _Defaulting(env))
-
-
-class _Defaulting(Mapping[str, object]):
-    """Read-only view of an env where missing names are None."""
-
-    __slots__ = ("_env",)
-
-    def __init__(self, env: Mapping[str, object]) -> None:
-        self._env = env
-
-    def __getitem__(self, key: str) -> object:
-        if key.startswith("_"):  # let helper lookups fall through to the globals
-            raise KeyError(key)
-        return self._env.get(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
+            return fn(Defaults(env))
 
 
 def compile_expr(source: str, *, names: Mapping[str, str] | Collection[str], kind: str = "expression",
@@ -209,15 +189,14 @@ class _Compiler:
                 raise self.error(
                     f"'{name.id}' is a time-since feature: compare it directly with a constant (for example "
                     f"{name.id} >= days(30)) so tagstream can compute when the tag changes", name)
-        expr = ast.Expression(body)
-        ast.fix_missing_locations(expr)
+        ast.fix_missing_locations(body)
         try:
-            code = compile(expr, self.filename, "eval")
+            fn = as_function(body, self.known, self.filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # pragma: no cover - defensive
             raise ExprError(f"cannot compile the {self.what}: {exc}", expr=src,
                             filename=self.filename) from None
         return CompiledExpr(src, frozenset(self.used),
-                            {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, code,
+                            {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, fn,
                             atoms_of(body, self.known), guards_of(body, self.known),
                             monotone_of(body, self.known))
 
