@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from .expr_linear import Linear, linear_comparison
+from .expr_linear import Linear, implied_guards, linear_comparison
 from .expr_values import HELPERS, PREFIX
 
 _NATIVE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {ast.Eq: operator.eq, ast.NotEq: operator.ne}
@@ -80,10 +80,13 @@ def guards_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...]:
     """The terms of a top-level ``and`` that are one comparison (or bare feature) each: the
     condition is false whenever one of them is. ``b >= 40 and a >= b / 4`` is not a combination of
     comparisons (``atoms_of`` gives None) but has the guard ``b >= 40``: the engine skips it for a
-    customer who does not hold it while ``b`` is under 40."""
+    customer who does not hold it while ``b`` is under 40. The comparisons its linear terms imply
+    come first (``a >= 10`` here: ``expr_linear.implied_guards``)."""
     out: list[Atom] = []
-    _guards(body, frozenset(features), out)
-    return tuple(out)
+    known = frozenset(features)
+    _guards(body, known, out)
+    implied = [Atom(name, test, constant) for name, test, constant in implied_guards(body, tuple(out), known)]
+    return (*implied, *out)
 
 
 def _guards(node: ast.expr, features: frozenset[str], out: list[Atom]) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from .expr_function import as_function
 from .expr_values import HELPERS, PREFIX
 
 MAX_PEAK = 1e290
@@ -134,3 +135,70 @@ def _form(node: ast.expr, features: frozenset[str]) -> _Form | None:
 def _scaled(form: _Form, k: Fraction) -> _Form:
     scale = form.scale * abs(k)
     return _Form({n: c * k for n, c in form.coefs.items()}, scale, max(form.peak, scale))
+
+
+_LOWER = {HELPERS[PREFIX + "ge"], HELPERS[PREFIX + "gt"]}
+"""``x >= c`` / ``x > c``: a lower bound c (or, constant first, an upper one)."""
+_UPPER = {HELPERS[PREFIX + "le"], HELPERS[PREFIX + "lt"]}
+
+
+def implied_guards(body: ast.expr, guards: tuple[Any, ...], features: frozenset[str]) -> list[tuple[str, Any, float]]:
+    """Comparisons with a constant that a top-level ``and`` implies through one of its terms
+    ``x OP linear form of other features``, given bounds its guards put on those features, as
+    (feature, test, constant): ``spend_30d >= 1000 and views_1h >= spend_30d / 4`` implies
+    ``views_1h >= 250``. The bound is the form evaluated by the rule helpers at the guards'
+    constants: each feature appears once in it, so every step is monotone in it and the form's
+    value is at least (at most) that whenever the guards hold, floats included."""
+    lower: dict[str, float] = {}
+    upper: dict[str, float] = {}
+    for g in guards:
+        if g.test is None or g.negated or type(g.constant) not in (int, float) or not math.isfinite(g.constant):
+            continue
+        is_lower = (g.test in _LOWER) != g.constant_first if g.test in _LOWER | _UPPER else None
+        if is_lower is None:
+            if g.test is operator.eq:
+                lower[g.name] = max(lower.get(g.name, -math.inf), g.constant)
+                upper[g.name] = min(upper.get(g.name, math.inf), g.constant)
+        elif is_lower:
+            lower[g.name] = max(lower.get(g.name, -math.inf), g.constant)
+        else:
+            upper[g.name] = min(upper.get(g.name, math.inf), g.constant)
+    out: list[tuple[str, Any, float]] = []
+    terms = body.values if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else [body]
+    for term in terms:
+        if not (isinstance(term, ast.Call) and isinstance(term.func, ast.Name) and len(term.args) == 2):
+            continue
+        fn = HELPERS.get(term.func.id) if term.func.id.startswith(PREFIX) else None
+        if fn not in _LOWER | _UPPER:
+            continue
+        for x, other, x_is_left in ((term.args[0], term.args[1], True), (term.args[1], term.args[0], False)):
+            if not (isinstance(x, ast.Name) and x.id in features):
+                continue
+            # x >= other (x on the left of >=, or on the right of <=) needs other's lowest value
+            wants_lower = (fn in _LOWER) == x_is_left
+            bound = _bound(other, features, x.id, lower, upper, wants_lower)
+            if bound is not None:
+                out.append((x.id, HELPERS[PREFIX + ("ge" if wants_lower else "le")], bound))
+    return out
+
+
+def _bound(node: ast.expr, features: frozenset[str], x: str, lower: dict[str, float], upper: dict[str, float],
+           wants_lower: bool) -> float | None:
+    """The lowest (highest) value of the linear form ``node`` given the bounds, or None."""
+    form = _form(node, features)
+    names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in features]
+    if form is None or not names or x in names or len(names) != len(set(names)) or form.peak > MAX_PEAK:
+        return None
+    env: dict[str, float] = {}
+    for name in names:
+        if not form.coefs[name]:
+            return None
+        rising = form.coefs[name] > 0
+        side = lower if rising == wants_lower else upper
+        if name not in side:
+            return None
+        env[name] = side[name]
+    value = as_function(node, features, "<bound>")(env)
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return None
+    return float(value)

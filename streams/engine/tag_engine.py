@@ -18,7 +18,7 @@ from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.tag_change import Change, tag_change
-from streams.engine.tag_index import Flips, TagIndex, atom_test, condition_atoms
+from streams.engine.tag_index import TagIndex, atom_test, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -327,7 +327,7 @@ class TagEngine:
         (plus ``first``: the tags a blank customer holds, at its first event)."""
         feats = state.features
         values: dict[str, Any] = {}
-        flips = Flips(first)
+        flips = self._index.flips(first)
         for rt, old in zip(fed, before, strict=True):
             new = rt.value(feats.get(rt.key), now_ms)  # pruned at now for ``before``; the fold added a live bucket
             for name in self._names_by_key[rt.key]:

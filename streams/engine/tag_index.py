@@ -41,7 +41,9 @@ other features' values), so the tag is put on the side it moved toward (``Flips.
 ``buys >= views_24h / 3`` is not evaluated when ``buys`` rises, one not held when ``views_24h`` does.
 A tag with guards (below) that is not held is evaluated on a move toward true only when they hold
 (``Flips.up_guarded``): ``views_24h >= 20 and buys >= views_24h / 3`` not at every purchase, only
-for the customers with 20 views.
+for the customers with 20 views. Its guards on the value that moved are checked here, at once:
+``spend_30d >= 1000 and views_1h >= spend_30d / 4`` implies ``views_1h >= 250``
+(``expr_linear.implied_guards``), so a view that leaves ``views_1h`` under 250 passes it by.
 
 An *opaque* plain tag that is an ``and`` with comparisons among its terms (``CompiledExpr.guards``:
 ``views_24h >= 20 and buys >= views_24h / 3``) is *guarded*: a customer who does not hold it is
@@ -71,9 +73,11 @@ class Flips:
     """The tags one event's feature changes may flip: ``always`` whichever way, ``up`` (only)
     when they are not held, ``down`` (only) when they are."""
 
-    __slots__ = ("always", "down", "guarded", "up", "up_guarded")
+    __slots__ = ("always", "down", "guarded", "up", "up_guarded", "with_guards")
 
-    def __init__(self, always: Iterable[int] = ()) -> None:
+    def __init__(self, always: Iterable[int] = (), with_guards: Container[int] = frozenset()) -> None:
+        self.with_guards = with_guards
+        """Plain tags with guards: a comparison moving one toward true puts it in ``up_guarded``."""
         self.always: set[int] = set(always)
         self.up: set[int] = set()
         self.down: set[int] = set()
@@ -81,8 +85,8 @@ class Flips:
         """Tags with guards (``CompiledExpr.guards``) a changed value reads: held ones are evaluated,
         the others only when their guards hold (the engine checks them)."""
         self.up_guarded: set[int] = set()
-        """Tags with guards moved toward true by a linear comparison: only the ones not held, and
-        only when their guards hold (the engine checks them)."""
+        """Tags with guards moved toward true: only the ones not held, and only when their guards
+        hold (the engine checks them)."""
 
     def __bool__(self) -> bool:
         return bool(self.always or self.up or self.down or self.guarded or self.up_guarded)
@@ -104,10 +108,12 @@ class Flips:
         """Tag ``tag``'s comparison of sign ``sign`` flipped to ``now_true``."""
         if not sign:
             self.always.add(tag)
-        elif now_true == (sign > 0):
-            self.up.add(tag)
-        else:
+        elif now_true != (sign > 0):
             self.down.add(tag)
+        elif tag in self.with_guards:
+            self.up_guarded.add(tag)
+        else:
+            self.up.add(tag)
 
 
 _NUMERIC: dict[Any, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]] = {
@@ -160,15 +166,15 @@ class _FeatureIndex:
         """Each of ``ordered``'s truth for the value None (no data yet: a recency, a maximum)."""
         self.always: list[_Entry] = []
         """Comparisons with a non-numeric constant and bare features: checked at every change."""
-        self.linear: list[tuple[int, int, bool]] = []
+        self.linear: list[tuple[int, int, bool, tuple[Callable[[Any], bool], ...]]] = []
         """Comparisons of linear forms reading this feature, as (tag, signed slope, whether the tag
-        has guards): slope +1 the tag's condition can only rise with the value, -1 only fall, 0
-        either way."""
+        has guards, the tests of its guards on this feature): slope +1 the tag's condition can only
+        rise with the value, -1 only fall, 0 either way."""
         self.limit = math.inf
         """Values within ``±limit`` keep the slopes of every ``linear`` comparison (``Linear.limit``)."""
 
-    def add_linear(self, tag: int, slope: int, limit: float, guarded: bool) -> None:
-        self.linear.append((tag, slope, guarded))
+    def add_linear(self, tag: int, slope: int, limit: float, guards: Sequence[Atom]) -> None:
+        self.linear.append((tag, slope, bool(guards), tuple(atom_test(g) for g in guards)))
         self.limit = min(self.limit, limit)
 
     def add_atom(self, atom: Atom, tag: int, plain: bool) -> None:
@@ -228,17 +234,22 @@ class _FeatureIndex:
         limit = self.limit
         if _finite(old) and _finite(new) and -limit <= old <= limit and -limit <= new <= limit:
             rising = new > old
-            for tag, slope, guarded in self.linear:
+            for tag, slope, guarded, tests in self.linear:
                 if not slope:
-                    out.always.add(tag)
+                    (out.guarded if guarded else out.always).add(tag)
                 elif (slope > 0) != rising:
                     out.down.add(tag)
                 elif guarded:
-                    out.up_guarded.add(tag)
+                    for test in tests:  # a guard on this value fails: it cannot come in
+                        if not test(new):
+                            break
+                    else:
+                        out.up_guarded.add(tag)
                 else:
                     out.up.add(tag)
-        else:
-            out.always.update([tag for tag, _, _ in self.linear])
+        else:  # either way; a tag with guards that is not held can still only come in when they hold
+            for tag, _, guarded, _ in self.linear:
+                (out.guarded if guarded else out.always).add(tag)
 
 
 def condition_atoms(tag: TagDef) -> tuple[Atom, ...] | None:
@@ -256,6 +267,10 @@ class TagIndex:
 
     def __init__(self, tags: Sequence[TagDef], key_of: Mapping[str, str], stepped: frozenset[str]) -> None:
         self._by_key: dict[str, _FeatureIndex] = {}
+        self.with_guards = frozenset(i for i, t in enumerate(tags)
+                                     if t.when.guards and t.exit is None and not t.flap_controlled
+                                     and t.name not in stepped)
+        """Plain tags with guards (``CompiledExpr.guards``): a move toward true is checked against them."""
         for i, tag in enumerate(tags):
             atoms = None if tag.name in stepped else condition_atoms(tag)
             plain = tag.exit is None and not tag.flap_controlled
@@ -273,10 +288,15 @@ class TagIndex:
                     self._for(key_of[atom.name]).add_atom(atom, i, True)
                 for form in monotone.linear:
                     for name, slope in form.slopes:
-                        self._for(key_of[name]).add_linear(i, -slope if form.negated else slope, form.limit,
-                                                           bool(tag.when.guards))
+                        self._for(key_of[name]).add_linear(
+                            i, -slope if form.negated else slope, form.limit,
+                            [g for g in tag.when.guards if key_of[g.name] == key_of[name]])
         for fi in self._by_key.values():
             fi.freeze()
+
+    def flips(self, always: Iterable[int] = ()) -> Flips:
+        """An empty ``Flips`` for one event (``always``: tags to evaluate whatever it flips)."""
+        return Flips(always, self.with_guards)
 
     def _for(self, key: str) -> _FeatureIndex:
         return self._by_key.setdefault(key, _FeatureIndex())
