@@ -14,7 +14,7 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.features.runtime import Runtime, runtime_for
+from streams.engine.features.runtime import FeatureRuntime, Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.tag_change import Change, tag_change
@@ -95,6 +95,9 @@ class TagEngine:
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
         self._gated = flap.Gates(t for t in self.tags if t.flap_controlled)
         self._gated_names = frozenset(t.name for t in self.tags if t.flap_controlled)
+        self._steady = frozenset(rt.key for rt in self.runtimes
+                                 if isinstance(rt, FeatureRuntime) and not rt.takes_thresholds)
+        """Feature keys whose value changes only when fed or at their next change (``_read``)."""
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
         # Stepped tags whose conditions are comparisons are indexed by them like the others (their
@@ -143,8 +146,11 @@ class TagEngine:
         elif fed:
             # Features the event did not feed keep their next change (nothing was due before
             # now: catch_up ran first), so only the fed ones are recomputed.
+            read = state.value_cache
             for rt in fed:
                 cache[rt.key] = rt.next_change_ms(feats.get(rt.key), now_ms)
+                if read:
+                    read.pop(rt.key, None)
             # The next flap-control gate moves only when a gated tag is added or removed (else the
             # cached one is still the first after now: an earlier one would have been due).
             if out.changes and self._gated and not self._gated_names.isdisjoint([c["tag"] for c in out.changes]):
@@ -165,6 +171,7 @@ class TagEngine:
         self._fold(state, event, now_ms, out, None)
         state.due_ms = None
         state.next_change = None
+        state.value_cache = None
         return out
 
     def _duplicate(self, state: CustomerState, event: Mapping[str, Any], now_ms: int) -> bool:
@@ -298,6 +305,7 @@ class TagEngine:
         best = math.inf
         feats = state.features
         cache = state.next_change = {}
+        state.value_cache = {}
         for rt in self.runtimes:
             data = feats.get(rt.key)
             if data is not None:
@@ -339,7 +347,7 @@ class TagEngine:
         chosen = flips.chosen(self._names, held)
         for group in (flips.guarded, flips.up_guarded):
             for i in group:
-                if i not in chosen and self._names[i] not in held and self._guards_hold(i, feats, values, now_ms):
+                if i not in chosen and self._names[i] not in held and self._guards_hold(i, state, values, now_ms):
                     chosen.add(i)
         if not chosen:
             return []
@@ -347,23 +355,36 @@ class TagEngine:
         for tag in tags:
             for name in tag.features:
                 if name not in values:
-                    self._read(name, feats, values, now_ms)
+                    self._read(name, state, values, now_ms)
         return self._diff(state, customer_id, values, now_ms, "event", event, tags)
 
-    def _guards_hold(self, tag: int, feats: dict[str, Any], values: dict[str, Any], now_ms: int) -> bool:
+    def _guards_hold(self, tag: int, state: CustomerState, values: dict[str, Any], now_ms: int) -> bool:
         """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
         Reads the values it needs into ``values``."""
         for name, test in self._guards[tag]:
-            v = values[name] if name in values else self._read(name, feats, values, now_ms)
+            v = values[name] if name in values else self._read(name, state, values, now_ms)
             if not test(v):
                 return False
         return True
 
-    def _read(self, name: str, feats: dict[str, Any], values: dict[str, Any], now_ms: int) -> Any:
-        """Feature ``name``'s value at ``now_ms``, put in ``values`` under every name of its state key."""
+    def _read(self, name: str, state: CustomerState, values: dict[str, Any], now_ms: int) -> Any:
+        """Feature ``name``'s value at ``now_ms``, put in ``values`` under every name of its state key.
+
+        A value that does not move with the clock (not a time-since) holds until the feature's next
+        change or an event that feeds it: the first empties ``state.value_cache`` (a due time:
+        ``next_due_ms``, run by ``catch_up`` before any later event), the second drops it from there
+        (``process_event``). Read once, a guard like ``spend_30d >= 1000`` that every view checks
+        costs a dictionary lookup, not a window prune and sum."""
         rt = self._runtime_of[name]
-        v = self._value(feats, rt, now_ms)
-        for n in self._names_by_key[rt.key]:
+        key = rt.key
+        read = state.value_cache
+        if read is None or key not in self._steady:
+            v = self._value(state.features, rt, now_ms)
+        elif key in read:
+            v = read[key]
+        else:
+            v = read[key] = self._value(state.features, rt, now_ms)
+        for n in self._names_by_key[key]:
             values[n] = v
         return v
 

@@ -21,7 +21,7 @@ class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
     __slots__ = ("_seen_set", "backfill", "due_ms", "expires_ms", "features", "merges", "moved", "next_change",
-                 "removed", "rule_version", "seen_log", "tags")
+                 "removed", "rule_version", "seen_log", "tags", "value_cache")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
@@ -57,6 +57,9 @@ class CustomerState:
         """Engine's cache (never encoded): feature key -> its next change, as of the last
         evaluation, and the next flap-control gate; ``due_ms`` is their minimum. None after
         decoding: rebuilt on first use."""
+        self.value_cache: dict[str, Any] | None = None
+        """Engine's cache (never encoded), made and dropped with ``next_change``: feature key -> its
+        value as a tag read it, until the feature is fed or changes (``TagEngine._read``)."""
 
     def is_empty(self) -> bool:
         """Nothing left to remember (the worker then deletes the state, keeping its store bounded)."""

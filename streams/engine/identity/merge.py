@@ -54,6 +54,7 @@ def merge_customers(engine: TagEngine, survivor: CustomerState, survivor_id: str
     out.overlap = survivor.absorb_seen(absorbed, engine.dedup_max_ids)
     _merge_removed(survivor, absorbed)
     survivor.next_change = None
+    survivor.value_cache = None
     out.survivor_changes += engine.reevaluate(survivor, survivor_id, now_ms, "merge", merge_id)
     out.absorbed_changes += engine.release(absorbed, absorbed_id, now_ms, "merge", merge_id)
     absorbed.features.clear()
