@@ -8,7 +8,7 @@ import logging
 import faust
 from prometheus_client import REGISTRY
 
-from streams.app import gc_policy
+from streams.app import gc_policy, malloc_policy
 from streams.app.faust_compat import check_faust
 from streams.app.rules_watch import deployed_rules
 from streams.app.topology import create_app
@@ -39,6 +39,7 @@ def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
     gc_policy.install(settings.engine.gc_young_threshold, freeze=settings.engine.gc_freeze)
+    malloc_policy.install(settings.engine.malloc_fastbins)
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too
     install_fresh_assignment_metadata()  # a group leader never assigns without its topics' metadata
     metrics = Metrics.create(REGISTRY)
