@@ -152,7 +152,7 @@ def build_runtime(settings: Settings, rules: CompiledRuleSet, metrics: Metrics, 
     rt.redis_sink = RedisTagSink(async_client(rs, timeout_ms=rs.timeout_ms, per_read=False),
                                  prefix=settings.redis_key_prefix(), hash_tag=rs.cluster, metrics=metrics,
                                  backoff_max_ms=rs.retry_backoff_max_ms, timeout_ms=rs.timeout_ms,
-                                 shared=redis_client)
+                                 shared=redis_client, scripted=not rs.cluster)
     rt.audience = AudienceSizes(redis_client, prefix=settings.redis_key_prefix(), tags=rules.tags, metrics=metrics)
     rt.kafka_probe = KafkaProbe(ks.bootstrap_servers, f"{settings.app_id}-probe", ks.client_options())
     return rt
