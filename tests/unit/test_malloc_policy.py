@@ -8,7 +8,7 @@ import sys
 from streams.settings import EngineSettings
 
 PROBE = """
-import ctypes, sys
+import ctypes, gc, sys
 from streams.app import malloc_policy
 
 class MallInfo2(ctypes.Structure):
@@ -20,11 +20,22 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = (ctypes.c_void_p,)
 libc.mallinfo2.restype = MallInfo2
-print(malloc_policy.install(sys.argv[1] == "true"))
-blocks = [libc.malloc(32) for _ in range(1000)]
-for b in blocks[::2]:  # every other one: no two freed blocks adjacent, nothing to coalesce with
-    libc.free(b)
-print(libc.mallinfo2().fsmblks)  # bytes in freed fastbin blocks
+installed = malloc_policy.install(sys.argv[1] == "true")
+gc.disable()
+
+
+def churn():
+    blocks = [libc.malloc(32) for _ in range(1000)]
+    for b in blocks[::2]:  # every other one: no two freed blocks adjacent, nothing to coalesce with
+        libc.free(b)
+    return libc.mallinfo2().fsmblks  # bytes in freed fastbin blocks
+
+
+# A malloc of 1 KiB or more merges the fastbins (what the policy is about). The first rounds let the
+# interpreter grow what the loop needs (its memory pools), so the last one asks for nothing that
+# large between the frees and the count.
+counts = [churn() for _ in range(5)]
+print(installed, counts[-1])
 """
 
 
