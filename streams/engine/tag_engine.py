@@ -14,7 +14,8 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.features.runtime import FeatureRuntime, Runtime, runtime_for
+from streams.engine.feature_reads import FeatureReads, value_at
+from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.tag_change import Change, tag_change
@@ -95,11 +96,9 @@ class TagEngine:
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
         self._gated = flap.Gates(t for t in self.tags if t.flap_controlled)
         self._gated_names = frozenset(t.name for t in self.tags if t.flap_controlled)
-        self._steady = frozenset(rt.key for rt in self.runtimes
-                                 if isinstance(rt, FeatureRuntime) and not rt.takes_thresholds)
-        """Feature keys whose value changes only when fed or at their next change (``_read``)."""
         self._cooldown_ms = {t.name: t.cooldown_ms for t in self.tags if t.cooldown_ms}
         self._runtime_of = {name: by_key[rules.features[name].key] for name in used}
+        self._reads = FeatureReads(self.runtimes, self._runtime_of, self._names_by_key)
         # Stepped tags whose conditions are comparisons are indexed by them like the others (their
         # gates are due times: tag_index.py); the rest are evaluated whenever a feature of theirs is fed.
         opaque_stepped = frozenset(n for n in self._stepped if condition_atoms(rules.tags[n]) is None)
@@ -136,7 +135,7 @@ class TagEngine:
         """Incremental: each fed feature's value just before the event, at now."""
         fed = self._fold(state, event, now_ms, out, None if full else before)
         if full:
-            values = self._values(state, now_ms)
+            values = self._reads.all(state, now_ms)
             out.changes += self._diff(state, customer_id, values, now_ms, "event", event)
         elif fed or first:
             out.changes += self._diff_flipped(state, customer_id, fed, before, now_ms, event, first)
@@ -202,7 +201,7 @@ class TagEngine:
                 if not ok:
                     continue
             if before is not None:
-                before.append(self._value(feats, rt, now_ms))
+                before.append(value_at(feats, rt, now_ms))
             data, late = rt.fold(feats.get(rt.key), event, now_ms)
             out.late |= late
             fed.append(rt)
@@ -239,7 +238,7 @@ class TagEngine:
             if data is not None:
                 feats[rt.key] = data
         if upgraded or fed:  # every tag: a backfill is not the hot path
-            values = self._values(state, now_ms)
+            values = self._reads.all(state, now_ms)
             out.changes += self._diff(state, customer_id, values, now_ms, "rule_change", None)
             state.due_ms = self.next_due_ms(state, now_ms)
         return out
@@ -258,7 +257,7 @@ class TagEngine:
             self.tracker.prune(state.backfill, at_ms)
         if state.rule_version != self.version:
             changes += self._upgrade(state, customer_id, at_ms)
-        values = self._values(state, at_ms)
+        values = self._reads.all(state, at_ms)
         changes += self._diff(state, customer_id, values, at_ms, "expiry", None)
         state.due_ms = self.next_due_ms(state, at_ms)
         return changes
@@ -283,7 +282,7 @@ class TagEngine:
         changes: list[Change] = []
         if state.rule_version != self.version:
             changes += self._upgrade(state, customer_id, now_ms)
-        values = self._values(state, now_ms)
+        values = self._reads.all(state, now_ms)
         changes += self._diff(state, customer_id, values, now_ms, cause, None, ref=ref)
         state.due_ms = self.next_due_ms(state, now_ms)
         return changes
@@ -319,7 +318,7 @@ class TagEngine:
 
     def feature_values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
         """Every feature the tags read, by name, at ``now_ms`` (prunes expired buckets)."""
-        return self._values(state, now_ms)
+        return self._reads.all(state, now_ms)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -355,60 +354,17 @@ class TagEngine:
         for tag in tags:
             for name in tag.features:
                 if name not in values:
-                    self._read(name, state, values, now_ms)
+                    self._reads.read(name, state, values, now_ms)
         return self._diff(state, customer_id, values, now_ms, "event", event, tags)
 
     def _guards_hold(self, tag: int, state: CustomerState, values: dict[str, Any], now_ms: int) -> bool:
         """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
         Reads the values it needs into ``values``."""
         for name, test in self._guards[tag]:
-            v = values[name] if name in values else self._read(name, state, values, now_ms)
+            v = values[name] if name in values else self._reads.read(name, state, values, now_ms)
             if not test(v):
                 return False
         return True
-
-    def _read(self, name: str, state: CustomerState, values: dict[str, Any], now_ms: int) -> Any:
-        """Feature ``name``'s value at ``now_ms``, put in ``values`` under every name of its state key.
-
-        A value that does not move with the clock (not a time-since) holds until the feature's next
-        change or an event that feeds it: the first empties ``state.value_cache`` (a due time:
-        ``next_due_ms``, run by ``catch_up`` before any later event), the second drops it from there
-        (``process_event``). Read once, a guard like ``spend_30d >= 1000`` that every view checks
-        costs a dictionary lookup, not a window prune and sum."""
-        rt = self._runtime_of[name]
-        key = rt.key
-        read = state.value_cache
-        if read is None or key not in self._steady:
-            v = self._value(state.features, rt, now_ms)
-        elif key in read:
-            v = read[key]
-        else:
-            v = read[key] = self._value(state.features, rt, now_ms)
-        for n in self._names_by_key[key]:
-            values[n] = v
-        return v
-
-    @staticmethod
-    def _value(feats: dict[str, Any], rt: Runtime, now_ms: int) -> Any:
-        """One feature's value at ``now_ms`` (drops its buckets that left the window)."""
-        data = feats.get(rt.key)
-        if data is not None and rt.window_ms is not None:
-            data = rt.prune(data, now_ms)
-            if data is None:
-                del feats[rt.key]
-            else:
-                feats[rt.key] = data
-        return rt.value(data, now_ms)
-
-    def _values(self, state: CustomerState, now_ms: int,
-                runtimes: list[Runtime] | None = None) -> dict[str, Any]:
-        feats = state.features
-        values: dict[str, Any] = {}
-        for rt in self.runtimes if runtimes is None else runtimes:
-            v = self._value(feats, rt, now_ms)
-            for name in self._names_by_key[rt.key]:
-                values[name] = v
-        return values
 
     def _upgrade(self, state: CustomerState, customer_id: str, now_ms: int) -> list[Change]:
         """The rule set changed since this state was written: drop state of features that no
@@ -421,7 +377,7 @@ class TagEngine:
         state.rule_version = self.version
         if fresh:
             return []
-        values = self._values(state, now_ms)
+        values = self._reads.all(state, now_ms)
         return self._diff(state, customer_id, values, now_ms, "rule_change", None)
 
     def _diff(self, state: CustomerState, customer_id: str, values: dict[str, Any], at_ms: int,
