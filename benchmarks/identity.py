@@ -2,7 +2,7 @@
 resolution off and on, on the same backlog, alternating runs.
 
     python -m benchmarks.identity [--events 200000] [--customers 100000] [--link-share 0.05] [--rounds 2]
-                                  [--drop-anonymous] [--py-spy]
+                                  [--drop-anonymous] [--py-spy [--native]]
 
 The backlog is the reference generator's (as benchmarks/throughput.py), with the ``anonymous_id`` of
 logged-in clicks kept on a share of them only, so that about ``--link-share`` of all events carry two
@@ -76,7 +76,7 @@ async def produce(load: Load, records: list[tuple[str, bytes]]) -> None:
 
 
 async def drain(load: Load, events: int, column: str, identity: bool, logs: Path, redis_url: str,
-                py_spy: bool = False) -> dict[str, Any]:
+                py_spy: bool = False, native: bool = False) -> dict[str, Any]:
     app_id = f"{load.run_id}-{column}"
     port = free_port()
     env = tagstream_env(load, app_id, port, logs / f"data-{app_id}", REFERENCE_RULES, redis_url)
@@ -85,7 +85,8 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
     proc = Proc(app_id, [sys.executable, "-m", "streams.cli", "worker"], env, logs / f"{app_id}.log",
                 cwd=common.REPO).start()
     url = f"http://127.0.0.1:{port}/metrics"
-    spy = start_py_spy(proc.pid, logs / f"{app_id}.speedscope.json", logs / f"{app_id}.py-spy.log") if py_spy else None
+    spy = (start_py_spy(proc.pid, logs / f"{app_id}.speedscope.json", logs / f"{app_id}.py-spy.log", native)
+           if py_spy else None)
     try:
         d = await watch_drain(proc, metrics_url=url, counter="tagstream_events_in_total",
                               changelog=f"{app_id}-customers-changelog", bootstrap=load.bootstrap, events=events,
@@ -116,7 +117,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     for r in range(args.rounds):
         for identity in (False, True):
             res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
-                              args.redis_url, args.py_spy)
+                              args.redis_url, args.py_spy, args.native)
             log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
                 f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}")
             runs.append(res)
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave out events with no customer id (identity off drops them, on keeps them)")
     p.add_argument("--py-spy", action="store_true",
                    help="record a py-spy profile of each worker (speedscope files in the run's results folder)")
+    p.add_argument("--native", action="store_true", help="with --py-spy: sample the C frames too")
     args = p.parse_args(argv)
     out = asyncio.run(amain(args))
     text = summary(out)
