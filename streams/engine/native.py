@@ -39,6 +39,8 @@ MODULES = (
     "streams.engine.due",
     "streams.engine.flap",
     "streams.engine.tag_change",
+    "streams.engine.flips",
+    "streams.engine.crossings",
     "streams.engine.tag_index",
     "streams.engine.fold_plan",
     "streams.engine.feature_reads",

@@ -56,10 +56,11 @@ from __future__ import annotations
 
 import math
 import operator
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
+from streams.engine.crossings import Crossings, Thresholds
+from streams.engine.flips import Flips
 from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
 from tag_rules.expr_values import HELPERS, PREFIX
@@ -67,53 +68,6 @@ from tag_rules.expr_values import HELPERS, PREFIX
 _Entry = tuple[Atom, int, int]
 """A comparison, the index of the tag it belongs to and its sign: +1 (or -1 when negated) in a
 plain tag, 0 in one whose outcome is not monotone in it (hysteresis, flap control)."""
-
-
-class Flips:
-    """The tags one event's feature changes may flip: ``always`` whichever way, ``up`` (only)
-    when they are not held, ``down`` (only) when they are."""
-
-    __slots__ = ("always", "down", "guarded", "up", "up_guarded", "with_guards")
-
-    def __init__(self, always: Iterable[int] = (), with_guards: Container[int] = frozenset()) -> None:
-        self.with_guards = with_guards
-        """Plain tags with guards: a comparison moving one toward true puts it in ``up_guarded``."""
-        self.always: set[int] = set(always)
-        self.up: set[int] = set()
-        self.down: set[int] = set()
-        self.guarded: set[int] = set()
-        """Tags with guards (``CompiledExpr.guards``) a changed value reads: held ones are evaluated,
-        the others only when their guards hold (the engine checks them)."""
-        self.up_guarded: set[int] = set()
-        """Tags with guards moved toward true: only the ones not held, and only when their guards
-        hold (the engine checks them)."""
-
-    def __bool__(self) -> bool:
-        return bool(self.always or self.up or self.down or self.guarded or self.up_guarded)
-
-    def every(self) -> set[int]:
-        """Every tag crossed, whichever way (what a tag's evaluation without its held state needs)."""
-        return self.always | self.up | self.down | self.guarded | self.up_guarded
-
-    def chosen(self, names: Sequence[str], held: Container[str]) -> set[int]:
-        """The tags to evaluate, given the names of the tags by index and the ones held (the
-        guarded and up_guarded ones that are not held are left to the caller)."""
-        out = set(self.always)
-        out.update(i for i in self.up if names[i] not in held)
-        out.update(i for i in self.down if names[i] in held)
-        out.update(i for i in self.guarded if names[i] in held)
-        return out
-
-    def add(self, tag: int, sign: int, now_true: bool) -> None:
-        """Tag ``tag``'s comparison of sign ``sign`` flipped to ``now_true``."""
-        if not sign:
-            self.always.add(tag)
-        elif now_true != (sign > 0):
-            self.down.add(tag)
-        elif tag in self.with_guards:
-            self.up_guarded.add(tag)
-        else:
-            self.up.add(tag)
 
 
 _NUMERIC: dict[Any, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]] = {
@@ -127,6 +81,11 @@ guards never apply): (``value OP constant``, the same for ``constant OP value``)
 def _finite(v: Any) -> bool:
     t = type(v)
     return t is int or (t is float and math.isfinite(v))
+
+
+def _numeric(atom: Atom) -> bool:
+    """A comparison with a number (exact as a float) by a numeric operator (``_NUMERIC``)."""
+    return atom.test in _NUMERIC and _finite(atom.constant) and float(atom.constant) == atom.constant
 
 
 def atom_test(atom: Atom) -> Callable[[Any], bool]:
@@ -147,7 +106,7 @@ def atom_test(atom: Atom) -> Callable[[Any], bool]:
 class _FeatureIndex:
     """The tags that read one feature state key, by how they are triggered."""
 
-    __slots__ = ("always", "atoms", "bounds", "either", "fall", "limit", "linear", "none_truth", "numeric",
+    __slots__ = ("always", "atoms", "crossings", "either", "fall", "limit", "linear", "none_truth", "numeric",
                  "on_change", "on_feed", "on_guarded", "ordered", "rise")
 
     def __init__(self) -> None:
@@ -156,20 +115,21 @@ class _FeatureIndex:
         self.on_guarded: list[int] = []
         """Plain tags of ``on_change`` kind with guards (``Flips.guarded``)."""
         self.atoms: list[_Entry] = []
-        self.bounds: list[float] = []
-        """The numeric constants of ``ordered``, ascending."""
         self.ordered: list[_Entry] = []
+        """Comparisons with a number (exact as a float) by a numeric operator."""
         self.numeric: list[tuple[Callable[[Any, Any], bool], Any, int, int]] = []
         """``ordered`` as (operator, constant, tag, sign): ``operator(value, constant)`` is the atom's
         truth for a finite number ``value``."""
+        self.crossings = Crossings((), ())
+        """``numeric`` by where each flips (a change between two finite numbers)."""
         self.none_truth: list[bool] = []
         """Each of ``ordered``'s truth for the value None (no data yet: a recency, a maximum)."""
         self.always: list[_Entry] = []
         """Comparisons with a non-numeric constant and bare features: checked at every change."""
-        self.linear: list[tuple[int, int, bool, tuple[Callable[[Any], bool], ...]]] = []
+        self.linear: list[tuple[int, int, bool, tuple[Atom, ...]]] = []
         """Comparisons of linear forms reading this feature, as (tag, signed slope, whether the tag
-        has guards, the tests of its guards on this feature): slope +1 the tag's condition can only
-        rise with the value, -1 only fall, 0 either way."""
+        has guards, its guards on this feature): slope +1 the tag's condition can only rise with
+        the value, -1 only fall, 0 either way."""
         self.rise = _Moves()
         self.fall = _Moves()
         self.either = _Moves()
@@ -177,31 +137,32 @@ class _FeatureIndex:
         self.limit = math.inf
         """Values within ``±limit`` keep the slopes of every ``linear`` comparison (``Linear.limit``)."""
 
-    def add_linear(self, tag: int, slope: int, limit: float, guards: Sequence[Atom]) -> None:
-        self.linear.append((tag, slope, bool(guards), tuple(atom_test(g) for g in guards)))
+    def add_linear(self, tag: int, slope: int, limit: float, guarded: bool, guards: Sequence[Atom]) -> None:
+        self.linear.append((tag, slope, guarded, tuple(guards)))
         self.limit = min(self.limit, limit)
 
     def add_atom(self, atom: Atom, tag: int, plain: bool) -> None:
         entry = (atom, tag, (-1 if atom.negated else 1) if plain else 0)
         self.atoms.append(entry)
-        if atom.test in _NUMERIC and _finite(atom.constant):
+        if _numeric(atom):
             self.ordered.append(entry)
         else:
             self.always.append(entry)
 
-    def freeze(self) -> None:
-        self.ordered.sort(key=lambda e: float(e[0].constant))
-        self.bounds = [float(a.constant) for a, _, _ in self.ordered]
+    def freeze(self, with_guards: Container[int]) -> None:
         self.numeric = [(_NUMERIC[a.test][a.constant_first], a.constant, tag, sign) for a, tag, sign in self.ordered]
+        self.crossings = Crossings(self.numeric, with_guards)
         self.none_truth = [bool(a.holds(None)) for a, _, _ in self.ordered]
         self.on_feed = sorted(set(self.on_feed))
         self.on_change = sorted(set(self.on_change))
         self.on_guarded = sorted(set(self.on_guarded))
         self.rise, self.fall, self.either = _Moves(), _Moves(), _Moves()
-        for tag, slope, guarded, tests in self.linear:
-            self.rise.add(tag, slope, guarded, tests, True)
-            self.fall.add(tag, slope, guarded, tests, False)
-            self.either.add(tag, slope, guarded, tests, None)
+        for tag, slope, guarded, guards in self.linear:
+            self.rise.add(tag, slope, guarded, guards, True)
+            self.fall.add(tag, slope, guarded, guards, False)
+            self.either.add(tag, slope, guarded, guards, None)
+        for moves in (self.rise, self.fall):
+            moves.thresholds.freeze()
 
     def flipped(self, old: Any, new: Any, out: Flips) -> None:
         """Adds to ``out`` the tags this feature going from ``old`` to ``new`` may change."""
@@ -216,13 +177,7 @@ class _FeatureIndex:
         if self.linear:
             self._moved(old, new, out)
         if _finite(old) and _finite(new):
-            lo, hi = (old, new) if old <= new else (new, old)
-            numeric = self.numeric
-            for i in range(bisect_left(self.bounds, lo), bisect_right(self.bounds, hi)):
-                op, constant, tag, sign = numeric[i]
-                now_true = op(new, constant)
-                if op(old, constant) != now_true:
-                    out.add(tag, sign, now_true)
+            self.crossings.flipped(old, new, out)
             check = self.always
         elif (old is None and _finite(new)) or (new is None and _finite(old)):  # a first value, or the last gone
             for (op, constant, tag, sign), none_true in zip(self.numeric, self.none_truth, strict=True):
@@ -248,11 +203,13 @@ class _FeatureIndex:
             if moves.guarded:
                 out.guarded.update(moves.guarded)
             if moves.down:
-                out.down.update(moves.down)
+                out.down_lists.append(moves.down)
             if moves.up:
                 out.up.update(moves.up)
             if moves.up_guarded:
                 out.up_guarded.update(moves.up_guarded)
+            if moves.thresholds.live:
+                moves.thresholds.passing(new, out.up_guarded)
             for tag, tests in moves.up_tested:
                 for test in tests:  # a guard on this value fails: it cannot come in
                     if not test(new):
@@ -268,7 +225,7 @@ class _Moves:
     """Where a rise (or a fall) of a value puts the tags of the linear comparisons on it, worked
     out once (``_FeatureIndex.freeze``): a per-entry loop was a third of the index's time."""
 
-    __slots__ = ("always", "down", "guarded", "up", "up_guarded", "up_tested")
+    __slots__ = ("always", "down", "guarded", "thresholds", "up", "up_guarded", "up_tested")
 
     def __init__(self) -> None:
         self.always: list[int] = []
@@ -278,15 +235,20 @@ class _Moves:
         self.up_guarded: list[int] = []
         self.up_tested: list[tuple[int, tuple[Callable[[Any], bool], ...]]] = []
         """Tags with guards on this value: ``up_guarded`` only when the new value passes them."""
+        self.thresholds = Thresholds()
+        """The same for tags with one guard on this value, a numeric comparison (most: the guard a
+        linear term implies), found by bisection instead of a test each."""
 
-    def add(self, tag: int, slope: int, guarded: bool, tests: tuple[Callable[[Any], bool], ...],
-            rising: bool | None) -> None:
+    def add(self, tag: int, slope: int, guarded: bool, guards: tuple[Atom, ...], rising: bool | None) -> None:
         if rising is None or not slope:
             (self.guarded if guarded else self.always).append(tag)
         elif (slope > 0) != rising:
             self.down.append(tag)
-        elif tests:
-            self.up_tested.append((tag, tests))
+        elif len(guards) == 1 and _numeric(guards[0]) and self.thresholds.add(
+                tag, _NUMERIC[guards[0].test][guards[0].constant_first], float(guards[0].constant)):
+            pass
+        elif guards:
+            self.up_tested.append((tag, tuple(atom_test(g) for g in guards)))
         else:
             (self.up_guarded if guarded else self.up).append(tag)
 
@@ -328,10 +290,10 @@ class TagIndex:
                 for form in monotone.linear:
                     for name, slope in form.slopes:
                         self._for(key_of[name]).add_linear(
-                            i, -slope if form.negated else slope, form.limit,
+                            i, -slope if form.negated else slope, form.limit, i in self.with_guards,
                             [g for g in tag.when.guards if key_of[g.name] == key_of[name]])
         for fi in self._by_key.values():
-            fi.freeze()
+            fi.freeze(self.with_guards)
 
     def flips(self, always: Iterable[int] = ()) -> Flips:
         """An empty ``Flips`` for one event (``always``: tags to evaluate whatever it flips)."""

@@ -187,3 +187,46 @@ def test_hysteresis_and_flap_control_are_indexed_by_both_conditions() -> None:
         assert out.always == want and not out.up and not out.down, (old, new)  # never by direction
     engine = TagEngine(load_rules(REPO / "benchmarks" / "rules_1000.yaml"))
     assert engine._stepped and not any(fi.on_feed for fi in engine._index._by_key.values())
+
+
+_OPS = ("<", "<=", ">", ">=", "==", "!=")
+_VALUES = st.one_of(st.integers(-6, 6), st.sampled_from([2.5, -0.5, 3.0, 1e300, -1e300, 2 ** 53 + 1, -(2 ** 60)]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_OPS), st.sampled_from([-3, 0, 1, 2, 2.5, 4, 2 ** 53 + 1]), st.booleans()),
+                min_size=1, max_size=8),
+       _VALUES, _VALUES)
+@example([(">=", 2 ** 53 + 1, False)], 2 ** 53, 2 ** 53 + 1)  # a float would make these equal
+def test_crossings_find_exactly_the_comparisons_a_change_flips(
+        comparisons: list[tuple[str, Any, bool]], old: Any, new: Any) -> None:
+    """Bisection by where each comparison's truth changes (``_Crossings``) finds the same flips as
+    testing every comparison on the old and the new value, for ints, floats, and ints a float rounds."""
+    tags = []
+    for i, (op, constant, constant_first) in enumerate(comparisons):
+        source = f"{constant} {op} a" if constant_first else f"a {op} {constant}"
+        tags.append(TagDef(f"t{i}", compile_expr(source, names=NAMES), ("a",)))
+    index = TagIndex(tags, {n: n for n in NAMES}, frozenset())
+    out = Flips()
+    index.flipped("a", old, new, out)
+    want = {i for i, t in enumerate(tags) if bool(t.when({"a": old})) != bool(t.when({"a": new}))}
+    assert out.every() == want
+    up = {i for i in want if bool(tags[i].when({"a": new}))}
+    assert (out.up, out.down) == (up, want - up)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("<", "<=", ">", ">=")), st.sampled_from([0, 1, 2, 4, 9, 2 ** 53 + 1])),
+                min_size=1, max_size=6),
+       st.one_of(st.integers(0, 12), st.sampled_from([2 ** 53, 2 ** 53 + 1, 2 ** 53 + 2])))
+def test_a_rise_checks_the_guards_on_the_value_by_bisection(guards: list[tuple[str, Any]], new: Any) -> None:
+    """``b >= c and a >= b / 2`` rising with ``a``: only the tags whose guard on ``a`` the new value
+    passes are candidates (``_Thresholds``), the same as testing each."""
+    tags = [TagDef(f"t{i}", compile_expr(f"a {op} {c} and a >= b / 2", names=NAMES), ("a", "b"))
+            for i, (op, c) in enumerate(guards)]
+    index = TagIndex(tags, {n: n for n in NAMES}, frozenset())
+    out = Flips()
+    index.flipped("a", -1, new, out)
+    atoms = [t.when.atoms or t.when.monotone.atoms for t in tags]  # type: ignore[union-attr]
+    want = {i for i, a in enumerate(atoms) if a[0].holds(new)}
+    assert out.up_guarded | out.up == want

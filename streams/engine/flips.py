@@ -1,0 +1,87 @@
+"""The tags one event may flip, by which way (``Flips``): what the tag index (tag_index.py) hands
+the tag engine. A comparison that flipped puts its tag where ``destination`` says: ``always``
+(evaluated whatever the tag's held state), ``down`` (only if held: it moved toward false), ``up``
+(only if not held), ``up_guarded`` (only if not held and its guards hold: the engine checks them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Sequence
+
+
+class Flips:
+    """The tags one event's feature changes may flip: ``always`` whichever way, ``up`` (only)
+    when they are not held, ``down`` (only) when they are."""
+
+    __slots__ = ("always", "down", "down_lists", "guarded", "up", "up_guarded", "with_guards")
+
+    def __init__(self, always: Iterable[int] = (), with_guards: Container[int] = frozenset()) -> None:
+        self.with_guards = with_guards
+        """Plain tags with guards: a comparison moving one toward true puts it in ``up_guarded``."""
+        self.always: set[int] = set(always)
+        self.up: set[int] = set()
+        self.down: set[int] = set()
+        self.down_lists: list[list[int]] = []
+        """More of ``down``, as the index's own lists (a linear comparison's moves, ``tag_index._Moves.down``),
+        not copied into ``down``: only the held ones among them are evaluated."""
+        self.guarded: set[int] = set()
+        """Tags with guards (``CompiledExpr.guards``) a changed value reads: held ones are evaluated,
+        the others only when their guards hold (the engine checks them)."""
+        self.up_guarded: set[int] = set()
+        """Tags with guards moved toward true: only the ones not held, and only when their guards
+        hold (the engine checks them)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.always or self.up or self.down or self.down_lists or self.guarded or self.up_guarded)
+
+    def every(self) -> set[int]:
+        """Every tag crossed, whichever way (what a tag's evaluation without its held state needs)."""
+        return self.always | self.up | self.down | self.guarded | self.up_guarded | \
+            {i for down in self.down_lists for i in down}
+
+    def chosen(self, names: Sequence[str], held: Container[str]) -> set[int]:
+        """The tags to evaluate, given the names of the tags by index and the ones held (the
+        guarded and up_guarded ones that are not held are left to the caller)."""
+        out = set(self.always)
+        for i in self.up:
+            if names[i] not in held:
+                out.add(i)
+        for i in self.down:
+            if names[i] in held:
+                out.add(i)
+        for down in self.down_lists:
+            for i in down:
+                if names[i] in held:
+                    out.add(i)
+        for i in self.guarded:
+            if names[i] in held:
+                out.add(i)
+        return out
+
+    def add(self, tag: int, sign: int, now_true: bool) -> None:
+        """Tag ``tag``'s comparison of sign ``sign`` flipped to ``now_true``."""
+        self.put(tag, destination(tag, sign, now_true, self.with_guards))
+
+    def put(self, tag: int, where: int) -> None:
+        """Puts tag ``tag`` where ``destination`` said."""
+        if where == UP:
+            self.up.add(tag)
+        elif where == DOWN:
+            self.down.add(tag)
+        elif where == UP_GUARDED:
+            self.up_guarded.add(tag)
+        else:
+            self.always.add(tag)
+
+
+ALWAYS, DOWN, UP_GUARDED, UP = 0, 1, 2, 3
+"""Where a flipped comparison puts its tag (``Flips.put``): ``always``, ``down``, ``up_guarded``, ``up``."""
+
+
+def destination(tag: int, sign: int, now_true: bool, with_guards: Container[int]) -> int:
+    """Where tag ``tag``'s comparison of sign ``sign`` (``_Entry``) flipping to ``now_true`` puts it."""
+    if not sign:
+        return ALWAYS
+    if now_true != (sign > 0):
+        return DOWN
+    return UP_GUARDED if tag in with_guards else UP
