@@ -112,6 +112,14 @@ class CompiledExpr:
     """When ``atoms`` is None: the comparisons with constants and of linear forms the expression is a
     boolean combination of (:mod:`tag_rules.expr_linear`), if it is one."""
 
+    @property
+    def function(self) -> Function:
+        """The expression as a plain function of an environment that has every name in ``names``
+        (one raises KeyError on a missing one: ``__call__`` reads those as None). The tag engine
+        calls it directly, its environments hold every feature a tag reads."""
+        assert self._fn is not None
+        return self._fn
+
     def __call__(self, env: Mapping[str, object]) -> object:
         """Evaluate against ``env``; names missing from it read as None. Never raises for data values."""
         fn: Any = self._fn  # validated AST, compiled once

@@ -14,6 +14,9 @@ from typing import Any
 from streams.engine.features.runtime import FeatureRuntime, Runtime
 from streams.engine.features.state import CustomerState
 
+UNREAD: Any = object()
+"""A value not read yet (not in ``state.value_cache``, not in an evaluation's values)."""
+
 
 def value_at(feats: dict[str, Any], rt: Runtime, now_ms: int) -> Any:
     """One feature's value at ``now_ms`` (drops its buckets that left the window)."""
@@ -37,6 +40,10 @@ class FeatureReads:
         self.names_by_key = names_by_key
         self.steady = frozenset(rt.key for rt in runtimes if isinstance(rt, FeatureRuntime) and not rt.takes_thresholds)
         """Keys whose value changes only when fed or at their next change (``read``)."""
+        self.plans: dict[str, tuple[Runtime, str, bool, list[str]]] = {
+            name: (rt, rt.key, rt.key in self.steady, names_by_key[rt.key]) for name, rt in runtime_of.items()}
+        """What ``read`` needs of a name, in one look-up: its runtime, state key, whether the key is
+        ``steady``, and every name of the key."""
 
     def all(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
         """Every feature's value at ``now_ms``, by name."""
@@ -55,15 +62,14 @@ class FeatureReads:
         feeds it: the first empties the cache (a due time: ``TagEngine.next_due_ms``, run by
         ``catch_up`` before any later event), the second drops the value from it
         (``TagEngine.process_event``)."""
-        rt = self.runtime_of[name]
-        key = rt.key
+        rt, key, steady, names = self.plans[name]
         cache = state.value_cache
-        if cache is None or key not in self.steady:
+        if cache is None or not steady:
             v = value_at(state.features, rt, now_ms)
-        elif key in cache:
-            v = cache[key]
         else:
-            v = cache[key] = value_at(state.features, rt, now_ms)
-        for n in self.names_by_key[key]:
+            v = cache.get(key, UNREAD)
+            if v is UNREAD:
+                v = cache[key] = value_at(state.features, rt, now_ms)
+        for n in names:
             values[n] = v
         return v

@@ -14,7 +14,7 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.feature_reads import FeatureReads, value_at
+from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.fold_plan import FoldPlans, Step
@@ -89,6 +89,8 @@ class TagEngine:
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
         self._names = [t.name for t in self.tags]
+        self._when_of = {t.name: t.when.function for t in self.tags}
+        """Each tag's condition as a plain function (``CompiledExpr.function``)."""
         self._guards = [[(a.name, atom_test(a)) for a in t.when.guards] for t in self.tags]
         """Per tag, its guards (``CompiledExpr.guards``) as (feature name, truth of a value)."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
@@ -361,7 +363,9 @@ class TagEngine:
         """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
         Reads the values it needs into ``values``."""
         for name, test in self._guards[tag]:
-            v = values[name] if name in values else self._reads.read(name, state, values, now_ms)
+            v = values.get(name, UNREAD)
+            if v is UNREAD:
+                v = self._reads.read(name, state, values, now_ms)
             if not test(v):
                 return False
         return True
@@ -395,7 +399,10 @@ class TagEngine:
                 if op is None:
                     continue
             else:
-                outcome = tag.when(values)
+                try:
+                    outcome = self._when_of[tag.name](values)
+                except KeyError:  # a name it reads is missing: as None (``CompiledExpr.__call__``)
+                    outcome = tag.when(values)
                 holds = outcome if outcome.__class__ is bool else _truthy(outcome)
                 if holds == (tag.name in held):
                     continue
