@@ -38,32 +38,31 @@ RETRIABLE = (RedisConnectionError, RedisTimeoutError, OSError,
 
 
 APPLY = """
-local a = 1
+local commands = cjson.decode(ARGV[1])
 for k = 1, #KEYS do
-  local n = tonumber(ARGV[a + 1])
-  redis.call(ARGV[a], KEYS[k], unpack(ARGV, a + 2, a + 1 + n))
-  a = a + 2 + n
+  local c = commands[k]
+  redis.call(c[1], KEYS[k], unpack(c[2]))
 end
 return #KEYS
 """
 """One flush's commands as one script call (``RedisTagSink(scripted=True)``): KEYS are their keys,
-ARGV per command its name, its number of arguments and the arguments."""
+ARGV[1] a JSON array of each one's name and arguments, ``[["HSET", [field, value, ...]], ...]``:
+one argument for the client to pack, not ~3 per tag change (redis-py packs each in Python)."""
 
 SCRIPT_CHUNK = 1_000
 """Arguments per command in a script call at most (Lua's ``unpack`` takes ~8,000): a longer one is
 split (HSET/HDEL/SADD/SREM are variadic; an even count keeps HSET's pairs whole)."""
 
 
-def script_call(commands: Sequence[tuple[str, str, list[Any]]]) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``APPLY`` for ``commands`` (``RedisTagSink.commands``)."""
+def script_call(commands: Sequence[tuple[str, str, list[str]]]) -> tuple[list[str], bytes]:
+    """KEYS and ARGV[1] of ``APPLY`` for ``commands`` (``RedisTagSink.commands``)."""
     keys: list[str] = []
-    argv: list[Any] = []
+    calls: list[tuple[str, list[str]]] = []
     for command, key, args in commands:
         for i in range(0, len(args), SCRIPT_CHUNK):
-            part = args[i:i + SCRIPT_CHUNK]
             keys.append(key)
-            argv += (command, len(part), *part)
-    return keys, argv
+            calls.append((command, args[i:i + SCRIPT_CHUNK]))
+    return keys, orjson.dumps(calls)
 
 
 def tags_key(prefix: str, customer_id: str, *, hash_tag: bool = False) -> str:
@@ -116,7 +115,7 @@ class RedisTagSink:
     def add(self, change: Mapping[str, Any]) -> None:
         self._pending.append(change)
 
-    def commands(self, changes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[Any]]]:
+    def commands(self, changes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[str]]]:
         """The Redis commands that leave each customer's hash and each audience set as applying
         ``changes`` one by one would: the last change of a (customer, tag) wins, then one
         HSET/HDEL per customer and one SADD/SREM per tag carry all of them."""
@@ -125,14 +124,14 @@ class RedisTagSink:
             key = (c["customer_id"], c["tag"])
             last.pop(key, None)  # re-insert: keep the order of the last changes
             last[key] = c
-        hset: dict[str, list[Any]] = {}
-        hdel: dict[str, list[Any]] = {}
-        sadd: dict[str, list[Any]] = {}
-        srem: dict[str, list[Any]] = {}
+        hset: dict[str, list[str]] = {}
+        hdel: dict[str, list[str]] = {}
+        sadd: dict[str, list[str]] = {}
+        srem: dict[str, list[str]] = {}
         # A customer's changes share its hash key, an event's changes their hash value: built once each.
         hash_keys: dict[str, str] = {}
         set_keys: dict[str, str] = {}
-        values: dict[tuple[int, str], bytes] = {}
+        values: dict[tuple[int, str], str] = {}
         for (cid, tag), c in last.items():
             hkey = hash_keys.get(cid)
             if hkey is None:
@@ -144,7 +143,7 @@ class RedisTagSink:
                 since = (c["at_ms"], c["rule_version"])
                 value = values.get(since)
                 if value is None:
-                    value = values[since] = orjson.dumps({"since_ms": since[0], "rule_version": since[1]})
+                    value = values[since] = orjson.dumps({"since_ms": since[0], "rule_version": since[1]}).decode()
                 hset.setdefault(hkey, []).extend((tag, value))
                 sadd.setdefault(skey, []).append(cid)
             else:
@@ -183,9 +182,9 @@ class RedisTagSink:
     async def _write(self, changes: Sequence[Mapping[str, Any]]) -> None:
         commands = self.commands(changes)
         if self._scripted:
-            keys, argv = script_call(commands)
+            keys, payload = script_call(commands)
             try:
-                await self._client.eval(APPLY, len(keys), *keys, *argv)
+                await self._client.eval(APPLY, len(keys), *keys, payload)
                 return
             except NoPermissionError as exc:
                 log.warning("redis refused the tag writes' script (%s): writing them as a pipeline of commands; "

@@ -22,6 +22,10 @@ def batches(seed: int) -> list[list[dict[str, Any]]]:
         out.append([{"customer_id": f"c{rnd.randrange(200)}", "tag": f"seg_{rnd.randrange(60)}",
                      "op": rnd.choice(["add", "add", "remove"]), "at_ms": 1000 * b + i, "rule_version": f"v{b % 2}"}
                     for i in range(rnd.randrange(1, 700))])
+    # ids the script's JSON argument must carry byte for byte: quotes, backslashes, non-ASCII, controls
+    odd = ['c"q', "c\\b", "cé☃", "c\x01\n", "c{x}", "c 1"]
+    out.append([{"customer_id": cid, "tag": f"odd_{j}", "op": "add", "at_ms": 8000 + j, "rule_version": 'v"1'}
+                for j, cid in enumerate(odd)])
     # one tag added for more customers than a script command takes arguments: split
     out.append([{"customer_id": f"m{i}", "tag": "wide", "op": "add", "at_ms": 9000, "rule_version": "v1"}
                 for i in range(SCRIPT_CHUNK * 2 + 17)])
@@ -49,6 +53,7 @@ async def test_a_scripted_flush_leaves_redis_as_the_pipeline_does(own_redis: Own
         r = redis.Redis.from_url(url)
         got, want = snapshot(r, "s"), snapshot(r, "p")
         assert got == want and len(want) > 200
+        assert r.hgetall("s:tags:cé☃").keys() == {b"odd_2"} and r.smembers("s:tag:odd_0") == {b'c"q'}
         assert len(got[":tag:wide"]) == SCRIPT_CHUNK * 2 + 17
         r.close()
     finally:

@@ -29,14 +29,14 @@ def as_changes(raw: list[tuple[str, str, str, int]]) -> list[dict[str, Any]]:
     return [{"customer_id": c, "tag": t, "op": op, "at_ms": at, "rule_version": "v1"} for c, t, op, at in raw]
 
 
-def one_by_one(changes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, bytes]], dict[str, set[str]]]:
-    hashes: dict[str, dict[str, bytes]] = {}
+def one_by_one(changes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
+    hashes: dict[str, dict[str, str]] = {}
     sets: dict[str, set[str]] = {}
     for c in changes:
         h = hashes.setdefault(tags_key("p", c["customer_id"]), {})
         s = sets.setdefault(audience_key("p", c["tag"]), set())
         if c["op"] == "add":
-            h[c["tag"]] = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]})
+            h[c["tag"]] = orjson.dumps({"since_ms": c["at_ms"], "rule_version": c["rule_version"]}).decode()
             s.add(c["customer_id"])
         else:
             h.pop(c["tag"], None)
@@ -44,8 +44,8 @@ def one_by_one(changes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, bytes
     return hashes, sets
 
 
-def apply(commands: list[tuple[str, str, list[Any]]]) -> tuple[dict[str, dict[str, bytes]], dict[str, set[str]]]:
-    hashes: dict[str, dict[str, bytes]] = {}
+def apply(commands: list[tuple[str, str, list[str]]]) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
+    hashes: dict[str, dict[str, str]] = {}
     sets: dict[str, set[str]] = {}
     for cmd, key, args in commands:
         if cmd == "HSET":
