@@ -34,7 +34,7 @@ from streams.engine.features.state import CustomerState
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
-from streams.io.metrics import Metrics, Tally, observe_many
+from streams.io.metrics import ByLabels, Metrics, Tally, observe_many
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter, tag_record
 from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
@@ -135,6 +135,7 @@ class CustomerStage:
         self.deadletter = deadletter
         self.metrics = metrics
         self._processed = Tally(metrics.events_processed)
+        self._tag_changes = ByLabels(metrics.tag_changes)
         self._waits = metrics.batch_output_wait
         self.exactly_once = exactly_once
         self.identity = IdentityItems(identity, metrics) if identity is not None else None
@@ -409,8 +410,9 @@ class CustomerStage:
                 from_events[p.src_ts_ms] += 1
             else:
                 from_clock[c["at_ms"]] += 1
+        series = self._tag_changes
         for labels, n in counts.items():
-            m.tag_changes.labels(*labels).inc(n)
+            series[labels].inc(n)
         done_s = self.clock.now_ms() / 1000
         for ts_ms, n in from_events.items():
             observe_many(m.event_to_tag_latency, max(0.0, done_s - ts_ms / 1000), n)
