@@ -390,6 +390,7 @@ class TagEngine:
         changes: list[Change] = []
         held = state.tags
         stepped = self._stepped
+        full = tags is None
         tags = self.tags if tags is None else tags
         self.evaluated += len(tags)
         for tag in tags:
@@ -413,7 +414,9 @@ class TagEngine:
                 op = "add" if holds else "remove"
             changes.append(tag_change(customer_id, tag.name, op, at_ms, cause, self.version,
                                       event, {n: values[n] for n in tag.features}, ref=ref))
-        if not self._tag_names.issuperset(held):  # held under rules that had other tags
+        # Held under rules that had other tags: a full evaluation drops them (the first after a rule
+        # change is ``_upgrade``'s, before any incremental one; a customer may hold hundreds of tags).
+        if full and not self._tag_names.issuperset(held):
             for name in [n for n in held if n not in self._tag_names]:
                 del held[name]
                 changes.append(tag_change(customer_id, name, "remove", at_ms, "rule_change", self.version, None, {}))
