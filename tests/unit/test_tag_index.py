@@ -230,3 +230,18 @@ def test_a_rise_checks_the_guards_on_the_value_by_bisection(guards: list[tuple[s
     atoms = [t.when.atoms or t.when.monotone.atoms for t in tags]  # type: ignore[union-attr]
     want = {i for i, a in enumerate(atoms) if a[0].holds(new)}
     assert out.up_guarded | out.up == want
+
+
+@pytest.mark.parametrize("op", _OPS)
+def test_a_count_stepping_by_one_flips_exactly_what_it_crosses(op: str) -> None:
+    """A count moves by one: every step up and down across integral and fractional constants,
+    against testing each comparison (the bisection's open and closed ends)."""
+    constants = [-2, 0, 1, 1.5, 3, 4.25]
+    tags = [TagDef(f"t{i}", compile_expr(f"a {op} {c}", names=NAMES), ("a",)) for i, c in enumerate(constants)]
+    index = TagIndex(tags, {n: n for n in NAMES}, frozenset())
+    for lo in range(-4, 7):
+        for old, new in ((lo, lo + 1), (lo + 1, lo)):
+            out = Flips()
+            index.flipped("a", old, new, out)
+            want = {i for i, t in enumerate(tags) if bool(t.when({"a": old})) != bool(t.when({"a": new}))}
+            assert out.every() == want, (old, new)
