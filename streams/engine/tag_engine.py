@@ -19,7 +19,7 @@ from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.tag_change import Change, tag_change
-from streams.engine.tag_index import TagIndex, atom_test, condition_atoms
+from streams.engine.tag_index import Guard, TagIndex, condition_atoms, guard, guard_holds
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -91,8 +91,8 @@ class TagEngine:
         self._names = [t.name for t in self.tags]
         self._when_of = {t.name: t.when.function for t in self.tags}
         """Each tag's condition as a plain function (``CompiledExpr.function``)."""
-        self._guards = [[(a.name, atom_test(a)) for a in t.when.guards] for t in self.tags]
-        """Per tag, its guards (``CompiledExpr.guards``) as (feature name, truth of a value)."""
+        self._guards: list[list[Guard]] = [[guard(a) for a in t.when.guards] for t in self.tags]
+        """Per tag, its guards (``CompiledExpr.guards``, the terms of its ``and`` first)."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
@@ -362,11 +362,11 @@ class TagEngine:
     def _guards_hold(self, tag: int, state: CustomerState, values: dict[str, Any], now_ms: int) -> bool:
         """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
         Reads the values it needs into ``values``."""
-        for name, test in self._guards[tag]:
+        for name, code, constant, holds in self._guards[tag]:
             v = values.get(name, UNREAD)
             if v is UNREAD:
                 v = self._reads.read(name, state, values, now_ms)
-            if not test(v):
+            if not guard_holds(code, constant, holds, v):
                 return False
         return True
 

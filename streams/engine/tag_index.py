@@ -103,6 +103,43 @@ def atom_test(atom: Atom) -> Callable[[Any], bool]:
     return test
 
 
+GUARD_LT, GUARD_LE, GUARD_GT, GUARD_GE, GUARD_EQ, GUARD_NE, GUARD_OTHER = range(7)
+"""``Guard`` codes: ``value OP constant`` for a finite number, by operator; OTHER: ``holds`` only."""
+
+_GUARD_CODES: dict[Any, int] = {operator.lt: GUARD_LT, operator.le: GUARD_LE, operator.gt: GUARD_GT,
+                                operator.ge: GUARD_GE, operator.eq: GUARD_EQ, operator.ne: GUARD_NE}
+
+Guard = tuple[str, int, Any, Callable[[Any], bool]]
+"""A guard (``CompiledExpr.guards``) as the engine checks it (``guard_holds``): feature name, the
+comparison's code for a finite number, its constant, and ``Atom.holds`` for any other value."""
+
+
+def guard(atom: Atom) -> Guard:
+    """``atom`` as a ``Guard``."""
+    if atom.test not in _NUMERIC or not _finite(atom.constant):
+        return atom.name, GUARD_OTHER, atom.constant, atom.holds
+    return atom.name, _GUARD_CODES[_NUMERIC[atom.test][atom.constant_first]], atom.constant, atom.holds
+
+
+def guard_holds(code: int, constant: Any, holds: Callable[[Any], bool], value: Any) -> bool:
+    """A ``Guard``'s truth for ``value``: compared in place for a finite number (``atom_test``
+    without the call of a closure and of an operator: the engine checks ~9 per event with 1,000 tags)."""
+    t = type(value)
+    if code == GUARD_OTHER or not (t is int or (t is float and math.isfinite(value))):
+        return bool(holds(value))
+    if code == GUARD_GE:
+        return bool(value >= constant)
+    if code == GUARD_LT:
+        return bool(value < constant)
+    if code == GUARD_GT:
+        return bool(value > constant)
+    if code == GUARD_LE:
+        return bool(value <= constant)
+    if code == GUARD_EQ:
+        return bool(value == constant)
+    return bool(value != constant)
+
+
 class _FeatureIndex:
     """The tags that read one feature state key, by how they are triggered."""
 
