@@ -118,39 +118,51 @@ class RedisTagSink:
     def commands(self, changes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[str]]]:
         """The Redis commands that leave each customer's hash and each audience set as applying
         ``changes`` one by one would: the last change of a (customer, tag) wins, then one
-        HSET/HDEL per customer and one SADD/SREM per tag carry all of them."""
-        last: dict[tuple[str, str], Mapping[str, Any]] = {}
+        HSET/HDEL per customer and one SADD/SREM per tag carry all of them (a field or a member is
+        in one of the two, so their order does not matter)."""
+        by_customer: dict[str, dict[str, Mapping[str, Any]]] = {}
         for c in changes:
-            key = (c["customer_id"], c["tag"])
-            last.pop(key, None)  # re-insert: keep the order of the last changes
-            last[key] = c
-        hset: dict[str, list[str]] = {}
-        hdel: dict[str, list[str]] = {}
+            cid = c["customer_id"]
+            last = by_customer.get(cid)
+            if last is None:
+                last = by_customer[cid] = {}
+            last[c["tag"]] = c
+        hset: list[tuple[str, str, list[str]]] = []
+        hdel: list[tuple[str, str, list[str]]] = []
         sadd: dict[str, list[str]] = {}
         srem: dict[str, list[str]] = {}
-        # A customer's changes share its hash key, an event's changes their hash value: built once each.
-        hash_keys: dict[str, str] = {}
+        # The changes of one event share their hash value, a tag's its set key: built once each.
         set_keys: dict[str, str] = {}
         values: dict[tuple[int, str], str] = {}
-        for (cid, tag), c in last.items():
-            hkey = hash_keys.get(cid)
-            if hkey is None:
-                hkey = hash_keys[cid] = tags_key(self._prefix, cid, hash_tag=self._hash_tag)
-            skey = set_keys.get(tag)
-            if skey is None:
-                skey = set_keys[tag] = audience_key(self._prefix, tag)
-            if c["op"] == "add":
-                since = (c["at_ms"], c["rule_version"])
-                value = values.get(since)
-                if value is None:
-                    value = values[since] = orjson.dumps({"since_ms": since[0], "rule_version": since[1]}).decode()
-                hset.setdefault(hkey, []).extend((tag, value))
-                sadd.setdefault(skey, []).append(cid)
-            else:
-                hdel.setdefault(hkey, []).append(tag)
-                srem.setdefault(skey, []).append(cid)
-        return [*(("HSET", k, a) for k, a in hset.items()), *(("HDEL", k, a) for k, a in hdel.items()),
-                *(("SADD", k, a) for k, a in sadd.items()), *(("SREM", k, a) for k, a in srem.items())]
+        for cid, last in by_customer.items():
+            fields: list[str] = []
+            gone: list[str] = []
+            for tag, c in last.items():
+                skey = set_keys.get(tag)
+                if skey is None:
+                    skey = set_keys[tag] = audience_key(self._prefix, tag)
+                if c["op"] == "add":
+                    since = (c["at_ms"], c["rule_version"])
+                    value = values.get(since)
+                    if value is None:
+                        value = values[since] = orjson.dumps({"since_ms": since[0], "rule_version": since[1]}).decode()
+                    fields.append(tag)
+                    fields.append(value)
+                    members = sadd.get(skey)
+                    if members is None:
+                        members = sadd[skey] = []
+                else:
+                    gone.append(tag)
+                    members = srem.get(skey)
+                    if members is None:
+                        members = srem[skey] = []
+                members.append(cid)
+            hkey = tags_key(self._prefix, cid, hash_tag=self._hash_tag)
+            if fields:
+                hset.append(("HSET", hkey, fields))
+            if gone:
+                hdel.append(("HDEL", hkey, gone))
+        return [*hset, *hdel, *(("SADD", k, a) for k, a in sadd.items()), *(("SREM", k, a) for k, a in srem.items())]
 
     async def flush(self) -> None:
         if not self._pending:
