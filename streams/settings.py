@@ -48,6 +48,12 @@ class KafkaSettings(_Frozen):
     linger_ms: int = Field(
         5, ge=0, description="Producer batching delay of records sent one by one (dead letters, the exactly-once "
                              "path); envelopes, tag changes and changelog records go out as closed batches, at once.")
+    batch_max_bytes: int = Field(
+        512 * 1024, ge=16_384, le=1_000_000,
+        description="Most bytes of one record batch the worker produces (envelopes, tag changes, changelog records "
+                    "go out as closed batches). aiokafka's 16 KiB made a customer batch's changelog and tag changes "
+                    "dozens of batches per partition, each waiting for the one before to leave "
+                    "(benchmarks/RULES.md); at most the topics' max.message.bytes (1 MB by default).")
     fetch_max_bytes: int = Field(
         8 * 1024 * 1024, ge=65_536,
         description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")

@@ -123,6 +123,7 @@ def build_faust_app(settings: Settings) -> faust.App:
         web_enabled=False,
         producer_acks=-1,
         producer_max_request_size=DLQ_MAX_RECORD_BYTES,
+        producer_max_batch_size=ks.batch_max_bytes,
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         # Batch produced records for a few ms instead of one produce request per record.
