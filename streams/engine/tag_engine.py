@@ -106,6 +106,12 @@ class TagEngine:
         opaque_stepped = frozenset(n for n in self._stepped if condition_atoms(rules.tags[n]) is None)
         self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, opaque_stepped)
         blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
+        self._blank_fails: list[list[str]] = [
+            sorted({self._runtime_of[name].key for name, code, constant, holds in guards
+                    if not guard_holds(code, constant, holds, blank[name])})
+            for guards in self._guards]
+        """Per tag, the state keys of its guards that fail at the value a feature has with no data:
+        while the customer has no data under one of them, the tag cannot come in (``_guards_hold``)."""
         self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
         """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):
         its first event evaluates these and the ones it flips, not every tag."""
@@ -362,6 +368,10 @@ class TagEngine:
     def _guards_hold(self, tag: int, state: CustomerState, values: dict[str, Any], now_ms: int) -> bool:
         """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
         Reads the values it needs into ``values``."""
+        feats = state.features
+        for key in self._blank_fails[tag]:  # no data there yet (a first event, a first purchase): no read needed
+            if key not in feats:
+                return False
         for name, code, constant, holds in self._guards[tag]:
             v = values.get(name, UNREAD)
             if v is UNREAD:

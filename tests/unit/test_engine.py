@@ -337,6 +337,8 @@ tags:
   - {name: vip, when: spend_all >= 20}
   - {name: dormant, when: since_any >= days(2)}
   - {name: always, when: "true"}
+  - {name: pricey_browser, when: "hi_7d >= 5 and views_10s >= hi_7d / 2"}
+  - {name: carts_over_spend, when: "carts_1h >= 1 and orders_30d >= 1 and carts_1h >= spend_24h / 4"}
 """
 
 KINDS = [("clickstream", "product_view"), ("clickstream", "add_to_cart"), ("pos", "sale"), ("orders", "paid"),
