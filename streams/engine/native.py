@@ -41,6 +41,7 @@ MODULES = (
     "streams.engine.tag_change",
     "streams.engine.flips",
     "streams.engine.crossings",
+    "streams.engine.guards",
     "streams.engine.tag_index",
     "streams.engine.fold_plan",
     "streams.engine.feature_reads",

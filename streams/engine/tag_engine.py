@@ -14,12 +14,13 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
+from streams.engine.feature_reads import FeatureReads, value_at
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.fold_plan import FoldPlans, Step
+from streams.engine.guards import GuardChecks
 from streams.engine.tag_change import Change, tag_change
-from streams.engine.tag_index import Guard, TagIndex, condition_atoms, guard, guard_holds
+from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
 MAX_CATCH_UP_STEPS = 1000
@@ -91,8 +92,6 @@ class TagEngine:
         self._names = [t.name for t in self.tags]
         self._when_of = {t.name: t.when.function for t in self.tags}
         """Each tag's condition as a plain function (``CompiledExpr.function``)."""
-        self._guards: list[list[Guard]] = [[guard(a) for a in t.when.guards] for t in self.tags]
-        """Per tag, its guards (``CompiledExpr.guards``, the terms of its ``and`` first)."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
@@ -106,12 +105,8 @@ class TagEngine:
         opaque_stepped = frozenset(n for n in self._stepped if condition_atoms(rules.tags[n]) is None)
         self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, opaque_stepped)
         blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
-        self._blank_fails: list[list[str]] = [
-            sorted({self._runtime_of[name].key for name, code, constant, holds in guards
-                    if not guard_holds(code, constant, holds, blank[name])})
-            for guards in self._guards]
-        """Per tag, the state keys of its guards that fail at the value a feature has with no data:
-        while the customer has no data under one of them, the tag cannot come in (``_guards_hold``)."""
+        self._guards = GuardChecks([t.when.guards for t in self.tags], self._runtime_of, blank, self._reads)
+        """What a tag that is not held needs before it is evaluated (streams/engine/guards.py)."""
         self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
         """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):
         its first event evaluates these and the ones it flips, not every tag."""
@@ -354,7 +349,7 @@ class TagEngine:
         chosen = flips.chosen(self._names, held)
         for group in (flips.guarded, flips.up_guarded):
             for i in group:
-                if i not in chosen and self._names[i] not in held and self._guards_hold(i, state, values, now_ms):
+                if i not in chosen and self._names[i] not in held and self._guards.hold(i, state, values, now_ms):
                     chosen.add(i)
         if not chosen:
             return []
@@ -364,21 +359,6 @@ class TagEngine:
                 if name not in values:
                     self._reads.read(name, state, values, now_ms)
         return self._diff(state, customer_id, values, now_ms, "event", event, tags)
-
-    def _guards_hold(self, tag: int, state: CustomerState, values: dict[str, Any], now_ms: int) -> bool:
-        """Whether every guard of a tag (not held) holds: it cannot come in while one does not.
-        Reads the values it needs into ``values``."""
-        feats = state.features
-        for key in self._blank_fails[tag]:  # no data there yet (a first event, a first purchase): no read needed
-            if key not in feats:
-                return False
-        for name, code, constant, holds in self._guards[tag]:
-            v = values.get(name, UNREAD)
-            if v is UNREAD:
-                v = self._reads.read(name, state, values, now_ms)
-            if not guard_holds(code, constant, holds, v):
-                return False
-        return True
 
     def _upgrade(self, state: CustomerState, customer_id: str, now_ms: int) -> list[Change]:
         """The rule set changed since this state was written: drop state of features that no

@@ -55,74 +55,24 @@ needs no assumption on the held state.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from streams.engine.crossings import Crossings, Thresholds
 from streams.engine.flips import Flips
+from streams.engine.guards import NUMERIC, Guard, finite, guard, guard_holds
 from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
-from tag_rules.expr_values import HELPERS, PREFIX
 
 _Entry = tuple[Atom, int, int]
 """A comparison, the index of the tag it belongs to and its sign: +1 (or -1 when negated) in a
 plain tag, 0 in one whose outcome is not monotone in it (hysteresis, flap control)."""
 
 
-_NUMERIC: dict[Any, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]] = {
-    HELPERS[PREFIX + "lt"]: (operator.lt, operator.gt), HELPERS[PREFIX + "le"]: (operator.le, operator.ge),
-    HELPERS[PREFIX + "gt"]: (operator.gt, operator.lt), HELPERS[PREFIX + "ge"]: (operator.ge, operator.le),
-    operator.eq: (operator.eq, operator.eq), operator.ne: (operator.ne, operator.ne)}
-"""An atom's test as a plain operator on finite numbers (where the rule helpers' None and type
-guards never apply): (``value OP constant``, the same for ``constant OP value``)."""
-
-
-def _finite(v: Any) -> bool:
-    t = type(v)
-    return t is int or (t is float and math.isfinite(v))
-
-
 def _numeric(atom: Atom) -> bool:
-    """A comparison with a number (exact as a float) by a numeric operator (``_NUMERIC``)."""
-    return atom.test in _NUMERIC and _finite(atom.constant) and float(atom.constant) == atom.constant
+    """A comparison with a number (exact as a float) by a numeric operator (``NUMERIC``)."""
+    return atom.test in NUMERIC and finite(atom.constant) and float(atom.constant) == atom.constant
 
-
-GUARD_LT, GUARD_LE, GUARD_GT, GUARD_GE, GUARD_EQ, GUARD_NE, GUARD_OTHER = range(7)
-"""``Guard`` codes: ``value OP constant`` for a finite number, by operator; OTHER: ``holds`` only."""
-
-_GUARD_CODES: dict[Any, int] = {operator.lt: GUARD_LT, operator.le: GUARD_LE, operator.gt: GUARD_GT,
-                                operator.ge: GUARD_GE, operator.eq: GUARD_EQ, operator.ne: GUARD_NE}
-
-Guard = tuple[str, int, Any, Callable[[Any], bool]]
-"""A guard (``CompiledExpr.guards``) as the engine checks it (``guard_holds``): feature name, the
-comparison's code for a finite number, its constant, and ``Atom.holds`` for any other value."""
-
-
-def guard(atom: Atom) -> Guard:
-    """``atom`` as a ``Guard``."""
-    if atom.test not in _NUMERIC or not _finite(atom.constant):
-        return atom.name, GUARD_OTHER, atom.constant, atom.holds
-    return atom.name, _GUARD_CODES[_NUMERIC[atom.test][atom.constant_first]], atom.constant, atom.holds
-
-
-def guard_holds(code: int, constant: Any, holds: Callable[[Any], bool], value: Any) -> bool:
-    """A ``Guard``'s truth for ``value`` (``Atom.holds``): compared in place for a finite number (no
-    call of the rule helpers' None and type guards; the engine checks ~9 per event with 1,000 tags)."""
-    t = type(value)
-    if code == GUARD_OTHER or not (t is int or (t is float and math.isfinite(value))):
-        return bool(holds(value))
-    if code == GUARD_GE:
-        return bool(value >= constant)
-    if code == GUARD_LT:
-        return bool(value < constant)
-    if code == GUARD_GT:
-        return bool(value > constant)
-    if code == GUARD_LE:
-        return bool(value <= constant)
-    if code == GUARD_EQ:
-        return bool(value == constant)
-    return bool(value != constant)
 
 
 class _FeatureIndex:
@@ -172,7 +122,7 @@ class _FeatureIndex:
             self.always.append(entry)
 
     def freeze(self, with_guards: Container[int]) -> None:
-        self.numeric = [(_NUMERIC[a.test][a.constant_first], a.constant, tag, sign) for a, tag, sign in self.ordered]
+        self.numeric = [(NUMERIC[a.test][a.constant_first], a.constant, tag, sign) for a, tag, sign in self.ordered]
         self.crossings = Crossings(self.numeric, with_guards)
         self.none_truth = [bool(a.holds(None)) for a, _, _ in self.ordered]
         self.on_feed = sorted(set(self.on_feed))
@@ -198,10 +148,10 @@ class _FeatureIndex:
             out.guarded.update(self.on_guarded)
         if self.linear:
             self._moved(old, new, out)
-        if _finite(old) and _finite(new):
+        if finite(old) and finite(new):
             self.crossings.flipped(old, new, out)
             check = self.always
-        elif (old is None and _finite(new)) or (new is None and _finite(old)):  # a first value, or the last gone
+        elif (old is None and finite(new)) or (new is None and finite(old)):  # a first value, or the last gone
             for (op, constant, tag, sign), none_true in zip(self.numeric, self.none_truth, strict=True):
                 now_true = none_true if new is None else op(new, constant)
                 if (none_true if old is None else op(old, constant)) != now_true:
@@ -218,7 +168,7 @@ class _FeatureIndex:
     def _moved(self, old: Any, new: Any, out: Flips) -> None:
         """The tags of ``linear``, on the side the value going from ``old`` to ``new`` moved them."""
         limit = self.limit
-        if _finite(old) and _finite(new) and -limit <= old <= limit and -limit <= new <= limit:
+        if finite(old) and finite(new) and -limit <= old <= limit and -limit <= new <= limit:
             moves = self.rise if new > old else self.fall
             if moves.always:
                 out.always.update(moves.always)
@@ -267,7 +217,7 @@ class _Moves:
         elif (slope > 0) != rising:
             self.down.append(tag)
         elif len(guards) == 1 and _numeric(guards[0]) and self.thresholds.add(
-                tag, _NUMERIC[guards[0].test][guards[0].constant_first], float(guards[0].constant)):
+                tag, NUMERIC[guards[0].test][guards[0].constant_first], float(guards[0].constant)):
             pass
         elif guards:
             self.up_tested.append((tag, tuple(guard(g) for g in guards)))

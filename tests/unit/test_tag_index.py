@@ -123,7 +123,7 @@ def test_the_guards_of_a_condition_are_the_comparisons_it_is_an_and_of(source: s
 @settings(max_examples=300, deadline=None)
 def test_a_condition_is_false_while_a_guard_is(conditions: list[str], a: Any, b: Any) -> None:
     """What lets the engine skip a guarded tag it does not hold: a false guard, a false condition."""
-    from streams.engine.tag_index import guard, guard_holds
+    from streams.engine.guards import guard, guard_holds
 
     for src in conditions:
         expr = compile_expr(src, names=NAMES)
