@@ -193,3 +193,6 @@ class Group:
 
     def owns(self, record: Any) -> bool:
         return True
+
+    def read_again(self, record: Any) -> bool:
+        return False

@@ -139,7 +139,8 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
         s = common.scrape_all(url)
         res["tag_changes"] = total(s, "tagstream_tag_changes_total")
         res["counters_after_drain"] = {n: total(s, f"tagstream_{n}_total") for n in (
-            "events_in", "events_processed", "events_duplicate", "events_anonymous", "events_invalid")}
+            "events_in", "events_processed", "events_duplicate", "events_anonymous", "events_invalid",
+            "records_read_again")}
         res["counters_per_worker"] = [{n: total(common.scrape_all(u), f"tagstream_{n}_total") for n in (
             "events_in", "events_processed", "events_duplicate")} for u in (url if isinstance(url, list) else [url])]
         res["customers_in_state_metric"] = total(s, "tagstream_customers_in_state")

@@ -82,6 +82,10 @@ class Membership(Protocol):
 
     def owns(self, record: Delivered) -> bool: ...
 
+    def read_again(self, record: Delivered) -> bool:
+        """True for a record processed and acknowledged already, brought again by the re-read of
+        a hole before it (``faust_commits.StrictCommits.read_again``)."""
+
 
 @dataclass(slots=True)  # one per tag change: no __dict__ to allocate and free
 class Published:
@@ -245,11 +249,14 @@ class CustomerStage:
         """Items per customer, in order, and the (last) record that carried each customer's items."""
         by_key: dict[bytes, list[dict[str, Any]]] = {}
         record_of: dict[bytes, Delivered] = {}
-        stale = slices = 0
+        stale = slices = again = 0
         for ev in events:
             if ev.message.generation_id != generation:
                 stale += 1
                 continue  # fetched before a rebalance: faust re-reads it from the committed offset
+            if self.membership.read_again(ev):
+                again += 1
+                continue  # its items are in the states already
             try:
                 items = decode_envelope(ev.message.value)
             except ValueError as exc:
@@ -265,6 +272,8 @@ class CustomerStage:
         if stale:
             log.info("%d of %d records of an old consumer generation skipped (generation now %d)",
                      stale, len(events), generation)
+        if again:
+            self.metrics.records_read_again.inc(again)
         return by_key, record_of
 
     def _dead_letter_items(self, record: Delivered, key: bytes, objs: list[dict[str, Any]], exc: Exception) -> None:

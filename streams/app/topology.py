@@ -88,14 +88,18 @@ class Runtime:
 class AppMembership:
     """The stage's view of the consumer group, from the faust app."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, strict: faust_commits.StrictCommits) -> None:
         self.app = app
+        self.strict = strict
 
     def generation(self) -> int:
         return int(self.app.consumer_generation_id)
 
     def owns(self, record: Delivered) -> bool:
         return record.message.tp in self.app.consumer.assignment()
+
+    def read_again(self, record: Delivered) -> bool:
+        return self.strict.read_again(record.message.tp, record.message.offset)
 
 
 def build_faust_app(settings: Settings) -> faust.App:
@@ -193,8 +197,9 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
         metrics=metrics, links=identity.links if identity else None)
     exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
+    strict = faust_commits.install(app)  # no commit past a record faust dropped unacknowledged
     customer_stage = CustomerStage(
-        engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app), due=rt.due,
+        engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app, strict), due=rt.due,
         redis=rt.redis_sink,
         tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic, batches=lambda: kafka_producer(app)),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
@@ -221,7 +226,6 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         assert rt.kafka_probe is not None
         await probe_kafka(rt.kafka_probe, rt.health)
 
-    strict = faust_commits.install(app)  # no commit past a record faust dropped unacknowledged
     _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name(), strict)
     _wire_audience_sizes(app, settings, rt)
     wire_rules_watch(app, settings, rt, customer_stage, rules_offset, births or {})

@@ -61,6 +61,7 @@ class Metrics:
     producer_buffer_full: Counter
     rules_rejected: Counter
     offset_holes: Counter
+    records_read_again: Counter
     backfill_events: Counter
     identity_links: Counter
     identity_refused: Counter
@@ -146,6 +147,9 @@ class Metrics:
                                  "or, when the same hole came back, accepted as a real gap (gap); records never "
                                  "acknowledged behind acknowledged ones, read again (unacked)",
                                  ["topic", "action"], registry=registry),
+            records_read_again=Counter(f"{p}_records_read_again", "Customer-topic records a hole's re-read brought "
+                                       "again after they were processed and acknowledged: passed by, not "
+                                       "processed twice", registry=registry),
             backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
                                     "least one new feature (applied), or already counted live or by an earlier "
                                     "replay (skipped)", ["result"], registry=registry),

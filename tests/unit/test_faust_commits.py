@@ -202,3 +202,24 @@ def test_a_hole_that_changes_is_read_again() -> None:
     c.ack(tp, 12, 13)  # records came again: the hole is smaller now, a new one
     strict.judge(c, tp)
     assert strict.next_step(c, tp) == 10
+
+
+def test_a_reread_names_the_records_acknowledged_past_the_hole() -> None:
+    """What the seek back to a hole brings again although it was acknowledged (processed and
+    saved) is passed by, not processed twice; a rebalance or an accepted gap forgets it."""
+    strict, c, tp = StrictCommits(), cast(Any, _Consumer()), _TP(("in", 0))
+    c._committed_offset[tp] = 10
+    c.ack(tp, 13, 14, 16)
+    strict.judge(c, tp)
+    assert not strict.read_again(tp, 13)  # nothing sought back yet
+    assert strict.next_step(c, tp) == 10
+    assert [o for o in range(10, 18) if strict.read_again(tp, o)] == [13, 14, 16]
+    assert not strict.read_again(_TP(("in", 1)), 13)
+    strict.forget([tp])
+    assert not strict.read_again(tp, 13)
+    strict.judge(c, tp)
+    assert strict.next_step(c, tp) == 10
+    assert strict.next_step(c, tp) == 10
+    assert strict.read_again(tp, 14)
+    assert strict.next_step(c, tp) is None  # the same hole a third time: a gap
+    assert not strict.read_again(tp, 14)

@@ -144,12 +144,17 @@ class Group:
     gen: int = 1
     owned: set[int] = field(default_factory=lambda: set(range(PARTITIONS)))
     bump_on_publish: bool = False
+    done: set[tuple[int, int]] = field(default_factory=set)
+    """(partition, offset) of records a hole's re-read brings again, processed already."""
 
     def generation(self) -> int:
         return self.gen
 
     def owns(self, record: Delivered) -> bool:
         return record.message.partition in self.owned
+
+    def read_again(self, record: Delivered) -> bool:
+        return (record.message.partition, record.message.offset) in self.done
 
 
 def click(cid: str | None, i: int, **kw: Any) -> bytes:
@@ -308,6 +313,26 @@ async def test_stale_generation_records_are_skipped(tmp_path: Path, metrics: Met
     stage, _ = customer_stage(tmp_path, producer, metrics, store, Group(gen=2))
     await stage.process([envelope("c1", 3, generation_id=1)])
     assert store.data == {} and producer.sent == []
+
+
+async def test_records_a_holes_reread_brings_again_are_not_processed_twice(tmp_path: Path, metrics: Metrics) -> None:
+    """A record acknowledged before the watchdog sought its partition back to a hole comes again
+    with the hole's records: its events are in the state already and are not processed again."""
+    producer, store = FakeProducer(), DictStore()
+    later = envelope("c1", 3, offset=7)
+    group = Group()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, group)
+    await stage.process([later])  # processed and acknowledged while record 6 was dropped: a hole
+    group.done.add((later.message.partition, 7))  # the watchdog seeks back to 6: 6, then 7 again
+    await stage.process([envelope("c1", 3, offset=6, start=3), envelope("c1", 3, offset=7)])
+    assert stage.engine.feature_values(store.data[b"c1"], NOW)["views_1h"] == 6
+    assert metrics.records_read_again._value.get() == 1
+    assert metrics.events_processed.labels("clickstream")._value.get() == 6
+    assert metrics.events_duplicate.labels("clickstream")._value.get() == 0
+    group.done.clear()  # without it, the record is processed again and its events count once, by event id
+    await stage.process([envelope("c1", 3, offset=7)])
+    assert stage.engine.feature_values(store.data[b"c1"], NOW)["views_1h"] == 6
+    assert metrics.events_duplicate.labels("clickstream")._value.get() == 3
 
 
 async def test_partitions_lost_during_publish_are_not_saved(tmp_path: Path, metrics: Metrics) -> None:

@@ -81,6 +81,8 @@ class FakeConsumer:
         self._committed_offset = {self.tps[0]: 10, self.tps[1]: 5, self.tps[2]: 0}
         self.seeks: list[tuple[FakeTP, int]] = []
         self.resumed: set[FakeTP] = set()
+        self._acked: dict[FakeTP, list[int]] = {tp: [] for tp in self.tps}
+        """faust's acknowledged offsets per partition (read when a hole is sought back)."""
 
     def assignment(self) -> set[FakeTP]:
         return set(self.tps)
@@ -193,6 +195,7 @@ async def test_partition_watch_seeks_a_partition_with_a_hole_back_to_the_hole(mo
     consumer, strict, metrics = FakeConsumer(), StrictCommits(), Metrics.create(CollectorRegistry())
     strict.start = dict.fromkeys(consumer.tps, 0)
     strict.holes[consumer.tps[0]] = Hole(10, 14, 1000.0)  # 10..13 dropped, 14.. acknowledged
+    consumer._acked[consumer.tps[0]] = [14, 15]
     watch = PartitionWatch(name="faust", source=FaustOffsets(consumer, strict), topics=["in"],
                            watchdog=PartitionWatchdog(30), health=Health(recovered=True), metrics=metrics)
     await watch.check()
@@ -200,6 +203,7 @@ async def test_partition_watch_seeks_a_partition_with_a_hole_back_to_the_hole(mo
     now[0] += 5
     await watch.check()
     assert consumer.seeks == [(consumer.tps[0], 10)]
+    assert [o for o in range(10, 17) if strict.read_again(consumer.tps[0], o)] == [14, 15]  # passed by
     assert metrics.offset_holes.labels("in", "unacked")._value.get() == 1
 
 
