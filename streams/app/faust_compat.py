@@ -22,8 +22,9 @@ with a clear message (``check_faust``), rather than run on assumptions that no l
 * ``before_tables_stop`` — a graceful stop lets the customer batch in flight finish before faust
   closes the tables.
 
-``faust_commits.py`` (its own module) replaces faust's check of which offset may be committed;
-its target is fingerprinted here with the others.
+``faust_commits.py`` (its own module) replaces faust's check of which offset may be committed and
+completes its seek to the committed offsets after a rebalance; its targets are fingerprinted here
+with the others.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ FINGERPRINTS = {
     "faust.app.base.App.on_stop": "bfe5a933defb2324",
     "faust.app.base.App._stop_consumer": "55854a5de12c3f52",
     "faust.transport.consumer.Consumer._new_offset": "1d2c7ea89a7ad4f1",
+    "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
 }
 """sha256 (first 16 hex digits) of the faust source each piece here was copied from or replaces."""
 
@@ -108,7 +110,8 @@ def _targets() -> dict[str, Callable[..., Any]]:
             "faust.transport.consumer.Consumer.getmany": _original(Consumer.getmany),
             "faust.app.base.App.on_stop": App.on_stop,
             "faust.app.base.App._stop_consumer": App._stop_consumer,
-            "faust.transport.consumer.Consumer._new_offset": _original(Consumer._new_offset)}
+            "faust.transport.consumer.Consumer._new_offset": _original(Consumer._new_offset),
+            "faust.transport.consumer.Consumer.perform_seek": _original(Consumer.perform_seek)}
 
 
 def _original(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -197,7 +197,9 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
         metrics=metrics, links=identity.links if identity else None)
     exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
-    strict = faust_commits.install(app)  # no commit past a record faust dropped unacknowledged
+    # no commit past a record faust dropped unacknowledged; a customer partition never committed
+    # is read from its start after a rebalance
+    strict = faust_commits.install(app, frozenset({customer_events.get_topic_name()}))
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app, strict), due=rt.due,
         redis=rt.redis_sink,

@@ -89,6 +89,7 @@ class _App:
 @pytest.fixture
 def installed(monkeypatch: pytest.MonkeyPatch) -> tuple[_App, StrictCommits]:
     monkeypatch.setattr(Consumer, "_new_offset", Consumer._new_offset)  # undone after the test
+    monkeypatch.setattr(Consumer, "perform_seek", Consumer.perform_seek)
     consumer = _Consumer()
 
     async def earliest_offsets(*tps: Any) -> dict[Any, int]:
@@ -223,3 +224,31 @@ def test_a_reread_names_the_records_acknowledged_past_the_hole() -> None:
     assert strict.read_again(tp, 14)
     assert strict.next_step(c, tp) is None  # the same hole a third time: a gap
     assert not strict.read_again(tp, 14)
+
+
+async def test_after_faust_seeks_to_committed_offsets_a_partition_never_committed_goes_to_its_start(
+        installed: tuple[_App, StrictCommits]) -> None:
+    """faust's seek after a rebalance (aiokafka's ``seek_to_committed``) leaves a partition with no
+    committed offset where its fetch was, past the records the rebalance dropped: it is sent to
+    its first offset. Committed partitions and other topics (changelogs) are left to faust."""
+    app, _ = installed
+    strict = faust_commits.install(app, frozenset({"cust"}))
+    c: Any = app.consumer
+    c._tagstream_strict = strict
+    never, committed, changelog = _TP(("cust", 0)), _TP(("cust", 1)), _TP(("cust-changelog", 0))
+    c._committed_offset[committed] = 40
+    c._read_offset = {}
+    seeks: list[tuple[Any, int]] = []
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        return {never: None, committed: 40, changelog: None}
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    c.assignment = lambda: {never, committed, changelog}
+    c.seek_to_committed = seek_to_committed
+    c.seek = seek
+    await Consumer.perform_seek(c)
+    assert seeks == [(never, 0)]
+    assert c._read_offset[committed] == 40  # faust's own part ran first
