@@ -104,6 +104,49 @@ def test_every_tag_whose_truth_changes_is_flipped(conditions: list[str], old: An
     assert changed <= chosen
 
 
+def _sets(flips: Flips) -> tuple[Any, ...]:
+    return (flips.always, flips.up, flips.down, sorted(sorted(d) for d in flips.down_lists), flips.guarded,
+            flips.up_guarded)
+
+
+@given(st.lists(CONDITIONS, min_size=1, max_size=12), st.one_of(st.none(), st.integers(-2, 7), st.just(2**60)),
+       st.integers(-2, 7) | st.just(2**60))
+@settings(max_examples=300, deadline=None)
+def test_a_remembered_count_transition_flips_what_computing_it_does(conditions: list[str], old: Any, new: int) -> None:
+    """``_FeatureIndex.memo``: a count going from ``old`` to ``new`` a second time gets the first
+    time's result, which is what the index computes without it (here every feature is memoized)."""
+    tags = [TagDef(f"t{i}", compile_expr(src, names=NAMES), tuple(sorted(compile_expr(src, names=NAMES).names)))
+            for i, src in enumerate(conditions)]
+    index = TagIndex(tags, {n: f"k_{n}" for n in NAMES}, frozenset())
+    computed = index.flips()
+    feature = index._by_key.get("k_a")
+    if feature is None:
+        return
+    feature._flipped(old, new, computed)
+    feature.memoized = True
+    first, again = index.flips(), index.flips()
+    index.flipped("k_a", old, new, first)
+    assert (old, new) in feature.memo
+    index.flipped("k_a", old, new, again)
+    assert _sets(first) == _sets(again) == _sets(computed)
+
+
+def test_only_features_with_many_comparisons_memoize_and_the_memo_is_bounded() -> None:
+    from streams.engine import tag_index as module
+
+    wide = [TagDef(f"t{i}", compile_expr(f"a >= {i}", names=NAMES), ("a",)) for i in range(module.MEMO_MIN_ATOMS)]
+    narrow = [TagDef("n", compile_expr("b >= 1", names=NAMES), ("b",))]
+    index = TagIndex(wide + narrow, {n: n for n in NAMES}, frozenset())
+    assert index._by_key["a"].memoized and not index._by_key["b"].memoized
+    flips = index.flips()
+    for v in range(module.MEMO_MAX + 10):
+        index.flipped("a", v, v + 1, flips)
+        index.flipped("b", v, v + 1, flips)
+    assert len(index._by_key["a"].memo) == module.MEMO_MAX
+    assert not index._by_key["b"].memo
+    assert flips.up == set(range(1, module.MEMO_MIN_ATOMS + 1))  # a >= 0 never flips; n (b >= 1) at 0 -> 1
+
+
 @pytest.mark.parametrize(("source", "guards"), [
     ("b >= 40 and a >= b / 4", [("b", 40), ("a", 10)]),
     ("a >= 2 and b == 0", [("a", 2), ("b", 0)]),
