@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Container, Sequence
-from typing import Any
+from typing import Any, Final
 
 from streams.engine.flips import Flips, destination
 
@@ -111,7 +111,7 @@ class Crossings:
                 out.add(tag, sign, now_true)
 
 
-_EXACT = 2 ** 53
+_EXACT: Final = 9_007_199_254_740_992  # 2 ** 53; Final: a compiled constant, not a global look-up
 """Ints up to this are floats exactly: ``Crossings`` bisects floats."""
 
 

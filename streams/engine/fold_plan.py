@@ -12,7 +12,7 @@ the same (tests/unit/test_fold_plan.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from streams.engine.features.runtime import Runtime
 
@@ -20,7 +20,7 @@ Step = tuple[Runtime, int]
 """A feature and the slot of its per-event filter (-1: nothing to evaluate)."""
 
 _STATIC_NAMES = frozenset(("source", "type"))
-_MAX_PLANS = 4096
+_MAX_PLANS: Final = 4096
 """Types are validated enums (a few dozen pairs); a bound all the same, should an event path ever
 bring free text."""
 

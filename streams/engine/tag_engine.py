@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
@@ -23,10 +23,10 @@ from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
-MAX_CATCH_UP_STEPS = 1000
-BACKFILL_WINDOW_MS = 7 * 86_400_000
+MAX_CATCH_UP_STEPS: Final = 1000
+BACKFILL_WINDOW_MS: Final = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
-_GATE = "\x00gate"
+_GATE: Final = "\x00gate"
 """``CustomerState.next_change``'s entry for the next flap-control gate (feature keys are hex digests)."""
 
 

@@ -56,11 +56,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from streams.engine.crossings import Crossings, Thresholds
 from streams.engine.flips import Flips, destination
-from streams.engine.guards import NUMERIC, Guard, finite, guard, guard_holds
+from streams.engine.guards import NUMERIC, Guard, finite, guard
 from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
 
@@ -242,8 +242,8 @@ class _FeatureIndex:
             if moves.thresholds.live:
                 moves.thresholds.passing(new, out.up_guarded)
             for tag, guards in moves.up_tested:
-                for _, code, constant, holds in guards:  # a guard on this value fails: it cannot come in
-                    if not guard_holds(code, constant, holds, new):
+                for g in guards:  # a guard on this value fails: it cannot come in
+                    if not g.holds_for(new):
                         break
                 else:
                     out.up_guarded.add(tag)
@@ -252,9 +252,9 @@ class _FeatureIndex:
             out.guarded.update(self.either.guarded)
 
 
-MEMO_MIN_ATOMS = 8
+MEMO_MIN_ATOMS: Final = 8
 """Comparisons on a feature from which its count transitions are memoized (or any linear term)."""
-MEMO_MAX = 4096
+MEMO_MAX: Final = 4096
 """Count transitions remembered per feature state key (``_FeatureIndex.memo``): a count's
 ``(old, new)`` pairs recur (``n`` to ``n + 1``), ~4,000 per feature in 50,000 events with 1,000 tags."""
 

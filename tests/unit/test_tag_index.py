@@ -166,15 +166,14 @@ def test_the_guards_of_a_condition_are_the_comparisons_it_is_an_and_of(source: s
 @settings(max_examples=300, deadline=None)
 def test_a_condition_is_false_while_a_guard_is(conditions: list[str], a: Any, b: Any) -> None:
     """What lets the engine skip a guarded tag it does not hold: a false guard, a false condition."""
-    from streams.engine.guards import guard, guard_holds
+    from streams.engine.guards import guard
 
     for src in conditions:
         expr = compile_expr(src, names=NAMES)
         values = {"a": a, "b": b}
         for atom in expr.guards:
             value = values[atom.name]
-            _, code, constant, holds = guard(atom)
-            assert guard_holds(code, constant, holds, value) == atom.holds(value)  # the engine's check
+            assert guard(atom).holds_for(value) == atom.holds(value)  # the engine's check
             if not atom.holds(value):
                 assert not bool(expr(values)), (src, values)
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from streams.engine.features.aggregations import AGGREGATIONS, Aggregation
 from streams.engine.features.sequences import pattern_runtime
 from streams.engine.features.windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 from tag_rules import FeatureDef
 
-MAX_DISTINCT = 1000
+MAX_DISTINCT: Final = 1000
 """Distinct values remembered per feature and customer; the oldest are forgotten first."""
 
-NEVER = math.inf
+NEVER: Final = math.inf
 
 
 class Runtime(Protocol):

@@ -26,21 +26,21 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from streams.engine.features.windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 from tag_rules import FeatureDef, Pattern
 
-MAX_PENDING = 8
+MAX_PENDING: Final = 8
 """absence: pending A times remembered per customer. Beyond, the interior time whose neighbours
 are closest is dropped (the earliest and latest are always kept): no effect on in-order input
 when ``within <= 5/7 window`` (or lifetime), see docs/rules.md."""
-MAX_RUNS = 4
+MAX_RUNS: Final = 4
 """sequence: runs of A events remembered per customer; the oldest goes first."""
-MAX_UNMATCHED = 4
+MAX_UNMATCHED: Final = 4
 """sequence: B events without an A remembered per customer (for a late A); the oldest goes first."""
 
-NEVER = math.inf
+NEVER: Final = math.inf
 
 
 class PatternRuntime:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-SEEN_ENTRY = 12
+SEEN_ENTRY: Final = 12
 """Bytes per remembered event id in ``CustomerState.seen_log``."""
 
 

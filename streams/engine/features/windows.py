@@ -13,7 +13,9 @@ longer. The instant a bucket leaves the window is therefore exact and known in a
 
 from __future__ import annotations
 
-DEFAULT_STEPS_PER_WINDOW = 60
+from typing import Final
+
+DEFAULT_STEPS_PER_WINDOW: Final = 60
 """A window is cut into this many buckets unless a feature gives its own resolution."""
 
 
