@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from collections import Counter as CountOf
 from collections.abc import Iterable, Sequence
@@ -93,6 +94,25 @@ class Published:
 
     change: Change
     src_ts_ms: int | None
+
+
+_LABELS = operator.itemgetter("tag", "op", "cause")
+"""A change's labels of ``tagstream_tag_changes_total``."""
+_SRC_TS = operator.attrgetter("src_ts_ms")
+
+
+def tally(published: list[Published]) -> tuple[CountOf[tuple[str, str, str]], CountOf[int], CountOf[int]]:
+    """A batch's changes counted per (tag, op, cause), per source record timestamp (caused by an
+    event) and per instant (clock-driven: ``at_ms``). Counted by ``Counter``'s own loop (C) over C
+    iterators: a Python loop with three dictionary updates per change was ~1 µs per change with
+    1,000 tags (py-spy)."""
+    counts: CountOf[tuple[str, str, str]] = CountOf(map(_LABELS, [p.change for p in published]))
+    from_events: CountOf[int] = CountOf(map(_SRC_TS, published))
+    from_clock: CountOf[int] = CountOf()
+    if None in from_events:
+        del from_events[None]
+        from_clock.update([p.change["at_ms"] for p in published if p.src_ts_ms is None])
+    return counts, from_events, from_clock
 
 
 @dataclass
@@ -409,16 +429,7 @@ class CustomerStage:
         """Counts the changes per (tag, op, cause) and observes their latencies, each distinct value
         once with its multiplicity (a batch's changes share few: those of one event, its latency)."""
         m = self.metrics
-        counts: CountOf[tuple[str, str, str]] = CountOf()
-        from_events: CountOf[int] = CountOf()
-        from_clock: CountOf[int] = CountOf()
-        for p in published:
-            c = p.change
-            counts[c["tag"], c["op"], c["cause"]] += 1
-            if p.src_ts_ms is not None:
-                from_events[p.src_ts_ms] += 1
-            else:
-                from_clock[c["at_ms"]] += 1
+        counts, from_events, from_clock = tally(published)
         series = self._tag_changes
         for labels, n in counts.items():
             series[labels].inc(n)

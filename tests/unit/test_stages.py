@@ -600,3 +600,22 @@ async def test_quiesce_gives_up_on_a_stuck_batch(tmp_path: Path, metrics: Metric
     await stage._batch.acquire()  # a batch that never ends
     await stage.quiesce(timeout_s=0.01)
     assert stage.stopping
+
+
+def test_a_batch_s_changes_are_tallied_per_labels_timestamp_and_instant() -> None:
+    """``customers.tally``: what the stage adds to the tag-change counters and latency histograms."""
+    from streams.app.customers import Published, tally
+
+    def change(tag: str, op: str, cause: str, at_ms: int) -> Any:
+        return {"customer_id": "c", "tag": tag, "op": op, "cause": cause, "at_ms": at_ms}
+
+    published = [Published(change("a", "add", "event", 5), 100), Published(change("b", "add", "event", 5), 100),
+                 Published(change("a", "remove", "expiry", 7), None), Published(change("a", "add", "event", 9), 101),
+                 Published(change("b", "remove", "expiry", 7), None), Published(change("a", "add", "event", 9), 101)]
+    counts, from_events, from_clock = tally(published)
+    assert counts == {("a", "add", "event"): 3, ("b", "add", "event"): 1, ("a", "remove", "expiry"): 1,
+                      ("b", "remove", "expiry"): 1}
+    assert from_events == {100: 2, 101: 2}
+    assert from_clock == {7: 2}
+    assert tally([]) == ({}, {}, {})
+    assert tally(published[:2])[2] == {}
