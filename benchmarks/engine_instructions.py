@@ -1,0 +1,100 @@
+"""The tag engine's cost per event in CPU instructions, counted by valgrind (issue 12).
+
+    python -m benchmarks.engine_instructions [--rules A.yaml B.yaml ...] [--events 20000]
+
+Timings on this project's 2-core machine vary by 5-15 % from one run to the next (other tenants of
+the host), more than most engine changes are worth, so an A/B of two timings needs many
+alternated runs. Instructions do not vary: this runs ``benchmarks.engine_only``'s input through
+``TagEngine.process_event`` (two passes over fresh states: the first warms the engine's
+caches, both are counted) under ``valgrind --tool=callgrind``, collecting only inside
+``process_event``, and reports instructions per event per rule set and their ratio to the first
+(the 50 reference tags by default). Needs valgrind (``apt-get install valgrind``) and the
+compiled engine (``python -m streams.tools.build_native``); ~1 minute per rule set.
+
+Instructions are not time (a cache miss costs more than an add), but for the engine's kind of
+change (fewer calls, fewer look-ups) they move together, and a 1 % change is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .common import REFERENCE_RULES
+from .engine_only import events
+from .rules_1000 import RULES_1000
+
+SELECTIVE = RULES_1000.with_name("rules_1000_selective.yaml")
+COLLECT = "CPyPy_tag_engine___TagEngine___process_event"
+"""The compiled entry point (``streams/engine/native.py``); with the pure-Python engine,
+``--collect`` another function (e.g. ``process_event``)."""
+
+
+def _child(rules: str, events_path: str) -> None:
+    """Runs inside valgrind: two passes of the events through one engine."""
+    from streams.engine.features.state import CustomerState
+    from streams.engine.tag_engine import TagEngine
+    from tag_rules import load_rules
+
+    with open(events_path, "rb") as f:
+        evs = pickle.load(f)
+    engine = TagEngine(load_rules(rules))
+    for _ in range(2):
+        states: dict[str, CustomerState] = {}
+        for ev in evs:
+            engine.process_event(states.setdefault(ev["customer_id"], CustomerState()), ev, ev["ts_ms"])
+
+
+def count(rules: Path, events_path: Path, collect: str, workdir: Path) -> int:
+    """Instructions spent inside ``collect`` while the child runs ``rules``."""
+    out = workdir / f"callgrind.{rules.stem}"
+    subprocess.run(["valgrind", "--tool=callgrind", f"--toggle-collect={collect}", f"--callgrind-out-file={out}",
+                    sys.executable, "-m", "benchmarks.engine_instructions", "--child", str(rules), str(events_path)],
+                   check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    m = re.search(r"^summary:\s*(\d+)", out.read_text(), re.M)
+    if m is None:
+        raise RuntimeError(f"no summary line in {out}")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rules", nargs="+", type=Path, default=[REFERENCE_RULES, SELECTIVE])
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=20261127)
+    p.add_argument("--collect", default=COLLECT)
+    p.add_argument("--child", nargs=2, metavar=("RULES", "EVENTS"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(*args.child)
+        return 0
+    if shutil.which("valgrind") is None:
+        p.error("valgrind is not installed (apt-get install valgrind)")
+    evs = events(args.events * 3, args.customers, args.seed)[:args.events]  # engine_only's generator and seed
+    rows: list[dict[str, object]] = []
+    first: float | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        events_path = workdir / "events.pkl"
+        events_path.write_bytes(pickle.dumps(evs))
+        for rules in args.rules:
+            per_event = count(rules, events_path, args.collect, workdir) / (2 * len(evs))
+            rows.append({"rules": str(rules), "instructions_per_event": round(per_event)})
+            first = per_event if first is None else first
+            ratio = first / per_event
+            print(f"{rules.name}: {per_event:,.0f} instructions per event "
+                  f"({len(evs):,} customer events, 2 passes); first / this = {ratio:.1%}", flush=True)
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
