@@ -158,7 +158,7 @@ class _FeatureIndex:
             self.fall.add(tag, slope, guarded, guards, False)
             self.either.add(tag, slope, guarded, guards, None)
         for moves in (self.rise, self.fall):
-            moves.thresholds.freeze()
+            moves.freeze()
 
     def flipped(self, old: Any, new: Any, out: Flips) -> None:
         """Adds to ``out`` the tags this feature going from ``old`` to ``new`` may change: for counts
@@ -229,16 +229,7 @@ class _FeatureIndex:
         limit = self.limit
         if finite(old) and finite(new) and -limit <= old <= limit and -limit <= new <= limit:
             moves = self.rise if new > old else self.fall
-            if moves.always:
-                out.always.update(moves.always)
-            if moves.guarded:
-                out.guarded.update(moves.guarded)
-            if moves.down:
-                out.down_lists.append(moves.down)
-            if moves.up:
-                out.up.update(moves.up)
-            if moves.up_guarded:
-                out.up_guarded.update(moves.up_guarded)
+            moves.fixed.apply(out)
             if moves.thresholds.live:
                 moves.thresholds.passing(new, out.up_guarded)
             for tag, guards in moves.up_tested:
@@ -294,9 +285,12 @@ class _Moves:
     """Where a rise (or a fall) of a value puts the tags of the linear comparisons on it, worked
     out once (``_FeatureIndex.freeze``): a per-entry loop was a third of the index's time."""
 
-    __slots__ = ("always", "down", "guarded", "thresholds", "up", "up_guarded", "up_tested")
+    __slots__ = ("always", "down", "fixed", "guarded", "thresholds", "up", "up_guarded", "up_tested")
 
     def __init__(self) -> None:
+        self.fixed = _Delta(Flips())
+        """What a move adds whatever the new value (``freeze``): the lists below, ``down`` as one of
+        ``Flips.down_lists``."""
         self.always: list[int] = []
         self.guarded: list[int] = []
         self.down: list[int] = []
@@ -307,6 +301,16 @@ class _Moves:
         self.thresholds = Thresholds()
         """The same for tags with one guard on this value, a numeric comparison (most: the guard a
         linear term implies), found by bisection instead of a test each."""
+
+    def freeze(self) -> None:
+        fixed = Flips(self.always)
+        fixed.guarded.update(self.guarded)
+        fixed.up.update(self.up)
+        fixed.up_guarded.update(self.up_guarded)
+        if self.down:
+            fixed.down_lists.append(self.down)
+        self.fixed = _Delta(fixed)
+        self.thresholds.freeze()
 
     def add(self, tag: int, slope: int, guarded: bool, guards: tuple[Atom, ...], rising: bool | None) -> None:
         if rising is None or not slope:
