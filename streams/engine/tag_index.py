@@ -86,8 +86,9 @@ class _FeatureIndex:
         self.memo: dict[tuple[Any, int], _Delta] = {}
         """``flipped``'s result for an int (or None) going to an int, by ``(old, new)`` (``_Delta``)."""
         self.memoized = False
-        """Whether ``memo`` is used: with a few comparisons and no linear term on the feature (the 50
-        reference tags), computing the result costs no more than looking it up."""
+        """Whether ``memo`` is used: only with ``MEMO_MIN_ATOMS`` comparisons and linear terms on the
+        feature or more; with fewer (the 50 reference tags' features), computing the result costs no
+        more than looking it up."""
         self.with_guards: Container[int] = frozenset()
         self.on_feed: list[int] = []
         self.on_change: list[int] = []
@@ -244,7 +245,7 @@ class _FeatureIndex:
 
 
 MEMO_MIN_ATOMS: Final = 8
-"""Comparisons on a feature from which its count transitions are memoized (or any linear term)."""
+"""Comparisons and linear terms on a feature from which its count transitions are memoized."""
 MEMO_MAX: Final = 4096
 """Count transitions remembered per feature state key (``_FeatureIndex.memo``): a count's
 ``(old, new)`` pairs recur (``n`` to ``n + 1``), ~4,000 per feature in 50,000 events with 1,000 tags."""
