@@ -603,8 +603,8 @@ async def test_quiesce_gives_up_on_a_stuck_batch(tmp_path: Path, metrics: Metric
 
 
 def test_a_batch_s_changes_are_tallied_per_labels_timestamp_and_instant() -> None:
-    """``customers.tally``: what the stage adds to the tag-change counters and latency histograms."""
-    from streams.app.customers import Published, tally
+    """``published.tally``: what the customer stage adds to the tag-change counters and latency histograms."""
+    from streams.app.published import Published, tally
 
     def change(tag: str, op: str, cause: str, at_ms: int) -> Any:
         return {"customer_id": "c", "tag": tag, "op": op, "cause": cause, "at_ms": at_ms}
