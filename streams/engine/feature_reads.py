@@ -9,13 +9,14 @@ feature is fed or changes, when the value does not move with the clock (not a ti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from streams.engine.features.runtime import FeatureRuntime, Runtime
 from streams.engine.features.state import CustomerState
 
-UNREAD: Any = object()
-"""A value not read yet (not in ``state.value_cache``, not in an evaluation's values)."""
+UNREAD: Final[Any] = object()
+"""A value not read yet (not in ``state.value_cache``, not in an evaluation's values). ``Final``:
+compiled as a C static (a module global is a dictionary look-up at every use: 2 per guard checked)."""
 
 
 def value_at(feats: dict[str, Any], rt: Runtime, now_ms: int) -> Any:

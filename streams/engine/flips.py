@@ -7,6 +7,14 @@ the tag engine. A comparison that flipped puts its tag where ``destination`` say
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Sequence
+from typing import Any, Final
+
+ALWAYS: Final = 0
+DOWN: Final = 1
+UP_GUARDED: Final = 2
+UP: Final = 3
+"""Where a flipped comparison puts its tag (``Flips.put``): ``always``, ``down``, ``up_guarded``, ``up``.
+``Final``: compiled as constants (module globals are dictionary look-ups at every use)."""
 
 
 class Flips:
@@ -43,17 +51,23 @@ class Flips:
         """The tags to evaluate, given the names of the tags by index and the ones held (the
         guarded and up_guarded ones that are not held are left to the caller)."""
         out = set(self.always)
-        for i in self.up:
+        # Walked as objects (``Any``): compiled, a loop over a ``set[int]`` unboxes each tag and boxes
+        # it again for ``out.add``, a new int object for every tag index above 256.
+        up: Any = self.up
+        down: Any = self.down
+        guarded: Any = self.guarded
+        lists: Any = self.down_lists
+        for i in up:
             if names[i] not in held:
                 out.add(i)
-        for i in self.down:
+        for i in down:
             if names[i] in held:
                 out.add(i)
-        for down in self.down_lists:
-            for i in down:
+        for listed in lists:
+            for i in listed:
                 if names[i] in held:
                     out.add(i)
-        for i in self.guarded:
+        for i in guarded:
             if names[i] in held:
                 out.add(i)
         return out
@@ -72,10 +86,6 @@ class Flips:
             self.up_guarded.add(tag)
         else:
             self.always.add(tag)
-
-
-ALWAYS, DOWN, UP_GUARDED, UP = 0, 1, 2, 3
-"""Where a flipped comparison puts its tag (``Flips.put``): ``always``, ``down``, ``up_guarded``, ``up``."""
 
 
 def destination(tag: int, sign: int, now_true: bool, with_guards: Container[int]) -> int:

@@ -26,6 +26,8 @@ from tag_rules.compiler import CompiledRuleSet
 MAX_CATCH_UP_STEPS: Final = 1000
 BACKFILL_WINDOW_MS: Final = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
+_NO_KEYS: Final = NO_KEYS
+"""``backfill.NO_KEYS`` as a C static (backfill.py is not compiled: its names are dictionary look-ups)."""
 _GATE: Final = "\x00gate"
 """``CustomerState.next_change``'s entry for the next flap-control gate (feature keys are hex digests)."""
 
@@ -189,7 +191,7 @@ class TagEngine:
         too_late = self.allowed_lateness_ms is not None and now_ms - event["ts_ms"] > self.allowed_lateness_ms
         out.late |= too_late
         backfilled = self.tracker.on_live(state.backfill, event, now_ms) if self.tracker or state.backfill \
-            else NO_KEYS
+            else _NO_KEYS
         fed: list[Runtime] = []
         filtered: dict[int, bool] = {}
         for rt, slot in self._plans.steps(event):
@@ -347,7 +349,8 @@ class TagEngine:
             return []
         held = state.tags
         chosen = flips.chosen(self._names, held)
-        for group in (flips.guarded, flips.up_guarded):
+        groups: list[Any] = [flips.guarded, flips.up_guarded]  # walked as objects (see ``Flips.chosen``)
+        for group in groups:
             for i in group:
                 if i not in chosen and self._names[i] not in held and self._guards.hold(i, state, values, now_ms):
                     chosen.add(i)
