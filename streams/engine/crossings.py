@@ -181,12 +181,20 @@ class Thresholds:
             for f, passes in enumerate((operator.ge, operator.gt, operator.le, operator.lt)):
                 out.update(t for c, t in zip(bounds[f], tags[f], strict=True) if passes(value, c))
             return
-        v = float(value)  # slices: the set takes the list's objects (an index loop unboxes and re-boxes each)
+        v = float(value)
         if tags[0]:
-            out.update(tags[0][:_right(bounds[0], v)])
+            family = tags[0]
+            for i in range(_right(bounds[0], v)):
+                out.add(family[i])
         if tags[1]:
-            out.update(tags[1][:_left(bounds[1], v)])
+            family = tags[1]
+            for i in range(_left(bounds[1], v)):
+                out.add(family[i])
         if tags[2]:
-            out.update(tags[2][_left(bounds[2], v):])
+            family = tags[2]
+            for i in range(_left(bounds[2], v), len(family)):
+                out.add(family[i])
         if tags[3]:
-            out.update(tags[3][_right(bounds[3], v):])
+            family = tags[3]
+            for i in range(_right(bounds[3], v), len(family)):
+                out.add(family[i])
