@@ -387,25 +387,26 @@ class TagEngine:
         tags = self.tags if tags is None else tags
         self.evaluated += len(tags)
         for tag in tags:
+            name: str = tag.name  # read once: a rule's tag is no compiled class, each read is a getattr
             op: TagOp | None
-            if tag.name in stepped:
+            if name in stepped:
                 op = flap.step(tag, values, held, state.removed, at_ms)
                 if op is None:
                     continue
             else:
                 try:
-                    outcome = self._when_of[tag.name](values)
+                    outcome = self._when_of[name](values)
                 except KeyError:  # a name it reads is missing: as None (``CompiledExpr.__call__``)
                     outcome = tag.when(values)
                 holds = outcome if outcome.__class__ is bool else _truthy(outcome)
-                if holds == (tag.name in held):
+                if holds == (name in held):
                     continue
                 if holds:
-                    held[tag.name] = at_ms
+                    held[name] = at_ms
                 else:
-                    del held[tag.name]
+                    del held[name]
                 op = "add" if holds else "remove"
-            changes.append(tag_change(customer_id, tag.name, op, at_ms, cause, self.version,
+            changes.append(tag_change(customer_id, name, op, at_ms, cause, self.version,
                                       event, {n: values[n] for n in tag.features}, ref=ref))
         # Held under rules that had other tags: a full evaluation drops them (the first after a rule
         # change is ``_upgrade``'s, before any incremental one; a customer may hold hundreds of tags).
