@@ -213,6 +213,20 @@ def test_no_duplicate_adds_and_deterministic_change_ids(engine: TagEngine) -> No
     assert a.changes == [] and c1[0]["change_id"] == c2[0]["change_id"]
 
 
+def test_change_id_is_blake2b_of_the_basis() -> None:
+    """The id downstream consumers de-duplicate by must not change across versions: blake2b
+    (10 bytes, hex) of customer, tag, op, cause and the event id (else the instant), \x1f-separated."""
+    import hashlib
+
+    from streams.engine.tag_change import tag_change
+
+    c = tag_change("c1", "vip", "add", 1_700_000_000_000, "event", "v1", {"event_id": "e-7", "ts_ms": 1}, {})
+    d = tag_change("c1", "vip", "remove", 1_700_000_000_000, "expiry", "v1", None, {})
+    assert c["change_id"] == hashlib.blake2b(b"c1\x1fvip\x1fadd\x1fevent\x1fe-7", digest_size=10).hexdigest()
+    assert d["change_id"] == hashlib.blake2b(b"c1\x1fvip\x1fremove\x1fexpiry\x1f1700000000000",
+                                             digest_size=10).hexdigest()
+
+
 def test_state_round_trips_through_its_changelog_encoding(engine: TagEngine) -> None:
     st = CustomerState()
     for i in range(12):
