@@ -141,7 +141,8 @@ def _left(a: list[float], x: float) -> int:
     return lo
 
 
-_THRESHOLD_SIDES = {(False, True, True): 0, (False, False, True): 1, (True, True, False): 2, (True, False, False): 3}
+_THRESHOLD_SIDES: Final = {(False, True, True): 0, (False, False, True): 1, (True, True, False): 2,
+                           (True, False, False): 3}
 """``Thresholds``' families by a comparison's ``sides``: ``>=``, ``>``, ``<=``, ``<``."""
 
 

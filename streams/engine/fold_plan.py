@@ -12,14 +12,14 @@ the same (tests/unit/test_fold_plan.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from streams.engine.features.runtime import Runtime
 
-Step = tuple[Runtime, int]
+Step: TypeAlias = tuple[Runtime, int]
 """A feature and the slot of its per-event filter (-1: nothing to evaluate)."""
 
-_STATIC_NAMES = frozenset(("source", "type"))
+_STATIC_NAMES: Final = frozenset(("source", "type"))
 _MAX_PLANS: Final = 4096
 """Types are validated enums (a few dozen pairs); a bound all the same, should an event path ever
 bring free text."""

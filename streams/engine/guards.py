@@ -28,7 +28,7 @@ from streams.engine.features.state import CustomerState
 from tag_rules.expr_atoms import Atom
 from tag_rules.expr_values import HELPERS, PREFIX
 
-NUMERIC: dict[Any, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]] = {
+NUMERIC: Final[dict[Any, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]]] = {
     HELPERS[PREFIX + "lt"]: (operator.lt, operator.gt), HELPERS[PREFIX + "le"]: (operator.le, operator.ge),
     HELPERS[PREFIX + "gt"]: (operator.gt, operator.lt), HELPERS[PREFIX + "ge"]: (operator.ge, operator.le),
     operator.eq: (operator.eq, operator.eq), operator.ne: (operator.ne, operator.ne)}
@@ -51,7 +51,7 @@ GUARD_OTHER: Final = 6
 """``Guard`` codes: ``value OP constant`` for a finite number, by operator; OTHER: ``holds`` only.
 ``Final``: compiled as constants (a module global is a dictionary look-up at every use)."""
 
-_GUARD_CODES: dict[Any, int] = {operator.lt: GUARD_LT, operator.le: GUARD_LE, operator.gt: GUARD_GT,
+_GUARD_CODES: Final[dict[Any, int]] = {operator.lt: GUARD_LT, operator.le: GUARD_LE, operator.gt: GUARD_GT,
                                 operator.ge: GUARD_GE, operator.eq: GUARD_EQ, operator.ne: GUARD_NE}
 
 EXACT: Final = 9_007_199_254_740_992

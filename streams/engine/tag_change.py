@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from schemas.tags import ChangeCause, TagChangeDict, TagOp
 
-Change = TagChangeDict
+Change: TypeAlias = TagChangeDict
 """A tag change: the fields of schemas.tags.TagChange (the tag-change topic's value), typed."""
 
 _ID_HASH: Final = hashlib.blake2b(digest_size=10)

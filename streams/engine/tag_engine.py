@@ -109,7 +109,7 @@ class TagEngine:
         blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
         self._guards = GuardChecks([t.when.guards for t in self.tags], self._runtime_of, blank, self._reads)
         """What a tag that is not held needs before it is evaluated (streams/engine/guards.py)."""
-        self._true_when_blank = [i for i, t in enumerate(self.tags) if _truthy(t.when(blank))]
+        self._true_when_blank = [i for i, t in enumerate(self.tags) if flap.truthy(t.when(blank))]
         """Tags a customer with no state yet holds before its first event (``orders_30d == 0``):
         its first event evaluates these and the ones it flips, not every tag."""
         self.evaluated = 0
@@ -398,7 +398,7 @@ class TagEngine:
                     outcome = self._when_of[name](values)
                 except KeyError:  # a name it reads is missing: as None (``CompiledExpr.__call__``)
                     outcome = tag.when(values)
-                holds = outcome if outcome.__class__ is bool else _truthy(outcome)
+                holds = outcome if outcome.__class__ is bool else flap.truthy(outcome)
                 if holds == (name in held):
                     continue
                 if holds:
@@ -415,6 +415,3 @@ class TagEngine:
                 del held[name]
                 changes.append(tag_change(customer_id, name, "remove", at_ms, "rule_change", self.version, None, {}))
         return changes
-
-
-_truthy = flap.truthy

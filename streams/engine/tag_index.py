@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from streams.engine.crossings import Crossings, Thresholds
 from streams.engine.flips import Flips, destination
@@ -64,7 +64,7 @@ from streams.engine.guards import NUMERIC, Guard, finite, guard
 from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
 
-_Entry = tuple[Atom, int, int]
+_Entry: TypeAlias = tuple[Atom, int, int]
 """A comparison, the index of the tag it belongs to and its sign: +1 (or -1 when negated) in a
 plain tag, 0 in one whose outcome is not monotone in it (hysteresis, flap control)."""
 

@@ -118,3 +118,23 @@ def test_a_worker_says_which_engine_it_runs(monkeypatch: pytest.MonkeyPatch, cap
         log_engine()
         [record] = caplog.records
         assert record.levelno == level and reason in record.getMessage()
+
+
+def test_compiled_modules_keep_their_module_names_final() -> None:
+    """In compiled code a module-level name that is not ``Final`` is looked up in the module's
+    dictionary at every use (``UNREAD`` cost ~3k instructions per event that way: benchmarks/RULES.md,
+    session 25). Every assignment at the top of a compiled module is ``Final`` or a ``TypeAlias``."""
+    import ast
+
+    loose = []
+    for module in native.MODULES:
+        path = native.source(module)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.AnnAssign):
+                kind = ast.unparse(node.annotation).split("[", 1)[0]
+                if kind in ("Final", "TypeAlias"):
+                    continue
+            elif not isinstance(node, ast.Assign):
+                continue
+            loose.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:60]}")
+    assert not loose, "module-level names that are neither Final nor TypeAlias:\n" + "\n".join(loose)

@@ -9,9 +9,9 @@ inside a window harmless (``first``/``last`` break timestamp ties on the value i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final, TypeAlias
 
-Acc = Any
+Acc: TypeAlias = Any
 
 
 def _order_key(value: object) -> tuple[int, str]:
@@ -177,7 +177,7 @@ class DistinctCount(Aggregation):
     empty: object = 0
 
 
-AGGREGATIONS: dict[str, Aggregation] = {
+AGGREGATIONS: Final[dict[str, Aggregation]] = {
     agg.name: agg
     for agg in (Count(), Sum(), Min(), Max(), Avg(), First(), Last(), SinceLast(), DistinctCount())
 }

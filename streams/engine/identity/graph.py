@@ -26,19 +26,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from schemas.ids import ID_TYPES, IdType, is_junk, parse_id_key
 
-TYPE_RANK: Mapping[str, int] = MappingProxyType({t: i for i, t in enumerate(ID_TYPES)})
+TYPE_RANK: Final[Mapping[str, int]] = MappingProxyType({t: i for i, t in enumerate(ID_TYPES)})
 """Canonical-id priority of each id type: member 0, user 1, email_sha256 2, phone_sha256 3, anonymous 4."""
 
-DEFAULT_PER_TYPE: Mapping[IdType, int] = MappingProxyType(
+DEFAULT_PER_TYPE: Final[Mapping[IdType, int]] = MappingProxyType(
     {"member": 3, "user": 3, "email_sha256": 5, "phone_sha256": 3, "anonymous": 20})
 
-REFUSAL_REASONS: tuple[str, ...] = ("junk_id", *(f"too_many_{t}" for t in ID_TYPES), "cluster_too_large", "erased")
+REFUSAL_REASONS: Final[tuple[str, ...]] = ("junk_id", *(f"too_many_{t}" for t in ID_TYPES), "cluster_too_large",
+                                           "erased")
 """Every ``Refusal.reason`` (a fixed set: fit for a metric label and the ``ts.reason`` DLQ header)."""
 
 

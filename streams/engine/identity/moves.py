@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -39,9 +39,9 @@ from streams.engine.features.state import CustomerState
 from streams.engine.identity.merge import merge_customers
 from streams.engine.tag_engine import Change, TagEngine
 
-MAX_HOPS = 32
+MAX_HOPS: Final = 32
 """Forwards of one item beyond which it is dead-lettered (only a bug makes two stubs point at each other)."""
-MERGE_MEMORY = 64
+MERGE_MEMORY: Final = 64
 """Merge ids remembered per customer: a replayed ``merge`` item comes within one crash's replay."""
 
 
