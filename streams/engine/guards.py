@@ -52,7 +52,7 @@ GUARD_OTHER: Final = 6
 ``Final``: compiled as constants (a module global is a dictionary look-up at every use)."""
 
 _GUARD_CODES: Final[dict[Any, int]] = {operator.lt: GUARD_LT, operator.le: GUARD_LE, operator.gt: GUARD_GT,
-                                operator.ge: GUARD_GE, operator.eq: GUARD_EQ, operator.ne: GUARD_NE}
+                                       operator.ge: GUARD_GE, operator.eq: GUARD_EQ, operator.ne: GUARD_NE}
 
 EXACT: Final = 9_007_199_254_740_992
 """Ints up to this (2 ** 53) are floats exactly."""
