@@ -1,6 +1,6 @@
 """Profile the tagstream worker while it drains a backlog, and print where its CPU time goes.
 
-    python -m benchmarks.profile_worker [--events 50000] [--customers 100000] [--tool py-spy|pyinstrument]
+    python -m benchmarks.profile_worker [--events 50000] [--customers 100000] [--tool py-spy|pyinstrument|perf]
                                         [--native] [--rules PATH]
 
 py-spy (default) attaches to a real ``python -m streams.cli worker`` subprocess and samples it
@@ -9,7 +9,11 @@ on https://www.speedscope.app). ``--native`` samples the C frames too: the compi
 functions (without it their time lands on whichever Python frame py-spy last saw, e.g.
 ``tag_record``), orjson, the garbage collector, system calls. Needs ptrace (root, or CAP_SYS_PTRACE in a container).
 ``--tool pyinstrument`` runs the same worker under ``python -m pyinstrument`` instead (no
-ptrace needed) and saves its text and HTML reports.
+ptrace needed) and saves its text and HTML reports. ``--tool perf`` samples the worker with Linux
+``perf record`` (the cpu-clock event at 997 Hz, no call graphs) and prints its own time per shared
+object and per C symbol: the compiled engine's functions, libpython, orjson, the kernel. Python
+frames are all ``_PyEval_EvalFrameDefault`` there; read it next to a py-spy profile. Compare two
+rule sets with two runs (``--rules``).
 
 Prints the top 25 functions by own time (samples whose innermost frame is that function), then
 own time per package, then the top 25 by inclusive time.
@@ -93,6 +97,26 @@ def summarize_speedscope(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def start_perf(pid: int, out: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``perf record`` attached to ``pid`` (every thread) until SIGINT."""
+    with log_path.open("wb") as err:
+        return subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "997", "-p", str(pid), "-o", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=err)
+
+
+def summarize_perf(path: Path, top: int = 40) -> str:
+    """Own time per shared object, then per symbol, from ``perf report``."""
+    def report(sort: str) -> str:
+        return subprocess.run(["perf", "report", "-i", str(path), "--stdio", "--no-children", "--sort", sort,
+                               "--percent-limit", "0.3"], capture_output=True, text=True, check=True).stdout
+
+    def rows(text: str, n: int) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")][:n]
+
+    return "\n".join(["own time per shared object:", *rows(report("dso"), 15), "",
+                      f"top {top} symbols by own time:", *rows(report("dso,sym"), top)])
+
+
 def start_py_spy(pid: int, out: Path, log_path: Path, native: bool = False) -> subprocess.Popen[bytes]:
     """``py-spy record`` attached to ``pid``: 100 Hz, one frame per function, speedscope format;
     ``native`` adds the C frames (the compiled engine's functions, orjson, the garbage collector)."""
@@ -120,10 +144,12 @@ async def amain(args: argparse.Namespace) -> int:
         argv = [sys.executable, "-m", "streams.cli", "worker"]
     worker = Proc("tagstream", argv, env, out_dir / "worker.log").start()
     spy: subprocess.Popen[bytes] | None = None
-    prof_path = out_dir / "profile.speedscope.json"
+    prof_path = out_dir / ("perf.data" if args.tool == "perf" else "profile.speedscope.json")
     try:
         if args.tool == "py-spy":
             spy = start_py_spy(worker.pid, prof_path, out_dir / "py-spy.log", args.native)
+        elif args.tool == "perf":
+            spy = start_perf(worker.pid, prof_path, out_dir / "perf.log")
         d = await watch_drain(worker, metrics_url=f"http://127.0.0.1:{port}/metrics",
                               counter="tagstream_events_in_total", changelog=f"{app_id}-customers-changelog",
                               bootstrap=load.bootstrap, events=args.events, label="(c) tagstream under profiler",
@@ -132,7 +158,7 @@ async def amain(args: argparse.Namespace) -> int:
             f"{d.cpu_utilisation:.2f} cores)")
     finally:
         if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+            spy.send_signal(signal.SIGINT)  # py-spy and perf write their files on Ctrl-C
             try:
                 spy.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -152,6 +178,14 @@ async def amain(args: argparse.Namespace) -> int:
         (out_dir / "profile-top.txt").write_text(text + "\n")
         print("\n" + text)
         print(f"\nprofile: {prof_path} (speedscope)\nsummary: {out_dir / 'profile-top.txt'}")
+    elif args.tool == "perf":
+        if not prof_path.exists():
+            print(f"perf wrote no profile; see {out_dir / 'perf.log'}", file=sys.stderr)
+            return 1
+        text = summarize_perf(prof_path)
+        (out_dir / "profile-top.txt").write_text(text + "\n")
+        print("\n" + text)
+        print(f"\nprofile: {prof_path} (perf report -i)\nsummary: {out_dir / 'profile-top.txt'}")
     else:
         print(f"\npyinstrument report: {out_dir / 'pyinstrument.html'}")
     return 0
@@ -161,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--customers", type=int, default=100_000)
-    p.add_argument("--tool", choices=("py-spy", "pyinstrument"), default="py-spy")
+    p.add_argument("--tool", choices=("py-spy", "pyinstrument", "perf"), default="py-spy")
     p.add_argument("--native", action="store_true", help="py-spy: sample the C frames too (--native)")
     p.add_argument("--seed", type=int, default=20261127)
     p.add_argument("--partitions", type=int, default=4)
