@@ -11,7 +11,8 @@ is hours long they come at ~0.2 per event. This runs the generator's stream (see
 customers) with event times ``--step-ms`` apart, each event processed at its own time, and before
 each event every customer whose due time has come (``TagEngine.catch_up``, as the worker's timer
 does): ``TagEngine`` alone, no Kafka, no Redis, no stage. The rule sets alternate ``--repeat``
-times (the machine drifts); reported per rule set: CPU µs per event counting the due runs
+times, each run in a process of its own (a long-lived one drifts: its heap grows with the runs
+before, and a rule set's caches would carry over); reported per rule set: CPU µs per event counting the due runs
 (``time.process_time``, median over the repeats), the events' and the due runs' shares, tag
 changes, and the ratio 50-tag / 1,000-tag of that cost (the share of the 50-tag throughput the
 1,000 tags keep in this part of the worker). See benchmarks/RULES.md.
@@ -24,6 +25,8 @@ import gc
 import heapq
 import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -101,16 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules1000", type=Path, default=RULES_1000_SELECTIVE)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # a child: one run of these rules, as JSON
     args = p.parse_args(argv)
     evs = stream(args.events, args.customers, args.seed, args.step_ms)
+    if args.one:
+        print(json.dumps(run(TagEngine(load_rules(args.one)), evs)))
+        return 0
     hours = (evs[-1]["ts_ms"] - evs[0]["ts_ms"]) / 3.6e6 if evs else 0.0
     print(f"{len(evs):,} customer events over {hours:.1f} h of event time", flush=True)
     sets = {"50": REFERENCE_RULES, "1000": args.rules1000}
-    engines = {k: TagEngine(load_rules(path)) for k, path in sets.items()}
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in sets}
+    child = [sys.executable, "-m", "benchmarks.rules_live", "--events", str(args.events), "--step-ms",
+             str(args.step_ms), "--customers", str(args.customers), "--seed", str(args.seed)]
     for i in range(args.repeat):
-        for k, engine in engines.items():
-            r = run(engine, evs)
+        for k, path in sets.items():
+            out = subprocess.run([*child, "--one", str(path)], check=True, capture_output=True, text=True,
+                                 cwd=Path(__file__).resolve().parents[1]).stdout
+            r = json.loads(out.strip().splitlines()[-1])
             runs[k].append(r)
             print(f"  {k:>4} tags, run {i + 1}: {r['us_per_event']:.1f} µs per event (events {r['event_us']:.1f}, "
                   f"due times {r['due_us_per_event']:.1f}: {r['due_runs_per_event']:.3f} per event at "
