@@ -1,7 +1,7 @@
 """50 vs 1,000 tags while time passes: events and due times over hours, in-process (issue 12).
 
     python -m benchmarks.rules_live [--events 100000] [--step-ms 150] [--customers 100000]
-                                    [--rules1000 PATH] [--repeat 3] [--json PATH]
+                                    [--rules1000 PATH] [--repeat 3] [--json PATH] [--python-gc]
 
 ``benchmarks.rules_scale`` drains a backlog whose events span a few minutes of business time:
 no window bucket expires and no ``since_last`` threshold of hours is crossed while it runs, so it
@@ -15,7 +15,9 @@ times, each run in a process of its own (a long-lived one drifts: its heap grows
 before, and a rule set's caches would carry over); reported per rule set: CPU µs per event counting the due runs
 (``time.process_time``, median over the repeats), the events' and the due runs' shares, tag
 changes, and the ratio 50-tag / 1,000-tag of that cost (the share of the 50-tag throughput the
-1,000 tags keep in this part of the worker). See benchmarks/RULES.md.
+1,000 tags keep in this part of the worker). Each run collects garbage as the worker does
+(``streams/app/gc_policy.py``: a young threshold of 10,000, what survives a full collection frozen;
+``--python-gc``: Python's own thresholds). See benchmarks/RULES.md.
 """
 
 from __future__ import annotations
@@ -33,14 +35,18 @@ from typing import Any
 
 from schemas.canonical import to_canonical
 from schemas.decode import decode_event
+from streams.app import gc_policy
 from streams.engine.features.state import CustomerState
 from streams.engine.tag_engine import TagEngine
+from streams.settings import EngineSettings
 from streams.tools.generator import RetailGenerator
 from tag_rules import load_rules
 
 from .common import REFERENCE_RULES
 from .rules_1000 import RULES_1000_SELECTIVE
 
+WORKER_GC_YOUNG_THRESHOLD: int = EngineSettings.model_fields["gc_young_threshold"].default
+"""``TAGSTREAM_ENGINE__GC_YOUNG_THRESHOLD``'s default."""
 T0 = 1_780_000_000_000
 """The stream's first event time (fixed: the figures do not depend on the day they are run)."""
 
@@ -104,18 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules1000", type=Path, default=RULES_1000_SELECTIVE)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--python-gc", action="store_true", help="Python's garbage-collector thresholds, not the worker's")
     p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # a child: one run of these rules, as JSON
     args = p.parse_args(argv)
     evs = stream(args.events, args.customers, args.seed, args.step_ms)
     if args.one:
-        print(json.dumps(run(TagEngine(load_rules(args.one)), evs)))
+        engine = TagEngine(load_rules(args.one))
+        if not args.python_gc:
+            gc_policy.install(WORKER_GC_YOUNG_THRESHOLD, freeze=True)
+            gc_policy.after_recovery()  # the input and the engine are long-lived, as a worker's tables
+        print(json.dumps(run(engine, evs)))
         return 0
     hours = (evs[-1]["ts_ms"] - evs[0]["ts_ms"]) / 3.6e6 if evs else 0.0
     print(f"{len(evs):,} customer events over {hours:.1f} h of event time", flush=True)
     sets = {"50": REFERENCE_RULES, "1000": args.rules1000}
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in sets}
     child = [sys.executable, "-m", "benchmarks.rules_live", "--events", str(args.events), "--step-ms",
-             str(args.step_ms), "--customers", str(args.customers), "--seed", str(args.seed)]
+             str(args.step_ms), "--customers", str(args.customers), "--seed", str(args.seed),
+             *(["--python-gc"] if args.python_gc else [])]
     for i in range(args.repeat):
         for k, path in sets.items():
             out = subprocess.run([*child, "--one", str(path)], check=True, capture_output=True, text=True,
