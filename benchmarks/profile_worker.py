@@ -170,22 +170,15 @@ async def amain(args: argparse.Namespace) -> int:
 
             await delete_topics(args.bootstrap, [run_id])
             cleanup_redis(args.redis_url, [app_id])
-    if args.tool == "py-spy":
+    if args.tool in ("py-spy", "perf"):
         if not prof_path.exists():
-            print(f"py-spy wrote no profile; see {out_dir / 'py-spy.log'}", file=sys.stderr)
+            print(f"{args.tool} wrote no profile; see {out_dir / (args.tool + '.log')}", file=sys.stderr)
             return 1
-        text = summarize_speedscope(prof_path)
+        text = summarize_speedscope(prof_path) if args.tool == "py-spy" else summarize_perf(prof_path)
         (out_dir / "profile-top.txt").write_text(text + "\n")
         print("\n" + text)
-        print(f"\nprofile: {prof_path} (speedscope)\nsummary: {out_dir / 'profile-top.txt'}")
-    elif args.tool == "perf":
-        if not prof_path.exists():
-            print(f"perf wrote no profile; see {out_dir / 'perf.log'}", file=sys.stderr)
-            return 1
-        text = summarize_perf(prof_path)
-        (out_dir / "profile-top.txt").write_text(text + "\n")
-        print("\n" + text)
-        print(f"\nprofile: {prof_path} (perf report -i)\nsummary: {out_dir / 'profile-top.txt'}")
+        how = "speedscope" if args.tool == "py-spy" else "perf report -i"
+        print(f"\nprofile: {prof_path} ({how})\nsummary: {out_dir / 'profile-top.txt'}")
     else:
         print(f"\npyinstrument report: {out_dir / 'pyinstrument.html'}")
     return 0
