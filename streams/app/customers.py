@@ -138,6 +138,9 @@ class CustomerStage:
         self._batch = asyncio.Lock()
         self._saving: asyncio.Future[None] | None = None
         """The last batch's changelog writes, on their way (``settled``)."""
+        self._refused: asyncio.Future[None] | None = None
+        """Exactly-once: the last batch's refusal (a partition's transaction ``Fenced``), which
+        keeps the batch unacknowledged (``settled``); None when every partition committed."""
         self.stopping = False
         self.customers = 0
         """Customers in the store: counted at recovery, kept up to date by ``save`` (counting a
@@ -153,7 +156,11 @@ class CustomerStage:
 
     def settled(self) -> asyncio.Future[None] | None:
         """The acknowledgement of the last processed batch's changelog records (None: nothing
-        on its way)."""
+        on its way). Exactly-once: a failed future when a partition refused the batch's output, so
+        that the batch is not acknowledged and its records are read again (by the partition's
+        owner: the new one, or this worker after the rebalance or the re-read of the hole)."""
+        if self.exactly_once is not None:
+            return self._refused
         return self._saving
 
     async def quiesce(self, timeout_s: float = 30.0) -> None:
@@ -366,6 +373,7 @@ class CustomerStage:
         commit. A replay after a crash sees the old state and writes the same changes once."""
         eo = self.exactly_once
         assert eo is not None
+        self._refused = None
         for p in published:
             self.redis.add(p.change)
         await self.redis.flush()
@@ -387,9 +395,12 @@ class CustomerStage:
             try:
                 await eo.transactions.commit(partition, out)
             except Fenced as exc:
-                log.warning("%s: this batch's output for partition %d is dropped (its new owner replays it)",
-                            exc, partition)
+                log.warning("%s: this batch's output for partition %d is dropped and the batch is not "
+                            "acknowledged (the partition's owner reads its records again)", exc, partition)
                 fenced.add(partition)
+        if fenced:
+            self._refused = asyncio.get_running_loop().create_future()
+            self._refused.set_exception(Fenced(f"partitions {sorted(fenced)} refused this batch's output"))
         for u in updated:
             if u.record.message.partition not in fenced:
                 self.save(u, local=True)

@@ -9,6 +9,13 @@ an aborted transaction; its replay writes the same changes once.
 Each partition has its own transactional producer, ``transactional.id = {prefix}-{partition}``.
 The worker that is assigned the partition next starts a producer with the same id, which fences
 the old one: a zombie that lost the partition can no longer commit (``Fenced``).
+
+A revoked partition stays refused until it is assigned again. Faust does not wait for the batch in
+flight when it revokes partitions (``stream_wait_empty`` is off), so that batch can reach its
+commit after ``release``; starting a producer for it then would fence the partition's *new* owner,
+and a transaction committed after the new owner read the changelog is one it never sees: it
+processes the same records again and publishes their changes twice (the rebalance fault test
+saw 12 repeated ``change_id``s).
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ class OutRecord:
 
 
 class Fenced(Exception):
-    """Another worker now owns the partition (its producer fenced ours): nothing was written."""
+    """Nothing was written: another worker owns the partition now (its producer fenced ours), or
+    this worker gave the partition up since the batch began (revoked, not assigned again)."""
 
 
 class PartitionTransactions:
@@ -53,6 +61,7 @@ class PartitionTransactions:
         self._timeout_ms = transaction_timeout_ms
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._revoked: set[int] = set()
 
     def transactional_id(self, partition: int) -> str:
         return f"{self._prefix}-{partition}"
@@ -63,6 +72,8 @@ class PartitionTransactions:
         if not records:
             return
         async with self._lock(partition):
+            if partition in self._revoked:
+                raise Fenced(f"partition {partition} was revoked: a batch from before the rebalance is not committed")
             producer = await self._producer(partition)
             try:
                 async with producer.transaction():
@@ -78,13 +89,18 @@ class PartitionTransactions:
 
     async def acquire(self, partitions: Iterable[int]) -> None:
         """Starts the producers of newly assigned partitions: fences their previous owner's."""
-        for p in list(partitions):
+        ps = list(partitions)
+        self._revoked.difference_update(ps)  # before any await: a first batch may commit at once
+        for p in ps:
             async with self._lock(p):
                 await self._producer(p)
 
     async def release(self, partitions: Iterable[int]) -> None:
-        """Stops the producers of partitions this worker no longer owns."""
-        for p in list(partitions):
+        """Stops the producers of partitions this worker no longer owns; their commits are refused
+        from now on (a commit under way finishes first: ``release`` waits for its lock)."""
+        ps = list(partitions)
+        self._revoked.update(ps)  # before any await: no batch may start a producer for them again
+        for p in ps:
             async with self._lock(p):
                 await self._drop(p)
 

@@ -492,6 +492,11 @@ async def test_exactly_once_fenced_partition_is_not_saved(tmp_path: Path, metric
     await stage.process([a, b])
     assert set(store.data) == {kept_key(a)}  # the fenced partition's new owner replays b
     assert [p for p, _ in tx.commits] == [a.message.partition]
+    refused = stage.settled()  # the batch is not acknowledged: its records are read again
+    assert refused is not None and refused.done() and isinstance(refused.exception(), Fenced)
+    tx.fenced.clear()
+    await stage.process([envelope("c1", 3, start=3)])
+    assert stage.settled() is None  # the next batch is acknowledged as usual
 
 
 async def test_exactly_once_state_with_nothing_left_is_a_tombstone(tmp_path: Path, metrics: Metrics) -> None:
