@@ -517,6 +517,19 @@ def test_partition_transactions_ids_are_per_partition() -> None:
     assert [t.transactional_id(p) for p in (0, 3)] == ["app-tagstream-customers-0", "app-tagstream-customers-3"]
 
 
+async def test_a_revoked_partition_refuses_commits_before_any_producer_starts() -> None:
+    """The batch in flight at a revoke must not start a producer for the partition again (that
+    fences its new owner): refused until the partition is assigned back. Against the broker:
+    tests/integration/test_transactions.py."""
+    t = PartitionTransactions(bootstrap_servers="127.0.0.1:1", transactional_prefix="app-tagstream-customers",
+                              client_options={})
+    await t.release([0, 1])
+    with pytest.raises(Fenced, match="partition 1 was revoked"):
+        await t.commit(1, [OutRecord("tags", b"c1", b"{}")])
+    assert t._producers == {}  # nothing was started (no broker at that address either)
+    await t.commit(1, [])  # nothing to write: nothing refused
+
+
 async def test_customers_in_state_is_counted_without_walking_the_store(tmp_path: Path, metrics: Metrics) -> None:
     producer, store = FakeProducer(), DictStore()
     stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
