@@ -55,6 +55,7 @@ FINGERPRINTS = {
     "faust.app.base.App._stop_consumer": "55854a5de12c3f52",
     "faust.transport.consumer.Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.app.base.App._on_partitions_assigned": "de932b7927db85b3",
 }
 """sha256 (first 16 hex digits) of the faust source each piece here was copied from or replaces."""
 
@@ -111,7 +112,8 @@ def _targets() -> dict[str, Callable[..., Any]]:
             "faust.app.base.App.on_stop": App.on_stop,
             "faust.app.base.App._stop_consumer": App._stop_consumer,
             "faust.transport.consumer.Consumer._new_offset": _original(Consumer._new_offset),
-            "faust.transport.consumer.Consumer.perform_seek": _original(Consumer.perform_seek)}
+            "faust.transport.consumer.Consumer.perform_seek": _original(Consumer.perform_seek),
+            "faust.app.base.App._on_partitions_assigned": App._on_partitions_assigned}
 
 
 def _original(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -330,3 +332,23 @@ def before_tables_stop(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
         await real()
 
     app._stop_consumer = _stop_consumer
+
+
+def before_table_recovery(app: Any, hook: Callable[[set[Any]], Awaitable[None]]) -> None:
+    """Runs ``hook(assigned)`` on every assignment before faust starts recovering the tables.
+
+    Faust's ``App._on_partitions_assigned`` pauses the assigned partitions, then calls
+    ``tables.on_rebalance`` (which starts the recovery: it reads the changelogs up to their end
+    offsets) and only then sends the ``on_partitions_assigned`` signal, whose receivers run while
+    the recovery reads. Exactly-once fences the partitions' previous owners in the hook: a
+    transaction a paused previous owner committed after the recovery had read the changelog's end
+    would never be seen by the new owner, which would publish the same changes again."""
+    tables = app.tables
+    real = tables.on_rebalance
+
+    async def on_rebalance(assigned: set[Any], revoked: set[Any], newly_assigned: set[Any],
+                           generation_id: int = 0) -> None:
+        await hook(assigned)
+        await real(assigned, revoked, newly_assigned, generation_id)
+
+    tables.on_rebalance = on_rebalance

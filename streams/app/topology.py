@@ -285,10 +285,12 @@ def _exactly_once(app: faust.App, settings: Settings, changelog_topic: str,
     async def _release(*args: Any, **kwargs: Any) -> None:  # (sender, revoked)
         await transactions.release(ours(args[1]))  # waits for a commit in flight on those partitions
 
-    @app.on_partitions_assigned.connect
-    async def _fence(*args: Any, **kwargs: Any) -> None:  # (sender, assigned)
-        # start (InitProducerId) now: fences the previous owner before we process its partitions
-        await transactions.acquire(ours(args[1]))
+    async def _fence(assigned: set[Any]) -> None:
+        # start (InitProducerId) before the recovery reads the changelog: the previous owner's
+        # transaction is then committed (and read) or aborted, never committed after the read
+        await transactions.acquire(ours(assigned))
+
+    faust_compat.before_table_recovery(app, _fence)
 
     @app.on_before_shutdown.connect
     async def _close(*args: Any, **kwargs: Any) -> None:

@@ -91,9 +91,7 @@ class PartitionTransactions:
         """Starts the producers of newly assigned partitions: fences their previous owner's."""
         ps = list(partitions)
         self._revoked.difference_update(ps)  # before any await: a first batch may commit at once
-        for p in ps:
-            async with self._lock(p):
-                await self._producer(p)
+        await asyncio.gather(*(self._start(p) for p in ps))  # one round trip for all, not one each
 
     async def release(self, partitions: Iterable[int]) -> None:
         """Stops the producers of partitions this worker no longer owns; their commits are refused
@@ -107,6 +105,10 @@ class PartitionTransactions:
     async def close(self) -> None:
         for p in list(self._producers):
             await self._drop(p)
+
+    async def _start(self, partition: int) -> None:
+        async with self._lock(partition):
+            await self._producer(partition)
 
     def _lock(self, partition: int) -> asyncio.Lock:
         lock = self._locks.get(partition)

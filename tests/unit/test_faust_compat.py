@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -157,3 +158,26 @@ async def test_a_hole_makes_faust_seek_back_instead_of_acknowledging(monkeypatch
     got = [(t.topic, m.offset) async for t, m in Consumer.getmany(consumer, 1.0)]  # type: ignore[arg-type]
     assert got == [("cust", 5), ("src", 7), ("src", 8)]  # 20 and 21 wait for the re-read
     assert seeks == [(tp, 5)]
+
+
+async def test_the_hook_before_table_recovery_runs_before_the_tables_rebalance() -> None:
+    """Exactly-once fences a partition's previous owner before the recovery reads its changelog
+    (faust sends ``on_partitions_assigned`` only after the recovery started)."""
+    calls: list[Any] = []
+
+    class Tables:
+        async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any],
+                               generation_id: int = 0) -> None:
+            calls.append(("recovery", sorted(assigned), generation_id))
+
+    class App:
+        tables = Tables()
+
+    async def fence(assigned: set[Any]) -> None:
+        await asyncio.sleep(0)
+        calls.append(("fence", sorted(assigned)))
+
+    app = App()
+    faust_compat.before_table_recovery(app, fence)
+    await app.tables.on_rebalance({1, 0}, set(), {1}, 7)
+    assert calls == [("fence", [0, 1]), ("recovery", [0, 1], 7)]
