@@ -27,6 +27,7 @@ import orjson
 
 from streams.app.customer_identity import IdentityItems, IdentityOutput, wake_at
 from streams.app.envelope import decode_envelope
+from streams.app.group_lease import LEASE_SHARE
 from streams.app.published import Published, tally
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
@@ -40,6 +41,17 @@ from streams.io.tag_topic import TagTopicWriter, tag_record
 from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 
 log = logging.getLogger(__name__)
+
+
+class LeaseExpired(Exception):
+    """A batch wrote nothing: the group may have dropped this worker (``group_lease.py``)."""
+
+
+def _failed(exc: Exception) -> asyncio.Future[None]:
+    """A settled future that failed with ``exc``: the batch it stands for is not acknowledged."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 class Delivered(Protocol):
@@ -73,6 +85,10 @@ class StateStore(Protocol):
         """Returns once every write so far is on its way to the changelog (before the batch is
         acknowledged)."""
 
+    def drop_pending(self) -> int:
+        """Forgets the changelog records not handed to the Kafka client yet (a batch refused after
+        it saved: ``group_lease.py``); returns how many."""
+
 
 class Membership(Protocol):
     """The consumer group as the stage needs it: the generation and what this worker owns."""
@@ -84,6 +100,10 @@ class Membership(Protocol):
     def read_again(self, record: Delivered) -> bool:
         """True for a record processed and acknowledged already, brought again by the re-read of
         a hole before it (``faust_commits.StrictCommits.read_again``)."""
+
+    def lease_expired(self) -> bool:
+        """True when the group may have dropped this worker since it last confirmed its membership
+        (a pause longer than the session: ``group_lease.py``): a batch then writes nothing."""
 
 
 @dataclass
@@ -139,8 +159,9 @@ class CustomerStage:
         self._saving: asyncio.Future[None] | None = None
         """The last batch's changelog writes, on their way (``settled``)."""
         self._refused: asyncio.Future[None] | None = None
-        """Exactly-once: the last batch's refusal (a partition's transaction ``Fenced``), which
-        keeps the batch unacknowledged (``settled``); None when every partition committed."""
+        """The last batch's refusal, which keeps it unacknowledged (``settled``): its lease had
+        expired (nothing written), or, exactly-once, a partition's transaction was ``Fenced``.
+        None when the batch was written."""
         self.stopping = False
         self.customers = 0
         """Customers in the store: counted at recovery, kept up to date by ``save`` (counting a
@@ -156,10 +177,10 @@ class CustomerStage:
 
     def settled(self) -> asyncio.Future[None] | None:
         """The acknowledgement of the last processed batch's changelog records (None: nothing
-        on its way). Exactly-once: a failed future when a partition refused the batch's output, so
-        that the batch is not acknowledged and its records are read again (by the partition's
-        owner: the new one, or this worker after the rebalance or the re-read of the hole)."""
-        if self.exactly_once is not None:
+        on its way). A failed future when the batch was refused (``_refused``), so that it is not
+        acknowledged and its records are read again (by the partition's owner: the new one, or
+        this worker after the rebalance or the re-read of the hole)."""
+        if self._refused is not None or self.exactly_once is not None:
             return self._refused
         return self._saving
 
@@ -194,6 +215,7 @@ class CustomerStage:
 
     async def _process(self, events: Sequence[Delivered]) -> None:
         started_s = time.perf_counter()
+        self._refused = None
         generation = self.membership.generation()
         by_key, record_of = self._group(events, generation)
         published: list[Published] = []
@@ -215,6 +237,10 @@ class CustomerStage:
         if self.identity is not None:
             self.identity.flush_counts()
         self.metrics.batch_evaluation.observe(time.perf_counter() - started_s)
+        if self.membership.lease_expired():
+            self._refuse(f"membership not confirmed for {LEASE_SHARE:.0%} of the session timeout "
+                         "(was the worker paused?)")
+            return
         await self.deadletter.flush()
         forwarded = await self.identity.send() if self.identity is not None and self.identity.pending() else []
         if self.exactly_once is not None:
@@ -225,20 +251,36 @@ class CustomerStage:
             await self.publish(published)
         await asyncio.gather(*forwarded)  # acknowledged with the tag changes: before any stub is saved
         await self._saved()  # the last batch's states first: in order, and its failure stops this one
+        if self._refused is None and self.membership.lease_expired():  # paused while publishing
+            self._refuse("membership not confirmed after publishing (was the worker paused?): states not saved")
+        if self._refused is not None:
+            return
         if self.membership.generation() != generation:
             updated = self._still_owned(updated)
         for u in updated:
             self.save(u)
         self._saving = asyncio.ensure_future(self._flush_states())
 
+    def _refuse(self, why: str) -> None:
+        """Writes nothing of this batch and leaves it unacknowledged (``settled``)."""
+        log.warning("customer batch not written and not acknowledged (its records are read again): %s", why)
+        self.metrics.batches_refused.inc()
+        self._refused = _failed(LeaseExpired(why))
+
     async def _saved(self) -> None:
         """Waits for the last batch's changelog records (their failure is raised here)."""
         saving, self._saving = self._saving, None
         if saving is not None:
-            await saving
+            try:
+                await saving
+            except LeaseExpired as exc:  # its states did not reach the changelog: this batch's must not either
+                self._refuse(f"the last batch's: {exc}")
 
     async def _flush_states(self) -> None:
         waited = time.perf_counter()
+        if self.membership.lease_expired():  # paused between saving and sending: a zombie's records
+            dropped = self.store.drop_pending()
+            raise LeaseExpired(f"membership not confirmed: {dropped} changelog records not sent")
         await self.store.flush()
         self._waits.labels("changelog").observe(time.perf_counter() - waited)
 
@@ -399,8 +441,7 @@ class CustomerStage:
                             "acknowledged (the partition's owner reads its records again)", exc, partition)
                 fenced.add(partition)
         if fenced:
-            self._refused = asyncio.get_running_loop().create_future()
-            self._refused.set_exception(Fenced(f"partitions {sorted(fenced)} refused this batch's output"))
+            self._refused = _failed(Fenced(f"partitions {sorted(fenced)} refused this batch's output"))
         for u in updated:
             if u.record.message.partition not in fenced:
                 self.save(u, local=True)

@@ -95,5 +95,9 @@ class TableStore:
         for partition, offset in last.items():  # what faust's callback tells a RocksDB store
             self.table.data.set_persisted_offset(self._changelog_tp(partition), offset)
 
+    def drop_pending(self) -> int:
+        pending, self._pending = self._pending, []
+        return len(pending)
+
     def _changelog_tp(self, partition: int) -> TP:
         return TP(self.table.changelog_topic.get_topic_name(), partition)

@@ -25,7 +25,7 @@ from typing import Any
 
 import faust
 
-from streams.app import faust_commits, faust_compat, gc_policy
+from streams.app import faust_commits, faust_compat, gc_policy, group_lease
 from streams.app.codec import STATE_CODEC
 from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
 from streams.app.envelope import EnvelopeSender, envelope_weight
@@ -88,9 +88,10 @@ class Runtime:
 class AppMembership:
     """The stage's view of the consumer group, from the faust app."""
 
-    def __init__(self, app: faust.App, strict: faust_commits.StrictCommits) -> None:
+    def __init__(self, app: faust.App, strict: faust_commits.StrictCommits, session_timeout_s: float) -> None:
         self.app = app
         self.strict = strict
+        self.session_timeout_s = session_timeout_s
 
     def generation(self) -> int:
         return int(self.app.consumer_generation_id)
@@ -100,6 +101,13 @@ class AppMembership:
 
     def read_again(self, record: Delivered) -> bool:
         return self.strict.read_again(record.message.tp, record.message.offset)
+
+    def lease_expired(self) -> bool:
+        try:  # faust's consumer thread holds the aiokafka consumer
+            coordinator = self.app.consumer._thread._ensure_consumer()._coordinator  # type: ignore[attr-defined]
+        except Exception:  # not started (or stopping): nothing assigned to write for
+            return False
+        return group_lease.expired(coordinator, self.session_timeout_s)
 
 
 def build_faust_app(settings: Settings) -> faust.App:
@@ -200,8 +208,10 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     # no commit past a record faust dropped unacknowledged; a customer partition never committed
     # is read from its start after a rebalance
     strict = faust_commits.install(app, frozenset({customer_events.get_topic_name()}))
+    group_lease.install()  # the customer stage's writes wait for a confirmed membership
     customer_stage = CustomerStage(
-        engine=rt.engine, clock=rt.clock, store=store, membership=AppMembership(app, strict), due=rt.due,
+        engine=rt.engine, clock=rt.clock, store=store, due=rt.due,
+        membership=AppMembership(app, strict, ks.session_timeout_ms / 1000),
         redis=rt.redis_sink,
         tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic, batches=lambda: kafka_producer(app)),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,

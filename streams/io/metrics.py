@@ -62,6 +62,7 @@ class Metrics:
     rules_rejected: Counter
     offset_holes: Counter
     records_read_again: Counter
+    batches_refused: Counter
     backfill_events: Counter
     identity_links: Counter
     identity_refused: Counter
@@ -150,6 +151,9 @@ class Metrics:
             records_read_again=Counter(f"{p}_records_read_again", "Customer-topic records a hole's re-read brought "
                                        "again after they were processed and acknowledged: passed by, not "
                                        "processed twice", registry=registry),
+            batches_refused=Counter(f"{p}_customer_batches_refused", "Customer batches that wrote nothing and "
+                                    "were left unacknowledged: the consumer group had not confirmed this worker's "
+                                    "membership for most of the session timeout (a paused worker)", registry=registry),
             backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
                                     "least one new feature (applied), or already counted live or by an earlier "
                                     "replay (skipped)", ["result"], registry=registry),

@@ -5,6 +5,7 @@ or counted twice; their tag-change streams differ only by duplicates with the sa
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 import urllib.request
@@ -186,15 +187,24 @@ def test_exactly_once_sigkill_mid_load_publishes_every_change_once(stack: Stack)
         faulty.stop()
 
 
-def test_exactly_once_worker_paused_past_its_session_mid_load_changes_no_final_tag(stack: Stack) -> None:
+PAUSED_GUARANTEES = ["exactly_once"]
+"""``at_least_once`` is left out of CI: its writes have no fencing, and a changelog send (or a Redis
+write) in flight at the SIGSTOP still lands after the new owner's when the worker resumes; the
+lease (streams/app/group_lease.py) stops the rest. Run it with ``TAGSTREAM_TEST_PAUSED_ALO=1``
+(figures in docs/operations.md, "A paused worker")."""
+if os.environ.get("TAGSTREAM_TEST_PAUSED_ALO"):
+    PAUSED_GUARANTEES.insert(0, "at_least_once")
+
+
+@pytest.mark.parametrize("guarantee", PAUSED_GUARANTEES)
+def test_worker_paused_past_its_session_mid_load_changes_no_final_tag(stack: Stack, guarantee: str) -> None:
     """Two workers in one group; one is paused (SIGSTOP: not dead, its batch in flight stands still)
     longer than the session timeout, so its partitions move, and then resumes (SIGCONT) as a zombie
-    until it rejoins. Features and the tags of the tag topic (read_committed) equal the engine's and
-    no change is published twice: the zombie's commits are fenced by the new owner, which fences
-    before its recovery reads the changelog. Redis is not compared: the zombie's Redis writes (made
-    before its commit is refused) can leave stale tags there, and with at_least_once the zombie's
-    changelog writes lose state (open bugs: docs/operations.md, "A paused worker")."""
-    guarantee = "exactly_once"
+    until it rejoins. Features and, with exactly_once, the tags of the read_committed tag topic
+    equal the engine's, and no change is published twice: the new owner fences the zombie's
+    transactions before its recovery reads the changelog, and the resumed batch finds its
+    membership lease expired and writes nothing (streams/app/group_lease.py). Redis is not compared:
+    a write in flight at the SIGSTOP lands when the worker resumes (docs/operations.md)."""
     events = [e for e in RetailGenerator(seed=17, customers=CUSTOMERS).take(4000) if e.valid]
     want_features, want = reference(events)
     name = f"faults-pause-{uuid.uuid4().hex[:6]}"
@@ -229,7 +239,7 @@ def test_exactly_once_worker_paused_past_its_session_mid_load_changes_no_final_t
             time.sleep(12)  # past b's session: a owns every partition and works on
         finally:
             b.proc.send_signal(signal.SIGCONT)
-        await_same_state(a, want_features, want, lambda: topic_tags(a))
+        await_same_state(a, want_features, want, lambda: topic_tags(a) if guarantee == "exactly_once" else want)
         changes = [orjson.loads(r.value) for r in a.consume("tags", until=quiet_for(6),
                                                              isolation_level="read_committed")]
         assert monotone_histories(changes) == {(c, t): ["add"] for c, tags in want.items()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
+from streams.app.customers import CustomerStage, Delivered, ExactlyOnce, LeaseExpired
 from streams.app.envelope import EnvelopeSender, decode_envelope, partition_for
 from streams.app.ingest import IngestStage
 from streams.engine.clock import ManualClock
@@ -138,6 +138,9 @@ class DictStore:
     async def flush(self) -> None:
         self.flushes += 1
 
+    def drop_pending(self) -> int:
+        return 0
+
 
 @dataclass
 class Group:
@@ -146,6 +149,8 @@ class Group:
     bump_on_publish: bool = False
     done: set[tuple[int, int]] = field(default_factory=set)
     """(partition, offset) of records a hole's re-read brings again, processed already."""
+    expired: bool = False
+    """The group may have dropped this worker (a pause longer than the session)."""
 
     def generation(self) -> int:
         return self.gen
@@ -155,6 +160,9 @@ class Group:
 
     def read_again(self, record: Delivered) -> bool:
         return (record.message.partition, record.message.offset) in self.done
+
+    def lease_expired(self) -> bool:
+        return self.expired
 
 
 def click(cid: str | None, i: int, **kw: Any) -> bytes:
@@ -497,6 +505,55 @@ async def test_exactly_once_fenced_partition_is_not_saved(tmp_path: Path, metric
     tx.fenced.clear()
     await stage.process([envelope("c1", 3, start=3)])
     assert stage.settled() is None  # the next batch is acknowledged as usual
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+async def test_a_batch_whose_membership_lease_expired_writes_nothing_and_is_not_acknowledged(
+        tmp_path: Path, metrics: Metrics, exactly_once: bool) -> None:
+    """A worker resumed after a pause longer than its session may have lost its partitions: the
+    batch in flight publishes nothing, saves nothing and stays unacknowledged (group_lease.py)."""
+    store = DictStore()
+    if exactly_once:
+        stage, tx, producer = exactly_once_stage(tmp_path, metrics, store)
+    else:
+        producer = FakeProducer()
+        stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    group = stage.membership
+    assert isinstance(group, Group)
+    group.expired = True
+    await stage.process([envelope("c1", 3), envelope("c2", 2)])
+    refused = stage.settled()
+    assert refused is not None and refused.done() and isinstance(refused.exception(), LeaseExpired)
+    assert store.data == {} and store.writes == [] and producer.sent == []
+    assert not exactly_once or tx.commits == []
+    assert metrics.batches_refused._value.get() == 1
+    group.expired = False  # confirmed again (a heartbeat, or the join after the pause)
+    await stage.process([envelope("c1", 3), envelope("c2", 2)])
+    assert set(store.data) == {b"c1", b"c2"}
+    assert stage.settled() is not refused
+
+
+async def test_a_lease_that_expires_before_the_changelog_flush_sends_nothing(tmp_path: Path, metrics: Metrics) -> None:
+    """Paused between saving a batch and sending its changelog records: they are dropped, that
+    batch is not acknowledged, and the next one, which finds it so, saves nothing either."""
+    producer, store = FakeProducer(), DictStore()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    group = stage.membership
+    assert isinstance(group, Group)
+    await stage.process([envelope("c1", 3)])
+    group.expired = True  # before the flush task ran
+    first = stage.settled()
+    assert first is not None
+    with pytest.raises(LeaseExpired, match="changelog records not sent"):
+        await first
+    assert store.flushes == 0
+    group.expired = False
+    await stage.process([envelope("c2", 3)])
+    refused = stage.settled()
+    assert refused is not None and isinstance(refused.exception(), LeaseExpired)
+    assert b"c2" not in store.data
+    await stage.process([envelope("c3", 3)])
+    assert b"c3" in store.data and stage.settled() is not refused
 
 
 async def test_exactly_once_state_with_nothing_left_is_a_tombstone(tmp_path: Path, metrics: Metrics) -> None:

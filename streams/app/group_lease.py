@@ -1,0 +1,70 @@
+"""When the consumer group last confirmed this worker as a member: the lease behind its writes.
+
+A worker frozen longer than its session timeout (SIGSTOP, a stopped container, a paused VM) is
+dropped from the group, and its partitions move to another worker. When it resumes, its customer
+batch in flight carries on before any heartbeat tells it so: its consumer generation has not
+changed yet. Its Redis writes and, with at-least-once, its changelog records then land after the
+new owner's. The changelog records become the partition's last ones, which the next recovery
+reads. Nothing fences those writes (exactly-once fences only its transactions). The paused-worker
+fault test lost up to 40 % of some customers' events that way with at-least-once, and left stale
+tags in Redis with exactly-once.
+
+So the customer stage checks the lease before a batch writes anything (``CustomerStage._process``).
+A heartbeat that succeeded, or a join that completed, renews it. A batch that finds the lease older
+than ``LEASE_SHARE`` of the session timeout writes nothing and is not acknowledged. Its records
+are read again by whoever owns the partition: the new owner, or this worker after it rejoins (or
+after the re-read of the hole). A pause between the check and the writes can still let stale
+writes through; the check closes the window a resumed batch otherwise always had.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+LEASE_SHARE: Final = 0.8
+"""Of the session timeout: a confirmation older than this may no longer hold at the broker (the
+worker heartbeats every third of the session timeout, at most every 3 s: docs/operations.md)."""
+
+_STAMP = "_tagstream_confirmed_at"
+
+
+def install() -> bool:
+    """Stamps aiokafka's group coordinators with the time of each successful heartbeat and
+    completed join; idempotent. Returns True when it installed the stamps."""
+    if getattr(GroupCoordinator._do_heartbeat, "_tagstream_original", None) is not None:
+        return False
+    real_heartbeat = GroupCoordinator._do_heartbeat
+    real_join = GroupCoordinator._on_join_complete
+
+    async def _do_heartbeat(self: Any) -> Any:
+        ok = await real_heartbeat(self)
+        if ok:
+            setattr(self, _STAMP, time.monotonic())
+        return ok
+
+    async def _on_join_complete(self: Any, *args: Any, **kwargs: Any) -> Any:
+        setattr(self, _STAMP, time.monotonic())
+        return await real_join(self, *args, **kwargs)
+
+    _do_heartbeat._tagstream_original = real_heartbeat  # type: ignore[attr-defined]
+    _on_join_complete._tagstream_original = real_join  # type: ignore[attr-defined]
+    GroupCoordinator._do_heartbeat = _do_heartbeat
+    GroupCoordinator._on_join_complete = _on_join_complete
+    return True
+
+
+def confirmed_s_ago(coordinator: Any) -> float:
+    """Seconds since ``coordinator`` last confirmed membership (0.0 when it never did: nothing was
+    assigned then, and nothing is held back before the first join)."""
+    at = getattr(coordinator, _STAMP, None)
+    return 0.0 if at is None else time.monotonic() - at
+
+
+def expired(coordinator: Any, session_timeout_s: float) -> bool:
+    """Whether the broker may have dropped this member by now."""
+    if coordinator is None:
+        return False
+    return confirmed_s_ago(coordinator) > LEASE_SHARE * session_timeout_s
