@@ -187,6 +187,56 @@ def test_exactly_once_sigkill_mid_load_publishes_every_change_once(stack: Stack)
         faulty.stop()
 
 
+def two_workers(stack: Stack, name: str, guarantee: str, **env: str) -> tuple[WorkerProc, WorkerProc, list[int]]:
+    """Two workers of one group, started, with their metrics ports. Several workers: the RocksDB
+    store (see docs/operations.md on memory:// and rebalances)."""
+    ports = [free_port(), free_port()]
+    group = f"{name}-{uuid.uuid4().hex[:6]}"
+    a, b = (WorkerProc(stack, group, rules=RULES, instance=str(i + 1),
+                       extra_env={"TAGSTREAM_METRICS__PORT": str(ports[i]), "TAGSTREAM_STORE": "rocksdb://",
+                                  "TAGSTREAM_PROCESSING_GUARANTEE": guarantee, **env})
+            for i in range(2))
+    a.start()
+    b.start()
+    return a, b, ports
+
+
+def produce_half(w: WorkerProc, events: list[Any], half: int) -> None:
+    """Produces the first (0) or the second (1) half of each source's events."""
+    by_source: dict[str, list[bytes]] = {}
+    for e in events:
+        by_source.setdefault(e.source, []).append(e.value)
+    for s, values in by_source.items():
+        w.produce(s, values[: len(values) // 2] if half == 0 else values[len(values) // 2:])
+
+
+def wait_both_working(a: WorkerProc, b: WorkerProc, ports: list[int], enough: Any) -> None:
+    """Waits until ``enough(processed by a, processed by b)``."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if enough(processed(ports[0]), processed(ports[1])):
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, a.tail() + b.tail()
+        time.sleep(0.05)
+
+
+def assert_tag_topic(w: WorkerProc, want: dict[str, set[str]], guarantee: str, *, leaving: bool) -> None:
+    """The tag topic (read_committed): monotone tags added once, the others entered and left
+    (``leaving``), and with exactly_once no change published twice."""
+    changes = [orjson.loads(r.value) for r in w.consume("tags", until=quiet_for(6),
+                                                         isolation_level="read_committed")]
+    assert monotone_histories(changes) == {(c, t): ["add"] for c, tags in want.items()
+                                           for t in tags if t in MONOTONE_TAGS}
+    if leaving:
+        assert_leaving_tags_left(changes)
+    if guarantee == "exactly_once":
+        ids = [c["change_id"] for c in changes]
+        assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} changes published twice"
+
+
 PAUSED_GUARANTEES = ["exactly_once"]
 """``at_least_once`` is left out of CI: its writes have no fencing, and a changelog send (or a Redis
 write) in flight at the SIGSTOP still lands after the new owner's when the worker resumes; the
@@ -207,46 +257,19 @@ def test_worker_paused_past_its_session_mid_load_changes_no_final_tag(stack: Sta
     a write in flight at the SIGSTOP lands when the worker resumes (docs/operations.md)."""
     events = [e for e in RetailGenerator(seed=17, customers=CUSTOMERS).take(4000) if e.valid]
     want_features, want = reference(events)
-    name = f"faults-pause-{uuid.uuid4().hex[:6]}"
-    ports = [free_port(), free_port()]
-    a, b = (WorkerProc(stack, name, rules=RULES, instance=str(i + 1),
-                       extra_env={"TAGSTREAM_METRICS__PORT": str(ports[i]), "TAGSTREAM_STORE": "rocksdb://",
-                                  "TAGSTREAM_PROCESSING_GUARANTEE": guarantee,
-                                  "TAGSTREAM_KAFKA__SESSION_TIMEOUT_MS": "6000"})
-            for i in range(2))
-    a.start()
-    b.start()
+    a, b, ports = two_workers(stack, "faults-pause", guarantee, TAGSTREAM_KAFKA__SESSION_TIMEOUT_MS="6000")
     try:
-        by_source: dict[str, list[bytes]] = {}
-        for e in events:
-            by_source.setdefault(e.source, []).append(e.value)
-        for s, values in by_source.items():
-            a.produce(s, values[: len(values) // 2])
-        deadline = time.monotonic() + 120
-        while True:  # both are working; then b stands still in the middle of the load
-            try:
-                if processed(ports[0]) >= 100 and processed(ports[1]) >= 100:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, a.tail() + b.tail()
-            time.sleep(0.05)
+        produce_half(a, events, 0)
+        wait_both_working(a, b, ports, lambda x, y: x >= 100 and y >= 100)  # then b stands still mid-load
         assert b.proc is not None
         b.proc.send_signal(signal.SIGSTOP)
         try:
-            for s, values in by_source.items():
-                a.produce(s, values[len(values) // 2:])
+            produce_half(a, events, 1)
             time.sleep(12)  # past b's session: a owns every partition and works on
         finally:
             b.proc.send_signal(signal.SIGCONT)
         await_same_state(a, want_features, want, lambda: topic_tags(a) if guarantee == "exactly_once" else want)
-        changes = [orjson.loads(r.value) for r in a.consume("tags", until=quiet_for(6),
-                                                             isolation_level="read_committed")]
-        assert monotone_histories(changes) == {(c, t): ["add"] for c, tags in want.items()
-                                               for t in tags if t in MONOTONE_TAGS}
-        if guarantee == "exactly_once":
-            ids = [c["change_id"] for c in changes]
-            assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} changes published twice"
+        assert_tag_topic(a, want, guarantee, leaving=False)
         a.assert_alive()
         b.assert_alive()
     finally:
@@ -271,44 +294,16 @@ def test_worker_stopped_and_restarted_mid_load_changes_no_final_tag(stack: Stack
     With exactly_once, no change is published twice either (read_committed)."""
     events = [e for e in RetailGenerator(seed=13, customers=CUSTOMERS).take(4000) if e.valid]
     want_features, want = reference(events)
-    name = f"faults-rb-{uuid.uuid4().hex[:6]}"
-    ports = [free_port(), free_port()]
-    # several workers: the RocksDB store (see docs/operations.md on memory:// and rebalances)
-    a, b = (WorkerProc(stack, name, rules=RULES, instance=str(i + 1),
-                       extra_env={"TAGSTREAM_METRICS__PORT": str(ports[i]), "TAGSTREAM_STORE": "rocksdb://",
-                                  "TAGSTREAM_PROCESSING_GUARANTEE": guarantee})
-            for i in range(2))
-    a.start()
-    b.start()
+    a, b, ports = two_workers(stack, "faults-rb", guarantee)
     try:
-        by_source: dict[str, list[bytes]] = {}
-        for e in events:
-            by_source.setdefault(e.source, []).append(e.value)
-        for s, values in by_source.items():
-            a.produce(s, values[: len(values) // 2])
-        deadline = time.monotonic() + 120
-        while True:  # both are working; then b leaves in the middle of the load
-            try:
-                if processed(ports[0]) + processed(ports[1]) >= len(events) // 4:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, a.tail() + b.tail()
-            time.sleep(0.05)
+        produce_half(a, events, 0)
+        wait_both_working(a, b, ports, lambda x, y: x + y >= len(events) // 4)  # then b leaves mid-load
         b.stop()
-        for s, values in by_source.items():
-            a.produce(s, values[len(values) // 2:])
+        produce_half(a, events, 1)
         time.sleep(2)
         b.start()  # ... and comes back while a still works through the backlog
         await_same_state(a, want_features, want, lambda: final_tags(a))
-        changes = [orjson.loads(r.value) for r in a.consume("tags", until=quiet_for(6),
-                                                             isolation_level="read_committed")]
-        assert monotone_histories(changes) == {(c, t): ["add"] for c, tags in want.items()
-                                               for t in tags if t in MONOTONE_TAGS}
-        assert_leaving_tags_left(changes)
-        if guarantee == "exactly_once":
-            ids = [c["change_id"] for c in changes]
-            assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} changes published twice"
+        assert_tag_topic(a, want, guarantee, leaving=True)
     finally:
         a.stop()
         b.stop()
