@@ -10,8 +10,9 @@ With ``processing_guarantee=exactly_once`` (``ExactlyOnce``), the tag changes an
 partition's customers are written in one Kafka transaction instead (``commit_transactions``): a
 replay then finds either none of the batch's output or all of it, so no change is published twice.
 
-The stage is written against small contracts (``StateStore``, ``Membership``, the io sinks), so
-its batch logic is unit-tested with fakes; ``topology.py`` binds them to Faust.
+The stage is written against small contracts (``customer_contracts.py``: ``StateStore``,
+``Membership``; the io sinks), so its batch logic is unit-tested with fakes; ``topology.py`` binds
+them to Faust.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
+from streams.app.customer_contracts import (
+    Delivered,
+    ExactlyOnce,
+    LeaseExpired,
+    Membership,
+    StateStore,
+    Updated,
+    failed,
+)
 from streams.app.customer_identity import IdentityItems, IdentityOutput, wake_at
 from streams.app.envelope import decode_envelope
 from streams.app.group_lease import LEASE_SHARE
@@ -38,98 +47,9 @@ from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import ByLabels, Metrics, Tally, observe_many
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter, tag_record
-from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
+from streams.io.transactions import Fenced, OutRecord
 
 log = logging.getLogger(__name__)
-
-
-class LeaseExpired(Exception):
-    """A batch wrote nothing: the group may have dropped this worker (``group_lease.py``)."""
-
-
-def _failed(exc: Exception) -> asyncio.Future[None]:
-    """A settled future that failed with ``exc``: the batch it stands for is not acknowledged."""
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_exception(exc)
-    return future
-
-
-class Delivered(Protocol):
-    """A consumed record as the stage sees it (faust's ``EventT``: ``.message`` is the record)."""
-
-    @property
-    def message(self) -> Any: ...
-
-
-class StateStore(Protocol):
-    """Customer states by key; writes name the delivered record they belong to (its partition)."""
-
-    def get(self, key: bytes) -> CustomerState | None: ...
-
-    def put(self, key: bytes, state: CustomerState, record: Delivered, encoded: bytes | None = None) -> None:
-        """``encoded``: ``state.dumps()`` as the stage just made it (the store need not redo it)."""
-
-    def delete(self, key: bytes, record: Delivered) -> None: ...
-
-    def put_local(self, key: bytes, state: CustomerState, record: Delivered) -> None:
-        """Like ``put``, without a changelog record (exactly-once: the transaction wrote it)."""
-
-    def delete_local(self, key: bytes, record: Delivered) -> None: ...
-
-    def items(self) -> Iterable[tuple[bytes, object]]: ...
-
-    def held_keys(self) -> Iterable[bytes]:
-        """The keys held (no state decoded)."""
-
-    async def flush(self) -> None:
-        """Returns once every write so far is on its way to the changelog (before the batch is
-        acknowledged)."""
-
-    def drop_pending(self) -> int:
-        """Forgets the changelog records not handed to the Kafka client yet (a batch refused after
-        it saved: ``group_lease.py``); returns how many."""
-
-
-class Membership(Protocol):
-    """The consumer group as the stage needs it: the generation and what this worker owns."""
-
-    def generation(self) -> int: ...
-
-    def owns(self, record: Delivered) -> bool: ...
-
-    def read_again(self, record: Delivered) -> bool:
-        """True for a record processed and acknowledged already, brought again by the re-read of
-        a hole before it (``faust_commits.StrictCommits.read_again``)."""
-
-    def lease_expired(self) -> bool:
-        """True when the group may have dropped this worker since it last confirmed its membership
-        (a pause longer than the session: ``group_lease.py``): a batch then writes nothing."""
-
-
-@dataclass
-class Updated:
-    key: bytes
-    state: CustomerState
-    record: Delivered
-    existed: bool = True
-    """The store held a state for the key before this batch."""
-    encoded: bytes | None = None
-    """``state.dumps()``, made when the batch checked it can be saved."""
-
-    @property
-    def keep(self) -> bool:
-        """False when nothing is left to remember: the state is deleted (keeps the store bounded)."""
-        return not self.state.is_empty()
-
-
-@dataclass
-class ExactlyOnce:
-    """Exactly-once output (``processing_guarantee=exactly_once``): the transactions and the topics
-    they write, the changelog being the customers table's."""
-
-    transactions: PartitionTransactions
-    tag_topic: str
-    changelog_topic: str
 
 
 class CustomerStage:
@@ -265,7 +185,7 @@ class CustomerStage:
         """Writes nothing of this batch and leaves it unacknowledged (``settled``)."""
         log.warning("customer batch not written and not acknowledged (its records are read again): %s", why)
         self.metrics.batches_refused.inc()
-        self._refused = _failed(LeaseExpired(why))
+        self._refused = failed(LeaseExpired(why))
 
     async def _saved(self) -> None:
         """Waits for the last batch's changelog records (their failure is raised here)."""
@@ -441,7 +361,7 @@ class CustomerStage:
                             "acknowledged (the partition's owner reads its records again)", exc, partition)
                 fenced.add(partition)
         if fenced:
-            self._refused = _failed(Fenced(f"partitions {sorted(fenced)} refused this batch's output"))
+            self._refused = failed(Fenced(f"partitions {sorted(fenced)} refused this batch's output"))
         for u in updated:
             if u.record.message.partition not in fenced:
                 self.save(u, local=True)

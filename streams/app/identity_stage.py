@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from schemas.ids import parse_id_key
-from streams.app.customers import Delivered
+from streams.app.customer_contracts import Delivered
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.app.identity_links import decode_links
 from streams.engine.identity.graph import GraphLimits, IdentityGraph, Refusal

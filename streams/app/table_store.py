@@ -19,7 +19,7 @@ from faust.types import TP
 
 from streams.app import faust_compat
 from streams.app.codec import encoded_as
-from streams.app.customers import Delivered
+from streams.app.customer_contracts import Delivered
 from streams.io.contract import BatchSender
 from streams.io.record_batches import send_batches
 

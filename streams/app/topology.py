@@ -27,7 +27,8 @@ import faust
 
 from streams.app import faust_commits, faust_compat, gc_policy, group_lease
 from streams.app.codec import STATE_CODEC
-from streams.app.customers import CustomerStage, Delivered, ExactlyOnce
+from streams.app.customer_contracts import Delivered, ExactlyOnce
+from streams.app.customers import CustomerStage
 from streams.app.envelope import EnvelopeSender, envelope_weight
 from streams.app.faust_producer import kafka_producer
 from streams.app.faust_take_events import take_events

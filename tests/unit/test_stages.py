@@ -11,7 +11,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.app.customers import CustomerStage, Delivered, ExactlyOnce, LeaseExpired
+from streams.app.customer_contracts import Delivered, ExactlyOnce, LeaseExpired
+from streams.app.customers import CustomerStage
 from streams.app.envelope import EnvelopeSender, decode_envelope, partition_for
 from streams.app.ingest import IngestStage
 from streams.engine.clock import ManualClock
@@ -560,7 +561,7 @@ async def test_exactly_once_state_with_nothing_left_is_a_tombstone(tmp_path: Pat
     store = DictStore()
     stage, tx, _ = exactly_once_stage(tmp_path, metrics, store)
     state = CustomerState(rule_version=stage.engine.version)
-    from streams.app.customers import Updated
+    from streams.app.customer_contracts import Updated
 
     ev = envelope("gone", 1)
     await stage.commit_transactions([], [Updated(b"gone", state, ev)], {b"gone": ev}, 1)
@@ -593,7 +594,7 @@ async def test_customers_in_state_is_counted_without_walking_the_store(tmp_path:
     await stage.process([envelope("c1", 1), envelope("c2", 1)])
     await stage.process([envelope("c1", 1, start=3), envelope("c3", 1)])
     assert stage.customers == len(store.data) == 3
-    from streams.app.customers import Updated
+    from streams.app.customer_contracts import Updated
 
     gone = envelope("c2", 1)
     stage.save(Updated(b"c2", CustomerState(), gone, existed=True))  # nothing left: deleted
