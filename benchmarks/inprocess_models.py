@@ -194,6 +194,9 @@ class Group:
     def generation(self) -> int:
         return 1
 
+    def fence_token(self) -> int:
+        return 1
+
     def owns(self, record: Any) -> bool:
         return True
 

@@ -79,6 +79,11 @@ class Membership(Protocol):
         """True when the group may have dropped this worker since it last confirmed its membership
         (a pause longer than the session: ``group_lease.py``): a batch then writes nothing."""
 
+    def fence_token(self) -> int:
+        """Orders the successive owners of a partition: when this worker's membership began
+        (``group_lease.joined_ms``). Its Redis writes carry it, and Redis refuses them once a later
+        owner wrote the partition (``redis_sink.Fence``)."""
+
 
 @dataclass
 class Updated:

@@ -45,7 +45,7 @@ from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import ByLabels, Metrics, Tally, observe_many
-from streams.io.redis_sink import RedisTagSink
+from streams.io.redis_sink import Fence, RedisFenced, RedisTagSink
 from streams.io.tag_topic import TagTopicWriter, tag_record
 from streams.io.transactions import Fenced, OutRecord
 
@@ -137,6 +137,7 @@ class CustomerStage:
         started_s = time.perf_counter()
         self._refused = None
         generation = self.membership.generation()
+        fence = Fence(self.membership.fence_token(), frozenset(ev.message.partition for ev in events))
         by_key, record_of = self._group(events, generation)
         published: list[Published] = []
         updated: list[Updated] = []
@@ -165,10 +166,10 @@ class CustomerStage:
         forwarded = await self.identity.send() if self.identity is not None and self.identity.pending() else []
         if self.exactly_once is not None:
             await asyncio.gather(*forwarded)  # before any state (a stub among them) is saved
-            await self.commit_transactions(published, updated, record_of, generation)
+            await self.commit_transactions(published, updated, record_of, generation, fence)
             return
         if published:
-            await self.publish(published)
+            await self.publish(published, fence)
         await asyncio.gather(*forwarded)  # acknowledged with the tag changes: before any stub is saved
         await self._saved()  # the last batch's states first: in order, and its failure stops this one
         if self._refused is None and self.membership.lease_expired():  # paused while publishing
@@ -181,11 +182,11 @@ class CustomerStage:
             self.save(u)
         self._saving = asyncio.ensure_future(self._flush_states())
 
-    def _refuse(self, why: str) -> None:
-        """Writes nothing of this batch and leaves it unacknowledged (``settled``)."""
+    def _refuse(self, why: str, exc: Exception | None = None) -> None:
+        """Writes nothing (more) of this batch and leaves it unacknowledged (``settled``)."""
         log.warning("customer batch not written and not acknowledged (its records are read again): %s", why)
         self.metrics.batches_refused.inc()
-        self._refused = failed(LeaseExpired(why))
+        self._refused = failed(exc if exc is not None else LeaseExpired(why))
 
     async def _saved(self) -> None:
         """Waits for the last batch's changelog records (their failure is raised here)."""
@@ -313,23 +314,27 @@ class CustomerStage:
             ident.after_events(key, state, counted, self.clock.now_ms())
         return out, state
 
-    async def publish(self, published: list[Published]) -> None:
-        """Redis first, then the tag topic; both acknowledged before any state is saved."""
+    async def publish(self, published: list[Published], fence: Fence | None = None) -> None:
+        """Redis first, then the tag topic; both acknowledged before any state is saved. Redis
+        refusing the writes (``fence``: a later owner wrote a partition) refuses the batch."""
         if self.identity is not None:
             published = [p for p in published if self.identity.published(p.change["customer_id"])]
         for p in published:
             self.redis.add(p.change)
-            self.tag_topic.add(p.change)
         waited = time.perf_counter()
-        await self.redis.flush()
+        if not await self._to_redis(fence):
+            return
         redis_done = time.perf_counter()
         self._waits.labels("redis").observe(redis_done - waited)
+        for p in published:
+            self.tag_topic.add(p.change)
         await self.tag_topic.flush()
         self._waits.labels("tag_topic").observe(time.perf_counter() - redis_done)
         self._observe(published)
 
     async def commit_transactions(self, published: list[Published], updated: list[Updated],
-                                  record_of: dict[bytes, Delivered], generation: int) -> None:
+                                  record_of: dict[bytes, Delivered], generation: int,
+                                  fence: Fence | None = None) -> None:
         """Exactly-once: Redis first (idempotent), then per customer partition ONE transaction with
         the partition's tag changes and new states; the local store is written only after the
         commit. A replay after a crash sees the old state and writes the same changes once."""
@@ -338,7 +343,8 @@ class CustomerStage:
         self._refused = None
         for p in published:
             self.redis.add(p.change)
-        await self.redis.flush()
+        if not await self._to_redis(fence):
+            return
         if self.membership.generation() != generation:
             updated = self._still_owned(updated)
             kept = {u.key for u in updated}
@@ -367,6 +373,16 @@ class CustomerStage:
                 self.save(u, local=True)
         self._observe([p for p in published
                        if record_of[str(p.change["customer_id"]).encode()].message.partition not in fenced])
+
+    async def _to_redis(self, fence: Fence | None) -> bool:
+        """Flushes the Redis sink; False (the batch refused) when a later owner of one of the
+        batch's partitions wrote there (``redis_sink.Fence``: this worker was paused past its session)."""
+        try:
+            await self.redis.flush(fence)
+        except RedisFenced as exc:
+            self._refuse(str(exc), exc)
+            return False
+        return True
 
     def _observe(self, published: list[Published]) -> None:
         """Counts the changes per (tag, op, cause) and observes their latencies, each distinct value

@@ -15,6 +15,8 @@ than ``LEASE_SHARE`` of the session timeout writes nothing and is not acknowledg
 are read again by whoever owns the partition: the new owner, or this worker after it rejoins (or
 after the re-read of the hole). A write already on the wire when the pause starts still lands
 when the worker resumes: the lease narrows the window a resumed batch had, it does not close it.
+For Redis, the join time stamped here (``joined_ms``) closes it: Redis refuses a flush whose token
+is earlier than the partition's latest writer's (``streams.io.redis_sink.Fence``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ LEASE_SHARE: Final = 0.8
 worker heartbeats every third of the session timeout, at most every 3 s: docs/operations.md)."""
 
 _STAMP = "_tagstream_confirmed_at"
+_JOINED = "_tagstream_joined_ms"
 
 
 def install() -> bool:
@@ -47,6 +50,8 @@ def install() -> bool:
 
     async def _on_join_complete(self: Any, *args: Any, **kwargs: Any) -> Any:
         setattr(self, _STAMP, time.monotonic())
+        # never backwards in one process, whatever the wall clock does
+        setattr(self, _JOINED, max(int(time.time() * 1000), getattr(self, _JOINED, 0) + 1))
         return await real_join(self, *args, **kwargs)
 
     _do_heartbeat._tagstream_original = real_heartbeat  # type: ignore[attr-defined]
@@ -68,3 +73,11 @@ def expired(coordinator: Any, session_timeout_s: float) -> bool:
     if coordinator is None:
         return False
     return confirmed_s_ago(coordinator) > LEASE_SHARE * session_timeout_s
+
+
+def joined_ms(coordinator: Any) -> int:
+    """When ``coordinator`` last completed a join (wall-clock ms; 0 before the first): the fencing
+    token of this worker's writes to Redis (``redis_sink.Fence``). A partition's next owner joins
+    after this worker's session expired, so later by at least the session timeout, which is what
+    the clocks of two workers' machines may disagree by at most."""
+    return 0 if coordinator is None else int(getattr(coordinator, _JOINED, 0))

@@ -104,11 +104,16 @@ class AppMembership:
         return self.strict.read_again(record.message.tp, record.message.offset)
 
     def lease_expired(self) -> bool:
+        return group_lease.expired(self._coordinator(), self.session_timeout_s)
+
+    def fence_token(self) -> int:
+        return group_lease.joined_ms(self._coordinator())
+
+    def _coordinator(self) -> Any:
         try:  # faust's consumer thread holds the aiokafka consumer
-            coordinator = self.app.consumer._thread._ensure_consumer()._coordinator  # type: ignore[attr-defined]
+            return self.app.consumer._thread._ensure_consumer()._coordinator  # type: ignore[attr-defined]
         except Exception:  # not started (or stopping): nothing assigned to write for
-            return False
-        return group_lease.expired(coordinator, self.session_timeout_s)
+            return None
 
 
 def build_faust_app(settings: Settings) -> faust.App:

@@ -3,6 +3,8 @@
 Sinks buffer in ``add()`` and write in ``flush()``. The caller (the customer agent) awaits
 ``flush()`` before it moves on to the next record, so a record's offset is only committed once
 its changes are in Redis: a crash replays it, and the idempotent writes make the replay harmless.
+A flush with a ``Fence`` writes nothing once a later owner of one of its partitions wrote there:
+a worker resumed after a pause longer than its session cannot overwrite newer tags.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -38,25 +41,65 @@ RETRIABLE = (RedisConnectionError, RedisTimeoutError, OSError,
 
 
 APPLY = """
+local fences = tonumber(ARGV[2])
+for i = 1, fences do
+  local held = redis.call('GET', KEYS[i])
+  if held and tonumber(held) > tonumber(ARGV[3]) then
+    return {-1, i, held}
+  end
+end
+for i = 1, fences do
+  redis.call('SET', KEYS[i], ARGV[3], 'PX', ARGV[4])
+end
 local commands = cjson.decode(ARGV[1])
-for k = 1, #KEYS do
-  local c = commands[k]
+for k = fences + 1, #KEYS do
+  local c = commands[k - fences]
   redis.call(c[1], KEYS[k], unpack(c[2]))
 end
-return #KEYS
+return {#KEYS - fences}
 """
-"""One flush's commands as one script call (``RedisTagSink(scripted=True)``): KEYS are their keys,
-ARGV[1] a JSON array of each one's name and arguments, ``[["HSET", [field, value, ...]], ...]``:
-one argument for the client to pack, not ~3 per tag change (redis-py packs each in Python)."""
+"""One flush's commands as one script call (``RedisTagSink(scripted=True)``): KEYS are the fence
+keys of the flush's partitions (``Fence``), then the commands' keys; ARGV[1] a JSON array of each
+command's name and arguments, ``[["HSET", [field, value, ...]], ...]`` (one argument for the client
+to pack, not ~3 per tag change: redis-py packs each in Python), ARGV[2] the number of fence keys,
+ARGV[3] the writer's fence token, ARGV[4] how long a fence key lives (ms). When a fence key holds a
+later token than ours, nothing is written: ``{-1, index of that key, its token}``."""
+
+FENCE_TTL_MS = 7 * 24 * 3_600_000
+"""How long a partition's fence key outlives the last write to the partition: longer than any
+pause a worker could resume from with a write still in hand, short enough to clean up after an
+app that is gone."""
+
+
+class RedisFenced(Exception):
+    """A later owner of a partition wrote to Redis: this writer's flush wrote nothing."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a flush's writes are fenced by: the writer's token (``Membership.fence_token``: when its
+    group membership began) and the customer partitions its changes come from. Redis keeps the
+    latest token per partition (``fence_key``) and refuses a flush with an earlier one, so a worker
+    resumed after a pause cannot overwrite what the partition's next owner wrote."""
+
+    token: int
+    partitions: frozenset[int]
+
+
+def fence_key(prefix: str, partition: int) -> str:
+    """The latest fence token that wrote customer partition ``partition``'s tags (``Fence``)."""
+    return f"{prefix}:owner:{partition}"
+
 
 SCRIPT_CHUNK = 1_000
 """Arguments per command in a script call at most (Lua's ``unpack`` takes ~8,000): a longer one is
 split (HSET/HDEL/SADD/SREM are variadic; an even count keeps HSET's pairs whole)."""
 
 
-def script_call(commands: Sequence[tuple[str, str, list[str]]]) -> tuple[list[str], bytes]:
-    """KEYS and ARGV[1] of ``APPLY`` for ``commands`` (``RedisTagSink.commands``)."""
-    keys: list[str] = []
+def script_call(commands: Sequence[tuple[str, str, list[str]]], fence_keys: Sequence[str] = ()) -> tuple[
+        list[str], bytes]:
+    """KEYS and ARGV[1] of ``APPLY`` for ``commands`` (``RedisTagSink.commands``) after ``fence_keys``."""
+    keys: list[str] = list(fence_keys)
     calls: list[tuple[str, list[str]]] = []
     for command, key, args in commands:
         for i in range(0, len(args), SCRIPT_CHUNK):
@@ -164,7 +207,11 @@ class RedisTagSink:
                 hdel.append(("HDEL", hkey, gone))
         return [*hset, *hdel, *(("SADD", k, a) for k, a in sadd.items()), *(("SREM", k, a) for k, a in srem.items())]
 
-    async def flush(self) -> None:
+    async def flush(self, fence: Fence | None = None) -> None:
+        """Writes the changes added since the last flush; retries what may be transient, forever.
+        With ``fence``, Redis refuses them when a later owner wrote one of its partitions: that
+        raises ``RedisFenced`` and the changes are dropped (their batch is not acknowledged, and its
+        records are processed again by the partition's owner)."""
         if not self._pending:
             return
         changes, self._pending = self._pending, []
@@ -172,10 +219,10 @@ class RedisTagSink:
         while True:
             try:
                 if self._timeout_s is None:
-                    await self._write(changes)
+                    await self._write(changes, fence)
                 else:
                     async with asyncio.timeout(self._timeout_s):  # TimeoutError: an OSError, retried
-                        await self._write(changes)
+                        await self._write(changes, fence)
                 if not self.healthy:
                     log.warning("redis is back; tag writes resumed")
                 self.healthy = True
@@ -191,17 +238,30 @@ class RedisTagSink:
                 self._pending = changes + self._pending
                 raise
 
-    async def _write(self, changes: Sequence[Mapping[str, Any]]) -> None:
+    async def _write(self, changes: Sequence[Mapping[str, Any]], fence: Fence | None = None) -> None:
         commands = self.commands(changes)
         if self._scripted:
-            keys, payload = script_call(commands)
+            partitions = sorted(fence.partitions) if fence is not None else []
+            fences = [fence_key(self._prefix, p) for p in partitions]
+            keys, payload = script_call(commands, fences)
             try:
-                await self._client.eval(APPLY, len(keys), *keys, payload)
-                return
+                done = await self._client.eval(APPLY, len(keys), *keys, payload, len(fences),
+                                               fence.token if fence is not None else 0, FENCE_TTL_MS)
             except NoPermissionError as exc:
                 log.warning("redis refused the tag writes' script (%s): writing them as a pipeline of commands; "
-                            "give the ACL user +eval to save ~70 %% of the client's CPU per write", exc)
+                            "give the ACL user +eval to save ~70 %% of the client's CPU per write (and to fence "
+                            "a paused worker's writes)", exc)
                 self._scripted = False
+            else:
+                if int(done[0]) < 0:
+                    assert fence is not None
+                    held = int(done[2])
+                    raise RedisFenced(
+                        f"customer partition {partitions[int(done[1]) - 1]} was written by a later owner "
+                        f"(fence token {held} > ours, {fence.token}): this worker's {len(changes)} tag changes "
+                        "are not written (was it paused past its session? If the machines' clocks disagree "
+                        f"by more than the session timeout, fix them; the key is {fences[int(done[1]) - 1]})")
+                return
         pipe = self._client.pipeline(transaction=False)
         for command, key, args in commands:
             pipe.execute_command(command, key, *args)

@@ -1,16 +1,17 @@
 """The tag sink's two ways of writing a flush against a real redis-server: one script call (the
 worker's, ``scripted``) and a pipeline of commands (Redis Cluster, or an ACL user without EVAL)
-leave Redis in the same state."""
+leave Redis in the same state; a fenced flush writes nothing once a later owner wrote its partition."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
-from streams.io.redis_sink import SCRIPT_CHUNK, RedisTagSink
+from streams.io.redis_sink import FENCE_TTL_MS, SCRIPT_CHUNK, Fence, RedisFenced, RedisTagSink, fence_key
 
 from .test_redis_outage import OwnRedis, own_redis  # noqa: F401  (the fixture)
 
@@ -36,7 +37,8 @@ def snapshot(r: redis.Redis, prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in r.scan_iter(f"{prefix}:*"):
         name = key.decode()[len(prefix):]
-        out[name] = r.hgetall(key) if r.type(key) == b"hash" else r.smembers(key)
+        kind = r.type(key)
+        out[name] = r.hgetall(key) if kind == b"hash" else r.get(key) if kind == b"string" else r.smembers(key)
     return out
 
 
@@ -73,3 +75,44 @@ async def test_an_acl_user_without_eval_gets_the_pipeline(own_redis: OwnRedis) -
     finally:
         await sink.close()
         admin.close()
+
+
+async def test_a_fenced_flush_writes_nothing_once_a_later_owner_wrote_one_of_its_partitions(
+        own_redis: OwnRedis) -> None:  # noqa: F811
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    paused = RedisTagSink(aioredis.from_url(url), prefix="f", scripted=True)
+    later = RedisTagSink(aioredis.from_url(url), prefix="f", scripted=True)
+    r = redis.Redis.from_url(url)
+
+    def change(cid: str, tag: str, op: str = "add") -> dict[str, Any]:
+        return {"customer_id": cid, "tag": tag, "op": op, "at_ms": 1, "rule_version": "v"}
+
+    try:
+        paused.add(change("c0", "vip"))
+        paused.add(change("c1", "vip"))
+        await paused.flush(Fence(1_000, frozenset({0, 1})))
+        paused.add(change("c1", "new"))  # the same owner's next batch: the same token passes
+        await paused.flush(Fence(1_000, frozenset({1})))
+        later.add(change("c1", "vip", "remove"))
+        await later.flush(Fence(2_000, frozenset({1})))
+        assert r.get(fence_key("f", 0)) == b"1000" and r.get(fence_key("f", 1)) == b"2000"
+        assert 0 < r.pttl(fence_key("f", 1)) <= FENCE_TTL_MS
+        before = snapshot(r, "f")
+
+        paused.add(change("c1", "vip"))  # the paused worker's stale view of c1
+        paused.add(change("c0", "stale"))
+        later_owner = r"partition 1 was written by a later owner \(fence token 2000 > ours, 1000\)"
+        with pytest.raises(RedisFenced, match=later_owner):
+            await paused.flush(Fence(1_000, frozenset({0, 1})))
+        assert snapshot(r, "f") == before  # nothing of the refused flush, not even partition 0's change
+        await paused.flush(Fence(1_000, frozenset({0})))  # dropped, not kept for the next flush
+        assert snapshot(r, "f") == before
+
+        paused.add(change("c0", "mine"))  # partition 0 is still its own
+        await paused.flush(Fence(1_000, frozenset({0})))
+        assert set(r.hgetall("f:tags:c0")) == {b"vip", b"mine"}
+        assert set(r.hgetall("f:tags:c1")) == {b"new"} and r.smembers("f:tag:vip") == {b"c0"}
+    finally:
+        r.close()
+        await paused.close()
+        await later.close()

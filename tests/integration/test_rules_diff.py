@@ -50,7 +50,8 @@ def redis_snapshot(w: WorkerProc) -> dict[str, Any]:
         k = text(key)
         if k == workers_key(w.prefix):
             continue
-        out[k] = r.hgetall(k) if text(r.type(k)) == "hash" else sorted(r.smembers(k))
+        kind = text(r.type(k))  # hashes (tags), sets (audiences), strings (partitions' fences)
+        out[k] = r.hgetall(k) if kind == "hash" else r.get(k) if kind == "string" else sorted(r.smembers(k))
     return out
 
 

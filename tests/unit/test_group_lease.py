@@ -43,5 +43,12 @@ async def test_a_successful_heartbeat_or_a_join_renews_it(monkeypatch: Any) -> N
     c._tagstream_confirmed_at = first - 100
     assert await GroupCoordinator._do_heartbeat(c) is False  # a failed one renews nothing
     assert c._tagstream_confirmed_at == first - 100
+    assert group_lease.joined_ms(c) == 0  # no join yet: no fence token
     assert await GroupCoordinator._on_join_complete(c, 1, "leader") == "joined"
     assert group_lease.confirmed_s_ago(c) < 1.0
+    joined = group_lease.joined_ms(c)
+    assert abs(joined - time.time() * 1000) < 1_000
+    c._tagstream_joined_ms = joined + 3_600_000  # the wall clock went back an hour since
+    await GroupCoordinator._on_join_complete(c, 2, "leader")
+    assert group_lease.joined_ms(c) == joined + 3_600_001  # the token never goes backwards
+    assert group_lease.joined_ms(None) == 0

@@ -22,7 +22,7 @@ from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
-from streams.io.redis_sink import RedisTagSink
+from streams.io.redis_sink import Fence, RedisFenced, RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
 from streams.io.transactions import Fenced, OutRecord, PartitionTransactions
 from tag_rules import load_rules
@@ -152,6 +152,8 @@ class Group:
     """(partition, offset) of records a hole's re-read brings again, processed already."""
     expired: bool = False
     """The group may have dropped this worker (a pause longer than the session)."""
+    token: int = 1_000
+    """When this worker's membership began (``Membership.fence_token``)."""
 
     def generation(self) -> int:
         return self.gen
@@ -164,6 +166,9 @@ class Group:
 
     def lease_expired(self) -> bool:
         return self.expired
+
+    def fence_token(self) -> int:
+        return self.token
 
 
 def click(cid: str | None, i: int, **kw: Any) -> bytes:
@@ -532,6 +537,48 @@ async def test_a_batch_whose_membership_lease_expired_writes_nothing_and_is_not_
     await stage.process([envelope("c1", 3), envelope("c2", 2)])
     assert set(store.data) == {b"c1", b"c2"}
     assert stage.settled() is not refused
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+async def test_a_batch_redis_fences_off_writes_nothing_more_and_is_not_acknowledged(
+        tmp_path: Path, metrics: Metrics, exactly_once: bool) -> None:
+    """A worker resumed after a pause, past its lease check: Redis refuses its writes once a later
+    owner (a later fence token) wrote one of the batch's partitions (redis_sink.Fence; the script is
+    tested against redis-server in tests/integration/test_redis_sink.py). Then no tag record, no
+    transaction and no state follow, and the batch stays unacknowledged."""
+    store = DictStore()
+    if exactly_once:
+        stage, tx, producer = exactly_once_stage(tmp_path, metrics, store)
+    else:
+        producer = FakeProducer()
+        stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    fences: list[Fence] = []
+    later: dict[int, int] = {}
+
+    async def write(changes: Any, fence: Fence | None = None) -> None:  # Redis's side of APPLY
+        assert fence is not None
+        fences.append(fence)
+        for p in sorted(fence.partitions):
+            if later.get(p, 0) > fence.token:
+                raise RedisFenced(f"customer partition {p} was written by a later owner")
+        for p in fence.partitions:
+            later[p] = fence.token
+
+    stage.redis._write = write  # type: ignore[method-assign]
+    a, b = envelope("c1", 3), envelope("c2", 2)
+    group = stage.membership
+    assert isinstance(group, Group)
+    later[b.message.partition] = group.token + 1  # the partition's next owner joined later and wrote
+    await stage.process([a, b])
+    assert fences == [Fence(group.token, frozenset({a.message.partition, b.message.partition}))]
+    refused = stage.settled()
+    assert refused is not None and refused.done() and isinstance(refused.exception(), RedisFenced)
+    assert store.data == {} and store.writes == [] and producer.sent == []
+    assert not exactly_once or tx.commits == []
+    assert metrics.batches_refused._value.get() == 1
+    group.token += 2  # this worker rejoined later still, and owns the partitions again
+    await stage.process([a, b])
+    assert set(store.data) == {b"c1", b"c2"} and stage.settled() is not refused
 
 
 async def test_a_lease_that_expires_before_the_changelog_flush_sends_nothing(tmp_path: Path, metrics: Metrics) -> None:
