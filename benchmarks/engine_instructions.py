@@ -1,6 +1,7 @@
 """The tag engine's cost per event in CPU instructions, counted by valgrind (issue 12).
 
     python -m benchmarks.engine_instructions [--rules A.yaml B.yaml ...] [--events 20000]
+    python -m benchmarks.engine_instructions --live [--events 30000] [--step-ms 500]
 
 Timings on this project's 2-core machine vary by 5-15 % from one run to the next (other tenants of
 the host), more than most engine changes are worth, so an A/B of two timings needs many
@@ -10,6 +11,10 @@ caches, both are counted) under ``valgrind --tool=callgrind``, collecting only i
 ``process_event``, and reports instructions per event per rule set and their ratio to the first
 (the 50 reference tags by default). Needs valgrind (``apt-get install valgrind``) and the
 compiled engine (``python -m streams.tools.build_native``); ~1 minute per rule set.
+
+``--live`` counts ``benchmarks.rules_live``'s stream instead (event times ``--step-ms`` apart, hours
+of business time, one pass): ``process_event`` and the due runs before each event
+(``TagEngine.catch_up``), what a worker on a live stream runs.
 
 Instructions are not time (a cache miss costs more than an add), but for the engine's kind of
 change (fewer calls, fewer look-ups) they move together, and a 1 % change is visible.
@@ -33,6 +38,7 @@ from .rules_1000 import RULES_1000
 
 SELECTIVE = RULES_1000.with_name("rules_1000_selective.yaml")
 COLLECT = "CPyPy_tag_engine___TagEngine___process_event"
+CATCH_UP = "CPyPy_tag_engine___TagEngine___catch_up"
 """The compiled entry point (``streams/engine/native.py``); with the pure-Python engine,
 ``--collect`` another function (e.g. ``process_event``)."""
 
@@ -52,11 +58,25 @@ def _child(rules: str, events_path: str) -> None:
             engine.process_event(states.setdefault(ev["customer_id"], CustomerState()), ev, ev["ts_ms"])
 
 
-def count(rules: Path, events_path: Path, collect: str, workdir: Path) -> int:
-    """Instructions spent inside ``collect`` while the child runs ``rules``."""
+def _live_child(rules: str, events_path: str) -> None:
+    """Runs inside valgrind: one pass of ``rules_live`` (events and the due runs before them)."""
+    from streams.engine.tag_engine import TagEngine
+    from tag_rules import load_rules
+
+    from .rules_live import run
+
+    with open(events_path, "rb") as f:
+        evs = pickle.load(f)
+    run(TagEngine(load_rules(rules)), evs)
+
+
+def count(rules: Path, events_path: Path, collect: list[str], workdir: Path, *, live: bool = False) -> int:
+    """Instructions spent inside the functions ``collect`` while the child runs ``rules``."""
     out = workdir / f"callgrind.{rules.stem}"
-    subprocess.run(["valgrind", "--tool=callgrind", f"--toggle-collect={collect}", f"--callgrind-out-file={out}",
-                    sys.executable, "-m", "benchmarks.engine_instructions", "--child", str(rules), str(events_path)],
+    child = "--live-child" if live else "--child"
+    subprocess.run(["valgrind", "--tool=callgrind", *(f"--toggle-collect={c}" for c in collect),
+                    f"--callgrind-out-file={out}",
+                    sys.executable, "-m", "benchmarks.engine_instructions", child, str(rules), str(events_path)],
                    check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
     m = re.search(r"^summary:\s*(\d+)", out.read_text(), re.M)
     if m is None:
@@ -67,31 +87,50 @@ def count(rules: Path, events_path: Path, collect: str, workdir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rules", nargs="+", type=Path, default=[REFERENCE_RULES, SELECTIVE])
-    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=None, help="20,000 (30,000 with --live)")
+    p.add_argument("--live", action="store_true", help="rules_live's stream: events and due runs over hours")
+    p.add_argument("--step-ms", type=float, default=500.0, help="with --live: event times this far apart")
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=20261127)
-    p.add_argument("--collect", default=COLLECT)
+    p.add_argument("--collect", nargs="+", default=None)
+    p.add_argument("--keep", type=Path, default=None,
+                   help="keep valgrind's outputs here (callgrind.<rules>: for callgrind_annotate --inclusive=yes)")
     p.add_argument("--child", nargs=2, metavar=("RULES", "EVENTS"), help=argparse.SUPPRESS)
+    p.add_argument("--live-child", nargs=2, metavar=("RULES", "EVENTS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(*args.child)
         return 0
+    if args.live_child:
+        _live_child(*args.live_child)
+        return 0
+    collect = args.collect or ([COLLECT, CATCH_UP] if args.live else [COLLECT])
     if shutil.which("valgrind") is None:
         p.error("valgrind is not installed (apt-get install valgrind)")
-    evs = events(args.events * 3, args.customers, args.seed)[:args.events]  # engine_only's generator and seed
+    if args.live:
+        from .rules_live import stream
+
+        evs = stream(args.events or 30_000, args.customers, args.seed, args.step_ms)
+        passes = 1
+    else:
+        n = args.events or 20_000
+        evs = events(n * 3, args.customers, args.seed)[:n]  # engine_only's generator and seed
+        passes = 2
     rows: list[dict[str, object]] = []
     first: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         events_path = workdir / "events.pkl"
         events_path.write_bytes(pickle.dumps(evs))
         for rules in args.rules:
-            per_event = count(rules, events_path, args.collect, workdir) / (2 * len(evs))
+            per_event = count(rules, events_path, collect, workdir, live=args.live) / (passes * len(evs))
             rows.append({"rules": str(rules), "instructions_per_event": round(per_event)})
             first = per_event if first is None else first
             ratio = first / per_event
             print(f"{rules.name}: {per_event:,.0f} instructions per event "
-                  f"({len(evs):,} customer events, 2 passes); first / this = {ratio:.1%}", flush=True)
+                  f"({len(evs):,} customer events, {passes} pass{'es' if passes > 1 else ''}"
+                  f"{', with their due runs' if args.live else ''}); first / this = {ratio:.1%}", flush=True)
     print(json.dumps(rows))
     return 0
 

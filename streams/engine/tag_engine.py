@@ -14,7 +14,7 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.feature_reads import FeatureReads, value_at
+from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.flips import Flips
@@ -153,9 +153,10 @@ class TagEngine:
             # Features the event did not feed keep their next change (nothing was due before
             # now: catch_up ran first), so only the fed ones are recomputed.
             read = state.value_cache
+            steady = self._reads.steady
             for rt in fed:
                 cache[rt.key] = rt.next_change_ms(feats.get(rt.key), now_ms)
-                if read:
+                if read and rt.key not in steady:  # a steady one holds its new value (``_diff_flipped``)
                     read.pop(rt.key, None)
             # The next flap-control gate moves only when a gated tag is added or removed (else the
             # cached one is still the first after now: an earlier one would have been due).
@@ -196,6 +197,7 @@ class TagEngine:
             else _NO_KEYS
         fed: list[Runtime] = []
         filtered: dict[int, bool] = {}
+        read = state.value_cache
         for rt, slot in self._plans.steps(event):
             if too_late and rt.window_ms is not None:
                 continue
@@ -208,7 +210,10 @@ class TagEngine:
                 if not ok:
                     continue
             if before is not None:
-                before.append(value_at(feats, rt, now_ms))
+                # a steady key's value is remembered since its last change or feed (``FeatureReads.read``,
+                # ``_diff_flipped``): nothing of it left the window since, so there is nothing to prune
+                old = read.get(rt.key, UNREAD) if read is not None else UNREAD
+                before.append(value_at(feats, rt, now_ms) if old is UNREAD else old)
             data, late = rt.fold(feats.get(rt.key), event, now_ms)
             out.late |= late
             fed.append(rt)
@@ -343,10 +348,14 @@ class TagEngine:
         feats = state.features
         values: dict[str, Any] = {}
         flips = self._index.flips(first)
+        read = state.value_cache
+        steady = self._reads.steady
         for rt, old in zip(fed, before, strict=True):
             new = rt.value(feats.get(rt.key), now_ms)  # pruned at now for ``before``; the fold added a live bucket
             for name in self._names_by_key[rt.key]:
                 values[name] = new
+            if read is not None and rt.key in steady:  # its value until its next change or feed
+                read[rt.key] = new
             self._index.flipped(rt.key, old, new, flips)
         return self._evaluate_flipped(state, customer_id, flips, values, now_ms, "event", event)
 
