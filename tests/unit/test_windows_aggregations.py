@@ -6,6 +6,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.engine.features.aggregations import AGGREGATIONS
 from streams.engine.features.windows import (
@@ -90,3 +92,12 @@ def test_merging_buckets_equals_folding_everything(name: str) -> None:
                                         ("first", None), ("last", None)])
 def test_result_over_no_buckets(name: str, empty: object) -> None:
     assert AGGREGATIONS[name].result([]) == empty
+
+
+@given(st.lists(st.integers(min_value=-(2**62), max_value=2**62), min_size=1, max_size=40))
+def test_the_oldest_bucket_is_the_smallest_index(buckets: list[int]) -> None:
+    from streams.engine.features.runtime import _oldest
+
+    assert _oldest(buckets) == min(buckets)
+    assert _oldest(dict.fromkeys(buckets).keys()) == min(buckets)
+    assert _oldest({str(i): b for i, b in enumerate(buckets)}.values()) == min(buckets)
