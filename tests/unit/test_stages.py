@@ -513,17 +513,22 @@ async def test_exactly_once_fenced_partition_is_not_saved(tmp_path: Path, metric
     assert stage.settled() is None  # the next batch is acknowledged as usual
 
 
+def either_stage(tmp_path: Path, metrics: Metrics, store: DictStore, exactly_once: bool) -> tuple[
+        CustomerStage, FakeTransactions | None, FakeProducer]:
+    """A stage with either guarantee (its transactions with exactly_once)."""
+    if exactly_once:
+        return exactly_once_stage(tmp_path, metrics, store)
+    producer = FakeProducer()
+    return customer_stage(tmp_path, producer, metrics, store, Group())[0], None, producer
+
+
 @pytest.mark.parametrize("exactly_once", [False, True])
 async def test_a_batch_whose_membership_lease_expired_writes_nothing_and_is_not_acknowledged(
         tmp_path: Path, metrics: Metrics, exactly_once: bool) -> None:
     """A worker resumed after a pause longer than its session may have lost its partitions: the
     batch in flight publishes nothing, saves nothing and stays unacknowledged (group_lease.py)."""
     store = DictStore()
-    if exactly_once:
-        stage, tx, producer = exactly_once_stage(tmp_path, metrics, store)
-    else:
-        producer = FakeProducer()
-        stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    stage, tx, producer = either_stage(tmp_path, metrics, store, exactly_once)
     group = stage.membership
     assert isinstance(group, Group)
     group.expired = True
@@ -531,7 +536,7 @@ async def test_a_batch_whose_membership_lease_expired_writes_nothing_and_is_not_
     refused = stage.settled()
     assert refused is not None and refused.done() and isinstance(refused.exception(), LeaseExpired)
     assert store.data == {} and store.writes == [] and producer.sent == []
-    assert not exactly_once or tx.commits == []
+    assert tx is None or tx.commits == []
     assert metrics.batches_refused._value.get() == 1
     group.expired = False  # confirmed again (a heartbeat, or the join after the pause)
     await stage.process([envelope("c1", 3), envelope("c2", 2)])
@@ -547,11 +552,7 @@ async def test_a_batch_redis_fences_off_writes_nothing_more_and_is_not_acknowled
     tested against redis-server in tests/integration/test_redis_sink.py). Then no tag record, no
     transaction and no state follow, and the batch stays unacknowledged."""
     store = DictStore()
-    if exactly_once:
-        stage, tx, producer = exactly_once_stage(tmp_path, metrics, store)
-    else:
-        producer = FakeProducer()
-        stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    stage, tx, producer = either_stage(tmp_path, metrics, store, exactly_once)
     fences: list[Fence] = []
     later: dict[int, int] = {}
 
@@ -574,7 +575,7 @@ async def test_a_batch_redis_fences_off_writes_nothing_more_and_is_not_acknowled
     refused = stage.settled()
     assert refused is not None and refused.done() and isinstance(refused.exception(), RedisFenced)
     assert store.data == {} and store.writes == [] and producer.sent == []
-    assert not exactly_once or tx.commits == []
+    assert tx is None or tx.commits == []
     assert metrics.batches_refused._value.get() == 1
     group.token += 2  # this worker rejoined later still, and owns the partitions again
     await stage.process([a, b])
