@@ -381,8 +381,10 @@ class TagEngine:
             self.tracker.prune(state.backfill, due_ms)
         feats = state.features
         read = state.value_cache
+        steady = self._reads.steady
         values: dict[str, Any] = {}
         flips = self._index.flips(self._gated_indexes if gate_ends else ())
+        changed: list[Runtime] = []
         for rt in self.runtimes:
             key = rt.key
             data = feats.get(key)
@@ -395,14 +397,41 @@ class TagEngine:
                 continue
             old = value_at(feats, rt, just_before)
             new = value_at(feats, rt, due_ms)
-            if read:
-                read.pop(key, None)
+            changed.append(rt)
+            if read is not None:  # a steady value holds until its next change; the others are read again
+                if key in steady:
+                    read[key] = new
+                else:
+                    read.pop(key, None)
             for name in self._names_by_key[key]:
                 values[name] = new
             self._index.flipped(key, old, new, flips)
         changes = self._evaluate_flipped(state, customer_id, flips, values, due_ms, "expiry", None)
-        state.due_ms = self.next_due_ms(state, due_ms)
+        state.due_ms = self._next_due_after(state, due_ms, changed, changes, gate_ends)
         return changes
+
+    def _next_due_after(self, state: CustomerState, due_ms: int, changed: list[Runtime], changes: list[Change],
+                        gate_ends: bool) -> int | None:
+        """``next_due_ms`` after the due time ``due_ms``, from the cached next changes: only the
+        features that changed at it (``changed``) and, when a gate ended or a gated tag changed, the
+        next gate are computed again. The others keep theirs, which are after ``due_ms`` (it was the
+        earliest), and their remembered values (``state.value_cache``) stay true until then."""
+        cache = state.next_change
+        if cache is None:
+            return self.next_due_ms(state, due_ms)
+        feats = state.features
+        for rt in changed:
+            data = feats.get(rt.key)
+            if data is None:  # its last bucket left the window
+                cache.pop(rt.key, None)
+            else:
+                cache[rt.key] = rt.next_change_ms(data, due_ms)
+        if self._gated and (gate_ends or (changes and not self._gated_names.isdisjoint([c["tag"] for c in changes]))):
+            cache[_GATE] = self._next_gate(state, due_ms)
+        best = min(cache.values(), default=math.inf)
+        if best <= due_ms:  # an entry not renewed here (cannot happen): compute every one
+            return self.next_due_ms(state, due_ms)
+        return None if best == math.inf else int(best)
 
     def _evaluate_flipped(self, state: CustomerState, customer_id: str, flips: Flips, values: dict[str, Any],
                           now_ms: int, cause: ChangeCause, event: Mapping[str, Any] | None) -> list[Change]:
