@@ -43,9 +43,9 @@ RETRIABLE = (RedisConnectionError, RedisTimeoutError, OSError,
 APPLY = """
 local fences = tonumber(ARGV[2])
 for i = 1, fences do
-  local held = redis.call('GET', KEYS[i])
-  if held and tonumber(held) > tonumber(ARGV[3]) then
-    return {-1, i, held}
+  local raw = redis.call('GET', KEYS[i])
+  if (tonumber(raw or '0') or 0) > tonumber(ARGV[3]) then
+    return {-1, i, raw}
   end
 end
 for i = 1, fences do
@@ -63,7 +63,8 @@ keys of the flush's partitions (``Fence``), then the commands' keys; ARGV[1] a J
 command's name and arguments, ``[["HSET", [field, value, ...]], ...]`` (one argument for the client
 to pack, not ~3 per tag change: redis-py packs each in Python), ARGV[2] the number of fence keys,
 ARGV[3] the writer's fence token, ARGV[4] how long a fence key lives (ms). When a fence key holds a
-later token than ours, nothing is written: ``{-1, index of that key, its token}``."""
+later token than ours, nothing is written: ``{-1, index of that key, its token}``. A fence key that
+holds no number (written by something else) counts as no fence, and is overwritten."""
 
 FENCE_TTL_MS = 7 * 24 * 3_600_000
 """How long a partition's fence key outlives the last write to the partition: longer than any

@@ -112,6 +112,10 @@ async def test_a_fenced_flush_writes_nothing_once_a_later_owner_wrote_one_of_its
         await paused.flush(Fence(1_000, frozenset({0})))
         assert set(r.hgetall("f:tags:c0")) == {b"vip", b"mine"}
         assert set(r.hgetall("f:tags:c1")) == {b"new"} and r.smembers("f:tag:vip") == {b"c0"}
+        r.set(fence_key("f", 0), "not a token")  # not ours: no fence, overwritten
+        paused.add(change("c0", "again"))
+        await paused.flush(Fence(1_000, frozenset({0})))
+        assert r.get(fence_key("f", 0)) == b"1000" and b"again" in r.hgetall("f:tags:c0")
     finally:
         r.close()
         await paused.close()
