@@ -17,6 +17,12 @@ Per batch of links:
    before the deletions of the clusters it absorbed, all with the batch's *version* (the links-topic
    offset of its last record).
 
+Steps 2 to 4 happen only while this worker still holds the links partition: a batch is refused —
+nothing written, not acknowledged, the graph restored from the table — when the group has not
+confirmed the worker's membership for most of its session (a paused worker: ``group_lease``), and
+when Redis says a later owner of the partition already wrote aliases (``aliases.links_fence_key``).
+The partition's owner reads the batch again (docs/operations.md, *A paused worker*).
+
 A crash before step 4 ends leaves the table behind the orders: the batch is read again and decided
 again from the same graph, giving the same orders with the same merge ids (the customer stage applies
 each once). A crash inside step 4 can leave the record of an absorbed cluster beside the newer
@@ -27,6 +33,7 @@ commit markers of transactions on the customer topic look like skipped records t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,13 +43,14 @@ from typing import Any, Protocol
 import orjson
 
 from schemas.ids import parse_id_key
-from streams.app.customer_contracts import Delivered
+from streams.app.customer_contracts import Delivered, LeaseExpired, failed
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.app.identity_links import decode_links
 from streams.engine.identity.graph import GraphLimits, IdentityGraph, Refusal
 from streams.engine.identity.moves import absorb_item, erase_item, merge_id_of
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import Metrics
+from streams.io.redis_sink import Fence, RedisFenced
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +75,16 @@ class ClusterStore(Protocol):
 class Aliases(Protocol):
     """The Redis alias map (``streams.io.aliases.AliasWriter``)."""
 
-    async def write(self, aliases: Mapping[str, str | None]) -> None: ...
+    async def write(self, aliases: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Raises ``RedisFenced`` (nothing written) when a later owner of a partition of ``fence`` wrote."""
+
+
+class Lease(Protocol):
+    """The worker's hold on the links partition (``customer_contracts.Membership``'s lease part)."""
+
+    def lease_expired(self) -> bool: ...
+
+    def fence_token(self) -> int: ...
 
 
 @dataclass
@@ -95,7 +112,7 @@ class IdentityStage:
     def __init__(self, *, limits: GraphLimits, store: ClusterStore, partitions: int, orders: EnvelopeSender,
                  aliases: Aliases,
                  deadletter: DeadLetterWriter, metrics: Metrics, erasure_period_ms: int = 30 * 86_400_000,
-                 clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 clock: Callable[[], int] = lambda: int(time.time() * 1000), lease: Lease | None = None) -> None:
         self.limits = limits
         self.erasure_period_ms = erasure_period_ms
         self.clock = clock
@@ -108,8 +125,11 @@ class IdentityStage:
         self.deadletter = deadletter
         self.metrics = metrics
         self.graph = IdentityGraph(limits)
+        self.lease = lease
+        """None: nothing checked (tests of the decisions alone)."""
         self._with_account = 0
         self._members = 0
+        self._refused: asyncio.Future[None] | None = None
 
     def recover(self) -> int:
         """Rebuilds the graph from the table (after a rebalance); returns the clusters."""
@@ -131,7 +151,12 @@ class IdentityStage:
         log.info("identity graph recovered: %d clusters, %d ids", len(flats), len(self.graph))
         return len(flats)
 
+    def settled(self) -> asyncio.Future[None] | None:
+        """A failed future when the last batch was refused (it is then not acknowledged), else None."""
+        return self._refused
+
     async def process(self, events: Sequence[Delivered]) -> None:
+        self._refused = None
         batch = _Batch(EnvelopeBuilder(self.partitions))
         for ev in events:
             try:
@@ -148,14 +173,32 @@ class IdentityStage:
         await self.deadletter.flush()
         if batch.record is None or not (batch.clusters or batch.erased):
             return
+        fence = None
+        if self.lease is not None:
+            if self.lease.lease_expired():
+                self._refuse_batch(LeaseExpired("membership not confirmed (was the worker paused?)"))
+                return
+            fence = Fence(self.lease.fence_token(), frozenset({batch.record.message.partition}))
         try:
-            await self.aliases.write(batch.aliases)
+            await self.aliases.write(batch.aliases, fence)
             await self.orders.send(batch.absorbs)
+        except RedisFenced as exc:
+            self._refuse_batch(exc)
+            return
         except BaseException:
             self.recover()  # the graph in memory is ahead of the table: the batch is decided again
             raise
         self._save(batch)
         await self.store.flush()
+
+    def _refuse_batch(self, exc: Exception) -> None:
+        """Nothing (more) of this batch is written and it is not acknowledged (``settled``); the graph
+        goes back to the table's, which this batch did not reach."""
+        log.warning("identity batch not written and not acknowledged (the links partition's owner reads it "
+                    "again): %s", exc)
+        self.metrics.identity_batches_refused.inc()
+        self.recover()
+        self._refused = failed(exc)
 
     def _forget(self, key: str, erasure_id: str, batch: _Batch) -> None:
         """Erasure of ``key``'s whole cluster: every member's state and tags (an ``erase`` order each),

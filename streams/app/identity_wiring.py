@@ -19,7 +19,7 @@ from streams.app.customer_identity import IdentityOutput
 from streams.app.envelope import EnvelopeSender
 from streams.app.faust_producer import kafka_producer
 from streams.app.faust_take_events import take_events
-from streams.app.identity_stage import IdentityStage, graph_limits
+from streams.app.identity_stage import IdentityStage, Lease, graph_limits
 from streams.app.table_store import TableStore
 from streams.engine.identity.graph import REFUSAL_REASONS
 from streams.io.aliases import AliasWriter
@@ -40,7 +40,8 @@ class IdentityWiring:
 
 
 def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_client: Any,
-                  customer_topic: str) -> IdentityWiring | None:
+                  customer_topic: str, lease: Lease) -> IdentityWiring | None:
+    """``lease``: the worker's group membership, which the stage's writes are checked and fenced by."""
     if not settings.identity.enabled:
         return None
     ks = settings.kafka
@@ -61,13 +62,13 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
         aliases=AliasWriter(redis_client, prefix=settings.redis_key_prefix(), hash_tag=settings.redis.cluster,
                             backoff_max_ms=settings.redis.retry_backoff_max_ms),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
-        erasure_period_ms=settings.identity.erasure_period_ms)
+        erasure_period_ms=settings.identity.erasure_period_ms, lease=lease)
     metrics.precreate_identity(REFUSAL_REASONS)
     within_s = settings.engine.batch_within_ms / 1000
 
     @app.agent(links_topic, name="identity")
     async def process_links(stream: faust.StreamT[Any]) -> None:
-        async for events in take_events(stream, settings.engine.envelopes_max, within_s):
+        async for events in take_events(stream, settings.engine.envelopes_max, within_s, settled=stage.settled):
             await stage.process(events)
 
     async def recovered() -> None:

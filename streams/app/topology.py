@@ -205,19 +205,21 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
     envelopes = EnvelopeSender(app.producer, customer_events.get_topic_name(), batches=lambda: kafka_producer(app))
     assert rt.redis_sink is not None and rt.kafka_probe is not None
-    identity = wire_identity(app, settings, metrics, rt.redis_sink.client, customer_events.get_topic_name())
+    # no commit past a record faust dropped unacknowledged; a customer partition never committed
+    # is read from its start after a rebalance
+    strict = faust_commits.install(app, frozenset({customer_events.get_topic_name()}))
+    group_lease.install()  # the stages' writes wait for a confirmed membership
+    membership = AppMembership(app, strict, ks.session_timeout_ms / 1000)
+    identity = wire_identity(app, settings, metrics, rt.redis_sink.client, customer_events.get_topic_name(),
+                             membership)
     ingest_stage = IngestStage(
         source_by_topic={topic: source for source, topic in settings.ingest_topics().items()}, partitions=ks.partitions,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
         metrics=metrics, links=identity.links if identity else None)
     exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
-    # no commit past a record faust dropped unacknowledged; a customer partition never committed
-    # is read from its start after a rebalance
-    strict = faust_commits.install(app, frozenset({customer_events.get_topic_name()}))
-    group_lease.install()  # the customer stage's writes wait for a confirmed membership
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, due=rt.due,
-        membership=AppMembership(app, strict, ks.session_timeout_ms / 1000),
+        membership=membership,
         redis=rt.redis_sink,
         tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic, batches=lambda: kafka_producer(app)),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,

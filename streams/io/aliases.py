@@ -6,6 +6,13 @@ tools read a customer's tags by any of its ids in two steps: GET the alias (or t
 the tag hash of the canonical id (docs/contracts.md, *Redis key layout*; ``tagstream tags ANY_ID``).
 The identity stage writes the aliases of every id whose canonical id changed, before the merge they
 belong to is committed; SETs are idempotent, so a replay writes the same values again.
+
+A write is fenced like the tag sink's (``redis_sink.Fence``): the links partition's latest writer
+token is kept in ``{prefix}:owner:links:{partition}`` and a write with an earlier one changes
+nothing and raises ``RedisFenced``. Without that, an identity stage resumed after a pause longer
+than its session could point an alias back at the canonical id of an earlier merge, after the
+partition's next owner moved it on. Unfenced: Redis Cluster (the keys of one script call must share
+a slot) and an ACL user without EVAL (a pipeline, as the tag sink).
 """
 
 from __future__ import annotations
@@ -16,9 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streams.io.redis_sink import RETRIABLE
+from redis.exceptions import NoPermissionError
+
+from streams.io.redis_sink import APPLY, FENCE_TTL_MS, RETRIABLE, Fence, RedisFenced, script_call
 
 log = logging.getLogger(__name__)
+
+
+def links_fence_key(prefix: str, partition: int) -> str:
+    """The latest fence token that wrote aliases for links partition ``partition`` (``Fence``)."""
+    return f"{prefix}:owner:links:{partition}"
 
 
 def alias_key(prefix: str, id_key: str, *, hash_tag: bool = False) -> str:
@@ -27,34 +41,64 @@ def alias_key(prefix: str, id_key: str, *, hash_tag: bool = False) -> str:
 
 
 class AliasWriter:
-    """Pipelined SETs of aliases, retried (like the tag sink) until Redis takes them."""
+    """SETs of aliases in one round trip (a fenced script call, or a pipeline), retried (like the tag
+    sink) until Redis takes them."""
 
     def __init__(self, client: Any, *, prefix: str, hash_tag: bool = False, backoff_max_ms: int = 5_000) -> None:
         self._client = client
         self._prefix = prefix
         self._hash_tag = hash_tag
         self._backoff_max_ms = backoff_max_ms
+        self._scripted = not hash_tag
+        """Writes go as one ``APPLY`` script call, which checks the fence; a pipeline in a Redis
+        Cluster, or once Redis refused the script (an ACL user without EVAL)."""
 
-    async def write(self, aliases: Mapping[str, str | None]) -> None:
-        """SETs the aliases; None deletes one (an erased id)."""
-        if not aliases:
+    async def write(self, aliases: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """SETs the aliases; None deletes one (an erased id). With ``fence`` (the links partitions of
+        the batch) the fence is checked even with no alias to write, and ``RedisFenced`` raised when
+        a later writer holds one of its partitions: nothing is written then."""
+        if not aliases and (fence is None or not self._scripted):
             return
         backoff_ms = 50
         while True:
             try:
-                pipe = self._client.pipeline(transaction=False)
-                for id_key, canonical in aliases.items():
-                    key = alias_key(self._prefix, id_key, hash_tag=self._hash_tag)
-                    if canonical is None:
-                        pipe.delete(key)
-                    else:
-                        pipe.set(key, canonical)
-                await pipe.execute()
+                await self._write(aliases, fence)
                 return
             except RETRIABLE as exc:
                 log.warning("redis alias write failed (%s); retrying in %d ms", exc, backoff_ms)
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, self._backoff_max_ms)
+
+    async def _write(self, aliases: Mapping[str, str | None], fence: Fence | None) -> None:
+        keys = {id_key: alias_key(self._prefix, id_key, hash_tag=self._hash_tag) for id_key in aliases}
+        if self._scripted:
+            partitions = sorted(fence.partitions) if fence is not None else []
+            fences = [links_fence_key(self._prefix, p) for p in partitions]
+            commands = [("DEL", keys[i], []) if c is None else ("SET", keys[i], [c]) for i, c in aliases.items()]
+            script_keys, payload = script_call(commands, fences)
+            try:
+                done = await self._client.eval(APPLY, len(script_keys), *script_keys, payload, len(fences),
+                                               fence.token if fence is not None else 0, FENCE_TTL_MS)
+            except NoPermissionError as exc:
+                log.warning("redis refused the alias writes' script (%s): writing them as a pipeline, unfenced", exc)
+                self._scripted = False
+            else:
+                if int(done[0]) < 0:
+                    assert fence is not None
+                    raise RedisFenced(
+                        f"links partition {partitions[int(done[1]) - 1]} was written by a later owner (fence "
+                        f"token {int(done[2])} > ours, {fence.token}): this worker's {len(aliases)} aliases are "
+                        f"not written (was it paused past its session? the key is {fences[int(done[1]) - 1]})")
+                return
+        if not aliases:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for id_key, canonical in aliases.items():
+            if canonical is None:
+                pipe.delete(keys[id_key])
+            else:
+                pipe.set(keys[id_key], canonical)
+        await pipe.execute()
 
 
 @dataclass(frozen=True)

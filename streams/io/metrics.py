@@ -74,6 +74,7 @@ class Metrics:
     identity_events: Counter
     identity_erasures: Counter
     identity_erased_items: Counter
+    identity_batches_refused: Counter
     gc_pause: Histogram
 
     @classmethod
@@ -180,6 +181,10 @@ class Metrics:
                                       "removed, state replaced by a tombstone", registry=registry),
             identity_erased_items=Counter(f"{p}_identity_erased_items", "Events and merges for a forgotten id, "
                                           "dropped while its tombstone lasts", registry=registry),
+            identity_batches_refused=Counter(f"{p}_identity_batches_refused", "Identity batches (links) that wrote "
+                                             "nothing and were left unacknowledged: the worker's membership was not "
+                                             "confirmed, or a later owner of the links partition had written aliases "
+                                             "(a paused worker)", registry=registry),
             gc_pause=Histogram(f"{p}_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, per "
                                "generation collected (2: a full collection; streams/app/gc_policy.py)",
                                ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

@@ -99,11 +99,12 @@ split (HSET/HDEL/SADD/SREM are variadic; an even count keeps HSET's pairs whole)
 
 def script_call(commands: Sequence[tuple[str, str, list[str]]], fence_keys: Sequence[str] = ()) -> tuple[
         list[str], bytes]:
-    """KEYS and ARGV[1] of ``APPLY`` for ``commands`` (``RedisTagSink.commands``) after ``fence_keys``."""
+    """KEYS and ARGV[1] of ``APPLY`` for ``commands`` (``RedisTagSink.commands``; a command with no
+    arguments, such as a DEL, is one call) after ``fence_keys``."""
     keys: list[str] = list(fence_keys)
     calls: list[tuple[str, list[str]]] = []
     for command, key, args in commands:
-        for i in range(0, len(args), SCRIPT_CHUNK):
+        for i in range(0, max(len(args), 1), SCRIPT_CHUNK):
             keys.append(key)
             calls.append((command, args[i:i + SCRIPT_CHUNK]))
     return keys, orjson.dumps(calls)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.app.envelope import EnvelopeSender, decode_envelope
@@ -17,6 +18,7 @@ from streams.app.identity_stage import ERASED_PREFIX, IdentityStage
 from streams.engine.identity.graph import GraphLimits
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
+from streams.io.redis_sink import Fence, RedisFenced
 from tests.unit.test_stages import NOW, Event, FakeProducer, Record
 
 CUSTOMERS = "app-customer-events"
@@ -45,8 +47,14 @@ class Table:
 @dataclass
 class Aliases:
     data: dict[str, str] = field(default_factory=dict)
+    fences: list[Fence | None] = field(default_factory=list)
+    later_owner: int = 0
+    """A later owner's fence token in "Redis": a write with an earlier one raises, as ``AliasWriter``'s."""
 
-    async def write(self, aliases: Mapping[str, str | None]) -> None:
+    async def write(self, aliases: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        self.fences.append(fence)
+        if fence is not None and fence.token < self.later_owner:
+            raise RedisFenced(f"links partition 0 was written by a later owner ({self.later_owner} > {fence.token})")
         for k, v in aliases.items():
             if v is None:
                 self.data.pop(k, None)
@@ -54,8 +62,20 @@ class Aliases:
                 self.data[k] = v
 
 
-def stage(table: Table | None = None, limits: GraphLimits | None = None) -> tuple[IdentityStage, FakeProducer,
-                                                                                   Table, Aliases]:
+@dataclass
+class Lease:
+    expired: bool = False
+    token: int = 1_000
+
+    def lease_expired(self) -> bool:
+        return self.expired
+
+    def fence_token(self) -> int:
+        return self.token
+
+
+def stage(table: Table | None = None, limits: GraphLimits | None = None,
+          lease: Lease | None = None) -> tuple[IdentityStage, FakeProducer, Table, Aliases]:
     producer = FakeProducer()
     table = table or Table()
     table.producer = producer
@@ -63,7 +83,8 @@ def stage(table: Table | None = None, limits: GraphLimits | None = None) -> tupl
     metrics = Metrics.create(CollectorRegistry())
     s = IdentityStage(limits=limits or GraphLimits(), store=table, partitions=4,
                       orders=EnvelopeSender(producer, CUSTOMERS), aliases=aliases,
-                      deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics, clock=lambda: NOW)
+                      deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics, clock=lambda: NOW,
+                      lease=lease)
     return s, producer, table, aliases
 
 
@@ -142,3 +163,39 @@ def test_forget_erases_every_id_of_the_cluster_and_refuses_links_naming_them() -
     s2, _, _, _ = stage(Table(dict(table.data)))
     s2.recover()
     assert set(s2.erased) == {"anonymous:a-1", "member:m-1", "user:u-1"}
+
+
+@pytest.mark.parametrize("why", ["lease expired", "fenced by a later owner"])
+def test_a_paused_worker_s_batch_writes_nothing_is_not_acknowledged_and_is_decided_again(why: str) -> None:
+    """A worker paused past its session (docs/operations.md, *A paused worker*): its batch writes no
+    alias, sends no order and leaves the table as it was; ``settled`` fails (the batch is not
+    acknowledged) and the graph is the table's again, so that the batch read again decides the same."""
+    first = links(link("l1", "user:u-1", "anonymous:a-1"))
+    batch = links(link("l2", "member:m-1", "user:u-1"), offset=1)
+    lease = Lease()
+    s, producer, table, aliases = stage(lease=lease)
+    asyncio.run(s.process(first))
+    assert s.settled() is None and aliases.fences == [Fence(1_000, frozenset({0}))]
+    sent, stored, aliased = len(producer.sent), dict(table.data), dict(aliases.data)
+    if why == "lease expired":
+        lease.expired = True
+    else:
+        aliases.later_owner = 2_000
+
+    async def refused() -> BaseException | None:
+        await s.process(batch)
+        settled = s.settled()
+        assert settled is not None and settled.done()
+        return settled.exception()
+
+    exc = asyncio.run(refused())
+    assert type(exc).__name__ == ("LeaseExpired" if why == "lease expired" else "RedisFenced")
+    assert len(producer.sent) == sent and table.data == stored and aliases.data == aliased
+    assert s.graph.resolve("user:u-1") == "user:u-1" and s.graph.resolve("member:m-1") == "member:m-1"
+    assert s.metrics.identity_batches_refused._value.get() == 1
+    # the worker comes back (or the partition's next owner, from the same table): the same merge
+    lease.expired, aliases.later_owner = False, 0
+    asyncio.run(s.process(batch))
+    assert s.settled() is None
+    assert [(o["customer_id"], o["absorb"]["into"]) for o in orders(producer)[-1:]] == [("user:u-1", "member:m-1")]
+    assert aliases.data == {"anonymous:a-1": "member:m-1", "user:u-1": "member:m-1"}
