@@ -7,7 +7,7 @@ Every app of ``benchmarks.throughput`` (b, c, d, d2) keeps each tag's members in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 def audiences(redis_url: str, rules: Path, prefix: str) -> dict[str, set[bytes]]:
@@ -17,7 +17,7 @@ def audiences(redis_url: str, rules: Path, prefix: str) -> dict[str, set[bytes]]
     from tag_rules import load_rules
 
     r = redis.Redis.from_url(redis_url)
-    return {tag: r.smembers(f"{prefix}:tag:{tag}") for tag in load_rules(rules).tags}
+    return {tag: cast(set[bytes], r.smembers(f"{prefix}:tag:{tag}")) for tag in load_rules(rules).tags}
 
 
 def compare_audiences(b: dict[str, set[bytes]], c: dict[str, set[bytes]]) -> dict[str, Any]:

@@ -31,22 +31,34 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from streams.engine.tag_engine import TagEngine
 
 from .common import REFERENCE_RULES
 from .engine_only import events
 from .rules_1000 import RULES_1000
 
 SELECTIVE = RULES_1000.with_name("rules_1000_selective.yaml")
-COLLECT = "CPyPy_tag_engine___TagEngine___process_event"
-CATCH_UP = "CPyPy_tag_engine___TagEngine___catch_up"
-"""The compiled entry point (``streams/engine/native.py``); with the pure-Python engine,
+
+
+def entry_point(method: Any) -> str:
+    """mypyc's C name of a compiled method's entry from Python (``CPyPy_<module>___<Class>___<name>``),
+    named after the class that defines it: ``TagEngine.catch_up`` is ``DueTimes``'s (due_times.py)."""
+    cls = getattr(method, "__objclass__", None)  # compiled: a method descriptor
+    module = cls.__module__ if cls is not None else method.__module__
+    return f"CPyPy_{module.rsplit('.', 1)[-1]}___{method.__qualname__.replace('.', '___')}"
+
+
+COLLECT = entry_point(TagEngine.process_event)
+CATCH_UP = entry_point(TagEngine.catch_up)
+"""The compiled entry points (``streams/engine/native.py``); with the pure-Python engine,
 ``--collect`` another function (e.g. ``process_event``)."""
 
 
 def _child(rules: str, events_path: str) -> None:
     """Runs inside valgrind: two passes of the events through one engine."""
     from streams.engine.features.state import CustomerState
-    from streams.engine.tag_engine import TagEngine
     from tag_rules import load_rules
 
     with open(events_path, "rb") as f:
@@ -60,7 +72,6 @@ def _child(rules: str, events_path: str) -> None:
 
 def _live_child(rules: str, events_path: str) -> None:
     """Runs inside valgrind: one pass of ``rules_live`` (events and the due runs before them)."""
-    from streams.engine.tag_engine import TagEngine
     from tag_rules import load_rules
 
     from .rules_live import run

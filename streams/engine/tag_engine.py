@@ -14,6 +14,7 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
+from streams.engine.due_times import GATE, DueTimes
 from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
@@ -24,13 +25,10 @@ from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
 
-MAX_CATCH_UP_STEPS: Final = 1000
 BACKFILL_WINDOW_MS: Final = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
 _NO_KEYS: Final = NO_KEYS
 """``backfill.NO_KEYS`` as a C static (backfill.py is not compiled: its names are dictionary look-ups)."""
-_GATE: Final = "\x00gate"
-"""``CustomerState.next_change``'s entry for the next flap-control gate (feature keys are hex digests)."""
 
 
 @dataclass
@@ -44,7 +42,7 @@ class Outcome:
     """A replayed event (``process_backfill``): the features it was applied to."""
 
 
-class TagEngine:
+class TagEngine(DueTimes):
     """Evaluates a compiled rule set for one customer at a time."""
 
     def __init__(self, rules: CompiledRuleSet, *, allowed_lateness_ms: int | None = None,
@@ -161,7 +159,7 @@ class TagEngine:
             # The next flap-control gate moves only when a gated tag is added or removed (else the
             # cached one is still the first after now: an earlier one would have been due).
             if out.changes and self._gated and not self._gated_names.isdisjoint([c["tag"] for c in out.changes]):
-                cache[_GATE] = self._next_gate(state, now_ms)
+                cache[GATE] = self._next_gate(state, now_ms)
             best = min(cache.values(), default=math.inf)
             state.due_ms = None if best == math.inf else int(best)
         return out
@@ -255,38 +253,6 @@ class TagEngine:
             state.due_ms = self.next_due_ms(state, now_ms)
         return out
 
-    def process_due(self, state: CustomerState, customer_id: str, due_ms: int, now_ms: int) -> list[Change]:
-        """Re-evaluates ``state`` at its due time (no new event); changes carry ``at_ms = due_ms``.
-
-        A due time that fell while no worker owned the partition is evaluated at that past
-        instant, so the message tells the true time; the next due time then follows at once.
-        """
-        changes: list[Change] = []
-        at_ms = min(due_ms, now_ms)
-        if state.removed:  # cooldowns that have passed are forgotten at their own due time
-            flap.forget_passed(state.removed, self._cooldown_ms, at_ms)
-        if state.backfill:
-            self.tracker.prune(state.backfill, at_ms)
-        if state.rule_version != self.version:
-            changes += self._upgrade(state, customer_id, at_ms)
-        values = self._reads.all(state, at_ms)
-        changes += self._diff(state, customer_id, values, at_ms, "expiry", None)
-        state.due_ms = self.next_due_ms(state, at_ms)
-        return changes
-
-    def catch_up(self, state: CustomerState, customer_id: str, now_ms: int) -> list[Change]:
-        """Runs every due time up to ``now_ms`` in order; each change carries its own instant."""
-        changes: list[Change] = []
-        for _ in range(MAX_CATCH_UP_STEPS):
-            due_ms = state.due_ms
-            if due_ms is None or due_ms > now_ms:
-                break
-            changes += self._at_due_time(state, customer_id, due_ms)
-        else:
-            # A pathological backlog of due instants: jump to now instead of walking each one.
-            changes += self.process_due(state, customer_id, now_ms, now_ms)
-        return changes
-
     def reevaluate(self, state: CustomerState, customer_id: str, now_ms: int, cause: ChangeCause,
                    ref: str) -> list[Change]:
         """Evaluates every tag of ``state`` at ``now_ms`` after its features were changed from outside
@@ -311,34 +277,11 @@ class TagEngine:
         state.due_ms = None
         return changes
 
-    def next_due_ms(self, state: CustomerState, now_ms: int) -> int | None:
-        """The next instant after ``now_ms`` at which a tag may change with time alone: the
-        earliest per-feature next change (cached in ``state.next_change``) or flap-control gate."""
-        best = math.inf
-        feats = state.features
-        cache = state.next_change = {}
-        state.value_cache = {}
-        for rt in self.runtimes:
-            data = feats.get(rt.key)
-            if data is not None:
-                t = cache[rt.key] = rt.next_change_ms(data, now_ms)
-                if t < best:
-                    best = t
-        if self._gated:
-            gate = cache[_GATE] = self._next_gate(state, now_ms)
-            best = min(best, gate)
-        return None if best == math.inf else int(best)
-
     def feature_values(self, state: CustomerState, now_ms: int) -> dict[str, Any]:
         """Every feature the tags read, by name, at ``now_ms`` (prunes expired buckets)."""
         return self._reads.all(state, now_ms)
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _next_gate(self, state: CustomerState, now_ms: int) -> float:
-        """The first instant after ``now_ms`` at which a min_duration or cooldown ends (inf: none)."""
-        gate = self._gated.next_ms(state.tags, state.removed, now_ms)
-        return math.inf if gate is None else gate
 
     def _diff_flipped(self, state: CustomerState, customer_id: str, fed: list[Runtime], before: list[Any],
                       now_ms: int, event: Mapping[str, Any], first: list[int]) -> list[Change]:
@@ -358,80 +301,6 @@ class TagEngine:
                 read[rt.key] = new
             self._index.flipped(rt.key, old, new, flips)
         return self._evaluate_flipped(state, customer_id, flips, values, now_ms, "event", event)
-
-    def _at_due_time(self, state: CustomerState, customer_id: str, due_ms: int) -> list[Change]:
-        """``process_due`` at the due time itself, evaluating only the tags that what changes at
-        this instant can flip, as after an event: the features whose next change it is (their value
-        just before against their value now, through the ``TagIndex``) and, when a flap-control gate
-        ends, the gated tags. Nothing else changed since the last evaluation (the due time is the
-        earliest next change), so the others keep their outcome. A full evaluation of 1,000 tags at
-        every bucket that leaves a window was most of their cost once time passes
-        (benchmarks/RULES.md). Not incremental, or a state on another rule version: ``process_due``."""
-        if not self.incremental or state.rule_version != self.version:
-            return self.process_due(state, customer_id, due_ms, due_ms)
-        cache = state.next_change
-        just_before = due_ms - 1
-        gate_ends = False
-        if self._gated:  # before the passed cooldowns are forgotten: their end is a gate
-            gate = cache.get(_GATE) if cache is not None else None
-            gate_ends = (self._next_gate(state, just_before) if gate is None else gate) <= due_ms
-        if state.removed:  # cooldowns that have passed are forgotten at their own due time
-            flap.forget_passed(state.removed, self._cooldown_ms, due_ms)
-        if state.backfill:
-            self.tracker.prune(state.backfill, due_ms)
-        feats = state.features
-        read = state.value_cache
-        steady = self._reads.steady
-        values: dict[str, Any] = {}
-        flips = self._index.flips(self._gated_indexes if gate_ends else ())
-        changed: list[Runtime] = []
-        for rt in self.runtimes:
-            key = rt.key
-            data = feats.get(key)
-            if data is None:
-                continue
-            nxt = cache.get(key) if cache is not None else None
-            if nxt is None:  # a state read back from its encoding has no cache
-                nxt = rt.next_change_ms(data, just_before)
-            if nxt > due_ms:
-                continue
-            old = value_at(feats, rt, just_before)
-            new = value_at(feats, rt, due_ms)
-            changed.append(rt)
-            if read is not None:  # a steady value holds until its next change; the others are read again
-                if key in steady:
-                    read[key] = new
-                else:
-                    read.pop(key, None)
-            for name in self._names_by_key[key]:
-                values[name] = new
-            self._index.flipped(key, old, new, flips)
-        changes = self._evaluate_flipped(state, customer_id, flips, values, due_ms, "expiry", None)
-        state.due_ms = self._next_due_after(state, due_ms, changed, changes, gate_ends)
-        return changes
-
-    def _next_due_after(self, state: CustomerState, due_ms: int, changed: list[Runtime], changes: list[Change],
-                        gate_ends: bool) -> int | None:
-        """``next_due_ms`` after the due time ``due_ms``, from the cached next changes: only the
-        features that changed at it (``changed``) and, when a gate ended or a gated tag changed, the
-        next gate are computed again. The others keep theirs, which are after ``due_ms`` (it was the
-        earliest), and their remembered values (``state.value_cache``) stay true until then."""
-        cache = state.next_change
-        if cache is None:
-            return self.next_due_ms(state, due_ms)
-        feats = state.features
-        for rt in changed:
-            data = feats.get(rt.key)
-            if data is None:  # its last bucket left the window
-                cache.pop(rt.key, None)
-            else:
-                cache[rt.key] = rt.next_change_ms(data, due_ms)
-        if self._gated and (gate_ends or (changes and not self._gated_names.isdisjoint([c["tag"] for c in changes]))):
-            cache[_GATE] = self._next_gate(state, due_ms)
-        best = min(cache.values(), default=math.inf)
-        if best <= due_ms:  # an entry not renewed here (cannot happen): compute every one
-            return self.next_due_ms(state, due_ms)
-        return None if best == math.inf else int(best)
 
     def _evaluate_flipped(self, state: CustomerState, customer_id: str, flips: Flips, values: dict[str, Any],
                           now_ms: int, cause: ChangeCause, event: Mapping[str, Any] | None) -> list[Change]:

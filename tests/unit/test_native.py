@@ -138,3 +138,19 @@ def test_compiled_modules_keep_their_module_names_final() -> None:
                 continue
             loose.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:60]}")
     assert not loose, "module-level names that are neither Final nor TypeAlias:\n" + "\n".join(loose)
+
+
+def test_the_instruction_counts_collect_functions_the_build_has() -> None:
+    """``benchmarks.engine_instructions`` collects by C name; a method moved to another class or module
+    (``catch_up`` to due_times.py's ``DueTimes``) renames it, and callgrind then counts nothing there."""
+    from benchmarks.engine_instructions import CATCH_UP, COLLECT
+
+    assert native.ENGINE == "native", native.REASON
+    assert (COLLECT, CATCH_UP) == ("CPyPy_tag_engine___TagEngine___process_event",
+                                   "CPyPy_due_times___DueTimes___catch_up")
+    from streams.engine import tag_engine
+
+    build = Path(tag_engine.__file__).parents[2]  # <native dir>/<digest>/streams/engine/tag_engine.*.so
+    (group,) = build.glob(f"{native.GROUP}__mypyc*.so")
+    symbols = group.read_bytes()
+    assert COLLECT.encode() in symbols and CATCH_UP.encode() in symbols
