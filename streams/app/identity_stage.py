@@ -82,6 +82,8 @@ class Aliases(Protocol):
 class Lease(Protocol):
     """The worker's hold on the links partition (``customer_contracts.Membership``'s lease part)."""
 
+    def generation(self) -> int: ...
+
     def lease_expired(self) -> bool: ...
 
     def fence_token(self) -> int: ...
@@ -158,6 +160,15 @@ class IdentityStage:
     async def process(self, events: Sequence[Delivered]) -> None:
         self._refused = None
         batch = _Batch(EnvelopeBuilder(self.partitions))
+        token = 0
+        if self.lease is not None:
+            # Both as the batch starts: a rebalance completed during it must not lend its records the
+            # new membership's token (a stale write that passes the fence would lock the new owner out).
+            generation, token = self.lease.generation(), self.lease.fence_token()
+            stale = [ev for ev in events if ev.message.generation_id != generation]
+            if stale:  # fetched before a rebalance: faust delivers them again (not acknowledged)
+                log.info("%d of %d identity records of an old consumer generation skipped", len(stale), len(events))
+                events = [ev for ev in events if ev.message.generation_id == generation]
         for ev in events:
             try:
                 links = decode_links(ev.message.value)
@@ -178,7 +189,7 @@ class IdentityStage:
             if self.lease.lease_expired():
                 self._refuse_batch(LeaseExpired("membership not confirmed (was the worker paused?)"))
                 return
-            fence = Fence(self.lease.fence_token(), frozenset({batch.record.message.partition}))
+            fence = Fence(token, frozenset({batch.record.message.partition}))
         try:
             await self.aliases.write(batch.aliases, fence)
             await self.orders.send(batch.absorbs)
