@@ -270,7 +270,8 @@ class IdentityStage:
         batch.clusters[survivor] = members
         for key in members:
             if old_canonical.get(key, key) != survivor:
-                batch.aliases[key] = survivor
+                # the canonical id itself has no alias: one it had (absorbed earlier, now the survivor) goes
+                batch.aliases[key] = survivor if key != survivor else None
 
     def _refuse(self, link: dict[str, Any], ev: Delivered, refusal: Refusal) -> None:
         """Counted, and dead-lettered with the position of the record that carried the link."""

@@ -216,3 +216,14 @@ def test_records_of_an_old_consumer_generation_are_left_to_be_delivered_again() 
     lease.generation_id = 1
     asyncio.run(s.process(links(link("l1", "user:u-1", "anonymous:a-1"))))
     assert [o["customer_id"] for o in orders(producer)] == ["anonymous:a-1"]
+
+
+def test_an_absorbed_id_that_becomes_canonical_again_loses_its_alias() -> None:
+    """An older link makes an absorbed id the oldest member (canonical order: type, then first seen):
+    it becomes the survivor, and its alias goes (an id with no alias key is its own customer)."""
+    s, _, _, aliases = stage()
+    asyncio.run(s.process(links(link("l1", "member:m-1", "member:m-2"))))
+    assert aliases.data == {"member:m-2": "member:m-1"}
+    asyncio.run(s.process(links(link("l2", "member:m-2", "anonymous:z-1", ts=NOW - 1000), offset=1)))
+    assert s.graph.resolve("member:m-1") == "member:m-2"
+    assert aliases.data == {"member:m-1": "member:m-2", "anonymous:z-1": "member:m-2"}
