@@ -160,15 +160,7 @@ class IdentityStage:
     async def process(self, events: Sequence[Delivered]) -> None:
         self._refused = None
         batch = _Batch(EnvelopeBuilder(self.partitions))
-        token = 0
-        if self.lease is not None:
-            # Both as the batch starts: a rebalance completed during it must not lend its records the
-            # new membership's token (a stale write that passes the fence would lock the new owner out).
-            generation, token = self.lease.generation(), self.lease.fence_token()
-            stale = [ev for ev in events if ev.message.generation_id != generation]
-            if stale:  # fetched before a rebalance: faust delivers them again (not acknowledged)
-                log.info("%d of %d identity records of an old consumer generation skipped", len(stale), len(events))
-                events = [ev for ev in events if ev.message.generation_id == generation]
+        events, token = self._current(events)
         for ev in events:
             try:
                 links = decode_links(ev.message.value)
@@ -201,6 +193,20 @@ class IdentityStage:
             raise
         self._save(batch)
         await self.store.flush()
+
+    def _current(self, events: Sequence[Delivered]) -> tuple[Sequence[Delivered], int]:
+        """The records of the current consumer generation and the fence token, both read as the batch
+        starts: a rebalance completed during it must not lend its records the new membership's token (a
+        stale write that passes the fence would lock the new owner out). Records fetched before a
+        rebalance are skipped; faust delivers them again (they are not acknowledged)."""
+        if self.lease is None:
+            return events, 0
+        generation, token = self.lease.generation(), self.lease.fence_token()
+        current = [ev for ev in events if ev.message.generation_id == generation]
+        if len(current) < len(events):
+            log.info("%d of %d identity records of an old consumer generation skipped",
+                     len(events) - len(current), len(events))
+        return current, token
 
     def _refuse_batch(self, exc: Exception) -> None:
         """Nothing (more) of this batch is written and it is not acknowledged (``settled``); the graph
