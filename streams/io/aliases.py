@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.exceptions import NoPermissionError
 
-from streams.io.redis_sink import APPLY, FENCE_TTL_MS, RETRIABLE, Fence, RedisFenced, script_call
+from streams.io.redis_sink import RETRIABLE, Fence, RedisFenced, apply_script
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +75,19 @@ class AliasWriter:
             partitions = sorted(fence.partitions) if fence is not None else []
             fences = [links_fence_key(self._prefix, p) for p in partitions]
             commands = [("DEL", keys[i], []) if c is None else ("SET", keys[i], [c]) for i, c in aliases.items()]
-            script_keys, payload = script_call(commands, fences)
             try:
-                done = await self._client.eval(APPLY, len(script_keys), *script_keys, payload, len(fences),
-                                               fence.token if fence is not None else 0, FENCE_TTL_MS)
+                held = await apply_script(self._client, commands, fences, fence.token if fence is not None else 0)
             except NoPermissionError as exc:
                 log.warning("redis refused the alias writes' script (%s): writing them as a pipeline, unfenced", exc)
                 self._scripted = False
             else:
-                if int(done[0]) < 0:
+                if held is not None:
                     assert fence is not None
+                    j, token = held
                     raise RedisFenced(
-                        f"links partition {partitions[int(done[1]) - 1]} was written by a later owner (fence "
-                        f"token {int(done[2])} > ours, {fence.token}): this worker's {len(aliases)} aliases are "
-                        f"not written (was it paused past its session? the key is {fences[int(done[1]) - 1]})")
+                        f"links partition {partitions[j]} was written by a later owner (fence token {token} > "
+                        f"ours, {fence.token}): this worker's {len(aliases)} aliases are not written (was it "
+                        f"paused past its session? the key is {fences[j]})")
                 return
         if not aliases:
             return

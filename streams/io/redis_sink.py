@@ -110,6 +110,18 @@ def script_call(commands: Sequence[tuple[str, str, list[str]]], fence_keys: Sequ
     return keys, orjson.dumps(calls)
 
 
+async def apply_script(client: Any, commands: Sequence[tuple[str, str, list[str]]], fence_keys: Sequence[str],
+                       token: int) -> tuple[int, int] | None:
+    """Runs ``commands`` as one ``APPLY`` call fenced by ``fence_keys`` with ``token``: None when they
+    were written, else (the index in ``fence_keys`` of a key a later writer holds, that writer's token),
+    and nothing was written. Raises ``NoPermissionError`` when Redis refuses EVAL (an ACL user)."""
+    keys, payload = script_call(commands, fence_keys)
+    done = await client.eval(APPLY, len(keys), *keys, payload, len(fence_keys), token, FENCE_TTL_MS)
+    if int(done[0]) < 0:
+        return int(done[1]) - 1, int(done[2])
+    return None
+
+
 def tags_key(prefix: str, customer_id: str, *, hash_tag: bool = False) -> str:
     """Redis hash of one customer's tags: field = tag, value = {"since_ms", "rule_version"}.
 
@@ -245,24 +257,22 @@ class RedisTagSink:
         if self._scripted:
             partitions = sorted(fence.partitions) if fence is not None else []
             fences = [fence_key(self._prefix, p) for p in partitions]
-            keys, payload = script_call(commands, fences)
             try:
-                done = await self._client.eval(APPLY, len(keys), *keys, payload, len(fences),
-                                               fence.token if fence is not None else 0, FENCE_TTL_MS)
+                held = await apply_script(self._client, commands, fences, fence.token if fence is not None else 0)
             except NoPermissionError as exc:
                 log.warning("redis refused the tag writes' script (%s): writing them as a pipeline of commands; "
                             "give the ACL user +eval to save ~70 %% of the client's CPU per write (and to fence "
                             "a paused worker's writes)", exc)
                 self._scripted = False
             else:
-                if int(done[0]) < 0:
+                if held is not None:
                     assert fence is not None
-                    held = int(done[2])
+                    i, token = held
                     raise RedisFenced(
-                        f"customer partition {partitions[int(done[1]) - 1]} was written by a later owner "
-                        f"(fence token {held} > ours, {fence.token}): this worker's {len(changes)} tag changes "
+                        f"customer partition {partitions[i]} was written by a later owner "
+                        f"(fence token {token} > ours, {fence.token}): this worker's {len(changes)} tag changes "
                         "are not written (was it paused past its session? If the machines' clocks disagree "
-                        f"by more than the session timeout, fix them; the key is {fences[int(done[1]) - 1]})")
+                        f"by more than the session timeout, fix them; the key is {fences[i]})")
                 return
         pipe = self._client.pipeline(transaction=False)
         for command, key, args in commands:
