@@ -122,12 +122,14 @@ if os.environ.get("TAGSTREAM_TEST_PAUSED_ALO"):  # opt-in, as test_faults.py's a
                 assert time.monotonic() < deadline, "nobody owns the links partition"
                 time.sleep(0.2)
             owner, other = (a, b) if owns_links(a) else (b, a)
-            produce(a, traffic[:1500])
+            produce(a, traffic[:1000])
             wait_merges(owner, 5)
+            produce(a, traffic[1000:2000])  # links on their way to the owner's identity stage ...
+            time.sleep(0.5)  # (a fault's timing, not a wait for a result: the pause lands where it lands)
             assert owner.proc is not None
-            owner.proc.send_signal(signal.SIGSTOP)
+            owner.proc.send_signal(signal.SIGSTOP)  # ... likely in the middle of a batch of them
             try:
-                produce(a, traffic[1500:])
+                produce(a, traffic[2000:])
                 time.sleep(12)  # past the owner's session: the other worker takes the links and works on
             finally:
                 owner.proc.send_signal(signal.SIGCONT)
