@@ -42,7 +42,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .expr_atoms import Atom, Monotone, atoms_of, guards_of, monotone_of
+from .expr_atoms import Atom, Monotone, atoms_of, conjunction_of, guards_of, monotone_of
 from .expr_constants import MAX_INT, MAX_TIME_S, bad_constant_problem, evaluate, number_problem, time_problem
 from .expr_function import Defaults, Function, as_function
 from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, shape_problem, source_text
@@ -111,6 +111,9 @@ class CompiledExpr:
     monotone: Monotone | None = field(default=None, repr=False, compare=False, hash=False)
     """When ``atoms`` is None: the comparisons with constants and of linear forms the expression is a
     boolean combination of (:mod:`tag_rules.expr_linear`), if it is one."""
+    conjunction: tuple[Atom, ...] | None = field(default=None, repr=False, compare=False, hash=False)
+    """The comparisons with constants the expression is exactly the ``and`` of (or the one it is), if it
+    is one (``expr_atoms.conjunction_of``): true exactly when each holds."""
 
     @property
     def function(self) -> Function:
@@ -206,7 +209,7 @@ class _Compiler:
         return CompiledExpr(src, frozenset(self.used),
                             {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, fn,
                             atoms_of(body, self.known), guards_of(body, self.known),
-                            monotone_of(body, self.known))
+                            monotone_of(body, self.known), conjunction_of(body, self.known))
 
     # -- rewrite: validation, constant folding, threshold checks and helper calls in one recursive pass
     # (depth is bounded by shape_problem, so recursion is safe)

@@ -92,6 +92,34 @@ def guards_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...]:
     return (*out, *implied)
 
 
+def conjunction_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...] | None:
+    """The comparisons with constants ``body`` is the ``and`` of (or the one it is), or None when it is
+    anything else: its outcome is True exactly when each holds (``Atom.holds``), so the engine can
+    test them itself (streams/engine/guards.py) instead of calling the expression. A bare feature
+    term is left out (its value, not a bool, would be the outcome), so is a negated comparison."""
+    known = frozenset(features)
+    terms = _and_terms(body) if isinstance(body, ast.BoolOp) else [body]
+    out: list[Atom] = []
+    for term in terms:
+        if not isinstance(term, ast.Call | ast.Compare):
+            return None
+        one: list[Atom] = []
+        if not _collect(term, known, one, False) or len(one) != 1 or one[0].test is None:
+            return None
+        out.append(one[0])
+    return tuple(out) if out else None
+
+
+def _and_terms(node: ast.expr) -> list[ast.expr]:
+    """The terms of nested ``and``s (``(a and b) and c``); a node that is not an ``and`` is not one."""
+    if not (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)):
+        return [ast.Constant(None)]  # an ``or``: not a conjunction (a Constant fails ``conjunction_of``)
+    out: list[ast.expr] = []
+    for term in node.values:
+        out.extend(_and_terms(term) if isinstance(term, ast.BoolOp) else [term])
+    return out
+
+
 def _guards(node: ast.expr, features: frozenset[str], out: list[Atom]) -> None:
     if not (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)):
         return

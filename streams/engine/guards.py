@@ -113,6 +113,14 @@ def guard(atom: Atom) -> Guard:
     return Guard(atom.name, _GUARD_CODES[NUMERIC[atom.test][atom.constant_first]], constant, atom.holds)
 
 
+def all_hold(conjunction: list[Guard], values: dict[str, Any]) -> bool:
+    """A condition that is the ``and`` of ``conjunction`` (``CompiledExpr.conjunction``) for ``values``
+    (a missing name reads as None, as in the expression): the comparisons tested here, compiled,
+    instead of through the expression's function and its helpers (~2,700 instructions for a
+    condition of the 1,000 selective tags, ~300 here)."""
+    return all(g.holds_for(values.get(g.name)) for g in conjunction)  # mypyc compiles it to a loop
+
+
 class GuardChecks:
     """The guards of every tag (by index, in rule order), checked against one customer's values."""
 

@@ -20,7 +20,7 @@ from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
 from streams.engine.flips import Flips
 from streams.engine.fold_plan import FoldPlans, Step
-from streams.engine.guards import GuardChecks
+from streams.engine.guards import Guard, GuardChecks, all_hold, guard
 from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
@@ -93,6 +93,11 @@ class TagEngine(DueTimes):
         self._names = [t.name for t in self.tags]
         self._when_of = {t.name: t.when.function for t in self.tags}
         """Each tag's condition as a plain function (``CompiledExpr.function``)."""
+        self._conjunctions: dict[str, list[Guard]] = {
+            t.name: [guard(a) for a in t.when.conjunction] for t in self.tags
+            if t.when.conjunction is not None and t.exit is None and not t.flap_controlled}
+        """Plain tags whose condition is an ``and`` of comparisons with constants (``CompiledExpr.conjunction``):
+        ``_diff`` tests those itself (``guards.all_hold``)."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
@@ -355,11 +360,15 @@ class TagEngine(DueTimes):
                 if op is None:
                     continue
             else:
-                try:
-                    outcome = self._when_of[name](values)
-                except KeyError:  # a name it reads is missing: as None (``CompiledExpr.__call__``)
-                    outcome = tag.when(values)
-                holds = outcome if outcome.__class__ is bool else flap.truthy(outcome)
+                conjunction = self._conjunctions.get(name)
+                if conjunction is not None:
+                    holds = all_hold(conjunction, values)
+                else:
+                    try:
+                        outcome = self._when_of[name](values)
+                    except KeyError:  # a name it reads is missing: as None (``CompiledExpr.__call__``)
+                        outcome = tag.when(values)
+                    holds = outcome if outcome.__class__ is bool else flap.truthy(outcome)
                 if holds == (name in held):
                     continue
                 if holds:

@@ -178,6 +178,35 @@ def test_a_condition_is_false_while_a_guard_is(conditions: list[str], a: Any, b:
                 assert not bool(expr(values)), (src, values)
 
 
+@pytest.mark.parametrize(("source", "conjunction"), [
+    ("a >= 5", [("a", 5)]), ("a >= 2 and b == 0", [("a", 2), ("b", 0)]), ("1 <= a < 4", [("a", 1), ("a", 4)]),
+    ("(a > 1 and b > 1) and c != \"x\"", [("a", 1), ("b", 1), ("c", "x")]),
+    ("a >= 1 or b > 2", None), ("a >= 1 and (b > 2 or c > 3)", None), ("not (a >= 1)", None), ("a", None),
+    ("a and b > 1", None), ("a > b", None), ("b >= 2 and a >= b / 2", None), ("true", None), ("a in (1, 2)", None),
+])
+def test_a_condition_that_is_an_and_of_comparisons_with_constants_lists_them(source: str, conjunction: Any) -> None:
+    got = compile_expr(source, names=NAMES).conjunction
+    assert (None if got is None else [(x.name, x.constant) for x in got]) == conjunction
+
+
+@given(st.lists(CONDITIONS, min_size=1, max_size=8), VALUES, VALUES)
+@example(["a >= 2 and b == 0"], 2**1100, 0)
+@example(["1 <= a < 4", "a == 2"], True, None)
+@settings(max_examples=300, deadline=None)
+def test_the_engine_tests_a_conjunction_as_the_condition_would(conditions: list[str], a: Any, b: Any) -> None:
+    """``guards.all_hold`` (what the tag engine runs for an ``and`` of comparisons, compiled) gives the
+    condition's truth for any values, a missing one included."""
+    from streams.engine.guards import all_hold, guard
+
+    for src in conditions:
+        expr = compile_expr(src, names=NAMES)
+        if expr.conjunction is None:
+            continue
+        tests = [guard(atom) for atom in expr.conjunction]
+        for values in ({"a": a, "b": b}, {"a": a}, {}):
+            assert all_hold(tests, values) == bool(expr(values)), (src, values)
+
+
 def test_stepped_tags_are_evaluated_whenever_fed_and_opaque_ones_on_change() -> None:
     steady = TagDef("steady", compile_expr("a >= 3", names=NAMES), ("a",))
     ratio = TagDef("ratio", compile_expr("a * b >= 2", names=NAMES), ("a", "b"))
