@@ -21,7 +21,7 @@ from typing import Any, Final
 from schemas.tags import ChangeCause
 from streams.engine import flap
 from streams.engine.backfill import BackfillTracker
-from streams.engine.feature_reads import FeatureReads, value_at
+from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime
 from streams.engine.features.state import CustomerState
 from streams.engine.flips import Flips
@@ -40,6 +40,7 @@ class DueTimes:
     incremental: bool
     version: str
     runtimes: list[Runtime]
+    _runtime_by_key: dict[str, Runtime]
     tracker: BackfillTracker
     _reads: FeatureReads
     _index: TagIndex
@@ -130,17 +131,12 @@ class DueTimes:
         values: dict[str, Any] = {}
         flips = self._index.flips(self._gated_indexes if gate_ends else ())
         changed: list[Runtime] = []
-        for rt in self.runtimes:
+        for rt in self._due_features(state, due_ms):
             key = rt.key
-            data = feats.get(key)
-            if data is None:
-                continue
-            nxt = cache.get(key) if cache is not None else None
-            if nxt is None:  # a state read back from its encoding has no cache
-                nxt = rt.next_change_ms(data, just_before)
-            if nxt > due_ms:
-                continue
-            old = value_at(feats, rt, just_before)
+            # a steady value remembered since its last change or feed is the one just before this one
+            old = read.get(key, UNREAD) if read is not None and key in steady else UNREAD
+            if old is UNREAD:
+                old = value_at(feats, rt, just_before)
             new = value_at(feats, rt, due_ms)
             changed.append(rt)
             if read is not None:  # a steady value holds until its next change; the others are read again
@@ -154,6 +150,25 @@ class DueTimes:
         changes = self._evaluate_flipped(state, customer_id, flips, values, due_ms, "expiry", None)
         state.due_ms = self._next_due_after(state, due_ms, changed, changes, gate_ends)
         return changes
+
+    def _due_features(self, state: CustomerState, due_ms: int) -> list[Runtime]:
+        """The features with data whose next change is at ``due_ms`` (none is earlier: it is the
+        state's due time): from ``state.next_change``, which has an entry for each feature with
+        data (``next_due_ms``, kept by events and due times), else from each runtime."""
+        feats = state.features
+        cache = state.next_change
+        if cache is not None:
+            by_key = self._runtime_by_key
+            due: list[Runtime] = []
+            for key, nxt in cache.items():
+                if nxt <= due_ms:
+                    rt = by_key.get(key)  # None: the flap-control gate (``GATE``)
+                    if rt is not None and key in feats:
+                        due.append(rt)
+            return due
+        # a state read back from its encoding has no cache
+        return [rt for rt in self.runtimes
+                if (data := feats.get(rt.key)) is not None and rt.next_change_ms(data, due_ms - 1) <= due_ms]
 
     def _next_due_after(self, state: CustomerState, due_ms: int, changed: list[Runtime], changes: list[Change],
                         gate_ends: bool) -> int | None:

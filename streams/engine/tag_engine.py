@@ -74,6 +74,7 @@ class TagEngine(DueTimes):
                 merged = sorted({t for n in names for t in thresholds.get(n, ())})
                 by_key[key] = runtime_for(rules.features[names[0]], merged)
         self.runtimes = list(by_key.values())
+        self._runtime_by_key = by_key
         self.keys = frozenset(by_key)
         self.tracker = BackfillTracker({k: b for k, b in (births or {}).items() if k in self.keys},
                                        backfill_window_ms)
