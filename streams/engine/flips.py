@@ -6,7 +6,7 @@ the tag engine. A comparison that flipped puts its tag where ``destination`` say
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable
 from typing import Any, Final
 
 ALWAYS: Final = 0
@@ -47,7 +47,7 @@ class Flips:
         return self.always | self.up | self.down | self.guarded | self.up_guarded | \
             {i for down in self.down_lists for i in down}
 
-    def chosen(self, names: Sequence[str], held: Container[str]) -> set[int]:
+    def chosen(self, names: list[str], held: dict[str, int]) -> set[int]:
         """The tags to evaluate, given the names of the tags by index and the ones held (the
         guarded and up_guarded ones that are not held are left to the caller)."""
         out = set(self.always)
@@ -57,18 +57,24 @@ class Flips:
         down: Any = self.down
         guarded: Any = self.guarded
         lists: Any = self.down_lists
+        # ``names[j]`` with ``j: int`` indexes the list directly (with ``i``, an object: a generic look-up).
+        j: int
         for i in up:
-            if names[i] not in held:
+            j = i
+            if names[j] not in held:
                 out.add(i)
         for i in down:
-            if names[i] in held:
+            j = i
+            if names[j] in held:
                 out.add(i)
         for listed in lists:
             for i in listed:
-                if names[i] in held:
+                j = i
+                if names[j] in held:
                     out.add(i)
         for i in guarded:
-            if names[i] in held:
+            j = i
+            if names[j] in held:
                 out.add(i)
         return out
 

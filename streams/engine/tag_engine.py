@@ -92,6 +92,8 @@ class TagEngine(DueTimes):
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
         self._names = [t.name for t in self.tags]
+        self._features_of = [t.features for t in self.tags]
+        """Each tag's features by index (a rule's tag is no compiled class: each ``tag.features`` is a getattr)."""
         self._when_of = {t.name: t.when.function for t in self.tags}
         """Each tag's condition as a plain function (``CompiledExpr.function``)."""
         self._conjunctions: dict[str, list[Guard]] = {
@@ -315,20 +317,25 @@ class TagEngine(DueTimes):
         if not flips:
             return []
         held = state.tags
-        chosen = flips.chosen(self._names, held)
+        names = self._names
+        chosen = flips.chosen(names, held)
         groups: list[Any] = [flips.guarded, flips.up_guarded]  # walked as objects (see ``Flips.chosen``)
+        guards = self._guards
         for group in groups:
             for i in group:
-                if i not in chosen and self._names[i] not in held and self._guards.hold(i, state, values, now_ms):
+                j: int = i  # an int to index the list of names directly (``i`` stays the object ``add`` takes)
+                # (one already chosen, through another of its comparisons, is checked again: rare)
+                if names[j] not in held and guards.hold(j, state, values, now_ms):
                     chosen.add(i)
         if not chosen:
             return []
-        tags = [self.tags[i] for i in sorted(chosen)]
-        for tag in tags:
-            for name in tag.features:
+        order: list[int] = list(chosen) if len(chosen) == 1 else sorted(chosen)  # rule order
+        features_of = self._features_of
+        for j in order:
+            for name in features_of[j]:
                 if name not in values:
                     self._reads.read(name, state, values, now_ms)
-        return self._diff(state, customer_id, values, now_ms, cause, event, tags)
+        return self._diff(state, customer_id, values, now_ms, cause, event, [self.tags[j] for j in order])
 
     def _upgrade(self, state: CustomerState, customer_id: str, now_ms: int) -> list[Change]:
         """The rule set changed since this state was written: drop state of features that no

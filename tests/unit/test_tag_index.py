@@ -97,7 +97,7 @@ def test_every_tag_whose_truth_changes_is_flipped(conditions: list[str], old: An
                if bool(t.when({"a": old, "b": b})) != bool(t.when({"a": new, "b": b}))}
     assert changed <= flips.every()
     # and by the way they moved: a tag held exactly when its condition held before
-    held = {t.name for t in tags if bool(t.when({"a": old, "b": b}))}
+    held = {t.name: 0 for t in tags if bool(t.when({"a": old, "b": b}))}  # name -> since (CustomerState.tags)
     chosen = flips.chosen([t.name for t in tags], held)
     chosen |= {i for i in flips.guarded | flips.up_guarded
                if tags[i].name not in held and all(g.holds({"a": new, "b": b}[g.name]) for g in tags[i].when.guards)}
