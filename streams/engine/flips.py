@@ -21,7 +21,7 @@ class Flips:
     """The tags one event's feature changes may flip: ``always`` whichever way, ``up`` (only)
     when they are not held, ``down`` (only) when they are."""
 
-    __slots__ = ("always", "down", "down_lists", "guarded", "up", "up_guarded", "with_guards")
+    __slots__ = ("always", "down", "down_lists", "guarded", "up", "up_guarded", "up_guarded_lists", "with_guards")
 
     def __init__(self, always: Iterable[int] = (), with_guards: Container[int] = frozenset()) -> None:
         self.with_guards = with_guards
@@ -38,14 +38,25 @@ class Flips:
         self.up_guarded: set[int] = set()
         """Tags with guards moved toward true: only the ones not held, and only when their guards
         hold (the engine checks them)."""
+        self.up_guarded_lists: list[list[int]] = []
+        """More of ``up_guarded``, as the index's own lists (``tag_index._Delta``), not copied: a tag in
+        two of them is checked twice (rare: two features it reads moved at once)."""
 
     def __bool__(self) -> bool:
-        return bool(self.always or self.up or self.down or self.down_lists or self.guarded or self.up_guarded)
+        return bool(self.always or self.up or self.down or self.down_lists or self.guarded or self.up_guarded
+                    or self.up_guarded_lists)
 
     def every(self) -> set[int]:
         """Every tag crossed, whichever way (what a tag's evaluation without its held state needs)."""
-        return self.always | self.up | self.down | self.guarded | self.up_guarded | \
-            {i for down in self.down_lists for i in down}
+        return self.always | self.up | self.guarded | self.downs() | self.ups_guarded()
+
+    def downs(self) -> set[int]:
+        """``down`` with ``down_lists``."""
+        return self.down | {i for down in self.down_lists for i in down}
+
+    def ups_guarded(self) -> set[int]:
+        """``up_guarded`` with ``up_guarded_lists``."""
+        return self.up_guarded | {i for listed in self.up_guarded_lists for i in listed}
 
     def chosen(self, names: list[str], held: dict[str, int]) -> set[int]:
         """The tags to evaluate, given the names of the tags by index and the ones held (the

@@ -319,7 +319,7 @@ class TagEngine(DueTimes):
         held = state.tags
         names = self._names
         chosen = flips.chosen(names, held)
-        groups: list[Any] = [flips.guarded, flips.up_guarded]  # walked as objects (see ``Flips.chosen``)
+        groups: list[Any] = [flips.guarded, flips.up_guarded, *flips.up_guarded_lists]  # as objects (``Flips.chosen``)
         guards = self._guards
         for group in groups:
             for i in group:

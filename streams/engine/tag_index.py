@@ -257,29 +257,31 @@ class _Delta:
     comparisons and ratio terms every time its customers go from ``n`` to ``n + 1``, and the
     bisections, directions and guard thresholds behind them were the index's largest cost."""
 
-    __slots__ = ("always", "down", "down_lists", "guarded", "up", "up_guarded")
+    __slots__ = ("always", "down_lists", "guarded", "up", "up_guarded_lists")
 
     def __init__(self, flips: Flips) -> None:
         self.always = sorted(flips.always)
         self.up = sorted(flips.up)
-        self.down = sorted(flips.down)
-        self.down_lists = list(flips.down_lists)
+        down = sorted(flips.down)
+        self.down_lists = [down, *flips.down_lists] if down else list(flips.down_lists)
+        """``Flips.down`` and ``down_lists``: handed over as lists, not copied into a set."""
         self.guarded = sorted(flips.guarded)
-        self.up_guarded = sorted(flips.up_guarded)
+        up_guarded = sorted(flips.ups_guarded())
+        self.up_guarded_lists = [up_guarded] if up_guarded else []
+        """``Flips.up_guarded`` (and its lists) as one list: a rise of a count puts every ratio tag
+        with the count above the line there (``_Moves``), copied into a set at each event before."""
 
     def apply(self, out: Flips) -> None:
         if self.always:
             out.always.update(self.always)
         if self.up:
             out.up.update(self.up)
-        if self.down:
-            out.down.update(self.down)
         if self.down_lists:
             out.down_lists.extend(self.down_lists)
         if self.guarded:
             out.guarded.update(self.guarded)
-        if self.up_guarded:
-            out.up_guarded.update(self.up_guarded)
+        if self.up_guarded_lists:
+            out.up_guarded_lists.extend(self.up_guarded_lists)
 
 
 class _Moves:

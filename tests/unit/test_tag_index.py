@@ -99,14 +99,13 @@ def test_every_tag_whose_truth_changes_is_flipped(conditions: list[str], old: An
     # and by the way they moved: a tag held exactly when its condition held before
     held = {t.name: 0 for t in tags if bool(t.when({"a": old, "b": b}))}  # name -> since (CustomerState.tags)
     chosen = flips.chosen([t.name for t in tags], held)
-    chosen |= {i for i in flips.guarded | flips.up_guarded
+    chosen |= {i for i in flips.guarded | flips.ups_guarded()
                if tags[i].name not in held and all(g.holds({"a": new, "b": b}[g.name]) for g in tags[i].when.guards)}
     assert changed <= chosen
 
 
 def _sets(flips: Flips) -> tuple[Any, ...]:
-    return (flips.always, flips.up, flips.down, sorted(sorted(d) for d in flips.down_lists), flips.guarded,
-            flips.up_guarded)
+    return flips.always, flips.up, flips.downs(), flips.guarded, flips.ups_guarded()
 
 
 @given(st.lists(CONDITIONS, min_size=1, max_size=12), st.one_of(st.none(), st.integers(-2, 7), st.just(2**60)),
@@ -218,7 +217,7 @@ def test_stepped_tags_are_evaluated_whenever_fed_and_opaque_ones_on_change() -> 
     index.flipped("a", 1, 2, out)
     assert out.every() == {1, 2}
     index.flipped("a", 2, 3, out)
-    assert (out.always, out.up, out.down) == ({1, 2}, {0}, set())
+    assert (out.always, out.up, out.downs()) == ({1, 2}, {0}, set())
 
 
 def test_an_event_evaluates_few_of_a_thousand_tags() -> None:
@@ -257,7 +256,7 @@ def test_hysteresis_and_flap_control_are_indexed_by_both_conditions() -> None:
     for old, new, want in ((6, 7, {2}), (9, 10, {0, 2}), (5, 4, {0, 2}), (2, 3, {1, 2}), (7, 7, {2})):
         out = Flips()
         index.flipped("a", old, new, out)
-        assert out.always == want and not out.up and not out.down, (old, new)  # never by direction
+        assert out.always == want and not out.up and not out.downs(), (old, new)  # never by direction
     engine = TagEngine(load_rules(REPO / "benchmarks" / "rules_1000.yaml"))
     assert engine._stepped and not any(fi.on_feed for fi in engine._index._by_key.values())
 
@@ -285,7 +284,7 @@ def test_crossings_find_exactly_the_comparisons_a_change_flips(
     want = {i for i, t in enumerate(tags) if bool(t.when({"a": old})) != bool(t.when({"a": new}))}
     assert out.every() == want
     up = {i for i in want if bool(tags[i].when({"a": new}))}
-    assert (out.up, out.down) == (up, want - up)
+    assert (out.up, out.downs()) == (up, want - up)
 
 
 @settings(max_examples=300, deadline=None)
@@ -302,7 +301,7 @@ def test_a_rise_checks_the_guards_on_the_value_by_bisection(guards: list[tuple[s
     index.flipped("a", -1, new, out)
     atoms = [t.when.atoms or t.when.monotone.atoms for t in tags]  # type: ignore[union-attr]
     want = {i for i, a in enumerate(atoms) if a[0].holds(new)}
-    assert out.up_guarded | out.up == want
+    assert out.ups_guarded() | out.up == want
 
 
 @pytest.mark.parametrize("op", _OPS)
