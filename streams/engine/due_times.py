@@ -34,6 +34,17 @@ GATE: Final = "\x00gate"
 """``CustomerState.next_change``'s entry for the next flap-control gate (feature keys are hex digests)."""
 
 
+def earliest(cache: dict[str, float]) -> float:
+    """The earliest of ``CustomerState.next_change``'s instants (inf: none). A loop compiled on
+    doubles: ``min(cache.values(), default=inf)`` is a generic call of the builtin, ~6,300
+    instructions for a customer's ~18 entries, at every event and due run."""
+    best = math.inf
+    for t in cache.values():
+        if t < best:
+            best = t
+    return best
+
+
 class DueTimes:
     """The due-time path of the tag engine (see the module docstring)."""
 
@@ -188,7 +199,7 @@ class DueTimes:
                 cache[rt.key] = rt.next_change_ms(data, due_ms)
         if self._gated and (gate_ends or (changes and not self._gated_names.isdisjoint([c["tag"] for c in changes]))):
             cache[GATE] = self._next_gate(state, due_ms)
-        best = min(cache.values(), default=math.inf)
+        best = earliest(cache)
         if best <= due_ms:  # an entry not renewed here (cannot happen): compute every one
             return self.next_due_ms(state, due_ms)
         return None if best == math.inf else int(best)

@@ -14,7 +14,7 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.due_times import GATE, DueTimes
+from streams.engine.due_times import GATE, DueTimes, earliest
 from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime, runtime_for
 from streams.engine.features.state import CustomerState
@@ -168,7 +168,7 @@ class TagEngine(DueTimes):
             # cached one is still the first after now: an earlier one would have been due).
             if out.changes and self._gated and not self._gated_names.isdisjoint([c["tag"] for c in out.changes]):
                 cache[GATE] = self._next_gate(state, now_ms)
-            best = min(cache.values(), default=math.inf)
+            best = earliest(cache)
             state.due_ms = None if best == math.inf else int(best)
         return out
 

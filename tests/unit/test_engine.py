@@ -3,6 +3,7 @@ events and with time, due times, out-of-order and late events, rule changes (no 
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,14 @@ def test_incremental_evaluation_on_the_shipped_rule_sets(rules_path: str) -> Non
         assert sf.dumps() == sr.dumps()
         n_changes += len(a.changes)
     assert n_changes > 100  # the stream really moved tags
+
+
+def test_the_earliest_next_change_is_the_smallest_entry_int_or_float() -> None:
+    """``due_times.earliest`` (compiled on doubles) over ``CustomerState.next_change``, whose entries
+    may be ints (a window's next bucket end) or floats (inf: never)."""
+    from streams.engine.due_times import earliest
+
+    assert earliest({}) == math.inf
+    assert earliest({"a": math.inf}) == math.inf
+    assert earliest({"a": 1_700_000_000_500, "b": 1_700_000_000_250.0, "c": math.inf}) == 1_700_000_000_250
+    assert earliest({"a": 9_007_199_254_740_000, "b": math.inf}) == 9_007_199_254_740_000
