@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from schemas.events import SOURCES
@@ -31,15 +30,24 @@ _NO_KEYS: Final = NO_KEYS
 """``backfill.NO_KEYS`` as a C static (backfill.py is not compiled: its names are dictionary look-ups)."""
 
 
-@dataclass
 class Outcome:
-    changes: list[Change] = field(default_factory=list)
-    late: bool = False
-    """The event was outside at least one window it feeds (it still fed longer ones)."""
-    duplicate: bool = False
-    """The event id was already seen within the de-duplication horizon; it changed nothing."""
-    backfilled: int = 0
-    """A replayed event (``process_backfill``): the features it was applied to."""
+    """What one event did: its tag changes and how it was taken. A plain class with its own
+    ``__init__``, compiled: a dataclass's generated ``__init__`` is interpreted Python, ~2,000
+    instructions at every event."""
+
+    def __init__(self, changes: list[Change] | None = None, late: bool = False, duplicate: bool = False,
+                 backfilled: int = 0) -> None:
+        self.changes: list[Change] = [] if changes is None else changes
+        self.late = late
+        """The event was outside at least one window it feeds (it still fed longer ones)."""
+        self.duplicate = duplicate
+        """The event id was already seen within the de-duplication horizon; it changed nothing."""
+        self.backfilled = backfilled
+        """A replayed event (``process_backfill``): the features it was applied to."""
+
+    def __repr__(self) -> str:
+        return (f"Outcome(changes={self.changes!r}, late={self.late}, duplicate={self.duplicate}, "
+                f"backfilled={self.backfilled})")
 
 
 class TagEngine(DueTimes):
