@@ -31,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 
 MODULES = (
+    "streams.engine.features.base",
     "streams.engine.features.aggregations",
     "streams.engine.features.windows",
     "streams.engine.features.runtime",

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from streams.engine.features.aggregations import AGGREGATIONS, Aggregation
+from streams.engine.features.base import Runtime
 from streams.engine.features.sequences import pattern_runtime
 from streams.engine.features.windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 from tag_rules import FeatureDef
@@ -27,33 +28,10 @@ MAX_DISTINCT: Final = 1000
 
 NEVER: Final = math.inf
 
-
-class Runtime(Protocol):
-    """What the engine asks of a feature at run time (``FeatureRuntime``, or a sequence/absence
-    runtime of streams/engine/features/sequences.py)."""
-
-    defn: FeatureDef
-    name: str
-    key: str
-    sources: frozenset[str]
-    window_ms: int | None
-    """None: nothing leaves with time by window (``prune`` is not needed)."""
-    takes_thresholds: bool
-    filter_key: str | None
-    filter_names: frozenset[str]
-    """The event fields its filter reads besides the source (empty: none; streams/engine/fold_plan.py)."""
-
-    def matches(self, event: Mapping[str, Any]) -> bool: ...
-
-    def fold(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]: ...
-
-    def value(self, data: Any, now_ms: int) -> Any: ...
-
-    def prune(self, data: Any, now_ms: int) -> Any: ...
-
-    def next_change_ms(self, data: Any, now_ms: int) -> float: ...
-
-    def merge(self, a: Any, b: Any, now_ms: int) -> Any: ...
+LIFETIME: Final = 0
+WINDOW: Final = 1
+DISTINCT: Final = 2
+"""``FeatureRuntime.shape``: ``LIFETIME`` or ``WINDOW``, plus ``DISTINCT`` for a distinct count."""
 
 
 def runtime_for(defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> Runtime:
@@ -63,7 +41,7 @@ def runtime_for(defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> Runtime
     return FeatureRuntime(defn, thresholds_s)
 
 
-class FeatureRuntime:
+class FeatureRuntime(Runtime):
     """Folds events into one feature's state and reads its value at an instant.
 
     The feature's shape (lifetime or windowed; a plain accumulator, distinct values, or the
@@ -72,9 +50,8 @@ class FeatureRuntime:
     ask which shape it is.
     """
 
-    __slots__ = ("agg", "defn", "field", "filter_key", "filter_names", "fold", "key", "merge", "name",
-                 "next_change_ms", "prune", "resolution_ms", "sources", "takes_thresholds", "thresholds_ms", "value",
-                 "values_of", "where", "window_ms")
+    __slots__ = ("agg", "defn", "field", "filter_key", "filter_names", "key", "name", "resolution_ms", "shape",
+                 "sources", "takes_thresholds", "thresholds_ms", "values_of", "where", "window_ms")
 
     def __init__(self, defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> None:
         self.defn = defn
@@ -99,22 +76,61 @@ class FeatureRuntime:
                                            for ms in (math.ceil(t * 1000), math.ceil(t * 1000) + 1)}))
         self.values_of: Callable[[Mapping[str, Any]], list[Any]] = (
             self._each_value if distinct else self._one_value)
-        lifetime = self.window_ms is None
-        self.fold: Callable[[Any, Mapping[str, Any], int], tuple[Any, bool]] = {
-            (True, True): self._fold_lifetime_distinct, (True, False): self._fold_lifetime,
-            (False, True): self._fold_window_distinct, (False, False): self._fold_window}[(lifetime, distinct)]
-        self.value: Callable[[Any, int], Any] = (
-            self._value_since if self.takes_thresholds else
-            {(True, True): self._value_lifetime_distinct, (True, False): self._value_lifetime,
-             (False, True): self._value_window_distinct, (False, False): self._value_window}[(lifetime, distinct)])
-        self.prune: Callable[[Any, int], Any] = (
-            self._keep if lifetime else self._prune_window_distinct if distinct else self._prune_window)
-        self.next_change_ms: Callable[[Any, int], float] = (
-            self._next_since if self.takes_thresholds else self._never if lifetime
-            else self._next_window_distinct if distinct else self._next_window)
-        self.merge: Callable[[Any, Any, int], Any] = (
-            (self._merge_distinct if distinct else self._merge_acc) if lifetime
-            else self._merge_window_distinct if distinct else self._merge_window)
+        self.shape = (LIFETIME if self.window_ms is None else WINDOW) + (DISTINCT if distinct else 0)
+        """How ``fold``, ``value``, ``prune``, ``next_change_ms`` and ``merge`` go: lifetime or windowed,
+        plain or distinct (``LIFETIME`` ..., with ``takes_thresholds`` for a time-since's value)."""
+
+    # -- what the engine calls: each picks its shape's way (``shape``) -----------------------
+
+    def fold(self, data: Any, event: Mapping[str, Any], now_ms: int) -> tuple[Any, bool]:
+        shape = self.shape
+        if shape == WINDOW:
+            return self._fold_window(data, event, now_ms)
+        if shape == LIFETIME:
+            return self._fold_lifetime(data, event, now_ms)
+        if shape == WINDOW + DISTINCT:
+            return self._fold_window_distinct(data, event, now_ms)
+        return self._fold_lifetime_distinct(data, event, now_ms)
+
+    def value(self, data: Any, now_ms: int) -> Any:
+        if self.takes_thresholds:
+            return self._value_since(data, now_ms)
+        shape = self.shape
+        if shape == WINDOW:
+            return self._value_window(data, now_ms)
+        if shape == LIFETIME:
+            return self._value_lifetime(data, now_ms)
+        if shape == WINDOW + DISTINCT:
+            return self._value_window_distinct(data, now_ms)
+        return self._value_lifetime_distinct(data, now_ms)
+
+    def prune(self, data: Any, now_ms: int) -> Any:
+        shape = self.shape
+        if shape == WINDOW:
+            return self._prune_window(data, now_ms)
+        if shape == WINDOW + DISTINCT:
+            return self._prune_window_distinct(data, now_ms)
+        return self._keep(data, now_ms)
+
+    def next_change_ms(self, data: Any, now_ms: int) -> float:
+        if self.takes_thresholds:
+            return self._next_since(data, now_ms)
+        shape = self.shape
+        if shape == WINDOW:
+            return self._next_window(data, now_ms)
+        if shape == WINDOW + DISTINCT:
+            return self._next_window_distinct(data, now_ms)
+        return self._never(data, now_ms)
+
+    def merge(self, a: Any, b: Any, now_ms: int) -> Any:
+        shape = self.shape
+        if shape == WINDOW:
+            return self._merge_window(a, b, now_ms)
+        if shape == LIFETIME:
+            return self._merge_acc(a, b, now_ms)
+        if shape == WINDOW + DISTINCT:
+            return self._merge_window_distinct(a, b, now_ms)
+        return self._merge_distinct(a, b, now_ms)
 
     # -- folding events ---------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
+from streams.engine.features.base import Runtime
 from streams.engine.features.windows import bucket_expiry_ms, bucket_of, default_resolution_ms, oldest_live_bucket
 from tag_rules import FeatureDef, Pattern
 
@@ -43,13 +44,12 @@ MAX_UNMATCHED: Final = 4
 NEVER: Final = math.inf
 
 
-class PatternRuntime:
+class PatternRuntime(Runtime):
     """What the engine needs of a feature, for sequence and absence (see ``FeatureRuntime``)."""
-
-    takes_thresholds = False
 
     def __init__(self, defn: FeatureDef) -> None:
         assert defn.pattern is not None
+        self.takes_thresholds = False
         self.defn = defn
         self.name = defn.name
         self.key = defn.key
