@@ -112,8 +112,9 @@ def _sets(flips: Flips) -> tuple[Any, ...]:
        st.integers(-2, 7) | st.just(2**60))
 @settings(max_examples=300, deadline=None)
 def test_a_remembered_count_transition_flips_what_computing_it_does(conditions: list[str], old: Any, new: int) -> None:
-    """``_FeatureIndex.memo``: a count going from ``old`` to ``new`` a second time gets the first
-    time's result, which is what the index computes without it (here every feature is memoized)."""
+    """``_FeatureIndex.memo``: a count going from ``old`` to ``new`` is remembered at its second call
+    and a third gets that result, which is what the index computes without it (here every feature
+    is memoized)."""
     tags = [TagDef(f"t{i}", compile_expr(src, names=NAMES), tuple(sorted(compile_expr(src, names=NAMES).names)))
             for i, src in enumerate(conditions)]
     index = TagIndex(tags, {n: f"k_{n}" for n in NAMES}, frozenset())
@@ -123,11 +124,13 @@ def test_a_remembered_count_transition_flips_what_computing_it_does(conditions: 
         return
     feature._flipped(old, new, computed)
     feature.memoized = True
-    first, again = index.flips(), index.flips()
+    first, second, third = index.flips(), index.flips(), index.flips()
     index.flipped("k_a", old, new, first)
-    assert (old, new) in feature.memo
-    index.flipped("k_a", old, new, again)
-    assert _sets(first) == _sets(again) == _sets(computed)
+    assert (old, new) not in feature.memo and (old, new) in feature.once
+    index.flipped("k_a", old, new, second)
+    assert (old, new) in feature.memo and (old, new) not in feature.once
+    index.flipped("k_a", old, new, third)
+    assert _sets(first) == _sets(second) == _sets(third) == _sets(computed)
 
 
 def test_only_features_with_many_comparisons_memoize_and_the_memo_is_bounded() -> None:
@@ -139,10 +142,14 @@ def test_only_features_with_many_comparisons_memoize_and_the_memo_is_bounded() -
     assert index._by_key["a"].memoized and not index._by_key["b"].memoized
     flips = index.flips()
     for v in range(module.MEMO_MAX + 10):
-        index.flipped("a", v, v + 1, flips)
-        index.flipped("b", v, v + 1, flips)
+        for _ in range(2):  # remembered at the second call
+            index.flipped("a", v, v + 1, flips)
+            index.flipped("b", v, v + 1, flips)
     assert len(index._by_key["a"].memo) == module.MEMO_MAX
-    assert not index._by_key["b"].memo
+    assert not index._by_key["b"].memo and not index._by_key["b"].once
+    for v in range(10 * module.MEMO_MAX, 12 * module.MEMO_MAX):  # a heavy customer's climb: each once
+        index.flipped("a", v, v + 1, flips)
+    assert len(index._by_key["a"].once) == module.MEMO_MAX and len(index._by_key["a"].memo) == module.MEMO_MAX
     assert flips.up == set(range(1, module.MEMO_MIN_ATOMS + 1))  # a >= 0 never flips; n (b >= 1) at 0 -> 1
 
 
