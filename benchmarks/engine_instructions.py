@@ -7,10 +7,11 @@ Timings on this project's 2-core machine vary by 5-15 % from one run to the next
 the host), more than most engine changes are worth, so an A/B of two timings needs many
 alternated runs. Instructions do not vary: this runs ``benchmarks.engine_only``'s input through
 ``TagEngine.process_event`` (two passes over fresh states: the first warms the engine's
-caches, both are counted; the worker's garbage-collector policy) under ``valgrind --tool=callgrind``, collecting only inside
-``process_event``, and reports instructions per event per rule set and their ratio to the first
-(the 50 reference tags by default). Needs valgrind (``apt-get install valgrind``) and the
-compiled engine (``python -m streams.tools.build_native``); ~1 minute per rule set.
+caches, both are counted; the worker's garbage-collector policy) under
+``valgrind --tool=callgrind``, collecting only inside ``process_event``, and reports instructions
+per event per rule set and their ratio to the first (the 50 reference tags by default). Needs
+valgrind (``apt-get install valgrind``) and the compiled engine (``python -m
+streams.tools.build_native``); ~1 minute per rule set.
 
 ``--live`` counts ``benchmarks.rules_live``'s stream instead (event times ``--step-ms`` apart, hours
 of business time, one pass): ``process_event`` and the due runs before each event
@@ -106,6 +107,9 @@ def count(rules: Path, events_path: Path, collect: list[str], workdir: Path, *, 
     m = re.search(r"^summary:\s*(\d+)", out.read_text(), re.M)
     if m is None:
         raise RuntimeError(f"no summary line in {out}")
+    if not int(m.group(1)):
+        raise RuntimeError(f"nothing collected inside {collect}: is the engine compiled for this source "
+                           "(python -m streams.tools.build_native)?")
     return int(m.group(1))
 
 

@@ -9,6 +9,7 @@ from streams.engine import native  # noqa: F401  first: it chooses the compiled 
 from streams.engine.clock import Clock, ManualClock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
-from streams.engine.tag_engine import Outcome, TagEngine
+from streams.engine.outcome import Outcome
+from streams.engine.tag_engine import TagEngine
 
 __all__ = ["Clock", "CustomerState", "DueIndex", "ManualClock", "Outcome", "ScaledClock", "TagEngine", "WallClock"]

@@ -211,7 +211,7 @@ class DueTimes:
         raise NotImplementedError
 
     def _diff(self, state: CustomerState, customer_id: str, values: dict[str, Any], at_ms: int,
-              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[Any] | None = None,
+              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[int] | None = None,
               ref: str | None = None) -> list[Change]:
         raise NotImplementedError
 

@@ -17,7 +17,6 @@ absent, which a dictionary look-up tells without reading the value.
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -37,8 +36,16 @@ guards never apply): (``value OP constant``, the same for ``constant OP value``)
 
 
 def finite(v: Any) -> bool:
+    """An int, or a float that is neither infinite nor nan. Compiled on a C double (``x - x`` is 0
+    but for those): ``math.isfinite`` is a module attribute and a call, ~280 instructions, and the
+    tag index asks ~5 times per event."""
     t = type(v)
-    return t is int or (t is float and math.isfinite(v))
+    if t is int:
+        return True
+    if t is float:
+        x: float = v
+        return x - x == 0.0
+    return False
 
 
 GUARD_LT: Final = 0

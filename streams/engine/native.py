@@ -47,6 +47,7 @@ MODULES = (
     "streams.engine.tag_index",
     "streams.engine.fold_plan",
     "streams.engine.feature_reads",
+    "streams.engine.outcome",
     "streams.engine.tag_engine",
     "streams.engine.identity.graph",
     "streams.engine.identity.merge",

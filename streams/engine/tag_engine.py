@@ -20,6 +20,7 @@ from streams.engine.features.state import CustomerState
 from streams.engine.flips import Flips
 from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.guards import Guard, GuardChecks, all_hold, guard
+from streams.engine.outcome import Outcome
 from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
@@ -28,26 +29,6 @@ BACKFILL_WINDOW_MS: Final = 7 * 86_400_000
 """Default of ``TAGSTREAM_ENGINE__BACKFILL_WINDOW_MS``: Kafka's default retention."""
 _NO_KEYS: Final = NO_KEYS
 """``backfill.NO_KEYS`` as a C static (backfill.py is not compiled: its names are dictionary look-ups)."""
-
-
-class Outcome:
-    """What one event did: its tag changes and how it was taken. A plain class with its own
-    ``__init__``, compiled: a dataclass's generated ``__init__`` is interpreted Python, ~2,000
-    instructions at every event."""
-
-    def __init__(self, changes: list[Change] | None = None, late: bool = False, duplicate: bool = False,
-                 backfilled: int = 0) -> None:
-        self.changes: list[Change] = [] if changes is None else changes
-        self.late = late
-        """The event was outside at least one window it feeds (it still fed longer ones)."""
-        self.duplicate = duplicate
-        """The event id was already seen within the de-duplication horizon; it changed nothing."""
-        self.backfilled = backfilled
-        """A replayed event (``process_backfill``): the features it was applied to."""
-
-    def __repr__(self) -> str:
-        return (f"Outcome(changes={self.changes!r}, late={self.late}, duplicate={self.duplicate}, "
-                f"backfilled={self.backfilled})")
 
 
 class TagEngine(DueTimes):
@@ -100,6 +81,8 @@ class TagEngine(DueTimes):
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
         self._names = [t.name for t in self.tags]
+        self._every = list(range(len(self.tags)))
+        """Every tag's index, in rule order (``_diff`` of every tag)."""
         self._features_of = [t.features for t in self.tags]
         """Each tag's features by index (a rule's tag is no compiled class: each ``tag.features`` is a getattr)."""
         self._when_of = {t.name: t.when.function for t in self.tags}
@@ -343,7 +326,7 @@ class TagEngine(DueTimes):
             for name in features_of[j]:
                 if name not in values:
                     self._reads.read(name, state, values, now_ms)
-        return self._diff(state, customer_id, values, now_ms, cause, event, [self.tags[j] for j in order])
+        return self._diff(state, customer_id, values, now_ms, cause, event, order)
 
     def _upgrade(self, state: CustomerState, customer_id: str, now_ms: int) -> list[Change]:
         """The rule set changed since this state was written: drop state of features that no
@@ -360,19 +343,24 @@ class TagEngine(DueTimes):
         return self._diff(state, customer_id, values, now_ms, "rule_change", None)
 
     def _diff(self, state: CustomerState, customer_id: str, values: dict[str, Any], at_ms: int,
-              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[Any] | None = None,
+              cause: ChangeCause, event: Mapping[str, Any] | None, tags: list[int] | None = None,
               ref: str | None = None) -> list[Change]:
+        """Evaluates the tags ``tags`` (indexes in rule order; None: every tag) with ``values`` and
+        returns their changes. By index: a rule's tag is no compiled class, each attribute read of
+        one is a generic look-up (~190 instructions)."""
         changes: list[Change] = []
         held = state.tags
         stepped = self._stepped
         full = tags is None
-        tags = self.tags if tags is None else tags
-        self.evaluated += len(tags)
-        for tag in tags:
-            name: str = tag.name  # read once: a rule's tag is no compiled class, each read is a getattr
+        order = self._every if tags is None else tags
+        names = self._names
+        features_of = self._features_of
+        self.evaluated += len(order)
+        for j in order:
+            name = names[j]
             op: TagOp | None
             if name in stepped:
-                op = flap.step(tag, values, held, state.removed, at_ms)
+                op = flap.step(self.tags[j], values, held, state.removed, at_ms)
                 if op is None:
                     continue
             else:
@@ -383,8 +371,8 @@ class TagEngine(DueTimes):
                     try:
                         outcome = self._when_of[name](values)
                     except KeyError:  # a name it reads is missing: as None (``CompiledExpr.__call__``)
-                        outcome = tag.when(values)
-                    holds = outcome if outcome.__class__ is bool else flap.truthy(outcome)
+                        outcome = self.tags[j].when(values)
+                    holds = outcome if type(outcome) is bool else flap.truthy(outcome)
                 if holds == (name in held):
                     continue
                 if holds:
@@ -393,7 +381,7 @@ class TagEngine(DueTimes):
                     del held[name]
                 op = "add" if holds else "remove"
             changes.append(tag_change(customer_id, name, op, at_ms, cause, self.version,
-                                      event, {n: values[n] for n in tag.features}, ref=ref))
+                                      event, {n: values[n] for n in features_of[j]}, ref=ref))
         # Held under rules that had other tags: a full evaluation drops them (the first after a rule
         # change is ``_upgrade``'s, before any incremental one; a customer may hold hundreds of tags).
         if full and not self._tag_names.issuperset(held):
