@@ -45,6 +45,7 @@ from typing import Any
 from .expr_atoms import Atom, Monotone, atoms_of, conjunction_of, guards_of, monotone_of
 from .expr_constants import MAX_INT, MAX_TIME_S, bad_constant_problem, evaluate, number_problem, time_problem
 from .expr_function import Defaults, Function, as_function
+from .expr_ratio import Ratio, ratio_conjunction_of
 from .expr_syntax import FORBIDDEN, OP_SYMBOL, ParseFailure, char_col, parse, shape_problem, source_text
 from .expr_values import (
     BINOPS,
@@ -114,6 +115,10 @@ class CompiledExpr:
     conjunction: tuple[Atom, ...] | None = field(default=None, repr=False, compare=False, hash=False)
     """The comparisons with constants the expression is exactly the ``and`` of (or the one it is), if it
     is one (``expr_atoms.conjunction_of``): true exactly when each holds."""
+    ratio_conjunction: tuple[tuple[Atom, ...], tuple[Ratio, ...]] | None = field(
+        default=None, repr=False, compare=False, hash=False)
+    """The comparisons with constants and the ratio comparisons (``spend_24h >= spend_30d / 2``) the
+    expression is exactly the ``and`` of, with at least one ratio (``expr_ratio.ratio_conjunction_of``)."""
 
     @property
     def function(self) -> Function:
@@ -209,7 +214,8 @@ class _Compiler:
         return CompiledExpr(src, frozenset(self.used),
                             {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, fn,
                             atoms_of(body, self.known), guards_of(body, self.known),
-                            monotone_of(body, self.known), conjunction_of(body, self.known))
+                            monotone_of(body, self.known), conjunction_of(body, self.known),
+                            ratio_conjunction_of(body, self.known))
 
     # -- rewrite: validation, constant folding, threshold checks and helper calls in one recursive pass
     # (depth is bounded by shape_problem, so recursion is safe)

@@ -98,25 +98,33 @@ def conjunction_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...
     test them itself (streams/engine/guards.py) instead of calling the expression. A bare feature
     term is left out (its value, not a bool, would be the outcome), so is a negated comparison."""
     known = frozenset(features)
-    terms = _and_terms(body) if isinstance(body, ast.BoolOp) else [body]
+    terms = and_terms(body) if isinstance(body, ast.BoolOp) else [body]
     out: list[Atom] = []
     for term in terms:
-        if not isinstance(term, ast.Call | ast.Compare):
+        atom = single_atom(term, known)
+        if atom is None:
             return None
-        one: list[Atom] = []
-        if not _collect(term, known, one, False) or len(one) != 1 or one[0].test is None:
-            return None
-        out.append(one[0])
+        out.append(atom)
     return tuple(out) if out else None
 
 
-def _and_terms(node: ast.expr) -> list[ast.expr]:
+def single_atom(term: ast.expr, features: frozenset[str]) -> Atom | None:
+    """``term`` as one comparison with a constant (not a bare feature, not negated), or None."""
+    if not isinstance(term, ast.Call | ast.Compare):
+        return None
+    one: list[Atom] = []
+    if not _collect(term, features, one, False) or len(one) != 1 or one[0].test is None:
+        return None
+    return one[0]
+
+
+def and_terms(node: ast.expr) -> list[ast.expr]:
     """The terms of nested ``and``s (``(a and b) and c``); a node that is not an ``and`` is not one."""
     if not (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)):
-        return [ast.Constant(None)]  # an ``or``: not a conjunction (a Constant fails ``conjunction_of``)
+        return [ast.Constant(None)]  # an ``or``: not a conjunction (a Constant is no term of one)
     out: list[ast.expr] = []
     for term in node.values:
-        out.extend(_and_terms(term) if isinstance(term, ast.BoolOp) else [term])
+        out.extend(and_terms(term) if isinstance(term, ast.BoolOp) else [term])
     return out
 
 

@@ -44,6 +44,7 @@ MODULES = (
     "streams.engine.flips",
     "streams.engine.crossings",
     "streams.engine.guards",
+    "streams.engine.conditions",
     "streams.engine.tag_index",
     "streams.engine.fold_plan",
     "streams.engine.feature_reads",

@@ -13,6 +13,7 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
+from streams.engine.conditions import TRUE, UNKNOWN, RatioCondition
 from streams.engine.due_times import GATE, DueTimes, earliest
 from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime, runtime_for
@@ -92,6 +93,12 @@ class TagEngine(DueTimes):
             if t.when.conjunction is not None and t.exit is None and not t.flap_controlled}
         """Plain tags whose condition is an ``and`` of comparisons with constants (``CompiledExpr.conjunction``):
         ``_diff`` tests those itself (``guards.all_hold``)."""
+        self._ratio_conditions: dict[str, RatioCondition] = {
+            t.name: RatioCondition(*t.when.ratio_conjunction) for t in self.tags
+            if t.when.ratio_conjunction is not None and t.exit is None and not t.flap_controlled}
+        """Plain tags whose condition is an ``and`` with ratio comparisons among its terms
+        (``CompiledExpr.ratio_conjunction``): ``_diff`` tests those itself for plain finite numbers
+        (streams/engine/conditions.py)."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)
@@ -365,8 +372,12 @@ class TagEngine(DueTimes):
                     continue
             else:
                 conjunction = self._conjunctions.get(name)
+                ratio = self._ratio_conditions.get(name) if conjunction is None else None
+                answer = UNKNOWN if ratio is None else ratio.test(values)
                 if conjunction is not None:
                     holds = all_hold(conjunction, values)
+                elif answer != UNKNOWN:
+                    holds = answer == TRUE
                 else:
                     try:
                         outcome = self._when_of[name](values)

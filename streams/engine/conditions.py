@@ -1,0 +1,109 @@
+"""Conditions the tag engine tests in compiled code instead of calling the rule's expression.
+
+``guards.all_hold`` does it for an ``and`` of comparisons with constants (``CompiledExpr.conjunction``);
+``RatioCondition`` for an ``and`` of such comparisons and ratio comparisons
+(``CompiledExpr.ratio_conjunction``: ``purchases_30d >= 3 and spend_24h >= spend_30d / 2``, the
+1,000 selective benchmark tags' most evaluated shape after the plain ``and``). Its answer is the
+expression's for plain finite numbers: a quotient is the same IEEE division Python does (an int
+within 2**53 is a float exactly, so ``int / int`` is that division too) and a comparison of an int
+with a float is exact in both. Anything else (a value None, a string, an int beyond 2**53, a
+quotient that overflows) answers ``UNKNOWN``, and the engine calls the expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from streams.engine.guards import Guard, guard
+from tag_rules.expr_atoms import Atom
+from tag_rules.expr_ratio import Ratio
+
+FALSE: Final = 0
+TRUE: Final = 1
+UNKNOWN: Final = -1
+"""``RatioCondition.test``'s answers: UNKNOWN leaves it to the expression."""
+
+_GE: Final = 0
+_GT: Final = 1
+_LE: Final = 2
+_LT: Final = 3
+_OPS: Final[dict[str, int]] = {"ge": _GE, "gt": _GT, "le": _LE, "lt": _LT}
+
+EXACT: Final = 9_007_199_254_740_992
+"""Ints up to this (2 ** 53) are floats exactly."""
+
+
+class RatioTest:
+    """``left OP right / divisor`` on plain finite numbers (``tag_rules.expr_ratio.Ratio``)."""
+
+    def __init__(self, ratio: Ratio) -> None:
+        self.left = ratio.left
+        self.right = ratio.right
+        self.op = _OPS[ratio.op]
+        self.divisor = float(ratio.divisor)
+
+    def test(self, values: dict[str, Any]) -> int:
+        x: float
+        y: float
+        a = values.get(self.left)
+        if type(a) is float:
+            x = a
+            if x - x != 0.0:  # inf or nan
+                return UNKNOWN
+        elif type(a) is int:
+            i: int = a
+            if i > EXACT or i < -EXACT:
+                return UNKNOWN
+            x = float(i)
+        else:
+            return UNKNOWN
+        b = values.get(self.right)
+        if type(b) is float:
+            y = b
+            if y - y != 0.0:
+                return UNKNOWN
+        elif type(b) is int:
+            j: int = b
+            if j > EXACT or j < -EXACT:
+                return UNKNOWN
+            y = float(j)
+        else:
+            return UNKNOWN
+        q = y / self.divisor
+        if q - q != 0.0:  # overflowed
+            return UNKNOWN
+        op = self.op
+        if op == _GE:
+            holds = x >= q
+        elif op == _GT:
+            holds = x > q
+        elif op == _LE:
+            holds = x <= q
+        else:
+            holds = x < q
+        return TRUE if holds else FALSE
+
+
+class RatioCondition:
+    """A condition that is the ``and`` of comparisons with constants and ratio comparisons."""
+
+    def __init__(self, atoms: Sequence[Atom], ratios: Sequence[Ratio]) -> None:
+        self.guards: list[Guard] = [guard(a) for a in atoms]
+        self.ratios: list[RatioTest] = [RatioTest(r) for r in ratios]
+
+    def test(self, values: dict[str, Any]) -> int:
+        """TRUE, FALSE, or UNKNOWN (call the expression). A comparison with a constant that fails
+        makes the ``and`` false whatever the ratios (``Guard.holds_for`` is the comparison's truth
+        for any value)."""
+        for g in self.guards:
+            if not g.holds_for(values.get(g.name)):
+                return FALSE
+        answer = TRUE
+        for r in self.ratios:
+            t = r.test(values)
+            if t == FALSE:
+                return FALSE
+            if t == UNKNOWN:
+                answer = UNKNOWN
+        return answer
