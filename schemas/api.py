@@ -120,7 +120,8 @@ class FeatureValue(BaseModel):
     """Its value now (null: no value, e.g. the average of an empty window)."""
     next_change_ms: int | None
     """When a bucket next leaves the window, or a time-since threshold a tag compares with is next
-    crossed; null: never with time alone."""
+    crossed where it can change one of the customer's tags (a tag held for ``< T``, not held for
+    ``>= T``); null: never with time alone."""
 
 
 class DueReason(BaseModel):

@@ -25,6 +25,7 @@ from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
 from streams.engine.features.runtime import Runtime
 from streams.engine.features.state import CustomerState
 from streams.engine.flips import Flips
+from streams.engine.since_due import SinceDue
 from streams.engine.tag_change import Change
 from streams.engine.tag_index import TagIndex
 
@@ -60,6 +61,7 @@ class DueTimes:
     _gated_names: frozenset[str]
     _gated_indexes: list[int]
     _cooldown_ms: dict[str, int]
+    _since: SinceDue
 
     def process_due(self, state: CustomerState, customer_id: str, due_ms: int, now_ms: int) -> list[Change]:
         """Re-evaluates ``state`` at its due time (no new event); changes carry ``at_ms = due_ms``.
@@ -100,16 +102,42 @@ class DueTimes:
         feats = state.features
         cache = state.next_change = {}
         state.value_cache = {}
+        held = state.tags
         for rt in self.runtimes:
             data = feats.get(rt.key)
             if data is not None:
-                t = cache[rt.key] = rt.next_change_ms(data, now_ms)
+                t = cache[rt.key] = self.next_change_of(rt, data, now_ms, held)
                 if t < best:
                     best = t
         if self._gated:
             gate = cache[GATE] = self._next_gate(state, now_ms)
             best = min(best, gate)
         return None if best == math.inf else int(best)
+
+    def next_change_of(self, rt: Runtime, data: Any, now_ms: int, held: dict[str, int]) -> float:
+        """The next instant after ``now_ms`` at which feature ``rt`` (state ``data``) can change a
+        tag of a customer holding ``held``: its next change, or for a time-since value the next
+        threshold that matters (streams/engine/since_due.py)."""
+        if data is not None and rt.takes_thresholds:
+            return self._since.next_ms(rt.key, data, now_ms, held)
+        return rt.next_change_ms(data, now_ms)
+
+    def _renew_since(self, state: CustomerState, changes: list[Change], now_ms: int) -> None:
+        """After tag changes: the next threshold of the time-since values whose thresholds matter
+        depending on a changed tag (``SinceDue.keys_of``), in ``state.next_change``."""
+        cache = state.next_change
+        keys_of = self._since.keys_of
+        if cache is None or not keys_of:
+            return
+        feats = state.features
+        for change in changes:
+            keys = keys_of.get(change["tag"])
+            if keys is None:
+                continue
+            for key in keys:
+                data = feats.get(key)
+                if data is not None:
+                    cache[key] = self._since.next_ms(key, data, now_ms, state.tags)
 
     def _next_gate(self, state: CustomerState, now_ms: int) -> float:
         """The first instant after ``now_ms`` at which a min_duration or cooldown ends (inf: none)."""
@@ -191,12 +219,15 @@ class DueTimes:
         if cache is None:
             return self.next_due_ms(state, due_ms)
         feats = state.features
+        held = state.tags
         for rt in changed:
             data = feats.get(rt.key)
             if data is None:  # its last bucket left the window
                 cache.pop(rt.key, None)
             else:
-                cache[rt.key] = rt.next_change_ms(data, due_ms)
+                cache[rt.key] = self.next_change_of(rt, data, due_ms, held)
+        if changes:  # a time-since threshold may matter now, or no longer (``SinceDue``)
+            self._renew_since(state, changes, due_ms)
         if self._gated and (gate_ends or (changes and not self._gated_names.isdisjoint([c["tag"] for c in changes]))):
             cache[GATE] = self._next_gate(state, due_ms)
         best = earliest(cache)

@@ -53,7 +53,7 @@ def explain_customer(engine: TagEngine, customer_id: str, state: CustomerState, 
         changes += engine.process_due(state, customer_id, now_ms, now_ms)
     values = engine.feature_values(state, now_ms)
     runtimes = _runtimes_by_name(engine)
-    next_change = {name: _instant(rt.next_change_ms(state.features.get(rt.key), now_ms))
+    next_change = {name: _instant(engine.next_change_of(rt, state.features.get(rt.key), now_ms, state.tags))
                    for name, rt in runtimes.items()}
     features = [FeatureValue(name=name, agg=rt.defn.agg, window_ms=rt.window_ms, value=values[name],
                              next_change_ms=next_change[name]) for name, rt in sorted(runtimes.items())]

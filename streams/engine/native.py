@@ -38,6 +38,7 @@ MODULES = (
     "streams.engine.features.sequences",
     "streams.engine.features.state",
     "streams.engine.due",
+    "streams.engine.since_due",
     "streams.engine.due_times",
     "streams.engine.flap",
     "streams.engine.tag_change",

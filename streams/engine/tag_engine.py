@@ -22,6 +22,7 @@ from streams.engine.flips import Flips
 from streams.engine.fold_plan import FoldPlans, Step
 from streams.engine.guards import Guard, GuardChecks, all_hold, guard
 from streams.engine.outcome import Outcome
+from streams.engine.since_due import SinceDue
 from streams.engine.tag_change import Change, tag_change
 from streams.engine.tag_index import TagIndex, condition_atoms
 from tag_rules.compiler import CompiledRuleSet
@@ -112,6 +113,8 @@ class TagEngine(DueTimes):
         # gates are due times: tag_index.py); the rest are evaluated whenever a feature of theirs is fed.
         opaque_stepped = frozenset(n for n in self._stepped if condition_atoms(rules.tags[n]) is None)
         self._index = TagIndex(self.tags, {name: rt.key for name, rt in self._runtime_of.items()}, opaque_stepped)
+        self._since = SinceDue(self.tags, self._runtime_of)
+        """Which time-since thresholds can change a tag, given the held ones (streams/engine/since_due.py)."""
         blank = {name: rt.value(None, 0) for name, rt in self._runtime_of.items()}
         self._guards = GuardChecks([t.when.guards for t in self.tags], self._runtime_of, blank, self._reads)
         """What a tag that is not held needs before it is evaluated (streams/engine/guards.py)."""
@@ -158,10 +161,13 @@ class TagEngine(DueTimes):
             # now: catch_up ran first), so only the fed ones are recomputed.
             read = state.value_cache
             steady = self._reads.steady
+            held = state.tags
             for rt in fed:
-                cache[rt.key] = rt.next_change_ms(feats.get(rt.key), now_ms)
+                cache[rt.key] = self.next_change_of(rt, feats.get(rt.key), now_ms, held)
                 if read and rt.key not in steady:  # a steady one holds its new value (``_diff_flipped``)
                     read.pop(rt.key, None)
+            if out.changes:  # a time-since threshold may matter now, or no longer (``SinceDue``)
+                self._renew_since(state, out.changes, now_ms)
             # The next flap-control gate moves only when a gated tag is added or removed (else the
             # cached one is still the first after now: an earlier one would have been due).
             if out.changes and self._gated and not self._gated_names.isdisjoint([c["tag"] for c in out.changes]):
