@@ -6,7 +6,7 @@ import itertools
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streams.engine.features.aggregations import AGGREGATIONS
@@ -101,3 +101,35 @@ def test_the_oldest_bucket_is_the_smallest_index(buckets: list[int]) -> None:
     assert _oldest(buckets) == min(buckets)
     assert _oldest(dict.fromkeys(buckets).keys()) == min(buckets)
     assert _oldest({str(i): b for i, b in enumerate(buckets)}.values()) == min(buckets)
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e7, 1e7),
+                 st.integers(-10**9, 10**9).map(lambda n: n / 100),
+                 st.integers(-10**12, 10**12).map(lambda n: n * 1e-7),
+                 st.lists(st.sampled_from([0.1, 0.2, 12.99, 7.5, 19.95, 0.3, 1e-7]), max_size=30).map(sum)))
+@example(-0.0)
+@example(-1e-9)
+@example(2.5e-6)
+@example(0.0000005)
+@example(1099511.627776)
+@settings(max_examples=2000, deadline=None)
+def test_round6_is_round_to_six_decimals(x: float) -> None:
+    """``aggregations.round6`` (the sums' and averages' rounding, compiled) is ``round(x, 6)``,
+    to the bit and the sign of a zero."""
+    import math
+
+    from streams.engine.features.aggregations import round6
+
+    got, want = round6(x), round(x, 6)
+    assert (math.isnan(got) and math.isnan(want)) or (got == want and math.copysign(1, got) == math.copysign(1, want))
+
+
+@given(st.integers(0, 400 * 86_400_000), st.integers(1_600_000_000_000, 1_900_000_000_000))
+@settings(max_examples=2000, deadline=None)
+def test_a_time_since_value_is_the_milliseconds_rounded_to_three_decimals(elapsed: int, last: int) -> None:
+    from streams.engine.features.runtime import runtime_for
+    from tag_rules.compiler import FeatureDef
+
+    rt = runtime_for(FeatureDef(name="since_any", key="k", agg="since_last", field=None, window_ms=None,
+                                resolution_ms=None, sources=frozenset({"pos"}), where=None), (60.0,))
+    assert rt.value(last, last + elapsed) == round(elapsed / 1000, 3)

@@ -60,6 +60,27 @@ class Count(Aggregation):
         return a + b
 
 
+_FAST_ROUND_LIMIT: Final = 1099511627776.0
+"""2 ** 40: ``round6``'s fast path takes ``x * 1e6`` up to this (its rounding error then stays far
+below the 0.25 margin it needs)."""
+
+
+def round6(x: float) -> float:
+    """``round(x, 6)``, the same double. CPython's goes through a correctly rounded decimal string
+    (dtoa and back: ~1,900 instructions, 2.6 times per event in the engine's live benchmark). When
+    ``y = x * 1e6`` is within 0.25 of an integer ``r`` (and small enough that the product's own
+    rounding error is negligible), ``x``'s exact value rounds to ``r / 10**6`` at 6 decimals, and
+    ``r / 1e6`` is the double nearest to it, which is what ``round`` returns; a zero keeps ``x``'s
+    sign. Anything else (a value near a half, a huge one, inf, nan) is ``round``'s."""
+    y = x * 1e6
+    if -_FAST_ROUND_LIMIT < y < _FAST_ROUND_LIMIT:
+        r = float(int(y + 0.5)) if y >= 0.0 else -float(int(0.5 - y))
+        d = y - r
+        if -0.25 <= d <= 0.25:
+            return r / 1e6 if r != 0.0 else x * 0.0
+    return round(x, 6)
+
+
 class Sum(Aggregation):
     name = "sum"
     empty: object = 0
@@ -75,7 +96,7 @@ class Sum(Aggregation):
 
     def finish(self, acc: Acc) -> object:
         # Float sums accumulate noise (0.1 + 0.2); rules compare to cents at most.
-        return round(acc, 6) if isinstance(acc, float) else acc
+        return round6(acc) if isinstance(acc, float) else acc
 
 
 class Min(Aggregation):
@@ -117,7 +138,7 @@ class Avg(Aggregation):
         return [a[0] + b[0], a[1] + b[1]]
 
     def finish(self, acc: Acc) -> object:
-        return round(acc[0] / acc[1], 6) if acc[1] else None
+        return round6(acc[0] / acc[1]) if acc[1] else None
 
 
 class First(Aggregation):
