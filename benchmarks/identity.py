@@ -103,7 +103,8 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
             "cpu_s_per_million": d.cpu_s_per_million, "seconds": d.seconds, "partial": d.partial,
             "tag_changes": total(s, "tagstream_tag_changes_total"), "merges": merges,
             "links": {lb.get("result"): v for lb, v in s.get("tagstream_identity_links_total", [])},
-            "forwarded": total(s, "tagstream_identity_forwarded_total")}
+            "forwarded": total(s, "tagstream_identity_forwarded_total"),
+            "gc_pause_s": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_sum", [])}}
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +121,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
                               args.redis_url, args.py_spy, args.native)
             log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
-                f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}")
+                f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}, garbage "
+                f"collector pauses {sum(res['gc_pause_s'].values()):.2f} s (generation 2: "
+                f"{res['gc_pause_s'].get('2', 0.0):.2f} s)")
             runs.append(res)
     if not args.keep:
         await common.delete_topics(args.bootstrap, [run_id])

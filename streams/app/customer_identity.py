@@ -69,6 +69,9 @@ class IdentityItems:
                now_ms: int, changes: list[Change]) -> tuple[bool, CustomerState | None]:
         """(True, new state) when the item was identity business and is done; (False, state) when the
         stage goes on with it (the state may have been renewed: an expired tombstone, a revived stub)."""
+        if (state is None or state.moved is None) and "erase" not in obj and "absorb" not in obj \
+                and "merge" not in obj:
+            return False, state  # a plain item for a plain customer: most of them
         m = self.metrics
         erase = obj.get("erase")
         if erase is not None:

@@ -268,7 +268,8 @@ class CustomerStage:
             if ident is not None:
                 changes: list[Change] = []
                 done, state = ident.before(self.engine, key, obj, state, now_ms, changes)
-                out += [Published(c, None) for c in changes]
+                if changes:
+                    out += [Published(c, None) for c in changes]
                 if done:
                     continue
             tick = obj.get("tick")

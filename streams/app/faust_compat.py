@@ -33,8 +33,7 @@ import hashlib
 import inspect
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -142,21 +141,40 @@ async def drain_producer_buffer(app: Any) -> None:
         await buffer.flush()
 
 
-@contextmanager
-def current_event_as(event: Any) -> Iterator[None]:
+class current_event_as:
     """Makes ``event`` faust's current event, so table writes go to its partition's changelog.
 
     Workaround for faust-streaming #497 (tables can't be written from ``take()`` batches). The
     table write then is exactly what it is inside ``async for event in stream``: same store,
-    same changelog partition, so recovery stays correct.
+    same changelog partition, so recovery stays correct. A class, not a ``@contextmanager``
+    generator, and faust's variable looked up once: every customer state saved goes through it
+    (py-spy: 0.5 s of a 200,000-event drain with identity on, docs/identity.md).
     """
-    from faust import streams as faust_streams
 
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        self._token = _current_event_var().set(weakref.ref(self._event))
+
+    def __exit__(self, *exc: object) -> None:
+        _current_event_var().reset(self._token)
+
+
+_CURRENT_EVENT: Any = None
+"""faust's ``streams._current_event`` context variable, looked up at the first use."""
+
+
+def _current_event_var() -> Any:
+    global _CURRENT_EVENT
+    if _CURRENT_EVENT is None:
+        from faust import streams as faust_streams
+
+        _CURRENT_EVENT = faust_streams._current_event
+    return _CURRENT_EVENT
 
 
 def install_batch_delivery() -> bool:

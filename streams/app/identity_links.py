@@ -20,6 +20,7 @@ import orjson
 
 from schemas.decode import EventDecodeError, decode_identity
 from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
+from schemas.fast_decode import IdPairs
 from schemas.identity import event_id_values
 from schemas.ids import IdType, id_key, is_junk
 from streams.app.envelope import EnvelopeBuilder
@@ -51,6 +52,15 @@ def usable_id_keys(pairs: Iterable[tuple[IdType, str]]) -> tuple[list[str], list
             _KEYS[pair] = known
         (junk if known[1] else good).append(known[0])
     return good, junk
+
+
+def sole_key(pairs: IdPairs) -> str | None:
+    """The id key of an event with one id, already seen and usable (most events: a customer's or a
+    visitor's next one); None otherwise (``usable_id_keys`` then says what it is)."""
+    if len(pairs) != 1:
+        return None
+    known = _KEYS.get(pairs[0])
+    return known[0] if known is not None and not known[1] else None
 
 
 def link_value(link_id: str, ids: list[str], ts_ms: int, source: str, msg: SourceRecord) -> bytes:

@@ -20,7 +20,7 @@ from schemas.decode import EventDecodeError, decode_event
 from schemas.fast_decode import IdPairs, fast_canonical
 from schemas.identity import IDENTITY_SOURCE, event_id_values
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
-from streams.app.identity_links import LinkBatch, identity_record_link, link_value, usable_id_keys
+from streams.app.identity_links import LinkBatch, identity_record_link, link_value, sole_key, usable_id_keys
 from streams.engine.clock import Clock
 from streams.io.contract import SourceRecord
 from streams.io.deadletter import DeadLetterWriter
@@ -100,6 +100,10 @@ class IngestStage:
     def _identity_keys(self, msg: SourceRecord, source: str, pairs: IdPairs, canonical: dict[str, Any],
                        links: LinkBatch) -> None:
         """Identity resolution: the event counts under its first usable typed id; two or more make a link."""
+        key = sole_key(pairs)
+        if key is not None:
+            canonical["customer_id"] = key
+            return
         ids, junk = usable_id_keys(pairs)
         if not ids:
             if not junk:  # a walk-in ticket: nobody to count it for, as without identity resolution
