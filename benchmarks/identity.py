@@ -2,7 +2,7 @@
 resolution off and on, on the same backlog, alternating runs.
 
     python -m benchmarks.identity [--events 200000] [--customers 100000] [--link-share 0.05] [--rounds 2]
-                                  [--drop-anonymous] [--py-spy [--native]]
+                                  [--drop-anonymous] [--together] [--py-spy [--native]]
 
 The backlog is the reference generator's (as benchmarks/throughput.py), with the ``anonymous_id`` of
 logged-in clicks kept on a share of them only, so that about ``--link-share`` of all events carry two
@@ -99,11 +99,14 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
             spy.wait(timeout=60)
         proc.stop()
     merges = sum(v for lb, v in s.get("tagstream_identity_merges_total", []) if lb.get("result") == "applied")
+    t0 = d.t_first - d.startup_s  # the trace's times are from the watch's start
+    progress = [(t0 + t, done) for t, _, done, _ in d.trace]
     return {"column": column, "identity": identity, "events_per_s": d.events_per_s,
             "cpu_s_per_million": d.cpu_s_per_million, "seconds": d.seconds, "partial": d.partial,
             "tag_changes": total(s, "tagstream_tag_changes_total"), "merges": merges,
             "links": {lb.get("result"): v for lb, v in s.get("tagstream_identity_links_total", [])},
             "forwarded": total(s, "tagstream_identity_forwarded_total"),
+            "progress": progress,
             "gc_pause_s": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_sum", [])}}
 
 
@@ -117,6 +120,18 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     await produce(load, records)
     runs = []
     for r in range(args.rounds):
+        if args.together:
+            pair = await asyncio.gather(*(drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity,
+                                                logs, args.redis_url, args.py_spy, args.native)
+                                          for identity in (False, True)))
+            rates = overlap_rates([res["progress"] for res in pair], len(records))
+            for res, rate in zip(pair, rates, strict=True):
+                res["overlap_events_per_s"] = rate
+            log(f"together round {r + 1}: off {rates[0]:,.0f}, on {rates[1]:,.0f} events/s while both ran "
+                f"({rates[1] / rates[0]:.1%}); CPU-s per million off {pair[0]['cpu_s_per_million']:,.0f}, "
+                f"on {pair[1]['cpu_s_per_million']:,.0f}")
+            runs += pair
+            continue
         for identity in (False, True):
             res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
                               args.redis_url, args.py_spy, args.native)
@@ -128,8 +143,30 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     if not args.keep:
         await common.delete_topics(args.bootstrap, [run_id])
     return {"run_id": run_id, "events": len(records), "link_share": share, "runs": runs,
-            "drop_anonymous": args.drop_anonymous,
+            "drop_anonymous": args.drop_anonymous, "together": args.together,
             "machine": common.machine_info(args.redis_url)}
+
+
+def overlap_rates(progress: list[list[tuple[float, float]]], events: int) -> list[float]:
+    """Each worker's events done per second over the seconds they ran together (``--together``):
+    from the later one's first event to the first one's last, so both rates come from the same
+    seconds of the same machine. ``progress``: (time, events done) per poll, one list per worker."""
+    start = max(next((t for t, done in p if done > 0), p[-1][0]) for p in progress)
+    end = min(next((t for t, done in p if done >= events), p[-1][0]) for p in progress)
+    if end <= start:
+        raise ValueError("the two drains did not overlap")
+    return [(_done_at(p, end) - _done_at(p, start)) / (end - start) for p in progress]
+
+
+def _done_at(progress: list[tuple[float, float]], t: float) -> float:
+    """Events done at time ``t``, linear between two polls."""
+    before = (progress[0][0], 0.0)
+    for point in progress:
+        if point[0] >= t:
+            (t0, d0), (t1, d1) = before, point
+            return d1 if t1 <= t0 else d0 + (d1 - d0) * (t - t0) / (t1 - t0)
+        before = point
+    return progress[-1][1]
 
 
 def summary(out: dict[str, Any]) -> str:
@@ -155,6 +192,10 @@ def summary(out: dict[str, Any]) -> str:
              f"  pairs (on/off, run by run): {', '.join(f'{x:.1%}' for x in pairs)}; "
              f"median {statistics.median(pairs):.1%}",
              f"  CPU-s per million events (medians): off {cpu_off:,.0f}, on {cpu_on:,.0f} (x{cpu_on / cpu_off:.2f})"]
+    if out.get("together"):
+        both = [b["overlap_events_per_s"] / a["overlap_events_per_s"] for a, b in zip(off, on, strict=False)]
+        lines.append(f"  together (both workers at once, rates over the seconds both ran): on/off "
+                     f"{', '.join(f'{x:.1%}' for x in both)}; median {statistics.median(both):.1%}")
     return "\n".join(lines)
 
 
@@ -171,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--drop-anonymous", action="store_true",
                    help="leave out events with no customer id (identity off drops them, on keeps them)")
+    p.add_argument("--together", action="store_true",
+                   help="each round runs the off and the on worker at the same time (each its own consumer group) "
+                        "and compares their rates over the seconds both ran: the machine's slow and fast "
+                        "stretches fall on both")
     p.add_argument("--py-spy", action="store_true",
                    help="record a py-spy profile of each worker (speedscope files in the run's results folder)")
     p.add_argument("--native", action="store_true", help="with --py-spy: sample the C frames too")

@@ -49,7 +49,7 @@ from streams.app.identity_links import decode_links
 from streams.engine.identity.graph import GraphLimits, IdentityGraph, Refusal
 from streams.engine.identity.moves import absorb_item, erase_item, merge_id_of
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
-from streams.io.metrics import Metrics
+from streams.io.metrics import Metrics, Tally
 from streams.io.redis_sink import Fence, RedisFenced
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,8 @@ class IdentityStage:
         self.aliases = aliases
         self.deadletter = deadletter
         self.metrics = metrics
+        self._links = Tally(metrics.identity_links)
+        """Links by result, counted per batch (a labelled ``inc()`` per link takes a lock)."""
         self.graph = IdentityGraph(limits)
         self.lease = lease
         """None: nothing checked (tests of the decisions alone)."""
@@ -173,6 +175,7 @@ class IdentityStage:
                 else:
                     self._link(link, ev, batch)
             batch.record = ev
+        self._links.flush()
         await self.deadletter.flush()
         if batch.record is None or not (batch.clusters or batch.erased):
             return
@@ -243,10 +246,10 @@ class IdentityStage:
         gone = self._erased_in(ids)
         if gone:
             self._refuse(link, ev, Refusal("erased", tuple(gone), f"{', '.join(gone)} forgotten (tagstream forget)"))
-            m.identity_links.labels("refused").inc()
+            self._links.add("refused")
             return
         if self.graph.holds(ids, int(link["ts_ms"])):
-            m.identity_links.labels("unchanged").inc()
+            self._links.add("unchanged")
             return
         old_canonical: dict[str, str] = {}
         old_clusters: dict[str, dict[str, int]] = {}
@@ -261,9 +264,9 @@ class IdentityStage:
         survivor = result.canonical
         members = self.graph.members(survivor) if survivor is not None else {}
         if survivor is None or (not result.moves and members == old_clusters.get(survivor)):
-            m.identity_links.labels("refused" if result.refused else "unchanged").inc()
+            self._links.add("refused" if result.refused else "unchanged")
             return
-        m.identity_links.labels("merged").inc()
+        self._links.add("merged")
         m.identity_cluster_size.observe(len(members))
         for move in result.moves:
             merge_id = merge_id_of(str(link["link_id"]), move.absorbed, move.survivor)

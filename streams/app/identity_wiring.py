@@ -57,7 +57,8 @@ def wire_identity(app: faust.App, settings: Settings, metrics: Metrics, redis_cl
                       changelog_topic=changelog)
     table.value_serializer = "raw"  # type: ignore[attr-defined]
     stage = IdentityStage(
-        limits=graph_limits(settings.identity), store=TableStore(table), partitions=ks.partitions,
+        limits=graph_limits(settings.identity), partitions=ks.partitions,
+        store=TableStore(table, batches=batches, encode=bytes),  # values are the records' bytes
         orders=EnvelopeSender(app.producer, customer_topic, batches=batches),
         aliases=AliasWriter(redis_client, prefix=settings.redis_key_prefix(), hash_tag=settings.redis.cluster,
                             backoff_max_ms=settings.redis.retry_backoff_max_ms),
