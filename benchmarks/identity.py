@@ -106,7 +106,7 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
             "tag_changes": total(s, "tagstream_tag_changes_total"), "merges": merges,
             "links": {lb.get("result"): v for lb, v in s.get("tagstream_identity_links_total", [])},
             "forwarded": total(s, "tagstream_identity_forwarded_total"),
-            "progress": progress,
+            "progress": progress, "customer_batches": total(s, "tagstream_batch_evaluation_seconds_count"),
             "gc_pause_s": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_sum", [])}}
 
 
@@ -136,7 +136,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
                               args.redis_url, args.py_spy, args.native)
             log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
-                f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}, garbage "
+                f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}, customer batches "
+                f"{res['customer_batches']:,.0f}, garbage "
                 f"collector pauses {sum(res['gc_pause_s'].values()):.2f} s (generation 2: "
                 f"{res['gc_pause_s'].get('2', 0.0):.2f} s)")
             runs.append(res)
