@@ -184,7 +184,9 @@ class CustomerStage:
 
     def _refuse(self, why: str, exc: Exception | None = None) -> None:
         """Writes nothing (more) of this batch and leaves it unacknowledged (``settled``)."""
-        log.warning("customer batch not written and not acknowledged (its records are read again): %s", why)
+        dropped = self.deadletter.discard()  # rejected again when read again
+        log.warning("customer batch not written and not acknowledged (its records are read again%s): %s",
+                    f"; {dropped} dead-letter records not written" if dropped else "", why)
         self.metrics.batches_refused.inc()
         self._refused = failed(exc if exc is not None else LeaseExpired(why))
 

@@ -176,15 +176,16 @@ class IdentityStage:
                     self._link(link, ev, batch)
             batch.record = ev
         self._links.flush()
-        await self.deadletter.flush()
-        if batch.record is None or not (batch.clusters or batch.erased):
+        writes = batch.record is not None and bool(batch.clusters or batch.erased)
+        if self.lease is not None and (writes or len(self.deadletter)) and self.lease.lease_expired():
+            # nothing of it is written, its refused links' dead-letter records neither (read again, refused again)
+            self._refuse_batch(LeaseExpired("membership not confirmed (was the worker paused?)"))
             return
-        fence = None
-        if self.lease is not None:
-            if self.lease.lease_expired():
-                self._refuse_batch(LeaseExpired("membership not confirmed (was the worker paused?)"))
-                return
-            fence = Fence(token, frozenset({batch.record.message.partition}))
+        await self.deadletter.flush()
+        if not writes:
+            return
+        assert batch.record is not None
+        fence = Fence(token, frozenset({batch.record.message.partition})) if self.lease is not None else None
         try:
             await self.aliases.write(batch.aliases, fence)
             await self.orders.send(batch.absorbs)
@@ -214,8 +215,9 @@ class IdentityStage:
     def _refuse_batch(self, exc: Exception) -> None:
         """Nothing (more) of this batch is written and it is not acknowledged (``settled``); the graph
         goes back to the table's, which this batch did not reach."""
+        dropped = self.deadletter.discard()
         log.warning("identity batch not written and not acknowledged (the links partition's owner reads it "
-                    "again): %s", exc)
+                    "again%s): %s", f"; {dropped} dead-letter records not written" if dropped else "", exc)
         self.metrics.identity_batches_refused.inc()
         self.recover()
         self._refused = failed(exc)

@@ -104,6 +104,13 @@ class DeadLetterWriter:
             self._metrics.events_invalid.labels(r.source, r.reason).inc()
             self._metrics.deadletter.labels(r.source, r.reason).inc()
 
+    def discard(self) -> int:
+        """Drops the queued records; returns how many. For a batch refused as a whole (its worker's
+        membership lease expired): its records are read again by the partition's owner, which
+        rejects them again, so writing them here too would put each in the topic twice."""
+        pending, self._pending = self._pending, []
+        return len(pending)
+
     async def close(self) -> None:
         """Nothing of its own to release (the producer belongs to the app)."""
 

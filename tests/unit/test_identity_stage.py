@@ -227,3 +227,23 @@ def test_an_absorbed_id_that_becomes_canonical_again_loses_its_alias() -> None:
     asyncio.run(s.process(links(link("l2", "member:m-2", "anonymous:z-1", ts=NOW - 1000), offset=1)))
     assert s.graph.resolve("member:m-1") == "member:m-2"
     assert aliases.data == {"member:m-1": "member:m-2", "anonymous:z-1": "member:m-2"}
+
+
+@pytest.mark.parametrize("merges_too", [True, False])
+def test_a_refused_batch_dead_letters_its_refused_links_once_when_read_again(merges_too: bool) -> None:
+    """A paused worker's batch writes no dead-letter record either: the batch read again refuses the
+    same link and dead-letters it then, so it is in the topic once (also a batch of refusals only)."""
+    lease = Lease()
+    s, producer, _, _ = stage(limits=GraphLimits(per_type={"user": 1}), lease=lease)
+    asyncio.run(s.process(links(link("k1", "anonymous:kiosk-1", "user:u-1"))))
+    batch = links(*([link("m1", "member:m-1", "user:u-9")] if merges_too else []),
+                  link("k2", "anonymous:kiosk-1", "user:u-2"), offset=1)
+    lease.expired = True
+    asyncio.run(s.process(batch))
+    settled = s.settled()
+    assert settled is not None and type(settled.exception()).__name__ == "LeaseExpired"
+    assert producer.on("dlq") == []
+    lease.expired = False
+    asyncio.run(s.process(batch))
+    assert s.settled() is None
+    assert [orjson.loads(value or b"{}")["link_id"] for _, _, value, _, _ in producer.on("dlq")] == ["k2"]

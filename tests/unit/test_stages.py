@@ -544,6 +544,25 @@ async def test_a_batch_whose_membership_lease_expired_writes_nothing_and_is_not_
     assert stage.settled() is not refused
 
 
+async def test_a_refused_batch_s_dead_letter_records_are_written_once_when_it_is_read_again(
+        tmp_path: Path, metrics: Metrics) -> None:
+    """A batch refused for an expired lease writes none of its dead-letter records either, and leaves
+    none queued for the next batch: read again, it rejects the same record once."""
+    store, producer = DictStore(), FakeProducer()
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    group = stage.membership
+    assert isinstance(group, Group)
+    batch = [envelope("c1", 2), Event(Record(b"{not an envelope", topic="cust", partition=1, offset=5))]
+    group.expired = True
+    await stage.process(batch)
+    assert producer.on("dlq") == []
+    group.expired = False
+    await stage.process([envelope("c2", 1)])
+    assert producer.on("dlq") == []
+    await stage.process(batch)
+    assert [dict(headers)["ts.source_offset"] for *_, headers in producer.on("dlq")] == [b"5"]
+
+
 @pytest.mark.parametrize("exactly_once", [False, True])
 async def test_a_batch_redis_fences_off_writes_nothing_more_and_is_not_acknowledged(
         tmp_path: Path, metrics: Metrics, exactly_once: bool) -> None:
