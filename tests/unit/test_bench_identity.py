@@ -33,4 +33,6 @@ def test_summary_of_together_rounds_gives_the_overlapped_ratios() -> None:
             for rate_off, rate_on in [(5_000, 4_600), (4_000, 3_800), (6_000, 5_100)]
             for identity, rate in [(False, rate_off), (True, rate_on)]]
     text = summary({"events": 1000, "link_share": 0.05, "runs": runs, "together": True})
-    assert "on/off 92.0%, 95.0%, 85.0%; median 92.0%" in text
+    assert "off / on: 5,000 / 4,600, 4,000 / 3,800, 6,000 / 5,100" in text
+    assert "on/off: 92.0%, 95.0%, 85.0%; median 92.0% (target >= 90 %)" in text
+    assert "best of" not in text  # a whole drain's rate is not comparable in this mode
