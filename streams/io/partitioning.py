@@ -8,14 +8,46 @@ of the changelog. A reader that wants one customer (``tagstream explain``) reads
 
 from __future__ import annotations
 
+import struct
 from functools import lru_cache
 
-from aiokafka.partitioner import murmur2
+_M = 0x5BD1E995
+_WORDS: dict[int, struct.Struct] = {}
+"""A little-endian unpacker of n 32-bit words, per n."""
 
 
 @lru_cache(maxsize=1 << 18)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key`` (murmur2, positive, modulo).
 
-    Cached: aiokafka's murmur2 is pure Python (~3 µs) and active customers recur."""
+    Cached: murmur2 is pure Python and active customers recur."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data`` (the Java client's ``Utils.murmur2``), the value aiokafka's
+    ``partitioner.murmur2`` gives (a unit test compares them), twice as fast: the 32-bit words are
+    read in one ``struct`` call instead of four byte reads each, and each step masks once. Every key
+    not seen before pays it: with identity resolution, each new visitor's and typed id's (py-spy:
+    0.1-0.24 s of a 200,000-event drain with aiokafka's)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n = length >> 2
+    if n:
+        words = _WORDS.get(n)
+        if words is None:
+            words = _WORDS[n] = struct.Struct(f"<{n}I")
+        for k in words.unpack_from(data):
+            k = (k * _M) & 0xFFFFFFFF
+            k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
+            h = ((h * _M) & 0xFFFFFFFF) ^ k
+    rest = length & 3
+    if rest:
+        i = n << 2
+        if rest == 3:
+            h ^= data[i + 2] << 16
+        if rest >= 2:
+            h ^= data[i + 1] << 8
+        h = ((h ^ data[i]) * _M) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
