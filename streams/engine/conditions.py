@@ -12,6 +12,7 @@ quotient that overflows) answers ``UNKNOWN``, and the engine calls the expressio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -32,6 +33,19 @@ _OPS: Final[dict[str, int]] = {"ge": _GE, "gt": _GT, "le": _LE, "lt": _LT}
 
 EXACT: Final = 9_007_199_254_740_992
 """Ints up to this (2 ** 53) are floats exactly."""
+_NAN: Final = math.nan
+
+
+def exact_float(v: Any) -> float:
+    """``v`` as a float when it is a plain finite number that a float holds exactly, else nan (a
+    bool, None, a string, inf, an int beyond 2 ** 53: the expression decides those)."""
+    if type(v) is float:
+        f: float = v
+        return f if f - f == 0.0 else _NAN
+    if type(v) is int:
+        i: int = v
+        return float(i) if -EXACT <= i <= EXACT else _NAN
+    return _NAN
 
 
 class RatioTest:
@@ -44,34 +58,9 @@ class RatioTest:
         self.divisor = float(ratio.divisor)
 
     def test(self, values: dict[str, Any]) -> int:
-        x: float
-        y: float
-        a = values.get(self.left)
-        if type(a) is float:
-            x = a
-            if x - x != 0.0:  # inf or nan
-                return UNKNOWN
-        elif type(a) is int:
-            i: int = a
-            if i > EXACT or i < -EXACT:
-                return UNKNOWN
-            x = float(i)
-        else:
-            return UNKNOWN
-        b = values.get(self.right)
-        if type(b) is float:
-            y = b
-            if y - y != 0.0:
-                return UNKNOWN
-        elif type(b) is int:
-            j: int = b
-            if j > EXACT or j < -EXACT:
-                return UNKNOWN
-            y = float(j)
-        else:
-            return UNKNOWN
-        q = y / self.divisor
-        if q - q != 0.0:  # overflowed
+        x = exact_float(values.get(self.left))
+        q = exact_float(values.get(self.right)) / self.divisor
+        if x - x != 0.0 or q - q != 0.0:  # not plain finite numbers, or the quotient overflowed
             return UNKNOWN
         op = self.op
         if op == _GE:
