@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,20 @@ def event(source: str = "clickstream", typ: str = "product_view", ts_ms: int = T
             "query": None, "url": None}
     base.update(kw)
     return base
+
+
+def customer_stream(seed: int, customers: int, step_ms: float,
+                    n: int = 3000) -> Iterator[tuple[str, dict[str, Any], int]]:
+    """The generator's events with a customer, canonical, as (customer id, event, the time the
+    worker sees it: a second after it happened)."""
+    from schemas.canonical import to_canonical
+    from schemas.decode import decode_event
+    from streams.tools.generator import RetailGenerator
+
+    for g in RetailGenerator(seed=seed, customers=customers, start_ms=T0, step_ms=step_ms).take(n):
+        ev = to_canonical(g.source, decode_event(g.source, g.value), T0)
+        if ev["customer_id"] is not None:
+            yield ev["customer_id"], ev, ev["ts_ms"] + 1000
 
 
 AGG_RULES = """
@@ -401,21 +416,11 @@ def test_incremental_evaluation_equals_evaluating_every_tag(tmp_path_factory: py
 def test_incremental_evaluation_on_the_shipped_rule_sets(rules_path: str) -> None:
     """The retail rules and the benchmark's reference workload, fed a realistic generated
     stream (with clock ticks between events): incremental and full evaluation agree."""
-    from schemas.canonical import to_canonical
-    from schemas.decode import decode_event
-    from streams.tools.generator import RetailGenerator
-
     rules = load_rules(Path(__file__).parents[2] / rules_path)
     fast, ref = TagEngine(rules), TagEngine(rules, incremental=False)
     states: dict[str, tuple[CustomerState, CustomerState]] = {}
-    gen = RetailGenerator(seed=7, customers=40, start_ms=T0, step_ms=90_000.0)
-    n_changes = n_events = 0
-    for g in gen.take(3000):
-        ev = to_canonical(g.source, decode_event(g.source, g.value), T0)
-        cid = ev["customer_id"]
-        if cid is None:
-            continue
-        now = ev["ts_ms"] + 1000
+    n_changes = 0
+    for n_events, (cid, ev, now) in enumerate(customer_stream(seed=7, customers=40, step_ms=90_000.0)):
         for other, (sf, sr) in states.items():  # the due-time timer, as the worker runs it
             if sr.due_ms is not None and sr.due_ms <= now:
                 assert fast.catch_up(sf, other, now) == ref.catch_up(sr, other, now)
@@ -423,7 +428,6 @@ def test_incremental_evaluation_on_the_shipped_rule_sets(rules_path: str) -> Non
         if n_events % 5 == 0:  # as the worker's RocksDB store hands it back; else kept in memory, with
             sf = CustomerState.loads(sf.dumps())  # the engine's caches (next_change, value_cache)
             states[cid] = (sf, sr)
-        n_events += 1
         a, b = fast.process_event(sf, ev, now), ref.process_event(sr, ev, now)
         assert a.changes == b.changes
         assert sf.dumps() == sr.dumps()

@@ -16,7 +16,7 @@ from streams.engine.since_due import SinceDue
 from streams.engine.tag_engine import TagEngine
 from tag_rules import load_rules
 
-from .test_engine import T0, D, H, event
+from .test_engine import T0, D, H, customer_stream, event
 
 RULES = """
 features:
@@ -151,22 +151,12 @@ def test_skipping_the_thresholds_that_cannot_matter_changes_nothing(tmp_path_fac
 def test_the_selective_thousand_tags_skip_due_runs_and_change_the_same(tmp_path: Path) -> None:
     """benchmarks/rules_1000_selective.yaml on a generated stream with the worker's due timer: the
     same changes with fewer due runs."""
-    from schemas.canonical import to_canonical
-    from schemas.decode import decode_event
-    from streams.tools.generator import RetailGenerator
-
     rules = load_rules(Path(__file__).parents[2] / "benchmarks" / "rules_1000_selective.yaml")
     fast, every = TagEngine(rules), TagEngine(rules)
     every._since = SinceDue([], every._runtime_of)
     runs = {"fast": 0, "every": 0}
     states: dict[str, tuple[CustomerState, CustomerState]] = {}
-    gen = RetailGenerator(seed=11, customers=60, start_ms=T0, step_ms=60_000.0)
-    for g in gen.take(3000):
-        ev = to_canonical(g.source, decode_event(g.source, g.value), T0)
-        cid = ev["customer_id"]
-        if cid is None:
-            continue
-        now = ev["ts_ms"] + 1000
+    for cid, ev, now in customer_stream(seed=11, customers=60, step_ms=60_000.0):
         for other, (sf, se) in states.items():  # the due-time timer, as the worker runs it
             due_fast = sf.due_ms is not None and sf.due_ms <= now
             due_every = se.due_ms is not None and se.due_ms <= now
