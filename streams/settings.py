@@ -57,6 +57,13 @@ class KafkaSettings(_Frozen):
     fetch_max_bytes: int = Field(
         8 * 1024 * 1024, ge=65_536,
         description="Most bytes fetched per partition per request (Faust's default 1 MiB starved the agents).")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=30_000,
+        description="Longest a fetch waits on the broker for records (the worker's Faust consumer and ingest's). "
+                    "aiokafka keeps one fetch per broker in flight: one that holds only idle partitions (Faust's "
+                    "assignor topic, an empty identity topic) makes the busy partitions wait behind it for this "
+                    "long; Faust's 1,500 ms starved the customer agent for up to 1.5 s at a time "
+                    "(docs/operations.md). Lower: more idle fetches (10 per second per consumer at 100).")
     batch_delivery: bool = Field(
         False, description="Experimental: hand fetched records to the agents per batch (streams/app/faust_compat.py).")
     ingest_consumer: bool = Field(

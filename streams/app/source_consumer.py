@@ -70,7 +70,8 @@ class SourceConsumer:
 
     def __init__(self, *, bootstrap_servers: str, client_options: Mapping[str, Any], group_id: str,
                  legacy_group_id: str, topics: Iterable[str], stage: IngestStage, batch_max: int,
-                 fetch_max_bytes: int, gather_ms: int = 0, session_timeout_ms: int, health: Health,
+                 fetch_max_bytes: int, fetch_max_wait_ms: int = 500, gather_ms: int = 0, session_timeout_ms: int,
+                 health: Health,
                  on_crash: Callable[[BaseException], Awaitable[None]]) -> None:
         self._options = dict(bootstrap_servers=bootstrap_servers, **client_options)
         self._group_id = group_id
@@ -81,6 +82,7 @@ class SourceConsumer:
         self._gather_s = gather_ms / 1000
         self._gather_from = min(GATHER_FROM, batch_max)
         self._fetch_max_bytes = fetch_max_bytes
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._session_timeout_ms = session_timeout_ms
         self._health = health
         self._on_crash = on_crash
@@ -147,6 +149,7 @@ class SourceConsumer:
         consumer = self._consumer = AIOKafkaConsumer(
             group_id=self._group_id, client_id=f"{self._group_id}-consumer", enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=self._fetch_max_bytes,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3), **self._options)
         await consumer.start()

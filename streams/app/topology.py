@@ -185,6 +185,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     if settings.kafka.batch_delivery:
         faust_compat.install_batch_delivery()
     app = build_faust_app(settings)
+    faust_compat.install_consumer_options(app, fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms)
     rt = build_runtime(settings, rules, metrics, clock, births)
     metrics.set_build_info(rt.engine.version)
     metrics.precreate(tags=rules.tags)
@@ -326,7 +327,7 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
             group_id=f"{settings.app_id}-ingest", legacy_group_id=settings.app_id,
             topics=settings.ingest_topics().values(),
             stage=stage, batch_max=ks.ingest_batch_max, gather_ms=ks.ingest_gather_ms,
-            fetch_max_bytes=ks.fetch_max_bytes,
+            fetch_max_bytes=ks.fetch_max_bytes, fetch_max_wait_ms=ks.fetch_max_wait_ms,
             session_timeout_ms=ks.session_timeout_ms, health=rt.health, on_crash=app.crash)
 
         @app.task

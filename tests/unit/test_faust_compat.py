@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -181,3 +182,32 @@ async def test_the_hook_before_table_recovery_runs_before_the_tables_rebalance()
     faust_compat.before_table_recovery(app, fence)
     await app.tables.on_rebalance({1, 0}, set(), {1}, 7)
     assert calls == [("fence", [0, 1]), ("recovery", [0, 1], 7)]
+
+
+async def test_worker_consumer_options_reach_the_aiokafka_consumer_of_their_app_only(tmp_path: Any) -> None:
+    """faust hard-codes fetch_max_wait_ms=1500: a long poll of idle partitions starved the busy ones."""
+    from streams.app.topology import build_faust_app
+    from streams.settings import Settings
+
+    app, other = build_faust_app(Settings(data_dir=tmp_path)), build_faust_app(Settings(data_dir=tmp_path))
+
+    async def made(faust_app: Any) -> tuple[int, str]:
+        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+        thread = SimpleNamespace(app=faust_app, _assignor=faust_app.assignor,  # faust's thread makes a loop
+                                 consumer=SimpleNamespace(in_transaction=False))
+        consumer = AIOKafkaConsumerThread._create_worker_consumer(thread, faust_app.transport)
+        await consumer.stop()  # never started: only closed
+        return consumer._fetch_max_wait_ms, consumer._isolation_level
+
+    faust_compat.install_consumer_options(app, fetch_max_wait_ms=100)
+    assert await made(app) == (100, "read_uncommitted")
+    faust_compat.install_consumer_options(app, read_committed=True)  # the exactly-once output adds its own
+    assert await made(app) == (100, "read_committed")
+    assert await made(other) == (1500, "read_uncommitted")
+    check_faust()  # fingerprints are taken of faust's own function, not of the wrapper
+
+
+def test_consumer_options_fail_clearly_on_an_aiokafka_without_the_attributes() -> None:
+    with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
+        faust_compat.apply_consumer_options(object(), {"fetch_max_wait_ms": 100})
