@@ -24,6 +24,7 @@ import signal
 import statistics
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,8 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
             "tag_changes": total(s, "tagstream_tag_changes_total"), "merges": merges,
             "links": {lb.get("result"): v for lb, v in s.get("tagstream_identity_links_total", [])},
             "forwarded": total(s, "tagstream_identity_forwarded_total"),
-            "progress": progress, "customer_batches": total(s, "tagstream_batch_evaluation_seconds_count"),
+            "progress": progress, "stalled_s": stalled_seconds(progress, events),
+            "customer_batches": total(s, "tagstream_batch_evaluation_seconds_count"),
             "gc_pause_s": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_sum", [])}}
 
 
@@ -129,7 +131,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 res["overlap_events_per_s"] = rate
             log(f"together round {r + 1}: off {rates[0]:,.0f}, on {rates[1]:,.0f} events/s while both ran "
                 f"({rates[1] / rates[0]:.1%}); CPU-s per million off {pair[0]['cpu_s_per_million']:,.0f}, "
-                f"on {pair[1]['cpu_s_per_million']:,.0f}")
+                f"on {pair[1]['cpu_s_per_million']:,.0f}; stalled off {pair[0]['stalled_s']:.1f} s, "
+                f"on {pair[1]['stalled_s']:.1f} s")
             runs += pair
             continue
         for identity in (False, True):
@@ -137,7 +140,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                               args.redis_url, args.py_spy, args.native)
             log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
                 f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}, customer batches "
-                f"{res['customer_batches']:,.0f}, garbage "
+                f"{res['customer_batches']:,.0f}, stalled {res['stalled_s']:.1f} s, garbage "
                 f"collector pauses {sum(res['gc_pause_s'].values()):.2f} s (generation 2: "
                 f"{res['gc_pause_s'].get('2', 0.0):.2f} s)")
             runs.append(res)
@@ -157,6 +160,14 @@ def overlap_rates(progress: list[list[tuple[float, float]]], events: int) -> lis
     if end <= start:
         raise ValueError("the two drains did not overlap")
     return [(_done_at(p, end) - _done_at(p, start)) / (end - start) for p in progress]
+
+
+def stalled_seconds(progress: list[tuple[float, float]], events: int) -> float:
+    """Seconds between two polls (every ~0.5 s) in which no event was done although some were left,
+    from the first event done on: the worker starved (a fetch waiting behind a long poll of idle
+    partitions did that for 0.5-1.5 s per drain: docs/operations.md, ``FETCH_MAX_WAIT_MS``)."""
+    return sum(t1 - t0 for (t0, d0), (t1, d1) in pairwise(progress)
+               if d1 == d0 and 0 < d0 < events)
 
 
 def _done_at(progress: list[tuple[float, float]], t: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.identity import overlap_rates, summary
+from benchmarks.identity import overlap_rates, stalled_seconds, summary
 
 
 def test_summary_gives_best_of_each_the_median_pair_and_the_cpu_ratio() -> None:
@@ -36,3 +36,10 @@ def test_summary_of_together_rounds_gives_the_overlapped_ratios() -> None:
     assert "off / on: 5,000 / 4,600, 4,000 / 3,800, 6,000 / 5,100" in text
     assert "on/off: 92.0%, 95.0%, 85.0%; median 92.0% (target >= 90 %)" in text
     assert "best of" not in text  # a whole drain's rate is not comparable in this mode
+
+
+def test_stalled_seconds_count_polls_without_progress_while_events_are_left() -> None:
+    progress = [(0.0, 0.0), (0.5, 0.0), (1.0, 100.0), (1.5, 100.0), (2.0, 100.0), (2.5, 900.0), (3.0, 1_000.0),
+                (3.5, 1_000.0)]
+    assert stalled_seconds(progress, 1_000) == 1.0  # not before the first event, not after the last
+    assert stalled_seconds([(0.0, 5.0), (0.5, 10.0)], 1_000) == 0.0
