@@ -194,8 +194,8 @@ async def test_worker_consumer_options_reach_the_aiokafka_consumer_of_their_app_
     async def made(faust_app: Any) -> tuple[int, str]:
         from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-        thread = SimpleNamespace(app=faust_app, _assignor=faust_app.assignor,  # faust's thread makes a loop
-                                 consumer=SimpleNamespace(in_transaction=False))
+        thread: Any = SimpleNamespace(app=faust_app, _assignor=faust_app.assignor,  # faust's thread makes a loop
+                                      consumer=SimpleNamespace(in_transaction=False))
         consumer = AIOKafkaConsumerThread._create_worker_consumer(thread, faust_app.transport)
         await consumer.stop()  # never started: only closed
         return consumer._fetch_max_wait_ms, consumer._isolation_level
