@@ -2,14 +2,15 @@
 resolution off and on, on the same backlog, alternating runs.
 
     python -m benchmarks.identity [--events 200000] [--customers 100000] [--link-share 0.05] [--rounds 2]
-                                  [--drop-anonymous] [--together] [--py-spy [--native]]
+                                  [--drop-anonymous] [--together] [--control] [--py-spy [--native]]
 
 The backlog is the reference generator's (as benchmarks/throughput.py), with the ``anonymous_id`` of
 logged-in clicks kept on a share of them only, so that about ``--link-share`` of all events carry two
 ids (a link: a login, an order with a contact hash; the generator sends the device id on every
 logged-in click, 61 % of events). Off: the worker drops anonymous events and ignores the device id, as
 before identity resolution. On: typed keys, anonymous visitors kept, links through the identity
-stage, merges. ``--py-spy`` records a speedscope profile of each worker (results folder of the run).
+stage, merges. ``--control`` runs two identity-off workers instead (a null experiment: how far the
+method alone spreads the ratio). ``--py-spy`` records a speedscope profile of each worker (results folder of the run).
 Needs the local stack (``bash deploy/local/stack.sh up kafka redis``); run it alone.
 """
 
@@ -121,24 +122,26 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     log(f"backlog: {len(records):,} events, {share:.1%} carry a link; producing to {run_id}.*")
     await produce(load, records)
     runs = []
+    sides = ((False, "offA"), (False, "offB")) if args.control else ((False, "off"), (True, "on"))
     for r in range(args.rounds):
         if args.together:
-            pair = await asyncio.gather(*(drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity,
+            pair = await asyncio.gather(*(drain(load, len(records), f"{name}{r + 1}", identity,
                                                 logs, args.redis_url, args.py_spy, args.native)
-                                          for identity in (False, True)))
+                                          for identity, name in sides))
             rates = overlap_rates([res["progress"] for res in pair], len(records))
-            for res, rate in zip(pair, rates, strict=True):
-                res["overlap_events_per_s"] = rate
-            log(f"together round {r + 1}: off {rates[0]:,.0f}, on {rates[1]:,.0f} events/s while both ran "
-                f"({rates[1] / rates[0]:.1%}); CPU-s per million off {pair[0]['cpu_s_per_million']:,.0f}, "
-                f"on {pair[1]['cpu_s_per_million']:,.0f}; stalled off {pair[0]['stalled_s']:.1f} s, "
-                f"on {pair[1]['stalled_s']:.1f} s")
+            for second, (res, rate) in enumerate(zip(pair, rates, strict=True)):
+                res["overlap_events_per_s"], res["second"] = rate, bool(second)
+            log(f"together round {r + 1}: {sides[0][1]} {rates[0]:,.0f}, {sides[1][1]} {rates[1]:,.0f} events/s "
+                f"while both ran ({rates[1] / rates[0]:.1%}); CPU-s per million {pair[0]['cpu_s_per_million']:,.0f}, "
+                f"{pair[1]['cpu_s_per_million']:,.0f}; stalled {pair[0]['stalled_s']:.1f} s, "
+                f"{pair[1]['stalled_s']:.1f} s")
             runs += pair
             continue
-        for identity in (False, True):
-            res = await drain(load, len(records), f"{'on' if identity else 'off'}{r + 1}", identity, logs,
+        for second, (identity, name) in enumerate(sides):
+            res = await drain(load, len(records), f"{name}{r + 1}", identity, logs,
                               args.redis_url, args.py_spy, args.native)
-            log(f"identity {'on ' if identity else 'off'} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
+            res["second"] = bool(second)
+            log(f"{name:4} round {r + 1}: {res['events_per_s']:,.0f} events/s, "
                 f"{res['cpu_s_per_million']:,.0f} CPU-s per million, merges {res['merges']:,.0f}, customer batches "
                 f"{res['customer_batches']:,.0f}, stalled {res['stalled_s']:.1f} s, garbage "
                 f"collector pauses {sum(res['gc_pause_s'].values()):.2f} s (generation 2: "
@@ -147,7 +150,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     if not args.keep:
         await common.delete_topics(args.bootstrap, [run_id])
     return {"run_id": run_id, "events": len(records), "link_share": share, "runs": runs,
-            "drop_anonymous": args.drop_anonymous, "together": args.together,
+            "drop_anonymous": args.drop_anonymous, "together": args.together, "control": args.control,
             "machine": common.machine_info(args.redis_url)}
 
 
@@ -184,8 +187,8 @@ def _done_at(progress: list[tuple[float, float]], t: float) -> float:
 def summary(out: dict[str, Any]) -> str:
     """Best of each side, the median of the alternating pairs' ratios (robust to one run of either side
     landing in a slow stretch of the machine) and CPU seconds per million events (medians)."""
-    off = [r for r in out["runs"] if not r["identity"]]
-    on = [r for r in out["runs"] if r["identity"]]
+    off = [r for r in out["runs"] if not r.get("second", r["identity"])]
+    on = [r for r in out["runs"] if r.get("second", r["identity"])]
     best_off = max(r["events_per_s"] for r in off)
     best_on = max(r["events_per_s"] for r in on)
     pairs = [b["events_per_s"] / a["events_per_s"] for a, b in zip(off, on, strict=False)]
@@ -195,7 +198,8 @@ def summary(out: dict[str, Any]) -> str:
     def rates(runs: list[dict[str, Any]]) -> str:
         return ", ".join(f"{r['events_per_s']:,.0f}" for r in runs)
 
-    head = (f"identity off vs on, {out['events']:,} events ({out['link_share']:.1%} links"
+    head = (f"{'CONTROL: identity off vs identity off' if out.get('control') else 'identity off vs on'}, "
+            f"{out['events']:,} events ({out['link_share']:.1%} links"
             f"{', no anonymous events' if out.get('drop_anonymous') else ''})")
     cpu = f"  CPU-s per million events (medians): off {cpu_off:,.0f}, on {cpu_on:,.0f} (x{cpu_on / cpu_off:.2f})"
     if out.get("together"):  # a whole drain's rate mixes seconds shared with the other worker and alone
@@ -234,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="each round runs the off and the on worker at the same time (each its own consumer group) "
                         "and compares their rates over the seconds both ran: the machine's slow and fast "
                         "stretches fall on both")
+    p.add_argument("--control", action="store_true",
+                   help="a null experiment: both workers with identity off (\"on\" reads as the second of them); "
+                        "the ratios' spread is the method's own")
     p.add_argument("--py-spy", action="store_true",
                    help="record a py-spy profile of each worker (speedscope files in the run's results folder)")
     p.add_argument("--native", action="store_true", help="with --py-spy: sample the C frames too")

@@ -43,3 +43,13 @@ def test_stalled_seconds_count_polls_without_progress_while_events_are_left() ->
                 (3.5, 1_000.0)]
     assert stalled_seconds(progress, 1_000) == 1.0  # not before the first event, not after the last
     assert stalled_seconds([(0.0, 5.0), (0.5, 10.0)], 1_000) == 0.0
+
+
+def test_a_control_run_splits_its_two_identity_off_workers_by_side() -> None:
+    runs = [{"identity": False, "second": second, "events_per_s": 1.0, "cpu_s_per_million": 1.0,
+             "overlap_events_per_s": rate}
+            for rate_a, rate_b in [(5_000, 4_500), (4_000, 4_400)]
+            for second, rate in [(False, rate_a), (True, rate_b)]]
+    text = summary({"events": 1000, "link_share": 0.05, "runs": runs, "together": True, "control": True})
+    assert text.startswith("CONTROL: identity off vs identity off")
+    assert "on/off: 90.0%, 110.0%; median 100.0%" in text
