@@ -15,8 +15,6 @@ with a clear message (``check_faust``), rather than run on assumptions that no l
   and two-worker fault tests failed in about half the runs with it; do not enable it where losing
   events matters (``faust_batch_delivery.py``). Nothing here touches a faust private at import
   time; each patch's target is looked up only when it is installed.
-* ``install_consumer_options`` — the worker consumer's ``fetch_max_wait_ms`` (faust hard-codes
-  1,500 ms, which starved busy partitions behind a long poll of idle ones) and isolation level.
 * ``install_read_committed`` — for the experimental exactly-once output: faust stays at-least-once
   but reads committed records (consumer isolation, recovery highwater, recovery end).
 * ``HoleGuard`` / ``guard_holes`` — faust would acknowledge records it skipped after a seek without
@@ -24,9 +22,11 @@ with a clear message (``check_faust``), rather than run on assumptions that no l
 * ``before_tables_stop`` — a graceful stop lets the customer batch in flight finish before faust
   closes the tables.
 
-``faust_commits.py`` (its own module) replaces faust's check of which offset may be committed and
-completes its seek to the committed offsets after a rebalance; its targets are fingerprinted here
-with the others.
+``faust_consumer_options.py`` (its own module) sets what faust does not expose on the worker's
+aiokafka consumer: ``fetch_max_wait_ms`` (faust hard-codes 1,500 ms, which starved busy partitions
+behind a long poll of idle ones) and the isolation level. ``faust_commits.py`` (its own module)
+replaces faust's check of which offset may be committed and completes its seek to the committed
+offsets after a rebalance. The targets of both are fingerprinted here with the others.
 """
 
 from __future__ import annotations
@@ -268,54 +268,6 @@ def guard_holes(guard: HoleGuard) -> None:
     _real_seek = Consumer.seek
 
 
-_CONSUMER_OPTIONS = "_tagstream_consumer_options"
-
-
-def install_consumer_options(app: Any, *, fetch_max_wait_ms: int | None = None,
-                             read_committed: bool | None = None) -> None:
-    """Options of the worker's Kafka consumer that faust does not expose, set on the aiokafka
-    consumer faust creates for ``app`` (before it starts: its Fetcher reads them in ``start``).
-
-    ``fetch_max_wait_ms``: faust hard-codes 1,500 ms. aiokafka keeps one fetch in flight per broker
-    and leaves out of it the partitions whose records the application has not taken yet; when only
-    idle partitions are left (faust's ``__assignor-__leader``, an empty links partition), that fetch
-    waits the whole ``fetch_max_wait_ms`` on the broker, and the busy partitions wait behind it once
-    their records are taken. Measured: the customer agent starved for 0.5-1.5 s, several times per
-    200,000-event drain with identity resolution on (docs/identity.md, Cost).
-    ``read_committed``: the consumer's isolation level (the exactly-once output)."""
-    options = dict(getattr(app, _CONSUMER_OPTIONS, None) or {})
-    if fetch_max_wait_ms is not None:
-        options["fetch_max_wait_ms"] = fetch_max_wait_ms
-    if read_committed is not None:
-        options["read_committed"] = read_committed
-    setattr(app, _CONSUMER_OPTIONS, options)
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    real = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(real, "_tagstream_original", None) is not None:
-        return
-
-    def _create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = real(self, transport)
-        apply_consumer_options(consumer, getattr(self.app, _CONSUMER_OPTIONS, None) or {})
-        return consumer
-
-    _create_worker_consumer._tagstream_original = real  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
-
-
-def apply_consumer_options(consumer: Any, options: Mapping[str, Any]) -> None:
-    """Sets ``install_consumer_options``'s options on an aiokafka consumer that has not started."""
-    for attr in ("_fetch_max_wait_ms", "_isolation_level"):
-        if not hasattr(consumer, attr):
-            raise RuntimeError(f"aiokafka's consumer has no {attr} any more: streams/app/faust_compat.py "
-                               "install_consumer_options must be re-checked against it")
-    if "fetch_max_wait_ms" in options:
-        consumer._fetch_max_wait_ms = int(options["fetch_max_wait_ms"])  # read by AIOKafkaConsumer.start()
-    if options.get("read_committed"):
-        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start() (its Fetcher)
-
-
 def install_read_committed(app: Any) -> None:
     """For our exactly-once output (the customer stage writes the changelog in Kafka transactions,
     ``streams/io/transactions.py``) while Faust itself stays at-least-once. Faust's own
@@ -331,6 +283,8 @@ def install_read_committed(app: Any) -> None:
       runs only when ``app.in_transaction``, so its recovery service sees the app through a view
       that says so (the only use of ``in_transaction`` in faust's recovery).
     """
+    from streams.app.faust_consumer_options import install_consumer_options
+
     install_read_committed_highwaters()
     install_consumer_options(app, read_committed=True)
     recovery = app.tables.recovery

@@ -30,6 +30,7 @@ from streams.app.codec import STATE_CODEC
 from streams.app.customer_contracts import Delivered, ExactlyOnce
 from streams.app.customers import CustomerStage
 from streams.app.envelope import EnvelopeSender, envelope_weight
+from streams.app.faust_consumer_options import install_consumer_options
 from streams.app.faust_producer import kafka_producer
 from streams.app.faust_take_events import take_events
 from streams.app.identity_wiring import wire_identity
@@ -185,7 +186,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     if settings.kafka.batch_delivery:
         faust_compat.install_batch_delivery()
     app = build_faust_app(settings)
-    faust_compat.install_consumer_options(app, fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms)
+    install_consumer_options(app, fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms)
     rt = build_runtime(settings, rules, metrics, clock, births)
     metrics.set_build_info(rt.engine.version)
     metrics.precreate(tags=rules.tags)

@@ -10,6 +10,7 @@ import pytest
 
 from streams.app import faust_compat
 from streams.app.faust_compat import FINGERPRINTS, FaustCompatError, check_faust, source_fingerprint
+from streams.app.faust_consumer_options import apply_consumer_options, install_consumer_options
 
 
 def test_installed_faust_is_the_tested_one() -> None:
@@ -200,9 +201,9 @@ async def test_worker_consumer_options_reach_the_aiokafka_consumer_of_their_app_
         await consumer.stop()  # never started: only closed
         return consumer._fetch_max_wait_ms, consumer._isolation_level
 
-    faust_compat.install_consumer_options(app, fetch_max_wait_ms=100)
+    install_consumer_options(app, fetch_max_wait_ms=100)
     assert await made(app) == (100, "read_uncommitted")
-    faust_compat.install_consumer_options(app, read_committed=True)  # the exactly-once output adds its own
+    install_consumer_options(app, read_committed=True)  # the exactly-once output adds its own
     assert await made(app) == (100, "read_committed")
     assert await made(other) == (1500, "read_uncommitted")
     check_faust()  # fingerprints are taken of faust's own function, not of the wrapper
@@ -210,4 +211,4 @@ async def test_worker_consumer_options_reach_the_aiokafka_consumer_of_their_app_
 
 def test_consumer_options_fail_clearly_on_an_aiokafka_without_the_attributes() -> None:
     with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
-        faust_compat.apply_consumer_options(object(), {"fetch_max_wait_ms": 100})
+        apply_consumer_options(object(), {"fetch_max_wait_ms": 100})
