@@ -94,7 +94,7 @@ def test_the_canonical_id_coming_back_revives_the_stub_and_nothing_loops() -> No
     other = {"customer_id": "user:x", "merge": {"from": "user:y", "merge_id": "m3", "state": None}}
     assert not moves.revives(stub_x, other)
     # nor is a replay of an old merge from s into x (redelivered after a crash): its id is known
-    stub_x.merges.append("m0")
+    stub_x.merges = (*stub_x.merges, "m0")
     replay = {"customer_id": "user:x", "merge": {"from": "user:s", "merge_id": "m0", "state": None}}
     assert not moves.revives(stub_x, replay)
 
@@ -165,7 +165,7 @@ def test_a_replayed_absorb_order_does_not_send_a_state_away_again_and_loops_are_
     items = IdentityItems(IdentityOutput(EnvelopeSender(FakeProducer(), "t"), 4), Metrics.create(CollectorRegistry()))
     order = {"customer_id": "user:x", "absorb": {"into": "user:s", "merge_id": "m1", "at_ms": NOW}}
     came_back = state_of(eng, "user:x", 10.0)
-    came_back.merges.append("m1")  # x's state went to s (m1) and came back with s's merges
+    came_back.merges = (*came_back.merges, "m1")  # x's state went to s (m1) and came back with s's merges
     done, state = items.before(eng, b"user:x", order, came_back, NOW, [])
     assert done and state is came_back and state.moved is None and not items.pending()
     _, stub = moves.absorb("user:x", None, {"into": "user:s", "merge_id": "m2", "at_ms": NOW})

@@ -17,16 +17,25 @@ SEEN_ENTRY: Final = 12
 """Bytes per remembered event id in ``CustomerState.seen_log``."""
 
 
+def seen_at(log: bytearray, fp: bytes) -> int:
+    """Where the 8-byte fingerprint ``fp`` starts an entry of ``log`` (-1: nowhere). A byte search
+    (C speed: ~1 µs through 1,000 entries) that skips matches straddling two entries."""
+    i = log.find(fp)
+    while i >= 0 and i % SEEN_ENTRY:
+        i = log.find(fp, i + 1)
+    return i
+
+
 class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
-    __slots__ = ("_seen_set", "backfill", "due_ms", "expires_ms", "features", "merges", "moved", "next_change",
+    __slots__ = ("backfill", "due_ms", "expires_ms", "features", "merges", "moved", "next_change",
                  "removed", "rule_version", "seen_log", "tags", "value_cache")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
                  removed: dict[str, int] | None = None, backfill: dict[str, Any] | None = None,
-                 moved: dict[str, Any] | None = None, merges: list[str] | None = None,
+                 moved: dict[str, Any] | None = None, merges: tuple[str, ...] = (),
                  expires_ms: int | None = None) -> None:
         self.features: dict[str, Any] = features if features is not None else {}
         self.tags: dict[str, int] = tags if tags is not None else {}
@@ -43,13 +52,15 @@ class CustomerState:
         self.seen_log = bytearray(seen_log)
         """Recent event ids, oldest first, so an event delivered twice within the de-duplication
         horizon counts once: ``SEEN_ENTRY`` bytes each (8-byte fingerprint, 4-byte second it was
-        processed). A flat byte log encodes in C speed; a Python dict of 1,000 ids did not."""
-        self._seen_set: set[int] | None = None
+        processed). A flat byte log encodes in C speed; a Python dict of 1,000 ids did not. It is
+        searched as it is (``seen_at``): a set of the fingerprints beside it, kept per customer, was
+        ~40 % of the objects the garbage collector walks per state and ~0.7 KB of memory."""
         self.moved = moved
         """Identity: this id was absorbed into another customer (``streams/engine/identity/moves.py``):
         ``{"to": survivor id, "m": merge id, "x": the state it had then}``. Its items are forwarded there."""
-        self.merges: list[str] = merges if merges is not None else []
-        """Identity: the ids of the last merges applied to this state (a replayed one is ignored)."""
+        self.merges: tuple[str, ...] = merges
+        """Identity: the ids of the last merges applied to this state (a replayed one is ignored).
+        A tuple: the empty one is shared and, like one of strings, never walked by the collector."""
         self.expires_ms = expires_ms
         """Identity: an anonymous-only customer is forgotten at this instant unless an event comes
         (``identity.anonymous_ttl_ms`` after its last one)."""
@@ -66,30 +77,26 @@ class CustomerState:
         return not (self.features or self.tags or self.removed or self.backfill or self.moved)
 
     def seen_set(self) -> set[int]:
-        """The fingerprints in ``seen_log`` (built on first use after decoding)."""
-        if self._seen_set is None:
-            log = self.seen_log
-            self._seen_set = {int.from_bytes(log[i:i + 8], "big") for i in range(0, len(log), SEEN_ENTRY)}
-        return self._seen_set
+        """The fingerprints in ``seen_log`` (made on each call: merges and tests)."""
+        log = self.seen_log
+        return {int.from_bytes(log[i:i + 8], "big") for i in range(0, len(log), SEEN_ENTRY)}
 
     def seen_before(self, event_id: str, now_ms: int, horizon_ms: int, max_ids: int) -> bool:
         """Remembers ``event_id`` (at most ``max_ids``, for ``horizon_ms``); True if it was already
         seen within the horizon."""
-        log, seen = self.seen_log, self.seen_set()
+        log = self.seen_log
         horizon_start_s = (now_ms - horizon_ms) // 1000
         keep_bytes = (max_ids - 1) * SEEN_ENTRY
         drop = 0
         while drop < len(log) and (len(log) - drop > keep_bytes
                                    or int.from_bytes(log[drop + 8:drop + 12], "big") <= horizon_start_s):
-            seen.discard(int.from_bytes(log[drop:drop + 8], "big"))
             drop += SEEN_ENTRY
         if drop:
             del log[:drop]
-        fp = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
-        if fp in seen:
+        fp = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+        if seen_at(log, fp) >= 0:
             return True
-        seen.add(fp)
-        log += fp.to_bytes(8, "big") + (now_ms // 1000).to_bytes(4, "big")
+        log += fp + (now_ms // 1000).to_bytes(4, "big")
         return False
 
     def absorb_seen(self, other: CustomerState, max_ids: int) -> int:
@@ -106,7 +113,6 @@ class CustomerState:
         overlap = len(self.seen_set() & other.seen_set())
         entries = sorted(stamps.items(), key=lambda kv: kv[1])[-max_ids:] if max_ids > 0 else []
         self.seen_log = bytearray(b"".join(fp + at for fp, at in entries))
-        self._seen_set = None
         return overlap
 
     def to_json(self) -> dict[str, Any]:
@@ -122,7 +128,7 @@ class CustomerState:
         if self.moved:  # identity only
             out["m"] = self.moved
         if self.merges:
-            out["g"] = self.merges
+            out["g"] = list(self.merges)
         if self.expires_ms is not None:
             out["e"] = self.expires_ms
         return out
@@ -138,7 +144,7 @@ class CustomerState:
         # States written before a key existed lack it: every key is optional.
         return cls(obj.get("f") or {}, obj.get("t") or {}, obj.get("v") or "", obj.get("d"),
                    base64.b64decode(obj["s"]) if obj.get("s") else b"", obj.get("r") or {}, obj.get("b") or {},
-                   obj.get("m"), obj.get("g") or [], obj.get("e"))
+                   obj.get("m"), tuple(obj.get("g") or ()), obj.get("e"))
 
     @classmethod
     def loads(cls, raw: bytes) -> CustomerState:

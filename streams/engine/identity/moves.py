@@ -80,9 +80,9 @@ def erased(state: CustomerState | None, now_ms: int) -> bool | None:
 def absorb(absorbed: str, state: CustomerState | None, order: dict[str, Any]) -> tuple[dict[str, Any], CustomerState]:
     """``absorbed`` leaves: returns the ``merge`` item for the survivor and the stub that replaces it."""
     snapshot = orjson.loads(state.dumps()) if state is not None and not state.is_empty() else None
-    merges = list(state.merges) if state is not None else []
+    merges = state.merges if state is not None else ()
     stub = CustomerState(moved={"to": order["into"], "m": order["merge_id"], "x": snapshot},
-                         merges=[*merges, order["merge_id"]][-MERGE_MEMORY:])
+                         merges=(*merges, order["merge_id"])[-MERGE_MEMORY:])
     return _merge_item(absorbed, order["into"], order["merge_id"], snapshot), stub
 
 
@@ -152,7 +152,7 @@ def apply_merge(engine: TagEngine, key: str, state: CustomerState, merge: dict[s
     if merge_id in state.merges:
         return Merged(duplicate=True)
     absorbed = CustomerState.from_json(merge["state"]) if merge["state"] else CustomerState()
-    memory = list(dict.fromkeys([*state.merges, *absorbed.merges, merge_id]))[-MERGE_MEMORY:]
+    memory = tuple(dict.fromkeys([*state.merges, *absorbed.merges, merge_id]))[-MERGE_MEMORY:]
     out = merge_customers(engine, state, key, absorbed, merge["from"], now_ms, merge_id)
     state.merges = memory
     changes = out.survivor_changes + out.absorbed_changes
