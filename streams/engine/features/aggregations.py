@@ -1,9 +1,13 @@
 """Aggregations as tiny initialize / update / result objects.
 
-Accumulators are plain JSON values (numbers and short lists) so a customer's state encodes
-straight to its changelog entry. Every aggregation is order-independent: folding the same
-values in any order gives the same accumulator, which is what makes out-of-order events
-inside a window harmless (``first``/``last`` break timestamp ties on the value itself).
+Accumulators are plain JSON values (numbers and pairs) so a customer's state encodes
+straight to its changelog entry. A pair is made as a tuple (decoded from the changelog it is a
+list; both read the same): a tuple of numbers is untracked by the cyclic collector after its first
+young collection, where a list is walked by every collection until it is frozen.
+
+Every aggregation is order-independent: folding the same values in any order gives the same
+accumulator, which is what makes out-of-order events inside a window harmless (``first``/``last``
+break timestamp ties on the value itself).
 """
 
 from __future__ import annotations
@@ -129,13 +133,13 @@ class Avg(Aggregation):
     name = "avg"
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
-        return [value, 1]
+        return (value, 1)
 
     def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
-        return [acc[0] + value, acc[1] + 1]
+        return (acc[0] + value, acc[1] + 1)
 
     def merge(self, a: Acc, b: Acc) -> Acc:
-        return [a[0] + b[0], a[1] + b[1]]
+        return (a[0] + b[0], a[1] + b[1])
 
     def finish(self, acc: Acc) -> object:
         return round6(acc[0] / acc[1]) if acc[1] else None
@@ -147,10 +151,10 @@ class First(Aggregation):
     name = "first"
 
     def initialize(self, value: Any, ts_ms: int) -> Acc:
-        return [ts_ms, value]
+        return (ts_ms, value)
 
     def update(self, acc: Acc, value: Any, ts_ms: int) -> Acc:
-        return self.merge(acc, [ts_ms, value])
+        return self.merge(acc, (ts_ms, value))
 
     def merge(self, a: Acc, b: Acc) -> Acc:
         if b[0] != a[0]:
