@@ -295,6 +295,11 @@ class IdentitySettings(_Frozen):
     max_phones: int = Field(3, ge=1, description="Phone hashes per cluster.")
     max_anonymous: int = Field(20, ge=1, description="Anonymous (device / cookie) ids per cluster.")
     max_cluster: int = Field(30, ge=2, description="Ids per cluster.")
+    link_repeat_window_ms: int = Field(300_000, ge=0, description="A link naming the same ids as one ingest put on "
+                                       "the links topic this long ago or less, with no earlier event time, is not "
+                                       "sent again (it would change nothing; counted `repeat`). 0: every link is sent.")
+    link_repeat_max: int = Field(100_000, ge=1, description="Sets of ids each worker remembers for "
+                                 "`link_repeat_window_ms` (the oldest sent go first).")
 
 
 class Settings(BaseSettings):

@@ -21,7 +21,7 @@ import orjson
 from schemas.decode import EventDecodeError, decode_identity
 from schemas.events import ClickstreamEvent, OrderEvent, PosEvent
 from schemas.fast_decode import IdPairs
-from schemas.identity import event_id_values
+from schemas.identity import IdentityRecord, event_id_values
 from schemas.ids import IdType, id_key, is_junk
 from streams.app.envelope import EnvelopeBuilder
 from streams.io.contract import SourceRecord
@@ -68,11 +68,15 @@ def link_value(link_id: str, ids: list[str], ts_ms: int, source: str, msg: Sourc
                          "src": [msg.topic, msg.partition, msg.offset]})
 
 
-def identity_record_link(msg: SourceRecord) -> bytes:
-    """An ``events.identity`` record as a link; raises EventDecodeError with the DLQ reason."""
+def decode_identity_record(msg: SourceRecord) -> IdentityRecord:
+    """An ``events.identity`` record; raises EventDecodeError with the DLQ reason."""
     if not msg.value:
         raise EventDecodeError("invalid_json", "empty record value")
-    record = decode_identity(msg.value)
+    return decode_identity(msg.value)
+
+
+def identity_record_link(msg: SourceRecord, record: IdentityRecord) -> bytes:
+    """An ``events.identity`` record (``decode_identity_record``) as a link."""
     return link_value(f"identity:{record.event_id}", record.keys, record.ts_ms, record.source, msg)
 
 

@@ -20,8 +20,16 @@ from schemas.decode import EventDecodeError, decode_event
 from schemas.fast_decode import IdPairs, fast_canonical
 from schemas.identity import IDENTITY_SOURCE, event_id_values
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
-from streams.app.identity_links import LinkBatch, identity_record_link, link_value, sole_key, usable_id_keys
+from streams.app.identity_links import (
+    LinkBatch,
+    decode_identity_record,
+    identity_record_link,
+    link_value,
+    sole_key,
+    usable_id_keys,
+)
 from streams.engine.clock import Clock
+from streams.engine.identity.repeats import LinkRepeats
 from streams.io.contract import SourceRecord
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics, Tally
@@ -46,10 +54,13 @@ class IngestStage:
 
     def __init__(self, *, source_by_topic: Mapping[str, str], partitions: int, clock: Clock,
                  future_tolerance_ms: int, envelopes: EnvelopeSender, deadletter: DeadLetterWriter,
-                 metrics: Metrics, links: EnvelopeSender | None = None) -> None:
-        """``links``: identity resolution is on (typed customer keys; links to the identity stage)."""
+                 metrics: Metrics, links: EnvelopeSender | None = None, repeats: LinkRepeats | None = None) -> None:
+        """``links``: identity resolution is on (typed customer keys; links to the identity stage);
+        ``repeats``: the links already sent, not sent again (None: every link is sent)."""
         self._source_by_topic = dict(source_by_topic)
         self._links = links
+        self._repeats = repeats
+        self._repeated = 0
         self._partitions = partitions
         self._clock = clock
         self._future_tolerance_ms = future_tolerance_ms
@@ -63,12 +74,16 @@ class IngestStage:
         """Handles a batch; returns once its envelopes and dead-letter records are written."""
         out = EnvelopeBuilder(self._partitions)
         links = LinkBatch()
+        if self._repeats is not None:
+            self._repeats.discard()  # a failed batch's links: not acknowledged, sent again when it is read again
         for msg in records:
             source = self._source_by_topic.get(msg.topic, msg.topic)
             self._events_in.add(source)
             try:
                 if source == IDENTITY_SOURCE:
-                    links.add(identity_record_link(msg))
+                    record = decode_identity_record(msg)
+                    if not self._repeat(record.keys, record.ts_ms):
+                        links.add(identity_record_link(msg, record))
                     continue
                 ids, canonical = self.decode(msg, source)
                 if self._links is not None:
@@ -90,12 +105,24 @@ class IngestStage:
                 self._deadletter.add(msg, source, "internal_error", f"{type(exc).__name__}: {exc}")
         self._events_in.flush()
         self._anonymous.flush()
+        if self._repeated:
+            self._metrics.identity_links.labels("repeat").inc(self._repeated)
+            self._repeated = 0
         acks = await self._envelopes.enqueue(out)  # one record per customer partition, not one per event
         if len(links):
             assert self._links is not None, "identity records read with identity resolution off"
             acks += await self._links.enqueue(links.builder)
         await asyncio.gather(*acks)  # envelopes and links in one round trip (two in a row idled ingest)
+        if self._repeats is not None:
+            self._repeats.acknowledged()
         await self._deadletter.flush()
+
+    def _repeat(self, ids: list[str], ts_ms: int) -> bool:
+        """The link changes nothing one already sent did not (counted; streams/engine/identity/repeats.py)."""
+        if self._repeats is None or not self._repeats.repeat(ids, ts_ms):
+            return False
+        self._repeated += 1
+        return True
 
     def _identity_keys(self, msg: SourceRecord, source: str, pairs: IdPairs, canonical: dict[str, Any],
                        links: LinkBatch) -> None:
@@ -113,7 +140,7 @@ class IngestStage:
         for _ in junk:  # left out of the event's link, which still joins the rest
             self._metrics.identity_refused.labels("junk_id").inc()
         canonical["customer_id"] = ids[0]
-        if len(ids) > 1:
+        if len(ids) > 1 and not self._repeat(ids, canonical["ts_ms"]):
             links.add(link_value(f"{source}:{canonical['event_id']}", ids, canonical["ts_ms"], source, msg))
 
     def validate(self, msg: SourceRecord, source: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ This module only binds those stages to Faust: topics, the table, agents, timers,
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ from streams.app.watchdog import PartitionWatchdog
 from streams.engine.clock import Clock, ScaledClock, WallClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.identity.repeats import LinkRepeats
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.audience import AudienceSizes
@@ -217,7 +219,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     ingest_stage = IngestStage(
         source_by_topic={topic: source for source, topic in settings.ingest_topics().items()}, partitions=ks.partitions,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
-        metrics=metrics, links=identity.links if identity else None)
+        metrics=metrics, links=identity.links if identity else None, repeats=_link_repeats(settings))
     exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, due=rt.due,
@@ -285,6 +287,16 @@ def _guard_holes(settings: Settings, metrics: Metrics, customer_topic: str,
     guarded = {customer_topic, *([] if source_consumer else settings.ingest_topics().values()),
                *identity_inputs(settings)}
     faust_compat.guard_holes(faust_compat.HoleGuard(guarded, hole))
+
+
+def _link_repeats(settings: Settings) -> LinkRepeats | None:
+    """Ingest's memory of the links it sent (streams/engine/identity/repeats.py), with identity resolution on."""
+    ident = settings.identity
+    # never longer than a forgotten id's tombstone: a repeat after it ends would link the ids anew
+    window_ms = min(ident.link_repeat_window_ms, ident.erasure_period_ms)
+    if not ident.enabled or window_ms == 0:
+        return None
+    return LinkRepeats(window_ms, ident.link_repeat_max, lambda: int(time.time() * 1000))
 
 
 def _exactly_once(app: faust.App, settings: Settings, changelog_topic: str,

@@ -160,7 +160,8 @@ class Metrics:
                                     "replay (skipped)", ["result"], registry=registry),
             identity_links=Counter(f"{p}_identity_links", "Identity links (a login click, a contact hash beside an "
                                    "account, an events.identity record): joined clusters (merged), already one "
-                                   "cluster (unchanged), refused", ["result"], registry=registry),
+                                   "cluster (unchanged), refused; repeat: not sent by ingest, the same ids were "
+                                   "linked within identity.link_repeat_window_ms", ["result"], registry=registry),
             identity_refused=Counter(f"{p}_identity_refused", "Identity links refused, by reason (dead-lettered; "
                                      "junk ids inside an event are left out of its link)", ["reason"],
                                      registry=registry),

@@ -35,9 +35,9 @@ def report(seed: int, customers: int, count: int, samples: Samples) -> Iterator[
     members = labelled(samples, "tagstream_identity_members", linked="all")
     online = labelled(samples, "tagstream_identity_members", linked="with_account")
     links = {r: labelled(samples, "tagstream_identity_links_total", result=r)
-             for r in ("merged", "unchanged", "refused")}
+             for r in ("merged", "unchanged", "refused", "repeat")}
     merges = labelled(samples, "tagstream_identity_merges_total", result="applied")
     yield (f"   as the worker resolved it: {known / counted if counted else 0:.1%} of {counted:,.0f} events counted "
            f"under a member or an account; {online / members if members else 0:.1%} of {members:,.0f} linked cards "
            f"reach an online account; links merged {links['merged']:,.0f}, unchanged {links['unchanged']:,.0f}, "
-           f"refused {links['refused']:,.0f}; state merges {merges:,.0f}")
+           f"refused {links['refused']:,.0f}, repeats not sent {links['repeat']:,.0f}; state merges {merges:,.0f}")

@@ -19,7 +19,7 @@ from streams.engine.features.state import CustomerState
 
 from .conftest import REPO, Stack, WorkerProc, now_ms, text
 from .faultcheck import RULES, read_to_end
-from .identitycheck import await_same_features
+from .identitycheck import await_same_features, links_read
 
 H1 = hashlib.sha256(b"ann@example.com").hexdigest()
 
@@ -80,6 +80,7 @@ def test_one_customer_across_web_app_stores_and_crm(worker: WorkerProc) -> None:
               pos("p3", t + 8, "m-2", 20.0), walk_in]
     orders = [order("o1", t + 9, "u-1", 250.0, email_sha256=H1.upper()), order("o2", t + 9, "u-2", 600.0)]
     links = [identity("crm-1", t, ("member", "m-2"), ("user", "u-2")),
+             identity("crm-1-again", t, ("user", "u-2"), ("member", "m-2")),  # a repeat: one of the two is sent
              identity("crm-bad", t, ("member", "m-3"), ("email_sha256", "ann@example.com"))]
     for source, events in (("clickstream", clicks), ("pos", stores), ("orders", orders), ("identity", links)):
         worker.produce(source, events)
@@ -90,6 +91,7 @@ def test_one_customer_across_web_app_stores_and_crm(worker: WorkerProc) -> None:
     # one customer for the anonymous visitor, the account, the card and the e-mail hash: the member id
     assert graph.resolve("anonymous:a-1") == "member:m-1"
     assert want["member:m-1"]["events"] == 9 and want["member:m-1"]["spend"] == 600.0
+    assert len([link for link in links_read(worker) if set(link["ids"]) == {"user:u-2", "member:m-2"}]) == 1
     assert want["member:m-2"]["spend"] == 620.0
     assert {"anonymous:a-1", "user:u-1"} <= set(stubs) and stubs["anonymous:a-1"] in ("user:u-1", "member:m-1")
     # the kiosk device joined three accounts; the 4th and 5th logins were refused at the cap
