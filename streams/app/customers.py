@@ -265,9 +265,10 @@ class CustomerStage:
         ident = self.identity
         counted = 0
         evaluate = ident is None or ident.evaluated(key)
+        plain = ident is None or ident.plain(state, objs)
         for obj in objs:
             now_ms = self.clock.now_ms()
-            if ident is not None:
+            if ident is not None and not plain:
                 changes: list[Change] = []
                 done, state = ident.before(self.engine, key, obj, state, now_ms, changes)
                 if changes:
