@@ -2,7 +2,7 @@
 resolution off and on, on the same backlog, alternating runs.
 
     python -m benchmarks.identity [--events 200000] [--customers 100000] [--link-share 0.05] [--rounds 2]
-                                  [--drop-anonymous] [--together] [--control] [--py-spy [--native]]
+                                  [--drop-anonymous] [--together [--pin]] [--control] [--py-spy [--native]]
 
 The backlog is the reference generator's (as benchmarks/throughput.py), with the ``anonymous_id`` of
 logged-in clicks kept on a share of them only, so that about ``--link-share`` of all events carry two
@@ -79,13 +79,15 @@ async def produce(load: Load, records: list[tuple[str, bytes]]) -> None:
 
 
 async def drain(load: Load, events: int, column: str, identity: bool, logs: Path, redis_url: str,
-                py_spy: bool = False, native: bool = False) -> dict[str, Any]:
+                py_spy: bool = False, native: bool = False, cpu: int | None = None) -> dict[str, Any]:
+    """One worker drains the backlog; ``cpu``: the worker runs on that core only (``taskset``)."""
     app_id = f"{load.run_id}-{column}"
     port = free_port()
     env = tagstream_env(load, app_id, port, logs / f"data-{app_id}", REFERENCE_RULES, redis_url)
     env["TAGSTREAM_KAFKA__IDENTITY_TOPIC"] = load.topic("identity")
     env["TAGSTREAM_IDENTITY__ENABLED"] = "true" if identity else "false"
-    proc = Proc(app_id, [sys.executable, "-m", "streams.cli", "worker"], env, logs / f"{app_id}.log",
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    proc = Proc(app_id, [*pin, sys.executable, "-m", "streams.cli", "worker"], env, logs / f"{app_id}.log",
                 cwd=common.REPO).start()
     url = f"http://127.0.0.1:{port}/metrics"
     spy = (start_py_spy(proc.pid, logs / f"{app_id}.speedscope.json", logs / f"{app_id}.py-spy.log", native)
@@ -125,9 +127,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     sides = ((False, "offA"), (False, "offB")) if args.control else ((False, "off"), (True, "on"))
     for r in range(args.rounds):
         if args.together:
+            # --pin: each worker on a core of its own, swapped every round (Kafka and Redis run anywhere)
+            cpus = [(side + r) % 2 if args.pin else None for side in range(2)]
             pair = await asyncio.gather(*(drain(load, len(records), f"{name}{r + 1}", identity,
-                                                logs, args.redis_url, args.py_spy, args.native)
-                                          for identity, name in sides))
+                                                logs, args.redis_url, args.py_spy, args.native, cpu)
+                                          for (identity, name), cpu in zip(sides, cpus, strict=True)))
             rates = overlap_rates([res["progress"] for res in pair], len(records))
             for second, (res, rate) in enumerate(zip(pair, rates, strict=True)):
                 res["overlap_events_per_s"], res["second"] = rate, bool(second)
@@ -151,6 +155,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         await common.delete_topics(args.bootstrap, [run_id])
     return {"run_id": run_id, "events": len(records), "link_share": share, "runs": runs,
             "drop_anonymous": args.drop_anonymous, "together": args.together, "control": args.control,
+            "pin": args.pin,
             "machine": common.machine_info(args.redis_url)}
 
 
@@ -238,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="each round runs the off and the on worker at the same time (each its own consumer group) "
                         "and compares their rates over the seconds both ran: the machine's slow and fast "
                         "stretches fall on both")
+    p.add_argument("--pin", action="store_true",
+                   help="with --together: each worker pinned to a core of its own (taskset), the cores swapped "
+                        "every round")
     p.add_argument("--control", action="store_true",
                    help="a null experiment: both workers with identity off (\"on\" reads as the second of them); "
                         "the ratios' spread is the method's own")
