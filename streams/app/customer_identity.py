@@ -122,7 +122,9 @@ class IdentityItems:
             m.identity_merges.labels("duplicate" if merged.duplicate else "applied").inc()
             if merged.overlap:
                 m.identity_merge_overlap.inc(merged.overlap)
-            changes += merged.changes
+            # the absorbed id's changes name it, not this customer: filtered here (``published``)
+            changes += [c for c in merged.changes if self.output.tag_anonymous
+                        or not str(c["customer_id"]).startswith(ANONYMOUS_PREFIX)]
             return True, state
         return False, state
 
@@ -149,9 +151,10 @@ class IdentityItems:
         published (it keeps its features, and its tags are evaluated when it merges into a known one)."""
         return self.output.tag_anonymous or not key.startswith(ANONYMOUS_KEY)
 
-    def published(self, customer_id: str) -> bool:
-        """Whether this customer's tag changes are published (anonymous ones only with tag_anonymous)."""
-        return self.output.tag_anonymous or not customer_id.startswith(ANONYMOUS_PREFIX)
+    def published(self, key: bytes) -> bool:
+        """Whether this customer's tag changes are published (anonymous ones only with tag_anonymous):
+        asked once per customer and batch, for all its changes (they all name it)."""
+        return self.output.tag_anonymous or not key.startswith(ANONYMOUS_KEY)
 
     def _erase(self, engine: TagEngine, key: bytes, order: dict[str, Any], state: CustomerState | None,
                now_ms: int, changes: list[Change]) -> CustomerState:

@@ -151,7 +151,8 @@ class CustomerStage:
                 log.exception("customer processing failed for %r", key)
                 self._dead_letter_items(record_of[key], key, objs, exc)
                 continue
-            published += changes
+            if changes and (self.identity is None or self.identity.published(key)):
+                published += changes
             if state is not None:
                 updated.append(Updated(key, state, record_of[key], existed=before is not None, encoded=encoded))
         self._processed.flush()
@@ -321,8 +322,6 @@ class CustomerStage:
     async def publish(self, published: list[Published], fence: Fence | None = None) -> None:
         """Redis first, then the tag topic; both acknowledged before any state is saved. Redis
         refusing the writes (``fence``: a later owner wrote a partition) refuses the batch."""
-        if self.identity is not None:
-            published = [p for p in published if self.identity.published(p.change["customer_id"])]
         for p in published:
             self.redis.add(p.change)
         waited = time.perf_counter()
