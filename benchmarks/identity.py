@@ -112,7 +112,8 @@ async def drain(load: Load, events: int, column: str, identity: bool, logs: Path
             "forwarded": total(s, "tagstream_identity_forwarded_total"),
             "progress": progress, "stalled_s": stalled_seconds(progress, events),
             "customer_batches": total(s, "tagstream_batch_evaluation_seconds_count"),
-            "gc_pause_s": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_sum", [])}}
+            "gc_pause_s": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_sum", [])},
+            "gc_collections": {lb.get("generation"): v for lb, v in s.get("tagstream_gc_pause_seconds_count", [])}}
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:

@@ -253,11 +253,13 @@ class EngineSettings(_Frozen):
         1, ge=1, description="How long a batch waits to fill up (under load batches fill at once; at low rates "
                              "each millisecond here is latency: benchmarks/README.md).")
     gc_young_threshold: int = Field(
-        10_000, ge=0,
+        50_000, ge=0,
         description="Python's cyclic garbage collector: container allocations between two collections of the young "
                     "generation (Python's default 700; 0 leaves Python's thresholds alone). A customer batch keeps "
-                    "its tag changes alive until they are published, so at 700 they reached the old generation and "
-                    "triggered full collections over every customer state (benchmarks/RULES.md).")
+                    "its tag changes and items alive until they are published, so at 700 they reached the old "
+                    "generation and triggered full collections over every customer state (benchmarks/RULES.md); "
+                    "at 10,000 a batch still triggered one young collection or more (benchmarks/README.md, "
+                    "Garbage-collector pauses).")
     gc_freeze: bool = Field(
         True,
         description="Freeze the objects alive after the state is recovered and after every full collection "

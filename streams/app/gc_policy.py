@@ -23,11 +23,14 @@ each collection's pause. The frozen count is not exported: ``gc.get_freeze_count
 permanent generation (28 ms per 2 million objects), and a gauge calling it made every scrape that long
 (a recovery polled every 0.2 s took 5 % longer).
 
-The young threshold (``TAGSTREAM_ENGINE__GC_YOUNG_THRESHOLD``, 10,000): a customer batch keeps its tag
-changes (dicts, futures of their records) alive until they are published; with Python's 700, tens of
-thousands of them per batch moved to the old generation and made the collector walk every customer
-state about once per batch (with 1,000 tags, a quarter of the customer stage's CPU:
-benchmarks/RULES.md). Nothing of ours relies on cycles being collected soon.
+The young threshold (``TAGSTREAM_ENGINE__GC_YOUNG_THRESHOLD``, 50,000): a customer batch keeps its tag
+changes (dicts, futures of their records) and its items alive until they are published; with Python's
+700, tens of thousands of them per batch moved to the old generation and made the collector walk every
+customer state about once per batch (with 1,000 tags, a quarter of the customer stage's CPU:
+benchmarks/RULES.md). At 10,000 a batch's live objects still crossed the threshold: 56 young
+collections per 200,000 events (79 with identity resolution, which holds more per batch), 0.3 / 0.47 s
+of the collector; at 50,000, 5 / 9 and 0.06 / 0.1 s, each young pause ~11 ms instead of ~5
+(benchmarks/README.md, *Garbage-collector pauses*). Nothing of ours relies on cycles being collected soon.
 """
 
 from __future__ import annotations

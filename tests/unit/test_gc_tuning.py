@@ -36,7 +36,7 @@ def test_zero_leaves_python_alone(thresholds: tuple[int, int, int]) -> None:
 
 
 def test_defaults() -> None:
-    assert EngineSettings().gc_young_threshold == 10_000
+    assert EngineSettings().gc_young_threshold == 50_000
     assert EngineSettings().gc_freeze is True
 
 
