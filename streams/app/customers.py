@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from streams.app.customer_batches import group_by_customer
 from streams.app.customer_contracts import (
     Delivered,
     ExactlyOnce,
@@ -35,7 +36,6 @@ from streams.app.customer_contracts import (
     failed,
 )
 from streams.app.customer_identity import IdentityItems, IdentityOutput, wake_at
-from streams.app.envelope import decode_envelope
 from streams.app.group_lease import LEASE_SHARE
 from streams.app.published import Published, tally
 from streams.engine.clock import Clock
@@ -138,7 +138,9 @@ class CustomerStage:
         self._refused = None
         generation = self.membership.generation()
         fence = Fence(self.membership.fence_token(), frozenset(ev.message.partition for ev in events))
-        by_key, record_of = self._group(events, generation)
+        grouped = group_by_customer(events, generation, self.membership, self.deadletter, self.metrics)
+        self.reevaluation.done(grouped.slices, self.clock.now_ms())
+        by_key, record_of = grouped.by_key, grouped.record_of
         published: list[Published] = []
         updated: list[Updated] = []
         for key, objs in by_key.items():
@@ -207,38 +209,6 @@ class CustomerStage:
             raise LeaseExpired(f"membership not confirmed: {dropped} changelog records not sent")
         await self.store.flush()
         self._waits.labels("changelog").observe(time.perf_counter() - waited)
-
-    def _group(self, events: Sequence[Delivered], generation: int) -> tuple[
-            dict[bytes, list[dict[str, Any]]], dict[bytes, Delivered]]:
-        """Items per customer, in order, and the (last) record that carried each customer's items."""
-        by_key: dict[bytes, list[dict[str, Any]]] = {}
-        record_of: dict[bytes, Delivered] = {}
-        stale = slices = again = 0
-        for ev in events:
-            if ev.message.generation_id != generation:
-                stale += 1
-                continue  # fetched before a rebalance: faust re-reads it from the committed offset
-            if self.membership.read_again(ev):
-                again += 1
-                continue  # its items are in the states already
-            try:
-                items = decode_envelope(ev.message.value)
-            except ValueError as exc:
-                self.deadletter.add(ev.message, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
-                continue
-            for obj in items:
-                if obj.get("reeval"):
-                    slices += 1
-                key = obj["customer_id"].encode()
-                by_key.setdefault(key, []).append(obj)
-                record_of[key] = ev
-        self.reevaluation.done(slices, self.clock.now_ms())
-        if stale:
-            log.info("%d of %d records of an old consumer generation skipped (generation now %d)",
-                     stale, len(events), generation)
-        if again:
-            self.metrics.records_read_again.inc(again)
-        return by_key, record_of
 
     def _dead_letter_items(self, record: Delivered, key: bytes, objs: list[dict[str, Any]], exc: Exception) -> None:
         msg = record.message
