@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,11 @@ import faust
 
 from streams.app import faust_commits, faust_compat, gc_policy, group_lease
 from streams.app.codec import STATE_CODEC
-from streams.app.customer_contracts import Delivered, ExactlyOnce
 from streams.app.customers import CustomerStage
 from streams.app.envelope import EnvelopeSender, envelope_weight
+from streams.app.exactly_once_wiring import wire_exactly_once
 from streams.app.faust_consumer_options import install_consumer_options
+from streams.app.faust_membership import AppMembership
 from streams.app.faust_producer import kafka_producer
 from streams.app.faust_take_events import take_events
 from streams.app.identity_wiring import wire_identity
@@ -56,7 +57,6 @@ from streams.io.redis_client import async_client
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
 from streams.io.topics import changelog_topic_name, customer_topic_name, identity_links_topic_name
-from streams.io.transactions import PartitionTransactions
 from streams.settings import Settings
 from tag_rules.compiler import CompiledRuleSet
 
@@ -87,36 +87,6 @@ class Runtime:
     redis_sink: RedisTagSink | None = None
     kafka_probe: KafkaProbe | None = None
     audience: AudienceSizes | None = None
-
-
-class AppMembership:
-    """The stage's view of the consumer group, from the faust app."""
-
-    def __init__(self, app: faust.App, strict: faust_commits.StrictCommits, session_timeout_s: float) -> None:
-        self.app = app
-        self.strict = strict
-        self.session_timeout_s = session_timeout_s
-
-    def generation(self) -> int:
-        return int(self.app.consumer_generation_id)
-
-    def owns(self, record: Delivered) -> bool:
-        return record.message.tp in self.app.consumer.assignment()
-
-    def read_again(self, record: Delivered) -> bool:
-        return self.strict.read_again(record.message.tp, record.message.offset)
-
-    def lease_expired(self) -> bool:
-        return group_lease.expired(self._coordinator(), self.session_timeout_s)
-
-    def fence_token(self) -> int:
-        return group_lease.joined_ms(self._coordinator())
-
-    def _coordinator(self) -> Any:
-        try:  # faust's consumer thread holds the aiokafka consumer
-            return self.app.consumer._thread._ensure_consumer()._coordinator  # type: ignore[attr-defined]
-        except Exception:  # not started (or stopping): nothing assigned to write for
-            return None
 
 
 def build_faust_app(settings: Settings) -> faust.App:
@@ -195,15 +165,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     ks, es = settings.kafka, settings.engine
     customer_events = app.topic(customer_topic_name(settings), partitions=ks.partitions, internal=True,
                                 key_serializer="raw", value_serializer="raw", maxsize=CUSTOMER_BUFFER_ENVELOPES)
-    # Faust derives a table's codecs from Record types; our state has its own compact codec, so
-    # the table and its (compacted) changelog topic are given it explicitly. Recovery decodes
-    # with the topic's codec, writes with the table's: both must say "tagstate".
-    changelog = app.topic(changelog_topic_name(settings), partitions=ks.partitions, internal=True,
-                          compacting=True, deleting=False, acks=False, key_serializer="raw",
-                          value_serializer=STATE_CODEC, allow_empty=True, maxsize=131_072)
-    customers = app.Table("customers", default=None, partitions=ks.partitions, key_type=bytes,
-                          changelog_topic=changelog)
-    customers.value_serializer = STATE_CODEC  # type: ignore[attr-defined]
+    customers, changelog = _customers_table(app, settings)
     # its changelog records go out as one record batch per partition (faust's path: a task per record)
     store = TableStore(customers, batches=lambda: kafka_producer(app), encode=CustomerState.dumps)
     deadletter = DeadLetterWriter(app.producer, ks.deadletter_topic, metrics)
@@ -220,7 +182,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         source_by_topic={topic: source for source, topic in settings.ingest_topics().items()}, partitions=ks.partitions,
         clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
         metrics=metrics, links=identity.links if identity else None, repeats=_link_repeats(settings))
-    exactly_once = _exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
+    exactly_once = wire_exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
     customer_stage = CustomerStage(
         engine=rt.engine, clock=rt.clock, store=store, due=rt.due,
         membership=membership,
@@ -230,26 +192,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         reevaluation=rt.reevaluation, exactly_once=exactly_once, identity=identity.output if identity else None)
     due_timer = DueTimer(due=rt.due, reevaluation=rt.reevaluation, clock=rt.clock, partitions=ks.partitions,
                          envelopes=envelopes, health=rt.health, redis=rt.redis_sink, metrics=metrics)
-    within_s = es.batch_within_ms / 1000
     source_consumer = _wire_ingest(app, settings, rt, ingest_stage)
-
-    @app.agent(customer_events, name="customers")
-    async def process_customers(stream: faust.StreamT[Any]) -> None:
-        async for events in take_events(stream, es.envelopes_max, within_s, envelope_weight,
-                                                     settled=customer_stage.settled):
-            if customer_stage.stopping:
-                break  # leaving the loop closes take_events: this batch is not acknowledged
-            await customer_stage.process(events)
-
-    @app.timer(es.timer_interval_ms / 1000, name="due-timer")
-    async def due_tick() -> None:
-        await due_timer.fire(customer_stage.customers)
-
-    @app.timer(KAFKA_PROBE_INTERVAL_S, name="kafka-probe")
-    async def kafka_probe() -> None:
-        assert rt.kafka_probe is not None
-        await probe_kafka(rt.kafka_probe, rt.health)
-
+    _wire_customers(app, settings, rt, customer_events, customer_stage, due_timer)
     _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name(), strict)
     _wire_audience_sizes(app, settings, rt)
     wire_rules_watch(app, settings, rt, customer_stage, rules_offset, births or {})
@@ -269,6 +213,46 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     app.tagstream_runtime = rt  # type: ignore[attr-defined]
     app.tagstream_tables = {"customers": customers}  # type: ignore[attr-defined]
     return app, rt
+
+
+def _customers_table(app: faust.App, settings: Settings) -> tuple[Any, faust.TopicT]:
+    """The customers table and its changelog topic.
+
+    Faust derives a table's codecs from Record types; our state has its own compact codec, so the
+    table and its (compacted) changelog topic are given it explicitly. Recovery decodes with the
+    topic's codec, writes with the table's: both must say "tagstate"."""
+    ks = settings.kafka
+    changelog = app.topic(changelog_topic_name(settings), partitions=ks.partitions, internal=True,
+                          compacting=True, deleting=False, acks=False, key_serializer="raw",
+                          value_serializer=STATE_CODEC, allow_empty=True, maxsize=131_072)
+    customers = app.Table("customers", default=None, partitions=ks.partitions, key_type=bytes,
+                          changelog_topic=changelog)
+    customers.value_serializer = STATE_CODEC  # type: ignore[attr-defined]
+    return customers, changelog
+
+
+def _wire_customers(app: faust.App, settings: Settings, rt: Runtime, customer_events: faust.TopicT,
+                    customer_stage: CustomerStage, due_timer: DueTimer) -> None:
+    """The customers agent (batches of envelopes to the stage), the due timer and the Kafka probe."""
+    es = settings.engine
+    within_s = es.batch_within_ms / 1000
+
+    @app.agent(customer_events, name="customers")
+    async def process_customers(stream: faust.StreamT[Any]) -> None:
+        async for events in take_events(stream, es.envelopes_max, within_s, envelope_weight,
+                                        settled=customer_stage.settled):
+            if customer_stage.stopping:
+                break  # leaving the loop closes take_events: this batch is not acknowledged
+            await customer_stage.process(events)
+
+    @app.timer(es.timer_interval_ms / 1000, name="due-timer")
+    async def due_tick() -> None:
+        await due_timer.fire(customer_stage.customers)
+
+    @app.timer(KAFKA_PROBE_INTERVAL_S, name="kafka-probe")
+    async def kafka_probe() -> None:
+        assert rt.kafka_probe is not None
+        await probe_kafka(rt.kafka_probe, rt.health)
 
 
 def _guard_holes(settings: Settings, metrics: Metrics, customer_topic: str,
@@ -297,38 +281,6 @@ def _link_repeats(settings: Settings) -> LinkRepeats | None:
     if not ident.enabled or window_ms == 0:
         return None
     return LinkRepeats(window_ms, ident.link_repeat_max, lambda: int(time.time() * 1000))
-
-
-def _exactly_once(app: faust.App, settings: Settings, changelog_topic: str,
-                  customer_topic: str) -> ExactlyOnce | None:
-    """The customer stage's transactions (exactly_once), fencing on assignment, released on revoke."""
-    if settings.processing_guarantee != "exactly_once":
-        return None
-    faust_compat.install_read_committed(app)  # Faust stays at-least-once; it reads committed state
-    ks = settings.kafka
-    transactions = PartitionTransactions(
-        bootstrap_servers=ks.bootstrap_servers, transactional_prefix=f"{settings.app_id}-tagstream-customers",
-        client_options=ks.client_options(), linger_ms=ks.linger_ms, max_request_size=DLQ_MAX_RECORD_BYTES)
-
-    def ours(tps: Iterable[Any]) -> list[int]:
-        return sorted(tp.partition for tp in tps if tp.topic == customer_topic)
-
-    @app.on_partitions_revoked.connect
-    async def _release(*args: Any, **kwargs: Any) -> None:  # (sender, revoked)
-        await transactions.release(ours(args[1]))  # waits for a commit in flight on those partitions
-
-    async def _fence(assigned: set[Any]) -> None:
-        # start (InitProducerId) before the recovery reads the changelog: the previous owner's
-        # transaction is then committed (and read) or aborted, never committed after the read
-        await transactions.acquire(ours(assigned))
-
-    faust_compat.before_table_recovery(app, _fence)
-
-    @app.on_before_shutdown.connect
-    async def _close(*args: Any, **kwargs: Any) -> None:
-        await transactions.close()
-
-    return ExactlyOnce(transactions, ks.tag_changes_topic, changelog_topic)
 
 
 def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestStage) -> SourceConsumer | None:
