@@ -122,9 +122,8 @@ class IdentityItems:
             m.identity_merges.labels("duplicate" if merged.duplicate else "applied").inc()
             if merged.overlap:
                 m.identity_merge_overlap.inc(merged.overlap)
-            # the absorbed id's changes name it, not this customer: filtered here (``published``)
-            changes += [c for c in merged.changes if self.output.tag_anonymous
-                        or not str(c["customer_id"]).startswith(ANONYMOUS_PREFIX)]
+            # the absorbed id's changes name it, not this customer: filtered here (merges are rare)
+            changes += [c for c in merged.changes if self.published(str(c["customer_id"]).encode())]
             return True, state
         return False, state
 
