@@ -472,6 +472,14 @@ async def state_size(bootstrap: str, changelog: str) -> dict[str, float]:
     return {"customers": n, "bytes": b, "bytes_per_customer": b / n if n else 0.0, "changelog_records": records}
 
 
+def hist_delta_where(after: Samples, before: Samples, name: str, where: dict[str, str]) -> Samples:
+    """``hist_delta`` of the one series of a labelled histogram whose labels include ``where``."""
+    def pick(s: Samples) -> Samples:
+        return {k: [(lb, v) for lb, v in s.get(k, []) if all(lb.get(a) == b for a, b in where.items())]
+                for k in (f"{name}_bucket", f"{name}_count", f"{name}_sum")}
+    return hist_delta(pick(after), pick(before), name)
+
+
 def hist_delta(after: Samples, before: Samples, name: str) -> Samples:
     """The samples of histogram ``name`` accumulated between two scrapes."""
     prev = {lb.get("le"): v for lb, v in before.get(f"{name}_bucket", [])}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streams.tools.prom import total
@@ -15,6 +15,7 @@ from .common import (
     ProcGroup,
     Samples,
     hist_delta,
+    hist_delta_where,
     log,
     produce_at_rate,
     scrape_all,
@@ -24,10 +25,13 @@ from .common import (
 
 async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str], changelog: str, rate: float,
                         seconds: float, customers: int, seed: int, *, label: str, counter: str,
-                        done: Callable[[Samples], float], latency: str) -> dict[str, Any]:
+                        done: Callable[[Samples], float], latency: str,
+                        stages: Sequence[tuple[str, str, dict[str, str]]] = ()) -> dict[str, Any]:
     """One fixed-rate phase after the backlog: ``rate`` events/s for ``seconds``; the event->tag
     latency quantiles from the app's histogram ``latency`` (its delta over the phase) and whether
-    the app kept up (caught up within 3 s of the producer's end)."""
+    the app kept up (caught up within 3 s of the producer's end). ``stages``: (label, histogram,
+    labels) of the app's per-batch histograms whose count, mean and p99 over the phase are reported
+    too (where the latency's tail is spent)."""
     from streams.tools.demo import histogram_quantile
 
     n = int(rate * seconds)
@@ -54,10 +58,24 @@ async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str]
         "cpu_utilisation": d.cpu_utilisation,
         "kept_up": caught_up_s < 3.0,
     }
+    if stages:
+        out["stages"] = {stage: stage_figures(hist_delta_where(after, before, name, where), name)
+                         for stage, name, where in stages}
+        log(f"{label} at {rate:,.0f}/s: " + ", ".join(
+            f"{k} mean {ms(v['mean_s'])} p99 {ms(v['p99_s'])} ({v['count']:,.0f})" for k, v in out["stages"].items()))
     log(f"{label} latency at {rate:,.0f}/s (produced at {stats.rate:,.0f}/s): p50 {ms(q['p50'])}, "
         f"p99 {ms(q['p99'])}, p999 {ms(q['p999'])} over {out['observations']:,.0f} tag changes; caught up "
         f"{caught_up_s:.1f}s after the producer finished")
     return out
+
+
+def stage_figures(delta: Samples, name: str) -> dict[str, Any]:
+    """Count, mean and p99 of one histogram's delta."""
+    from streams.tools.demo import histogram_quantile
+
+    n = total(delta, f"{name}_count")
+    return {"count": n, "mean_s": total(delta, f"{name}_sum") / n if n else None,
+            "p99_s": histogram_quantile(delta, name, 0.99)}
 
 
 def ms(v: float | None) -> str:

@@ -39,6 +39,12 @@ from .common import (
 from .throughput_report import chart, table
 
 LATENCY = "tagstream_event_to_tag_latency_seconds"
+STAGES = (("evaluation", "tagstream_batch_evaluation_seconds", {}),
+          *((f"wait {o}", "tagstream_batch_output_wait_seconds", {"output": o})
+            for o in ("redis", "tag_topic", "changelog")),
+          *((f"gc pause {g}", "tagstream_gc_pause_seconds", {"generation": str(g)}) for g in (0, 1, 2)))
+"""The worker's histograms reported beside each latency phase (where its tail is spent): per customer
+batch, its evaluation and its waits for each output; per garbage collection, its pause."""
 
 
 # -- (a) raw ---------------------------------------------------------------------------------------------
@@ -161,7 +167,8 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
 async def _latency_phase(load: Load, proc: Proc | common.ProcGroup, url: str | list[str], changelog: str,
                          rate: float, seconds: float, customers: int, seed: int) -> dict[str, Any]:
     return await latency.latency_phase(load, proc, url, changelog, rate, seconds, customers, seed, label="(c)",
-                                      counter="tagstream_events_in_total", done=done_count, latency=LATENCY)
+                                      counter="tagstream_events_in_total", done=done_count, latency=LATENCY,
+                                      stages=STAGES)
 
 
 def _drain_result(d: common.Drain, st: dict[str, float], app_id: str) -> dict[str, Any]:
