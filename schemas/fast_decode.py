@@ -16,7 +16,7 @@ writes the dead-letter reason. So this module never rejects and never explains: 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, TypeAlias
 
 import orjson
 
@@ -39,15 +39,15 @@ from .events import (
 )
 from .ids import CONTACT_HASH_CHARS, CONTACT_TYPES, IdType
 
-IdPairs = list[tuple[IdType, str]]
+IdPairs: TypeAlias = list[tuple[IdType, str]]
 """The typed ids an event carries, as ``schemas.identity.event_id_values`` gives them."""
 
-_CLICK_TYPES = frozenset(CLICK_TYPES)
-_POS_TYPES = frozenset(POS_TYPES)
-_ORDER_STATUSES = frozenset(ORDER_STATUSES)
-_ORDER_CHANNELS = frozenset(ORDER_CHANNELS)
-_LOWER_HEX = frozenset("0123456789abcdef")
-_MAX_BRACKETS = 128
+_CLICK_TYPES: Final = frozenset(CLICK_TYPES)
+_POS_TYPES: Final = frozenset(POS_TYPES)
+_ORDER_STATUSES: Final = frozenset(ORDER_STATUSES)
+_ORDER_CHANNELS: Final = frozenset(ORDER_CHANNELS)
+_LOWER_HEX: Final = frozenset("0123456789abcdef")
+_MAX_BRACKETS: Final = 128
 """pydantic-core rejects arrays/objects nested deeper than 200 levels (docs/contracts.md), orjson
 reads 1,024: a record with more brackets than this (even in strings) is left to the models."""
 

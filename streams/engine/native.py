@@ -54,10 +54,17 @@ MODULES = (
     "streams.engine.identity.graph",
     "streams.engine.identity.merge",
     "streams.engine.identity.moves",
+    "schemas.fast_decode",
 )
 """The per-event path: feature folding and values, tag evaluation and its index, changes, due times;
-identity resolution's per-link graph and its state merges.
+identity resolution's per-link graph and its state merges; and ingest's fast decoding of a source
+record (``schemas.fast_decode``: not an engine module, but on every event's path).
 ``tests/unit/test_native.py`` checks they compile to the same results as pure Python."""
+OPTIONAL: frozenset[str] = frozenset({"schemas.fast_decode"})
+"""Compiled modules that may already be imported as Python when the engine is chosen (a process that
+decoded records before it imported ``streams.engine``): they stay Python in that process, the others
+are still compiled. An engine module imported as Python makes the whole engine Python (its modules
+call each other natively)."""
 
 GROUP = "tagstream_engine"
 """mypyc's shared library for the group is ``<GROUP>__mypyc``."""
@@ -126,7 +133,7 @@ def install() -> None:
         raise ValueError(f"TAGSTREAM_NATIVE={mode!r}: must be one of {', '.join(MODES)}")
     if any(isinstance(f, NativeFinder) for f in sys.meta_path):
         return
-    loaded = [m for m in MODULES if m in sys.modules]
+    loaded = [m for m in MODULES if m in sys.modules and m not in OPTIONAL]
     if mode == "off":
         ENGINE, REASON = "python", "TAGSTREAM_NATIVE=off"
         return
@@ -140,7 +147,7 @@ def install() -> None:
             raise ImportError(f"TAGSTREAM_NATIVE=on: {why}")
         ENGINE, REASON = "python", why
         return
-    sys.meta_path.insert(0, NativeFinder(found))
+    sys.meta_path.insert(0, NativeFinder({m: f for m, f in found.items() if m not in sys.modules}))
     ENGINE, REASON = "native", f"mypyc build {where.name}"
 
 

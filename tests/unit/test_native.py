@@ -154,3 +154,57 @@ def test_the_instruction_counts_collect_functions_the_build_has() -> None:
     (group,) = build.glob(f"{native.GROUP}__mypyc*.so")
     symbols = group.read_bytes()
     assert COLLECT.encode() in symbols and CATCH_UP.encode() in symbols
+
+
+FAST_DECODE_DIFF = r"""
+import importlib.machinery, importlib.util, json, random, sys
+import orjson
+import streams.engine  # chooses the compiled modules before schemas.fast_decode is imported
+import schemas.fast_decode as compiled
+from streams.engine import native
+from streams.tools.generator import RetailGenerator
+from tests.unit.test_fast_decode import BASES, SRC_TS, mutate
+
+spec = importlib.util.spec_from_file_location("schemas.fast_decode_source", native.source("schemas.fast_decode"))
+source = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(source)
+records = [(e.source, e.value) for seed in (1, 2) for e in
+           RetailGenerator(seed=seed, customers=500, bad_ratio=0.05, identity=True).take(6000)]
+rng = random.Random("fast-native")
+records += [(s, json.dumps(mutate(rng, BASES[s]), ensure_ascii=rng.random() < 0.3).encode())
+            for s in ("clickstream", "pos", "orders") for _ in range(3000)]
+taken = 0
+for s, raw in records:
+    a, b = compiled.fast_canonical(s, raw, SRC_TS), source.fast_canonical(s, raw, SRC_TS)
+    assert (a is None) == (b is None), (s, raw[:300])
+    if a is not None:
+        taken += 1
+        assert orjson.dumps(a) == orjson.dumps(b), (s, raw[:300])
+        assert [type(v) for v in a[0].values()] == [type(v) for v in b[0].values()], (s, raw[:300])
+print(json.dumps({"compiled": compiled.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)),
+                  "source": source.__file__, "records": len(records), "taken": taken}))
+"""
+
+
+def test_the_compiled_fast_decoding_is_the_source() -> None:
+    """Ingest's fast path (``schemas.fast_decode``, compiled with the engine) gives what its source gives,
+    value for value and type for type, on the generator's records (good, broken, identity traffic)
+    and on test_fast_decode's mutations of plain records; tests/unit/test_fast_decode.py holds the
+    source to the models."""
+    proc = subprocess.run([sys.executable, "-c", FAST_DECODE_DIFF], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TAGSTREAM_NATIVE": "on"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["compiled"] and out["source"].endswith("schemas/fast_decode.py")
+    assert out["records"] == 21_000 and out["taken"] > 12_000, out
+
+
+def test_fast_decoding_imported_first_stays_python_and_the_engine_is_still_compiled() -> None:
+    """A process that imported ``schemas.fast_decode`` before the engine keeps that one module as
+    Python (``native.OPTIONAL``); the engine modules are compiled all the same."""
+    probe = ("import schemas.fast_decode as f; import streams.engine.native as n, streams.engine.tag_engine as t; "
+             "print(n.ENGINE, f.__file__.endswith('.py'), t.__file__.endswith('.py'))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TAGSTREAM_NATIVE": "on"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["native", "True", "False"]
