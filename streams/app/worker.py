@@ -84,6 +84,10 @@ def log_engine() -> None:
     there for these sources (``auto``), so a slower worker never goes unnoticed."""
     if native.ENGINE == "native":
         log.info("engine: compiled with mypyc (%s)", native.REASON)
+        slow = native.left_as_python()
+        if slow:  # imported before the engine chose its build (streams/engine/native.py, OPTIONAL)
+            log.warning("engine compiled, but %s runs as Python in this worker (imported before the engine)",
+                        ", ".join(slow))
     elif native.REASON == "TAGSTREAM_NATIVE=off":
         log.info("engine: pure Python (TAGSTREAM_NATIVE=off)")
     else:

@@ -151,4 +151,14 @@ def install() -> None:
     ENGINE, REASON = "native", f"mypyc build {where.name}"
 
 
+def left_as_python() -> list[str]:
+    """``OPTIONAL`` modules this process runs as Python although the engine is compiled (they were
+    imported before it): a worker says so at start."""
+    if ENGINE != "native":
+        return []
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return sorted(m for m in OPTIONAL if m in sys.modules
+                  and not str(getattr(sys.modules[m], "__file__", "")).endswith(suffixes))
+
+
 install()  # on import: ``streams.engine`` imports this module before any other of its modules

@@ -118,6 +118,12 @@ def test_a_worker_says_which_engine_it_runs(monkeypatch: pytest.MonkeyPatch, cap
         log_engine()
         [record] = caplog.records
         assert record.levelno == level and reason in record.getMessage()
+    monkeypatch.setattr(native, "ENGINE", "native")
+    monkeypatch.setattr(native, "left_as_python", lambda: ["schemas.fast_decode"])
+    caplog.clear()
+    log_engine()
+    assert [(r.levelno, "schemas.fast_decode runs as Python" in r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, False), (logging.WARNING, True)]
 
 
 def test_compiled_modules_keep_their_module_names_final() -> None:
@@ -203,8 +209,8 @@ def test_fast_decoding_imported_first_stays_python_and_the_engine_is_still_compi
     """A process that imported ``schemas.fast_decode`` before the engine keeps that one module as
     Python (``native.OPTIONAL``); the engine modules are compiled all the same."""
     probe = ("import schemas.fast_decode as f; import streams.engine.native as n, streams.engine.tag_engine as t; "
-             "print(n.ENGINE, f.__file__.endswith('.py'), t.__file__.endswith('.py'))")
+             "print(n.ENGINE, f.__file__.endswith('.py'), t.__file__.endswith('.py'), *n.left_as_python())")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "TAGSTREAM_NATIVE": "on"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["native", "True", "False"]
+    assert proc.stdout.split() == ["native", "True", "False", "schemas.fast_decode"]
