@@ -11,15 +11,14 @@ import pytest
 
 from streams.app.envelope import decode_envelope
 from streams.engine.backfill import state_keys
-from streams.tools.backfill import (
+from streams.tools.backfill import Replay, progress_line
+from streams.tools.backfill_checks import (
     BackfillRefused,
     Range,
-    Replay,
     check_retention,
     check_workers,
     parse_from,
     parse_offsets,
-    progress_line,
     resolve_targets,
 )
 from tag_rules import load_rules
