@@ -83,7 +83,7 @@ def guards_of(body: ast.expr, features: Collection[str]) -> tuple[Atom, ...]:
     customer who does not hold it while ``b`` is under 40. The comparisons its linear terms imply
     come after them (``a >= 10`` here: ``expr_linear.implied_guards``): they are on the features whose
     rise puts such a tag up for evaluation, and the tag index has checked those already
-    (``tag_index._Moves``), so the terms of the ``and`` are the ones that still fail: with 1,000 narrow
+    (``flip_moves.LinearMoves``), so the terms of the ``and`` are the ones that still fail: with 1,000 narrow
     tags a tested guard failed at the second test in 7.3 of 9.2 checks per event."""
     out: list[Atom] = []
     known = frozenset(features)

@@ -13,10 +13,11 @@ quotient that overflows) answers ``UNKNOWN``, and the engine calls the expressio
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from streams.engine.guards import Guard, guard
+from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
 from tag_rules.expr_ratio import Ratio
 
@@ -96,3 +97,17 @@ class RatioCondition:
             if t == UNKNOWN:
                 answer = UNKNOWN
         return answer
+
+
+def plain_conjunctions(tags: Iterable[TagDef]) -> dict[str, list[Guard]]:
+    """Per plain tag (no hysteresis, no flap control) whose condition is an ``and`` of comparisons
+    with constants (``CompiledExpr.conjunction``), those comparisons as guards (``guards.all_hold``)."""
+    return {t.name: [guard(a) for a in t.when.conjunction] for t in tags
+            if t.when.conjunction is not None and t.exit is None and not t.flap_controlled}
+
+
+def ratio_conditions(tags: Iterable[TagDef]) -> dict[str, RatioCondition]:
+    """Per plain tag whose condition is an ``and`` with ratio comparisons among its terms
+    (``CompiledExpr.ratio_conjunction``), its ``RatioCondition``."""
+    return {t.name: RatioCondition(*t.when.ratio_conjunction) for t in tags
+            if t.when.ratio_conjunction is not None and t.exit is None and not t.flap_controlled}

@@ -30,7 +30,7 @@ class Flips:
         self.up: set[int] = set()
         self.down: set[int] = set()
         self.down_lists: list[list[int]] = []
-        """More of ``down``, as the index's own lists (a linear comparison's moves, ``tag_index._Moves.down``),
+        """More of ``down``, as the index's own lists (a linear comparison's moves, ``flip_moves.LinearMoves.down``),
         not copied into ``down``: only the held ones among them are evaluated."""
         self.guarded: set[int] = set()
         """Tags with guards (``CompiledExpr.guards``) a changed value reads: held ones are evaluated,
@@ -39,7 +39,7 @@ class Flips:
         """Tags with guards moved toward true: only the ones not held, and only when their guards
         hold (the engine checks them)."""
         self.up_guarded_lists: list[list[int]] = []
-        """More of ``up_guarded``, as the index's own lists (``tag_index._Delta``), not copied: a tag in
+        """More of ``up_guarded``, as the index's own lists (``flip_moves.FlipDelta``), not copied: a tag in
         two of them is checked twice (rare: two features it reads moved at once)."""
 
     def __bool__(self) -> bool:

@@ -11,7 +11,7 @@ the same (tests/unit/test_fold_plan.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
 from streams.engine.features.runtime import Runtime
@@ -32,6 +32,16 @@ class FoldPlans:
         """``by_source``: per source, every feature it may feed with its filter slot, in fold order."""
         self._by_source = by_source
         self._plans: dict[tuple[str, Any], list[Step]] = {}
+
+    @staticmethod
+    def of(runtimes: Sequence[Runtime], sources: Iterable[str]) -> FoldPlans:
+        """Per source, the features it can feed in ``runtimes``' order, each with the slot of its
+        ``where`` filter: features with the same filter text (count/sum over 1h/24h/7d of one event
+        kind) share one evaluation."""
+        slots: dict[str, int] = {}
+        return FoldPlans({src: [(rt, -1 if rt.filter_key is None else slots.setdefault(rt.filter_key, len(slots)))
+                                for rt in runtimes if src in rt.sources]
+                          for src in sources})
 
     def steps(self, event: Mapping[str, Any]) -> list[Step]:
         source = event["source"]

@@ -46,6 +46,7 @@ MODULES = (
     "streams.engine.crossings",
     "streams.engine.guards",
     "streams.engine.conditions",
+    "streams.engine.flip_moves",
     "streams.engine.tag_index",
     "streams.engine.fold_plan",
     "streams.engine.feature_reads",

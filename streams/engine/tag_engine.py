@@ -13,14 +13,14 @@ from schemas.events import SOURCES
 from schemas.tags import ChangeCause, TagOp
 from streams.engine import flap
 from streams.engine.backfill import NO_KEYS, BackfillTracker
-from streams.engine.conditions import TRUE, UNKNOWN, RatioCondition
+from streams.engine.conditions import TRUE, UNKNOWN, plain_conjunctions, ratio_conditions
 from streams.engine.due_times import GATE, DueTimes, earliest
 from streams.engine.feature_reads import UNREAD, FeatureReads, value_at
-from streams.engine.features.runtime import Runtime, runtime_for
+from streams.engine.features.runtime import Runtime, shared_runtimes
 from streams.engine.features.state import CustomerState
 from streams.engine.flips import Flips
-from streams.engine.fold_plan import FoldPlans, Step
-from streams.engine.guards import Guard, GuardChecks, all_hold, guard
+from streams.engine.fold_plan import FoldPlans
+from streams.engine.guards import GuardChecks, all_hold
 from streams.engine.outcome import Outcome
 from streams.engine.since_due import SinceDue
 from streams.engine.tag_change import Change, tag_change
@@ -50,20 +50,8 @@ class TagEngine(DueTimes):
         self.dedup_horizon_ms = dedup_horizon_ms
         self.dedup_max_ids = dedup_max_ids
         self.version = rules.version
-        thresholds = rules.since_thresholds()
         used = {name for tag in rules.tags.values() for name in tag.features}
-        # Features with the same definition share one state entry (same key).
-        by_key: dict[str, Runtime] = {}
-        self._names_by_key: dict[str, list[str]] = {}
-        for name in sorted(used):
-            fdef = rules.features[name]
-            by_key.setdefault(fdef.key, runtime_for(fdef, thresholds.get(name, ())))
-            self._names_by_key.setdefault(fdef.key, []).append(name)
-        # A shared key merges the thresholds of all names that use it.
-        for key, names in self._names_by_key.items():
-            if len(names) > 1 and by_key[key].takes_thresholds:
-                merged = sorted({t for n in names for t in thresholds.get(n, ())})
-                by_key[key] = runtime_for(rules.features[names[0]], merged)
+        by_key, self._names_by_key = shared_runtimes(rules.features, used, rules.since_thresholds())
         self.runtimes = list(by_key.values())
         self._runtime_by_key = by_key
         self.keys = frozenset(by_key)
@@ -71,15 +59,7 @@ class TagEngine(DueTimes):
                                        backfill_window_ms)
         """Books of the features a deployment added (``births``: state key -> the deployment's
         instant), so a backfill of them counts every source record once (streams/engine/backfill.py)."""
-        # Per source, the features it can feed, each with the slot of its `where` filter: features
-        # with the same filter text (count/sum over 1h/24h/7d of one event kind) share one evaluation;
-        # per (source, type), those a filter on them alone leaves in (fold_plan.py).
-        slots: dict[str, int] = {}
-        by_source: dict[str, list[Step]] = {
-            src: [(rt, -1 if rt.filter_key is None else slots.setdefault(rt.filter_key, len(slots)))
-                  for rt in self.runtimes if src in rt.sources]
-            for src in SOURCES}
-        self._plans = FoldPlans(by_source)
+        self._plans = FoldPlans.of(self.runtimes, SOURCES)
         self.tags = list(rules.tags.values())
         self._tag_names = frozenset(rules.tags)
         self._names = [t.name for t in self.tags]
@@ -89,17 +69,11 @@ class TagEngine(DueTimes):
         """Each tag's features by index (a rule's tag is no compiled class: each ``tag.features`` is a getattr)."""
         self._when_of = {t.name: t.when.function for t in self.tags}
         """Each tag's condition as a plain function (``CompiledExpr.function``)."""
-        self._conjunctions: dict[str, list[Guard]] = {
-            t.name: [guard(a) for a in t.when.conjunction] for t in self.tags
-            if t.when.conjunction is not None and t.exit is None and not t.flap_controlled}
-        """Plain tags whose condition is an ``and`` of comparisons with constants (``CompiledExpr.conjunction``):
-        ``_diff`` tests those itself (``guards.all_hold``)."""
-        self._ratio_conditions: dict[str, RatioCondition] = {
-            t.name: RatioCondition(*t.when.ratio_conjunction) for t in self.tags
-            if t.when.ratio_conjunction is not None and t.exit is None and not t.flap_controlled}
-        """Plain tags whose condition is an ``and`` with ratio comparisons among its terms
-        (``CompiledExpr.ratio_conjunction``): ``_diff`` tests those itself for plain finite numbers
-        (streams/engine/conditions.py)."""
+        self._conjunctions = plain_conjunctions(self.tags)
+        """Plain tags whose condition is an ``and`` of comparisons with constants: ``_diff`` tests those itself."""
+        self._ratio_conditions = ratio_conditions(self.tags)
+        """Plain tags whose condition is an ``and`` with ratio comparisons among its terms: ``_diff`` tests
+        those itself for plain finite numbers."""
         # Tags with hysteresis or flap control take the slower path of streams/engine/flap.py;
         # those with a min_duration or cooldown also add their gates to the due time.
         self._stepped = frozenset(t.name for t in self.tags if t.exit is not None or t.flap_controlled)

@@ -59,20 +59,15 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
 from streams.engine.crossings import Crossings, Thresholds
+from streams.engine.flip_moves import FlipDelta, LinearMoves, numeric_atom
 from streams.engine.flips import Flips, destination
-from streams.engine.guards import NUMERIC, Guard, finite, guard
+from streams.engine.guards import NUMERIC, finite
 from tag_rules.compiler import TagDef
 from tag_rules.expr_atoms import Atom
 
 _Entry: TypeAlias = tuple[Atom, int, int]
 """A comparison, the index of the tag it belongs to and its sign: +1 (or -1 when negated) in a
 plain tag, 0 in one whose outcome is not monotone in it (hysteresis, flap control)."""
-
-
-def _numeric(atom: Atom) -> bool:
-    """A comparison with a number (exact as a float) by a numeric operator (``NUMERIC``)."""
-    return atom.test in NUMERIC and finite(atom.constant) and float(atom.constant) == atom.constant
-
 
 
 class _FeatureIndex:
@@ -83,15 +78,15 @@ class _FeatureIndex:
                  "on_change", "on_feed", "on_guarded", "once", "ordered", "rise", "with_guards")
 
     def __init__(self) -> None:
-        self.memo: dict[int, _Delta] = {}
+        self.memo: dict[int, FlipDelta] = {}
         """``flipped``'s result for an int (or None) going to an int, by ``(old, new)`` as one int
         (``new * MEMO_RANGE + old + 1``, None as -1: a small int hashes and compares in a few
-        instructions, a tuple of two in a few hundred) (``_Delta``), from the second call with them
+        instructions, a tuple of two in a few hundred) (``FlipDelta``), from the second call with them
         on (``once``)."""
         self.once: set[int] = set()
         """The ``(old, new)`` seen once and not remembered yet: a transition is remembered at its
         second call. A heavy customer's count climbs past every other's (the live benchmark's
-        busiest reaches 870 purchases in 30,000 events), and a ``_Delta`` built for a transition
+        busiest reaches 870 purchases in 30,000 events), and a ``FlipDelta`` built for a transition
         that never recurs cost more than the call it was to spare: half the calls that missed."""
         self.memoized = False
         """Whether ``memo`` is used: only with ``MEMO_MIN_ATOMS`` comparisons and linear terms on the
@@ -125,9 +120,9 @@ class _FeatureIndex:
         """Comparisons of linear forms reading this feature, as (tag, signed slope, whether the tag
         has guards, its guards on this feature): slope +1 the tag's condition can only rise with
         the value, -1 only fall, 0 either way."""
-        self.rise = _Moves()
-        self.fall = _Moves()
-        self.either = _Moves()
+        self.rise = LinearMoves()
+        self.fall = LinearMoves()
+        self.either = LinearMoves()
         """``linear`` by where a rise, a fall, or a change either way (not finite numbers) puts them."""
         self.limit = math.inf
         """Values within ``±limit`` keep the slopes of every ``linear`` comparison (``Linear.limit``)."""
@@ -139,7 +134,7 @@ class _FeatureIndex:
     def add_atom(self, atom: Atom, tag: int, plain: bool) -> None:
         entry = (atom, tag, (-1 if atom.negated else 1) if plain else 0)
         self.atoms.append(entry)
-        if _numeric(atom):
+        if numeric_atom(atom):
             self.ordered.append(entry)
         else:
             self.always.append(entry)
@@ -162,7 +157,7 @@ class _FeatureIndex:
         self.on_feed = sorted(set(self.on_feed))
         self.on_change = sorted(set(self.on_change))
         self.on_guarded = sorted(set(self.on_guarded))
-        self.rise, self.fall, self.either = _Moves(), _Moves(), _Moves()
+        self.rise, self.fall, self.either = LinearMoves(), LinearMoves(), LinearMoves()
         for tag, slope, guarded, guards in self.linear:
             self.rise.add(tag, slope, guarded, guards, True)
             self.fall.add(tag, slope, guarded, guards, False)
@@ -190,7 +185,7 @@ class _FeatureIndex:
                 once.discard(key)
                 scratch = Flips((), self.with_guards)
                 self._flipped(old, new, scratch)
-                delta = _Delta(scratch)
+                delta = FlipDelta(scratch)
                 if len(self.memo) < MEMO_MAX:
                     self.memo[key] = delta
                 delta.apply(out)
@@ -274,86 +269,6 @@ sides of ``new * MEMO_RANGE``: compiled, a product of two ints that small is one
 MEMO_MAX: Final = 4096
 """Count transitions remembered per feature state key (``_FeatureIndex.memo``): a count's
 ``(old, new)`` pairs recur (``n`` to ``n + 1``), ~4,000 per feature in 50,000 events with 1,000 tags."""
-
-
-class _Delta:
-    """What ``_FeatureIndex._flipped`` added to an empty ``Flips`` for one ``(old, new)``, added to
-    another in one step per kind (``apply``): with 1,000 tags, a count's move crosses the same
-    comparisons and ratio terms every time its customers go from ``n`` to ``n + 1``, and the
-    bisections, directions and guard thresholds behind them were the index's largest cost."""
-
-    __slots__ = ("always", "down_lists", "guarded", "up", "up_guarded_lists")
-
-    def __init__(self, flips: Flips) -> None:
-        # Lists in no order (the engine sorts what it evaluates: ``TagEngine._evaluate_flipped``);
-        # sorting them was most of a ``_Delta``'s cost.
-        self.always = list(flips.always)
-        self.up = list(flips.up)
-        down = list(flips.down)
-        self.down_lists = [down, *flips.down_lists] if down else list(flips.down_lists)
-        """``Flips.down`` and ``down_lists``: handed over as lists, not copied into a set."""
-        self.guarded = list(flips.guarded)
-        up_guarded = list(flips.ups_guarded())
-        self.up_guarded_lists = [up_guarded] if up_guarded else []
-        """``Flips.up_guarded`` (and its lists) as one list: a rise of a count puts every ratio tag
-        with the count above the line there (``_Moves``), copied into a set at each event before."""
-
-    def apply(self, out: Flips) -> None:
-        if self.always:
-            out.always.update(self.always)
-        if self.up:
-            out.up.update(self.up)
-        if self.down_lists:
-            out.down_lists.extend(self.down_lists)
-        if self.guarded:
-            out.guarded.update(self.guarded)
-        if self.up_guarded_lists:
-            out.up_guarded_lists.extend(self.up_guarded_lists)
-
-
-class _Moves:
-    """Where a rise (or a fall) of a value puts the tags of the linear comparisons on it, worked
-    out once (``_FeatureIndex.freeze``): a per-entry loop was a third of the index's time."""
-
-    __slots__ = ("always", "down", "fixed", "guarded", "thresholds", "up", "up_guarded", "up_tested")
-
-    def __init__(self) -> None:
-        self.fixed = _Delta(Flips())
-        """What a move adds whatever the new value (``freeze``): the lists below, ``down`` as one of
-        ``Flips.down_lists``."""
-        self.always: list[int] = []
-        self.guarded: list[int] = []
-        self.down: list[int] = []
-        self.up: list[int] = []
-        self.up_guarded: list[int] = []
-        self.up_tested: list[tuple[int, tuple[Guard, ...]]] = []
-        """Tags with guards on this value: ``up_guarded`` only when the new value passes them."""
-        self.thresholds = Thresholds()
-        """The same for tags with one guard on this value, a numeric comparison (most: the guard a
-        linear term implies), found by bisection instead of a test each."""
-
-    def freeze(self) -> None:
-        fixed = Flips(self.always)
-        fixed.guarded.update(self.guarded)
-        fixed.up.update(self.up)
-        fixed.up_guarded.update(self.up_guarded)
-        if self.down:
-            fixed.down_lists.append(self.down)
-        self.fixed = _Delta(fixed)
-        self.thresholds.freeze()
-
-    def add(self, tag: int, slope: int, guarded: bool, guards: tuple[Atom, ...], rising: bool | None) -> None:
-        if rising is None or not slope:
-            (self.guarded if guarded else self.always).append(tag)
-        elif (slope > 0) != rising:
-            self.down.append(tag)
-        elif len(guards) == 1 and _numeric(guards[0]) and self.thresholds.add(
-                tag, NUMERIC[guards[0].test][guards[0].constant_first], float(guards[0].constant)):
-            pass
-        elif guards:
-            self.up_tested.append((tag, tuple(guard(g) for g in guards)))
-        else:
-            (self.up_guarded if guarded else self.up).append(tag)
 
 
 def condition_atoms(tag: TagDef) -> tuple[Atom, ...] | None:

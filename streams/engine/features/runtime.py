@@ -43,6 +43,24 @@ def runtime_for(defn: FeatureDef, thresholds_s: Iterable[float] = ()) -> Runtime
     return FeatureRuntime(defn, thresholds_s)
 
 
+def shared_runtimes(features: Mapping[str, FeatureDef], used: Iterable[str],
+                    thresholds: Mapping[str, Collection[float]]) -> tuple[dict[str, Runtime], dict[str, list[str]]]:
+    """The run-time object per state key of the ``used`` features, and the names that use each key:
+    features with the same definition share one state entry (same key), and a shared key merges
+    the time-since thresholds of every name that uses it."""
+    by_key: dict[str, Runtime] = {}
+    names_by_key: dict[str, list[str]] = {}
+    for name in sorted(used):
+        fdef = features[name]
+        by_key.setdefault(fdef.key, runtime_for(fdef, thresholds.get(name, ())))
+        names_by_key.setdefault(fdef.key, []).append(name)
+    for key, names in names_by_key.items():
+        if len(names) > 1 and by_key[key].takes_thresholds:
+            merged = sorted({t for n in names for t in thresholds.get(n, ())})
+            by_key[key] = runtime_for(features[names[0]], merged)
+    return by_key, names_by_key
+
+
 class FeatureRuntime(Runtime):
     """Folds events into one feature's state and reads its value at an instant.
 
