@@ -13,7 +13,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
@@ -79,118 +79,9 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "tagstream") -> Metrics:
-        p = prefix
         disable_created_metrics()  # process-wide in prometheus-client; every tagstream process wants it off
-        return cls(
-            events_in=Counter(f"{p}_events_in", "Source events read, per source", ["source"], registry=registry),
-            events_invalid=Counter(f"{p}_events_invalid", "Source events rejected, per source and reason",
-                                   ["source", "reason"], registry=registry),
-            deadletter=Counter(f"{p}_deadletter", "Records written to the dead-letter topic",
-                               ["source", "reason"], registry=registry),
-            events_anonymous=Counter(f"{p}_events_anonymous",
-                                     "Valid events without a customer id (anonymous web, walk-in POS)",
-                                     ["source"], registry=registry),
-            events_late=Counter(f"{p}_events_late", "Events that arrived after a window they feed had passed",
-                                ["source"], registry=registry),
-            events_processed=Counter(f"{p}_events_processed",
-                                     "Events folded into customer state (after repartitioning), per source",
-                                     ["source"], registry=registry),
-            events_duplicate=Counter(f"{p}_events_duplicate",
-                                     "Events whose event_id was already seen within the de-duplication horizon",
-                                     ["source"], registry=registry),
-            event_to_tag_latency=Histogram(
-                f"{p}_event_to_tag_latency_seconds",
-                "From the source record's Kafka timestamp to the tag change written to Redis and the tag topic",
-                buckets=LATENCY_BUCKETS_S, registry=registry),
-            tag_changes=Counter(f"{p}_tag_changes", "Tag changes published", ["tag", "op", "cause"],
-                                registry=registry),
-            customers_in_state=Gauge(f"{p}_customers_in_state", "Customers held in this worker's state",
-                                     registry=registry),
-            due_index_size=Gauge(f"{p}_due_index_size", "Customers waiting in the due-time index",
-                                 registry=registry),
-            reevaluation_pending=Gauge(f"{p}_reevaluation_pending",
-                                       "Customers not yet re-evaluated after a rule change (waiting or in flight)",
-                                       registry=registry),
-            expiry_lateness=Histogram(f"{p}_expiry_lateness_seconds",
-                                      "Publish time minus due time of tag changes caused by the clock",
-                                      buckets=LATENCY_BUCKETS_S, registry=registry),
-            redis_errors=Counter(f"{p}_redis_errors", "Failed Redis writes (retried)", registry=registry),
-            ready=Gauge(f"{p}_ready", "1 once this worker has recovered its state and processes events",
-                        registry=registry),
-            partition_lag=Gauge(f"{p}_partition_lag", "Records not yet committed, per assigned input partition",
-                                ["topic", "partition"], registry=registry),
-            partition_stalled=Gauge(f"{p}_partition_stalled",
-                                    "1 while an assigned partition has lag and its committed offset stands still",
-                                    ["topic", "partition"], registry=registry),
-            partition_stall_recoveries=Counter(f"{p}_partition_stall_recoveries",
-                                               "Seeks of a stalled partition back to its committed offset",
-                                               ["topic", "partition"], registry=registry),
-            build_info=Info(f"{p}_build", "Versions this worker runs: tagstream, the rule set, faust-streaming, "
-                                          "Python, the engine (native: compiled; python)", registry=registry),
-            batch_evaluation=Histogram(
-                f"{p}_batch_evaluation_seconds",
-                "Per customer batch: decoding its envelopes, folding the events into state and evaluating the "
-                "rules (Redis and Kafka writes excluded)", buckets=BATCH_BUCKETS_S, registry=registry),
-            batch_output_wait=Histogram(
-                f"{p}_batch_output_wait_seconds",
-                "Per customer batch and output, the wait until the output acknowledged the batch's writes: redis "
-                "(tag changes), tag_topic, changelog (states; only after both others)", ["output"],
-                buckets=BATCH_BUCKETS_S, registry=registry),
-            audience_size=Gauge(f"{p}_audience_size",
-                                "Customers holding each tag (SCARD of its Redis set, read every few seconds)",
-                                ["tag"], registry=registry),
-            producer_buffer_full=Counter(
-                f"{p}_producer_buffer_full",
-                "Times faust's producer buffer was full and a table write waited for it to drain",
-                registry=registry),
-            rules_rejected=Counter(f"{p}_rules_rejected", "Rules-topic records this worker ignored, by reason",
-                                   ["reason"], registry=registry),
-            offset_holes=Counter(f"{p}_offset_holes", "Offsets faust skipped on an input partition: re-read (reread) "
-                                 "or, when the same hole came back, accepted as a real gap (gap); records never "
-                                 "acknowledged behind acknowledged ones, read again (unacked)",
-                                 ["topic", "action"], registry=registry),
-            records_read_again=Counter(f"{p}_records_read_again", "Customer-topic records a hole's re-read brought "
-                                       "again after they were processed and acknowledged: passed by, not "
-                                       "processed twice", registry=registry),
-            batches_refused=Counter(f"{p}_customer_batches_refused", "Customer batches that wrote nothing and "
-                                    "were left unacknowledged: the consumer group had not confirmed this worker's "
-                                    "membership for most of the session timeout (a paused worker)", registry=registry),
-            backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
-                                    "least one new feature (applied), or already counted live or by an earlier "
-                                    "replay (skipped)", ["result"], registry=registry),
-            identity_links=Counter(f"{p}_identity_links", "Identity links (a login click, a contact hash beside an "
-                                   "account, an events.identity record): joined clusters (merged), already one "
-                                   "cluster (unchanged), refused; repeat: not sent by ingest, the same ids were "
-                                   "linked within identity.link_repeat_window_ms", ["result"], registry=registry),
-            identity_refused=Counter(f"{p}_identity_refused", "Identity links refused, by reason (dead-lettered; "
-                                     "junk ids inside an event are left out of its link)", ["reason"],
-                                     registry=registry),
-            identity_cluster_size=Histogram(f"{p}_identity_cluster_size", "Ids in a cluster after a link changed it",
-                                            buckets=(2, 3, 4, 5, 8, 12, 20, 30), registry=registry),
-            identity_members=Gauge(f"{p}_identity_members", "Loyalty member ids in the identity graph: all, and those "
-                                   "linked to an online account (their POS tickets reach the online customer)",
-                                   ["linked"], registry=registry),
-            identity_merges=Counter(f"{p}_identity_merges", "State merges folded into a survivor (applied) or "
-                                    "ignored as a replay (duplicate)", ["result"], registry=registry),
-            identity_merge_overlap=Counter(f"{p}_identity_merge_overlap", "Event ids both sides of a merge had "
-                                           "counted (counted twice): must stay 0", registry=registry),
-            identity_forwarded=Counter(f"{p}_identity_forwarded", "Items for an absorbed id forwarded to its "
-                                       "survivor", ["kind"], registry=registry),
-            identity_events=Counter(f"{p}_identity_events", "Events counted, by the type of the customer id they "
-                                    "counted under (known = member or user)", ["attribution"], registry=registry),
-            identity_erasures=Counter(f"{p}_identity_erasures", "Customer ids forgotten (tagstream forget): tags "
-                                      "removed, state replaced by a tombstone", registry=registry),
-            identity_erased_items=Counter(f"{p}_identity_erased_items", "Events and merges for a forgotten id, "
-                                          "dropped while its tombstone lasts", registry=registry),
-            identity_batches_refused=Counter(f"{p}_identity_batches_refused", "Identity batches (links) that wrote "
-                                             "nothing and were left unacknowledged: the worker's membership was not "
-                                             "confirmed, or a later owner of the links partition had written aliases "
-                                             "(a paused worker)", registry=registry),
-            gc_pause=Histogram(f"{p}_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, per "
-                               "generation collected (2: a full collection; streams/app/gc_policy.py)",
-                               ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-                               registry=registry),
-        )
+        return cls(**_event_metrics(prefix, registry), **_worker_metrics(prefix, registry),
+                   **_identity_metrics(prefix, registry))
 
     def set_build_info(self, rules_version: str) -> None:
         """``tagstream_build_info{version, rules_version, faust, python, engine} 1``."""
@@ -300,3 +191,129 @@ def observe_many(histogram: Histogram, amount: float, n: int) -> None:
     i = bisect_left(bounds, amount)  # the first bound >= amount, as observe's scan finds it
     if i < len(bounds):
         histogram._buckets[i].inc(n)
+
+
+def _event_metrics(p: str, registry: CollectorRegistry) -> dict[str, Any]:
+    """Events in, out and to tags: counts per source, latency, tag changes."""
+    return dict(
+        events_in=Counter(f"{p}_events_in", "Source events read, per source", ["source"], registry=registry),
+        events_invalid=Counter(f"{p}_events_invalid", "Source events rejected, per source and reason",
+                               ["source", "reason"], registry=registry),
+        deadletter=Counter(f"{p}_deadletter", "Records written to the dead-letter topic",
+                           ["source", "reason"], registry=registry),
+        events_anonymous=Counter(f"{p}_events_anonymous",
+                                 "Valid events without a customer id (anonymous web, walk-in POS)",
+                                 ["source"], registry=registry),
+        events_late=Counter(f"{p}_events_late", "Events that arrived after a window they feed had passed",
+                            ["source"], registry=registry),
+        events_processed=Counter(f"{p}_events_processed",
+                                 "Events folded into customer state (after repartitioning), per source",
+                                 ["source"], registry=registry),
+        events_duplicate=Counter(f"{p}_events_duplicate",
+                                 "Events whose event_id was already seen within the de-duplication horizon",
+                                 ["source"], registry=registry),
+        event_to_tag_latency=Histogram(
+            f"{p}_event_to_tag_latency_seconds",
+            "From the source record's Kafka timestamp to the tag change written to Redis and the tag topic",
+            buckets=LATENCY_BUCKETS_S, registry=registry),
+        tag_changes=Counter(f"{p}_tag_changes", "Tag changes published", ["tag", "op", "cause"],
+                            registry=registry),
+    )
+
+
+def _worker_metrics(p: str, registry: CollectorRegistry) -> dict[str, Any]:
+    """The worker's state, partitions, customer batches, Redis and the collector."""
+    return dict(
+        customers_in_state=Gauge(f"{p}_customers_in_state", "Customers held in this worker's state",
+                                 registry=registry),
+        due_index_size=Gauge(f"{p}_due_index_size", "Customers waiting in the due-time index",
+                             registry=registry),
+        reevaluation_pending=Gauge(f"{p}_reevaluation_pending",
+                                   "Customers not yet re-evaluated after a rule change (waiting or in flight)",
+                                   registry=registry),
+        expiry_lateness=Histogram(f"{p}_expiry_lateness_seconds",
+                                  "Publish time minus due time of tag changes caused by the clock",
+                                  buckets=LATENCY_BUCKETS_S, registry=registry),
+        redis_errors=Counter(f"{p}_redis_errors", "Failed Redis writes (retried)", registry=registry),
+        ready=Gauge(f"{p}_ready", "1 once this worker has recovered its state and processes events",
+                    registry=registry),
+        partition_lag=Gauge(f"{p}_partition_lag", "Records not yet committed, per assigned input partition",
+                            ["topic", "partition"], registry=registry),
+        partition_stalled=Gauge(f"{p}_partition_stalled",
+                                "1 while an assigned partition has lag and its committed offset stands still",
+                                ["topic", "partition"], registry=registry),
+        partition_stall_recoveries=Counter(f"{p}_partition_stall_recoveries",
+                                           "Seeks of a stalled partition back to its committed offset",
+                                           ["topic", "partition"], registry=registry),
+        build_info=Info(f"{p}_build", "Versions this worker runs: tagstream, the rule set, faust-streaming, "
+                                      "Python, the engine (native: compiled; python)", registry=registry),
+        batch_evaluation=Histogram(
+            f"{p}_batch_evaluation_seconds",
+            "Per customer batch: decoding its envelopes, folding the events into state and evaluating the "
+            "rules (Redis and Kafka writes excluded)", buckets=BATCH_BUCKETS_S, registry=registry),
+        batch_output_wait=Histogram(
+            f"{p}_batch_output_wait_seconds",
+            "Per customer batch and output, the wait until the output acknowledged the batch's writes: redis "
+            "(tag changes), tag_topic, changelog (states; only after both others)", ["output"],
+            buckets=BATCH_BUCKETS_S, registry=registry),
+        audience_size=Gauge(f"{p}_audience_size",
+                            "Customers holding each tag (SCARD of its Redis set, read every few seconds)",
+                            ["tag"], registry=registry),
+        producer_buffer_full=Counter(
+            f"{p}_producer_buffer_full",
+            "Times faust's producer buffer was full and a table write waited for it to drain",
+            registry=registry),
+        rules_rejected=Counter(f"{p}_rules_rejected", "Rules-topic records this worker ignored, by reason",
+                               ["reason"], registry=registry),
+        offset_holes=Counter(f"{p}_offset_holes", "Offsets faust skipped on an input partition: re-read (reread) "
+                             "or, when the same hole came back, accepted as a real gap (gap); records never "
+                             "acknowledged behind acknowledged ones, read again (unacked)",
+                             ["topic", "action"], registry=registry),
+        records_read_again=Counter(f"{p}_records_read_again", "Customer-topic records a hole's re-read brought "
+                                   "again after they were processed and acknowledged: passed by, not "
+                                   "processed twice", registry=registry),
+        batches_refused=Counter(f"{p}_customer_batches_refused", "Customer batches that wrote nothing and "
+                                "were left unacknowledged: the consumer group had not confirmed this worker's "
+                                "membership for most of the session timeout (a paused worker)", registry=registry),
+        backfill_events=Counter(f"{p}_backfill_events", "Replayed events of `tagstream backfill`: applied to at "
+                                "least one new feature (applied), or already counted live or by an earlier "
+                                "replay (skipped)", ["result"], registry=registry),
+        gc_pause=Histogram(f"{p}_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, per "
+                           "generation collected (2: a full collection; streams/app/gc_policy.py)",
+                           ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                           registry=registry),
+    )
+
+
+def _identity_metrics(p: str, registry: CollectorRegistry) -> dict[str, Any]:
+    """Identity resolution: links, clusters, merges, erasures (docs/identity.md)."""
+    return dict(
+        identity_links=Counter(f"{p}_identity_links", "Identity links (a login click, a contact hash beside an "
+                               "account, an events.identity record): joined clusters (merged), already one "
+                               "cluster (unchanged), refused; repeat: not sent by ingest, the same ids were "
+                               "linked within identity.link_repeat_window_ms", ["result"], registry=registry),
+        identity_refused=Counter(f"{p}_identity_refused", "Identity links refused, by reason (dead-lettered; "
+                                 "junk ids inside an event are left out of its link)", ["reason"],
+                                 registry=registry),
+        identity_cluster_size=Histogram(f"{p}_identity_cluster_size", "Ids in a cluster after a link changed it",
+                                        buckets=(2, 3, 4, 5, 8, 12, 20, 30), registry=registry),
+        identity_members=Gauge(f"{p}_identity_members", "Loyalty member ids in the identity graph: all, and those "
+                               "linked to an online account (their POS tickets reach the online customer)",
+                               ["linked"], registry=registry),
+        identity_merges=Counter(f"{p}_identity_merges", "State merges folded into a survivor (applied) or "
+                                "ignored as a replay (duplicate)", ["result"], registry=registry),
+        identity_merge_overlap=Counter(f"{p}_identity_merge_overlap", "Event ids both sides of a merge had "
+                                       "counted (counted twice): must stay 0", registry=registry),
+        identity_forwarded=Counter(f"{p}_identity_forwarded", "Items for an absorbed id forwarded to its "
+                                   "survivor", ["kind"], registry=registry),
+        identity_events=Counter(f"{p}_identity_events", "Events counted, by the type of the customer id they "
+                                "counted under (known = member or user)", ["attribution"], registry=registry),
+        identity_erasures=Counter(f"{p}_identity_erasures", "Customer ids forgotten (tagstream forget): tags "
+                                  "removed, state replaced by a tombstone", registry=registry),
+        identity_erased_items=Counter(f"{p}_identity_erased_items", "Events and merges for a forgotten id, "
+                                      "dropped while its tombstone lasts", registry=registry),
+        identity_batches_refused=Counter(f"{p}_identity_batches_refused", "Identity batches (links) that wrote "
+                                         "nothing and were left unacknowledged: the worker's membership was not "
+                                         "confirmed, or a later owner of the links partition had written aliases "
+                                         "(a paused worker)", registry=registry),
+    )
