@@ -44,38 +44,70 @@ async def take_events(stream: Any, max_: int, within_s: float,
     while the buffer is empty: faust wakes up every ``within_s`` to look at an empty buffer (at 1 ms,
     a tenth of a core for an idle worker); here the ``within_s`` starts with the first event.
     """
-    from mode.utils.futures import notify
-
-    buffer: list[Any] = []
-    events: list[Any] = []
-    filled = 0.0
-    most = max_ * LIGHT_EVENTS_FACTOR
-    buffer_full = asyncio.Event()
-    buffer_started = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future[None] | None = None
+    buf = _TakeBuffer(stream, max_, weight)
     stream_enable_acks: bool = stream.enable_acks
     channel_it = stream.channel.__aiter__()
+    stream.enable_acks = False  # acks are ours: only for batches the caller finished
+    stream.add_processor(buf.add)
+    stream._enable_passive(channel_it)
+    try:
+        while not stream.should_stop:
+            if not buf.values:
+                await stream.wait_for_stopped(buf.started)
+                continue
+            await stream.wait_for_stopped(buf.full, timeout=within_s)
+            if not buf.values:
+                continue
+            buf.consuming = asyncio.get_running_loop().create_future()
+            finished = False
+            try:
+                yield list(buf.events)
+                finished = True
+            finally:
+                batch = buf.taken()
+                if finished:
+                    _ack_when_settled(stream, batch, settled)
+    finally:
+        stream.enable_acks = stream_enable_acks
+        stream._processors.remove(buf.add)
 
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming, filled
+
+class _TakeBuffer:
+    """The batch being filled: the stream's processor (``add``) appends, ``take_events`` takes."""
+
+    def __init__(self, stream: Any, max_: int, weight: Callable[[Any], float] | None) -> None:
+        self.stream = stream
+        self.max = max_
+        self.most = max_ * LIGHT_EVENTS_FACTOR
+        self.weight = weight
+        self.values: list[Any] = []
+        self.events: list[Any] = []
+        self.filled = 0.0
+        self.full = asyncio.Event()
+        self.started = asyncio.Event()
+        self.consumed = asyncio.Event()
+        self.consuming: asyncio.Future[None] | None = None
+        """Set while the caller holds a batch: ``add`` waits for it before the next one starts."""
+
+    async def add(self, value: Any) -> Any:
+        stream = self.stream
         try:
-            if buffer_consuming is not None:
+            if self.consuming is not None:
                 try:
-                    await buffer_consuming
+                    await self.consuming
                 finally:
-                    buffer_consuming = None
-            buffer.append(value)
-            buffer_started.set()
+                    self.consuming = None
+            self.values.append(value)
+            self.started.set()
             event = stream.current_event
             if event is None:
                 raise RuntimeError("take buffer found current_event is None")
-            events.append(event)
-            filled += 1.0 if weight is None else weight(event)
-            if filled >= max_ or len(buffer) >= most:
-                buffer_full.set()
-                buffer_consumed.clear()
-                await stream.wait(buffer_consumed)
+            self.events.append(event)
+            self.filled += 1.0 if self.weight is None else self.weight(event)
+            if self.filled >= self.max or len(self.values) >= self.most:
+                self.full.set()
+                self.consumed.clear()
+                await stream.wait(self.consumed)
         except asyncio.CancelledError:  # pragma: no cover
             raise
         except Exception as exc:
@@ -83,40 +115,30 @@ async def take_events(stream: Any, max_: int, within_s: float,
             await stream.crash(exc)
         return value
 
-    stream.enable_acks = False  # acks are ours: only for batches the caller finished
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
-    try:
-        while not stream.should_stop:
-            if not buffer:
-                await stream.wait_for_stopped(buffer_started)
-                continue
-            await stream.wait_for_stopped(buffer_full, timeout=within_s)
-            if not buffer:
-                continue
-            buffer_consuming = asyncio.get_running_loop().create_future()
-            finished = False
-            try:
-                yield list(events)
-                finished = True
-            finally:
-                batch = list(events)
-                buffer.clear()
-                events.clear()
-                filled = 0.0
-                notify(buffer_consuming)
-                buffer_full.clear()
-                buffer_started.clear()
-                buffer_consumed.set()
-                if finished:
-                    pending = settled() if settled is not None else None
-                    if pending is None or pending.done():
-                        _ack_settled(stream, batch, pending)
-                    else:  # acknowledged when it settles: before whatever awaits it after this
-                        pending.add_done_callback(partial(_ack_settled, stream, batch))
-    finally:
-        stream.enable_acks = stream_enable_acks
-        stream._processors.remove(add_to_buffer)
+    def taken(self) -> list[Any]:
+        """The caller is done with the batch (or abandoned it): its events, and the buffer emptied."""
+        from mode.utils.futures import notify
+
+        batch = list(self.events)
+        self.values.clear()
+        self.events.clear()
+        self.filled = 0.0
+        notify(self.consuming)
+        self.full.clear()
+        self.started.clear()
+        self.consumed.set()
+        return batch
+
+
+def _ack_when_settled(stream: Any, batch: list[Any],
+                      settled: Callable[[], asyncio.Future[Any] | None] | None) -> None:
+    """Acknowledges a finished batch now, or when what it still waits for (``settled()``) is done:
+    before whatever awaits that after this."""
+    pending = settled() if settled is not None else None
+    if pending is None or pending.done():
+        _ack_settled(stream, batch, pending)
+    else:
+        pending.add_done_callback(partial(_ack_settled, stream, batch))
 
 
 def _ack_settled(stream: Any, batch: list[Any], settled: asyncio.Future[Any] | None) -> None:
