@@ -9,12 +9,13 @@ output, and ``LeaseExpired`` / ``failed`` how a refused batch stays unacknowledg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streams.engine.features.state import CustomerState
-from streams.io.transactions import PartitionTransactions
+from streams.io.tag_topic import tag_record
+from streams.io.transactions import OutRecord, PartitionTransactions
 
 
 class LeaseExpired(Exception):
@@ -109,3 +110,18 @@ class ExactlyOnce:
     transactions: PartitionTransactions
     tag_topic: str
     changelog_topic: str
+
+    def records(self, changes: Iterable[Mapping[str, Any]], updated: Iterable[Updated],
+                record_of: Mapping[bytes, Delivered]) -> dict[int, list[OutRecord]]:
+        """A batch's output per customer partition, for one transaction each: the tag changes of
+        the partition's customers, then their new states (a state left with nothing: a tombstone)."""
+        records: dict[int, list[OutRecord]] = {}
+        for change in changes:
+            k, v = tag_record(change)
+            partition = record_of[str(change["customer_id"]).encode()].message.partition
+            records.setdefault(partition, []).append(OutRecord(self.tag_topic, k, v))
+        for u in updated:
+            partition = u.record.message.partition
+            value = (u.encoded or u.state.dumps()) if u.keep else None
+            records.setdefault(partition, []).append(OutRecord(self.changelog_topic, u.key, value, partition))
+        return records

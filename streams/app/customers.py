@@ -46,8 +46,8 @@ from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
 from streams.io.metrics import ByLabels, Metrics, Tally, observe_many
 from streams.io.redis_sink import Fence, RedisFenced, RedisTagSink
-from streams.io.tag_topic import TagTopicWriter, tag_record
-from streams.io.transactions import Fenced, OutRecord
+from streams.io.tag_topic import TagTopicWriter
+from streams.io.transactions import Fenced
 
 log = logging.getLogger(__name__)
 
@@ -322,17 +322,8 @@ class CustomerStage:
             updated = self._still_owned(updated)
             kept = {u.key for u in updated}
             published = [p for p in published if str(p.change["customer_id"]).encode() in kept]
-        records: dict[int, list[OutRecord]] = {}
-        for p in published:
-            key = str(p.change["customer_id"]).encode()
-            k, v = tag_record(p.change)
-            records.setdefault(record_of[key].message.partition, []).append(OutRecord(eo.tag_topic, k, v))
-        for u in updated:
-            partition = u.record.message.partition
-            value = (u.encoded or u.state.dumps()) if u.keep else None
-            records.setdefault(partition, []).append(OutRecord(eo.changelog_topic, u.key, value, partition))
         fenced: set[int] = set()
-        for partition, out in records.items():
+        for partition, out in eo.records([p.change for p in published], updated, record_of).items():
             try:
                 await eo.transactions.commit(partition, out)
             except Fenced as exc:
