@@ -37,8 +37,9 @@ import math
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from streams.engine.clock import ManualClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
 from streams.engine.reevaluation import Reevaluation
+from streams.engine.tag_engine import TagEngine
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
 from streams.io.redis_sink import RedisTagSink
@@ -64,6 +66,7 @@ from streams.tools.generator import RetailGenerator
 from tag_rules import load_rules
 
 from .common import REFERENCE_RULES
+from .inprocess_instruments import FirstEvents, GcTime, Phases, Replaceable
 from .inprocess_models import Delivered, Group, Message, ModelProducer, ModelRedis, ModelStore
 from .rules_1000 import RULES_1000
 
@@ -114,93 +117,21 @@ def prepare(*, events: int, customers: int, seed: int, partitions: int, batch_ma
     return parts[0], parts[1], items, end_ms
 
 
-class Phases:
-    """Time per phase: wraps a bound method so each call adds its duration to ``spent[name]``
-    (``perf_counter``: a cheap clock; nothing in the harness waits, so it is CPU time)."""
+@dataclass
+class _Harness:
+    """The real customer stage wired to the stand-ins, and the stand-ins a run reads its figures from."""
 
-    def __init__(self) -> None:
-        self.spent: dict[str, float] = defaultdict(float)
-
-    def wrap(self, obj: Any, attr: str, name: str) -> None:
-        inner = getattr(obj, attr)
-        spent = self.spent
-        clock = time.perf_counter
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = clock()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                spent[name] += clock() - t0
-
-        async def timed_async(*args: Any, **kwargs: Any) -> Any:
-            t0 = clock()
-            try:
-                return await inner(*args, **kwargs)
-            finally:
-                spent[name] += clock() - t0
-
-        setattr(obj, attr, timed_async if asyncio.iscoroutinefunction(inner) else timed)
+    engine: TagEngine
+    stage: CustomerStage
+    clock: ManualClock
+    store: ModelStore
+    producer: ModelProducer
+    redis: ModelRedis
+    metrics: Metrics
 
 
-class GcTime:
-    """CPU time in the cyclic garbage collector (inside whichever phase allocated when it ran)."""
-
-    def __init__(self) -> None:
-        self.spent_s = 0.0
-        self.collections = Counter[int]()
-        self.by_generation_s: dict[int, float] = defaultdict(float)
-        self._t0 = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t0 = time.process_time()
-        else:
-            spent = time.process_time() - self._t0
-            self.spent_s += spent
-            self.collections[info["generation"]] += 1
-            self.by_generation_s[info["generation"]] += spent
-
-    def __enter__(self) -> GcTime:
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self)
-
-
-class Replaceable:
-    """An object whose methods the phases can replace: the engine's (compiled by
-    streams/engine/native.py, a class whose methods cannot be) behind a thin delegate."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class FirstEvents:
-    """Counts the tag changes of a customer's first event apart from the later ones."""
-
-    def __init__(self, process_event: Callable[..., Any]) -> None:
-        self.inner = process_event
-        self.events = Counter[str]()
-        self.changes = Counter[str]()
-
-    def __call__(self, state: CustomerState, event: Any, now_ms: int) -> Any:
-        kind = "first" if not state.rule_version and state.is_empty() else "later"
-        out = self.inner(state, event, now_ms)
-        self.events[kind] += 1
-        self.changes[kind] += len(out.changes)
-        return out
-
-
-async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int, end_ms: int,
-                    partitions: int, warm: list[list[Delivered]] | None = None,
-                    digests: bool = False) -> dict[str, Any]:
-    """One rule set over every batch, from empty state (or the state ``warm``'s batches leave,
-    processed first and not measured); CPU µs per event and the phases."""
+def _harness(rules_path: Path, end_ms: int, partitions: int, digests: bool) -> _Harness:
+    """A ``CustomerStage`` on ``rules_path``'s engine, its clock at ``end_ms``, from empty state."""
     settings = Settings()
     engine = make_engine(settings, load_rules(rules_path))
     producer = ModelProducer(["tags.changes", "customers-changelog", "events.deadletter"], partitions,
@@ -214,53 +145,81 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
                    else TagTopicWriter(producer, "tags.changes")),
         deadletter=DeadLetterWriter(producer, "events.deadletter", metrics), metrics=metrics,
         reevaluation=Reevaluation(500))
+    return _Harness(engine, stage, clock, store, producer, redis, metrics)
+
+
+def _instrument(h: _Harness) -> tuple[Phases, FirstEvents]:
+    """Wraps the stage's parts in the phase timers and its engine's ``process_event`` in ``FirstEvents``
+    (``CustomerState.dumps`` too: the caller puts it back)."""
+    stage = h.stage
     phases = Phases()
-    first = FirstEvents(engine.process_event)
-    stage.engine = Replaceable(engine)  # type: ignore[assignment]
+    first = FirstEvents(h.engine.process_event)
+    stage.engine = Replaceable(h.engine)  # type: ignore[assignment]
     stage.engine.process_event = first  # type: ignore[method-assign]
     phases.wrap(stage.engine, "process_event", "engine (process_event)")
     phases.wrap(stage, "process_customer", "process_customer (engine + metrics per event)")
     phases.wrap(stage.redis, "flush", "redis sink flush (commands, pack)")
     phases.wrap(stage.tag_topic, "flush", "tag topic flush (tag_record, producer)")
     phases.wrap(stage, "_observe", "metrics per change")
-    phases.wrap(store, "put", "save: dumps + changelog record")
-    dumps = CustomerState.dumps
+    phases.wrap(h.store, "put", "save: dumps + changelog record")
     with contextlib.suppress(TypeError):  # the compiled engine's class (engine/native.py): not measured apart
         phases.wrap(CustomerState, "dumps", "state.dumps (all)")
-    now_ms = end_ms
+    return phases, first
+
+
+async def _process(h: _Harness, batches: Iterable[list[Delivered]], now_ms: int) -> int:
+    """Every batch through the stage, the clock at ``now_ms`` advancing ``DRAIN_US_PER_EVENT`` per
+    event of a batch; returns where it ended."""
+    for batch in batches:
+        h.clock.set(now_ms)
+        await h.stage.process(batch)
+        now_ms += sum(d.message.items for d in batch) * DRAIN_US_PER_EVENT // 1000
+    return now_ms
+
+
+async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int, end_ms: int,
+                    partitions: int, warm: list[list[Delivered]] | None = None,
+                    digests: bool = False) -> dict[str, Any]:
+    """One rule set over every batch, from empty state (or the state ``warm``'s batches leave,
+    processed first and not measured); CPU µs per event and the phases."""
+    h = _harness(rules_path, end_ms, partitions, digests)
+    dumps = CustomerState.dumps
+    phases, first = _instrument(h)
     try:
-        for batch in warm or ():
-            clock.set(now_ms)
-            await stage.process(batch)
-            now_ms += sum(d.message.items for d in batch) * DRAIN_US_PER_EVENT // 1000
-        before = _totals(producer, redis, metrics)
+        now_ms = await _process(h, warm or (), end_ms)
+        before = _totals(h.producer, h.redis, h.metrics)
         phases.spent.clear()
         first.events.clear()
         first.changes.clear()
         gc.collect()
         t0, w0 = time.process_time(), time.perf_counter()
         with GcTime() as gc_time:
-            for batch in batches:
-                clock.set(now_ms)
-                await stage.process(batch)
-                now_ms += sum(d.message.items for d in batch) * DRAIN_US_PER_EVENT // 1000
+            await _process(h, batches, now_ms)
         cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
-        after = _totals(producer, redis, metrics)
+        after = _totals(h.producer, h.redis, h.metrics)
     finally:
         if CustomerState.dumps is not dumps:
             CustomerState.dumps = dumps  # type: ignore[method-assign]
-        await producer.close()
+        await h.producer.close()
+    phases.spent["garbage collector (inside the others)"] = gc_time.spent_s
+    return {"rules": str(rules_path), "tags": len(h.engine.tags), "events": items, "batches": len(batches),
+            "cpu_us_per_event": cpu_s / items * 1e6, "wall_us_per_event": wall_s / items * 1e6,
+            **_figures(h, items, before, after, phases, first, gc_time)}
+
+
+def _figures(h: _Harness, items: int, before: dict[str, Any], after: dict[str, Any], phases: Phases,
+             first: FirstEvents, gc_time: GcTime) -> dict[str, Any]:
+    """The rest of ``run_stage``'s result: per event (of ``items``) between the ``before`` and
+    ``after`` totals, the customers' state at the end, the phases and the collector."""
+    store, engine, producer, redis = h.store, h.engine, h.producer, h.redis
     delta = {k: after[k] - before[k] for k in after if isinstance(after[k], int)}
     by_tag = {t: {op: n - before["by_tag"].get(t, {}).get(op, 0) for op, n in ops.items()}
               for t, ops in after["by_tag"].items()}
     changes = delta["tag_records"]
     sizes = [len(s.dumps()) for s in store.data.values()]
     holders = Counter(t for s in store.data.values() for t in s.tags)
-    phases.spent["garbage collector (inside the others)"] = gc_time.spent_s
     per_event = {k: v / items * 1e6 for k, v in phases.spent.items()}
     return {
-        "rules": str(rules_path), "tags": len(engine.tags), "events": items, "batches": len(batches),
-        "cpu_us_per_event": cpu_s / items * 1e6, "wall_us_per_event": wall_s / items * 1e6,
         "changes_per_event": changes / items,
         "changes_per_first_event": first.changes["first"] / max(1, first.events["first"]),
         "changes_per_later_event": first.changes["later"] / max(1, first.events["later"]),
@@ -279,7 +238,6 @@ async def run_stage(rules_path: Path, batches: list[list[Delivered]], items: int
                         "redis": redis.digest.hexdigest()[:16] if redis.digest else ""}}
            if producer.digests is not None else {}),
     }
-
 
 def _totals(producer: ModelProducer, redis: ModelRedis, metrics: Metrics) -> dict[str, Any]:
     return {"tag_records": producer.records.get("tags.changes", 0),
