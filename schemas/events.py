@@ -9,7 +9,7 @@ size-limited (``MAX_*`` below). Unknown extra fields are ignored, so producers c
 breaking us.
 
 The JSON Schemas exported from these models (schemas/json) accept exactly what ``decode_event``
-accepts; tests/unit/test_schemas_agreement.py checks it and docs/contracts.md lists the one
+accepts; tests/unit/test_schemas_agreement_corpus.py checks it and docs/contracts.md lists the one
 exception (NaN/Infinity literals, which are not JSON).
 """
 

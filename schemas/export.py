@@ -1,7 +1,7 @@
 """JSON Schema export of the public shapes, for producers and consumers outside Python.
 
 ``python -m schemas.export [DIR]`` writes ``<name>.schema.json`` files (default: schemas/json,
-committed; tests/unit/test_schemas.py fails when they are stale).
+committed; tests/unit/test_schemas_models.py fails when they are stale).
 """
 
 from __future__ import annotations

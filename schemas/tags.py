@@ -46,7 +46,7 @@ class TagChange(BaseModel):
 
 class TagChangeDict(TypedDict):
     """The engine's tag change before it is encoded: exactly the fields of :class:`TagChange`
-    (tests/unit/test_schemas.py holds the two together), a plain dict on the hot path."""
+    (tests/unit/test_schemas_models.py holds the two together), a plain dict on the hot path."""
 
     customer_id: str
     tag: str

@@ -42,7 +42,7 @@ def tag_change(customer_id: str, tag: str, op: TagOp, at_ms: int, cause: ChangeC
 
 
 def _change_id(basis: str) -> str:
-    """blake2b of ``basis``, 10 bytes, in hex (tests/unit/test_engine.py pins it: consumers de-duplicate by it)."""
+    """blake2b of ``basis``, 10 bytes, in hex (tests/unit/test_engine_tags.py pins it: consumers de-duplicate by it)."""
     h = _ID_HASH.copy()
     h.update(basis.encode())
     return h.hexdigest()

@@ -20,7 +20,7 @@ from streams.engine.features.state import CustomerState
 from streams.tools.generator import RetailGenerator
 
 from .conftest import Stack, WorkerProc, free_port
-from .faultcheck import RULES, await_same_state, read_to_end, reference
+from .faultcheck import RULES, Features, await_same_state, read_to_end, reference
 from .test_faults import final_tags, processed
 from .test_rules_deploy import cli
 
@@ -80,29 +80,8 @@ def test_a_7_day_feature_added_after_3_days_equals_one_that_ran_from_the_start(s
     b.start()
     try:
         produce(a, before)
-        deadline = time.monotonic() + 180
-        while True:  # v1 has seen its 3 days
-            try:
-                if processed(ports[0]) + processed(ports[1]) >= len(before):
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, a.group_tail()
-            time.sleep(0.2)
-        from streams.io.rules_topic import workers_key
-
-        while a.redis().hlen(workers_key(a.prefix)) < 2:
-            assert time.monotonic() < deadline, a.group_tail()
-            time.sleep(0.2)
-        early = cli(a, "backfill", "views_7d")
-        assert early.returncode == 2 and "nothing deployed" in early.stderr, early.stderr
-        deployed = cli(a, "rules", "deploy", str(v2), "--wait", "90")
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr + a.group_tail()
-
-        refused = cli(a, "backfill", "views_7d", "events", "nope")
-        assert refused.returncode == 2, refused.stdout + refused.stderr
-        assert "events: not added by a deployment" in refused.stderr and "nope: no such feature" in refused.stderr
-        assert "can be backfilled now: views_7d" in refused.stderr
+        wait_until_v1_saw_its_days(a, ports, len(before))
+        deploy_v2_after_refusing_a_backfill(a, v2)
 
         produce(a, after)  # live, while the backfill runs
         dry = cli(a, "backfill", "views_7d", "--dry-run")
@@ -118,31 +97,72 @@ def test_a_7_day_feature_added_after_3_days_equals_one_that_ran_from_the_start(s
         applied = sum(metric(p, 'tagstream_backfill_events_total{result="applied"}') for p in ports)
         assert applied > 0  # (b's count restarted with it: a's alone may be all of it)
 
-        states = stored_states(a)
-        skipped_before = sum(metric(p, 'tagstream_backfill_events_total{result="skipped"}') for p in ports)
-        second = cli(a, "backfill", "views_7d", "--wait", "120", "--quiet", timeout=300)
-        assert second.returncode == 0, second.stdout + second.stderr + a.group_tail()
-        assert "ETA" not in second.stderr  # --quiet
-        assert "applied: the workers have processed every replayed event" in second.stdout, second.stdout
-        sent = int(second.stdout.split("sent ")[1].split(" events")[0].replace(",", ""))
-        assert sent > 0
-        deadline = time.monotonic() + 60
-        skipped = 'tagstream_backfill_events_total{result="skipped"}'
-        while sum(metric(p, skipped) for p in ports) < skipped_before + sent:
-            assert time.monotonic() < deadline, a.group_tail()
-            time.sleep(0.5)
-        assert sum(metric(p, 'tagstream_backfill_events_total{result="applied"}') for p in ports) == applied
-        assert stored_states(a) == states
-        await_same_state(a, want_features, want_tags, lambda: final_tags(a), rules=v2, timeout_s=5)
-
-        delete_before(stack.bootstrap, TopicPartition(a.topic("clickstream"), 0), 5)
-        lost = cli(a, "backfill", "views_7d", "--from", "2020-01-01T00:00:00Z")
-        assert lost.returncode == 2, lost.stdout + lost.stderr
-        assert f"{a.topic('clickstream')}[0]: the oldest retained record (offset 5)" in lost.stderr
-        assert "offsets 0 … 4 were deleted by retention" in lost.stderr
+        check_a_second_backfill_changes_nothing(a, ports, applied, want_features, want_tags, v2)
+        check_a_backfill_from_before_retention_is_refused(stack, a)
     finally:
         a.stop()
         b.stop()
+
+
+def wait_until_v1_saw_its_days(a: WorkerProc, ports: list[int], n_before: int) -> None:
+    """v1 has seen its 3 days, and both workers are registered."""
+    deadline = time.monotonic() + 180
+    while True:  # v1 has seen its 3 days
+        try:
+            if processed(ports[0]) + processed(ports[1]) >= n_before:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, a.group_tail()
+        time.sleep(0.2)
+    from streams.io.rules_topic import workers_key
+
+    while a.redis().hlen(workers_key(a.prefix)) < 2:
+        assert time.monotonic() < deadline, a.group_tail()
+        time.sleep(0.2)
+
+
+def deploy_v2_after_refusing_a_backfill(a: WorkerProc, v2: Path) -> None:
+    """Nothing to backfill before v2 is deployed; after it, only the feature it added."""
+    early = cli(a, "backfill", "views_7d")
+    assert early.returncode == 2 and "nothing deployed" in early.stderr, early.stderr
+    deployed = cli(a, "rules", "deploy", str(v2), "--wait", "90")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr + a.group_tail()
+
+    refused = cli(a, "backfill", "views_7d", "events", "nope")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "events: not added by a deployment" in refused.stderr and "nope: no such feature" in refused.stderr
+    assert "can be backfilled now: views_7d" in refused.stderr
+
+
+def check_a_second_backfill_changes_nothing(a: WorkerProc, ports: list[int], applied: float, want_features: Features,
+                                           want_tags: dict[str, set[str]], v2: Path) -> None:
+    """The same backfill again: every replayed event is skipped, and no state changes."""
+    states = stored_states(a)
+    skipped_before = sum(metric(p, 'tagstream_backfill_events_total{result="skipped"}') for p in ports)
+    second = cli(a, "backfill", "views_7d", "--wait", "120", "--quiet", timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr + a.group_tail()
+    assert "ETA" not in second.stderr  # --quiet
+    assert "applied: the workers have processed every replayed event" in second.stdout, second.stdout
+    sent = int(second.stdout.split("sent ")[1].split(" events")[0].replace(",", ""))
+    assert sent > 0
+    deadline = time.monotonic() + 60
+    skipped = 'tagstream_backfill_events_total{result="skipped"}'
+    while sum(metric(p, skipped) for p in ports) < skipped_before + sent:
+        assert time.monotonic() < deadline, a.group_tail()
+        time.sleep(0.5)
+    assert sum(metric(p, 'tagstream_backfill_events_total{result="applied"}') for p in ports) == applied
+    assert stored_states(a) == states
+    await_same_state(a, want_features, want_tags, lambda: final_tags(a), rules=v2, timeout_s=5)
+
+
+def check_a_backfill_from_before_retention_is_refused(stack: Stack, a: WorkerProc) -> None:
+    """History that retention deleted cannot be replayed: a clear refusal naming the lost offsets."""
+    delete_before(stack.bootstrap, TopicPartition(a.topic("clickstream"), 0), 5)
+    lost = cli(a, "backfill", "views_7d", "--from", "2020-01-01T00:00:00Z")
+    assert lost.returncode == 2, lost.stdout + lost.stderr
+    assert f"{a.topic('clickstream')}[0]: the oldest retained record (offset 5)" in lost.stderr
+    assert "offsets 0 … 4 were deleted by retention" in lost.stderr
 
 
 def produce(w: WorkerProc, events: list[Any]) -> None:

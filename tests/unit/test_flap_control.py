@@ -17,7 +17,7 @@ from streams.cli import main
 from streams.engine.features.state import CustomerState
 from streams.engine.tag_engine import Change, TagEngine
 from tag_rules import RuleSetError, TagDef, compile_expr, load_rules
-from tests.unit.test_engine import T0, event
+from tests.unit.engine_support import T0, event
 
 S = 1000
 M = 60 * S

@@ -159,7 +159,7 @@ def test_a_replayed_absorb_order_does_not_send_a_state_away_again_and_loops_are_
     from streams.app.customer_identity import IdentityItems, IdentityOutput
     from streams.app.envelope import EnvelopeSender
     from streams.io.metrics import Metrics
-    from tests.unit.test_stages import FakeProducer
+    from tests.unit.stages_support import FakeProducer
 
     eng = engine()
     items = IdentityItems(IdentityOutput(EnvelopeSender(FakeProducer(), "t"), 4), Metrics.create(CollectorRegistry()))

@@ -19,7 +19,7 @@ from streams.engine.identity.graph import GraphLimits
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
 from streams.io.redis_sink import Fence, RedisFenced
-from tests.unit.test_stages import NOW, Event, FakeProducer, Record
+from tests.unit.stages_support import NOW, Event, FakeProducer, Record
 
 CUSTOMERS = "app-customer-events"
 

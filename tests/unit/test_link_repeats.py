@@ -20,7 +20,7 @@ from streams.engine.identity.graph import GraphLimits, IdentityGraph
 from streams.engine.identity.repeats import LinkRepeats
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
-from tests.unit.test_stages import NOW, FakeProducer, Record
+from tests.unit.stages_support import NOW, FakeProducer, Record
 
 
 class Clock:

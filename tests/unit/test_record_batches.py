@@ -13,7 +13,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender, decode_envelope
 from streams.io.contract import RecordBatch
 from streams.io.record_batches import send_batches
-from tests.unit.test_stages import FakeProducer
+from tests.unit.stages_support import FakeProducer
 
 
 class Broker:

@@ -17,7 +17,7 @@ from streams.io.rules_topic import BadRulesRecord, Deployment, decode_deployment
 from streams.settings import Settings
 from tag_rules import load_rules
 
-from .test_stages import NOW, DictStore, Event, FakeProducer, Group, Record, customer_stage, envelope
+from .stages_support import NOW, DictStore, Event, FakeProducer, Group, Record, customer_stage, envelope
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ class FakeEnvelopes:
 def envelope_tick(key: bytes, due_ms: int, *, reeval: bool = False) -> Any:
     from streams.app.envelope import EnvelopeBuilder
 
-    from .test_stages import PARTITIONS, Event, Record
+    from .stages_support import PARTITIONS, Event, Record
 
     b = EnvelopeBuilder(PARTITIONS)
     b.add(key, orjson.dumps({"customer_id": key.decode(), "tick": due_ms, **({"reeval": 1} if reeval else {})}))

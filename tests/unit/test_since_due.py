@@ -16,7 +16,7 @@ from streams.engine.since_due import SinceDue
 from streams.engine.tag_engine import TagEngine
 from tag_rules import load_rules
 
-from .test_engine import T0, D, H, customer_stream, event
+from .engine_support import T0, D, H, customer_stream, event
 
 RULES = """
 features:

@@ -2,31 +2,23 @@
 ``events.identity``, ``decode_identity``) accepts.
 
 Every record of a corpus (hand-written edge cases, byte-level damage taken from the ideas of
-benchmarks/fuzz.py, a few hundred seeded random mutations of valid events, and hypothesis-made
+benchmarks/fuzz_kinds.py, a few hundred seeded random mutations of valid events, and hypothesis-made
 timestamps) goes through both ``decode_event`` and a Draft 2020-12 ``jsonschema`` validator (with
 format checking). The verdicts must be the same, except where KNOWN_EXCEPTIONS explains the
 difference; each exception states a precise claim that is checked instead, and is documented in
 docs/contracts.md ("What the JSON Schemas cannot say").
 
-The schema side reads the bytes as standard JSON (RFC 8259, I-JSON strings): UTF-8 without a BOM,
-no NaN/Infinity, no lone surrogates. Bytes that are not such JSON are "rejected" by the schema side.
+The two verdicts and the exceptions are in schemas_agreement_support.py; the schemas themselves,
+the reported cases and the hypothesis-made timestamps in test_schemas_agreement_cases.py.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
-import sys
-from collections.abc import Callable, Iterator
-from datetime import date
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 
 from schemas import (
     CLICK_TYPES,
@@ -42,176 +34,32 @@ from schemas import (
     ORDER_CHANNELS,
     ORDER_STATUSES,
     POS_TYPES,
-    SOURCES,
-    EventDecodeError,
-    decode_event,
-    decode_identity,
 )
-from schemas.events import TS_PATTERN
-from schemas.export import DEFAULT_DIR, schema_id
 from schemas.identity import IDENTITY_SOURCE, MAX_LINK_IDS
 from schemas.ids import JUNK_HASHES, JUNK_WORDS
 
+from .schemas_agreement_support import (
+    ALL,
+    EMAIL,
+    HASH,
+    ITEM,
+    KNOWN_EXCEPTIONS,
+    MEMBER,
+    PARSER_MAX_DEPTH,
+    TS_MS,
+    VALID,
+    Raw,
+    _big_ints,  # noqa: F401  (the autouse fixture)
+    decoder_verdict,
+    dumps,
+    explained_by,
+    schema_accepts,
+)
+
 REPO = Path(__file__).resolve().parents[2]
-TS_MS = 1769857200250
-
-# The committed files, not a fresh export: they are what clients use (test_schemas.py checks
-# that they are current).
-ALL = (*SOURCES, IDENTITY_SOURCE)
-"""The three event sources and the identity source."""
-SCHEMAS: dict[str, dict[str, Any]] = {
-    src: json.loads((DEFAULT_DIR / f"{src}.schema.json").read_text(encoding="utf-8")) for src in ALL
-}
-VALIDATORS: dict[str, Draft202012Validator] = {
-    src: Draft202012Validator(s, format_checker=Draft202012Validator.FORMAT_CHECKER) for src, s in SCHEMAS.items()
-}
-
-PARSER_MAX_DEPTH = 200
-"""Deepest nesting of arrays/objects pydantic-core's JSON parser reads (its recursion limit)."""
-
-KNOWN_EXCEPTIONS: dict[str, str] = {
-    "nonstandard_literal": (
-        "NaN, Infinity and -Infinity are not JSON, so no JSON Schema applies to a record holding them. "
-        "pydantic-core's parser reads them; every typed field rejects them (not a finite number / wrong "
-        "type), so the decoder accepts them only in fields it ignores. Checked claim: the decoder's verdict "
-        "equals the schema's verdict on the record with each such literal replaced by a value no field accepts."
-    ),
-    "parser_depth": (
-        f"pydantic-core's JSON parser stops at {PARSER_MAX_DEPTH} levels of nesting (RFC 8259 section 9 lets a "
-        "parser limit depth); a JSON Schema cannot bound the depth of fields it does not describe. Checked "
-        "claim: the record nests deeper than the limit and the decoder says invalid_json."
-    ),
-}
-"""Disagreements the JSON Schema cannot avoid: key -> reason. Keep it short; aim for none."""
-
-
-# -- the two verdicts --------------------------------------------------------------------------
-
-
-class NotJson(ValueError):
-    pass
-
-
-def _no_constants(name: str) -> Any:
-    raise NotJson(f"{name} is not JSON")
-
-
-def _check_strings(value: Any) -> None:
-    # I-JSON (RFC 7493): strings are valid Unicode; Python's json would keep a lone "\ud800".
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            v.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-
-
-def parse_json(raw: bytes, parse_constant: Callable[[str], Any] = _no_constants) -> Any:
-    text = raw.decode("utf-8")  # strict: invalid UTF-8 and UTF-8-encoded surrogates fail; a BOM stays
-    doc = json.loads(text, parse_constant=parse_constant)
-    _check_strings(doc)
-    return doc
-
-
-def schema_accepts(source: str, raw: bytes) -> bool:
-    try:
-        doc = parse_json(raw)
-    except (ValueError, RecursionError):
-        return False
-    return bool(VALIDATORS[source].is_valid(doc))
-
-
-def decoder_verdict(source: str, raw: bytes) -> str | None:
-    """None when decode_event accepts ``raw``, else the EventDecodeError reason."""
-    try:
-        if source == IDENTITY_SOURCE:
-            decode_identity(raw)
-        else:
-            decode_event(source, raw)
-    except EventDecodeError as exc:
-        return exc.reason
-    return None
-
-
-class _Unusable(dict[str, str]):
-    """Stands in for a NaN/Infinity literal: an object no field of any source accepts."""
-
-
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
-
-
-def explained_by(source: str, raw: bytes, reason: str | None) -> str | None:
-    """The KNOWN_EXCEPTIONS key whose checked claim explains a disagreement on ``raw``, or None."""
-    try:
-        lenient = parse_json(raw, parse_constant=lambda name: _Unusable({"nonstandard": name}))
-    except RecursionError:
-        return None
-    except ValueError:
-        return None
-    if _depth(lenient) > PARSER_MAX_DEPTH and reason == "invalid_json":
-        return "parser_depth"
-    try:
-        parse_json(raw)
-    except NotJson:
-        substituted = VALIDATORS[source].is_valid(lenient)
-        if substituted == (reason is None):
-            return "nonstandard_literal"
-    except ValueError:
-        pass
-    return None
 
 
 # -- the corpus --------------------------------------------------------------------------------
-
-ITEM: dict[str, Any] = {"sku": "SKU-1", "category": "shoes", "qty": 2, "unit_price": 19.99}
-HASH = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
-MEMBER: dict[str, Any] = {"type": "member", "value": "m-1"}
-EMAIL: dict[str, Any] = {"type": "email_sha256", "value": HASH}
-VALID: dict[str, dict[str, Any]] = {
-    "clickstream": {"event_id": "c-1", "ts": TS_MS, "user_id": "u-1", "anonymous_id": "a-1", "session_id": "s-1",
-                    "type": "add_to_cart", "sku": "SKU-1", "category": "shoes", "price": 19.99,
-                    "url": "https://shop.example/p/1", "query": "red shoes", "channel": "web"},
-    "pos": {"event_id": "p-1", "ts": TS_MS, "store_id": "st-7", "member_id": "m-1", "type": "sale",
-            "items": [ITEM, {**ITEM, "sku": "SKU-2"}], "total": 39.98, "payment_method": "card"},
-    "orders": {"event_id": "o-1", "ts": TS_MS, "order_id": "ord-1", "user_id": "u-1", "status": "paid",
-               "amount": 39.98, "currency": "EUR", "channel": "app", "items": [ITEM], "email_sha256": HASH},
-    "identity": {"event_id": "i-1", "ts": TS_MS, "source": "crm", "ids": [MEMBER, EMAIL]},
-}
-
-
-class Raw:
-    """A JSON literal written as is (NaN, 1e400, 1.0e0, a 5000-digit integer)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return f"Raw({self.text[:30]!r})"
-
-
-def dumps(doc: Any) -> bytes:
-    """json.dumps, with every Raw value written verbatim."""
-    raws: list[str] = []
-
-    def default(o: Any) -> Any:
-        if isinstance(o, Raw):
-            raws.append(o.text)
-            return f"\u2063RAW{len(raws) - 1}\u2063"
-        raise TypeError(type(o).__name__)
-
-    text = json.dumps(doc, default=default, ensure_ascii=False)
-    for i, lit in enumerate(raws):
-        text = text.replace(json.dumps(f"\u2063RAW{i}\u2063", ensure_ascii=False), lit, 1)
-    return text.encode("utf-8", "surrogatepass")
 
 
 def strings(limit: int) -> list[Any]:
@@ -333,7 +181,7 @@ def hand_written() -> Iterator[tuple[str, str, bytes]]:
 
 
 def damaged_bytes() -> Iterator[tuple[str, str, bytes]]:
-    """Byte-level damage (benchmarks/fuzz.py's kinds): not JSON, not an object, odd encodings."""
+    """Byte-level damage (benchmarks/fuzz_kinds.py's kinds): not JSON, not an object, odd encodings."""
     for source in ALL:
         body = dumps(VALID[source])
         eid = VALID[source]["event_id"].encode()
@@ -417,26 +265,6 @@ CORPUS = [*hand_written(), *damaged_bytes(), *generated()]
 # -- the tests ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _big_ints() -> Iterator[None]:
-    # Python's json reads integers of up to 4300 digits, like pydantic-core; keep that default
-    # explicit so a test run that changed it elsewhere cannot hide a difference.
-    old = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(4300)
-    yield
-    sys.set_int_max_str_digits(old)
-
-
-def test_schemas_are_valid_draft_2020_12_with_ids() -> None:
-    for source, schema in SCHEMAS.items():
-        Draft202012Validator.check_schema(schema)
-        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        assert schema["$id"] == schema_id(source) == f"https://tagstream.dev/schemas/{source}.schema.json"
-        ts = schema["properties"]["ts"]["anyOf"]
-        assert ts[0]["pattern"] == TS_PATTERN
-        assert (ts[1]["minimum"], ts[1]["maximum"]) == (MIN_TS_MS, MAX_TS_MS)
-
-
 def test_corpus_is_big_and_has_both_verdicts() -> None:
     verdicts = [decoder_verdict(src, raw) is None for _, src, raw in CORPUS]
     assert len(CORPUS) > 2000
@@ -476,65 +304,3 @@ def test_known_exceptions_are_documented() -> None:
     assert "NaN" in section and "Infinity" in section
     assert f"{PARSER_MAX_DEPTH} levels" in section
     assert len(KNOWN_EXCEPTIONS) == 2  # adding one means documenting it there too
-
-
-@pytest.mark.parametrize(
-    ("source", "doc", "accepted"),
-    [
-        # What real clients reported: the old schemas accepted these, the decoder did not ...
-        ("clickstream", {**VALID["clickstream"], "user_id": None, "anonymous_id": None}, False),
-        ("pos", {**VALID["pos"], "ts": "1900-01-01T00:00:00Z"}, False),
-        ("pos", {**VALID["pos"], "ts": 1769857200250.5}, False),
-        ("clickstream", {**VALID["clickstream"], "ts": 1796001968}, False),  # epoch seconds
-        # ... and now both accept these (a JSON number without a fraction is an integer)
-        ("pos", {**VALID["pos"], "items": [{**ITEM, "qty": 1.0}]}, True),
-        ("pos", {**VALID["pos"], "ts": 1769857200250.0}, True),
-        # ... the old schemas rejected this one (format date-time wants a T), the decoder did not
-        ("orders", {**VALID["orders"], "ts": "2026-11-30 01:20:00Z"}, True),
-    ],
-    ids=["both-ids-null", "year-1900", "fractional-ms", "epoch-seconds", "qty-1.0", "ts-float-whole",
-         "space-separator"],
-)
-def test_reported_cases(source: str, doc: dict[str, Any], accepted: bool) -> None:
-    raw = dumps(doc)
-    assert (decoder_verdict(source, raw) is None) is accepted
-    assert schema_accepts(source, raw) is accepted
-
-
-def test_ts_pattern_matches_exactly_the_real_dates_in_range() -> None:
-    """The year/month/day part of TS_PATTERN (leap years included) against the calendar."""
-    pattern = re.compile(TS_PATTERN)
-    for y in range(1999, 2203):
-        for m in range(14):
-            for d in range(33):
-                try:
-                    real = 2001 <= y <= 2200 and date(y, m, d) is not None
-                except ValueError:
-                    real = False
-                text = f"{y:04d}-{m:02d}-{d:02d}T00:00:00Z"
-                assert (pattern.fullmatch(text) is not None) == real, text
-
-
-_digits = st.integers(min_value=0, max_value=99).map(lambda n: f"{n:02d}")
-
-
-@st.composite
-def ts_strings(draw: st.DrawFn) -> str:
-    """Near-RFC 3339 strings: random fields, separators, fractions and offsets, some malformed."""
-    year = draw(st.sampled_from(["1999", "2000", "2001", "2026", "2100", "2104", "2200", "2201", "0000", "20262"]))
-    sep = draw(st.sampled_from(["T", "t", " ", "_", "", "  "]))
-    frac = draw(st.sampled_from(["", ".", ".5", ".123", ".1234567", "." + "9" * 30, ",5"]))
-    offset = draw(st.sampled_from(["Z", "z", "", "+00:00", "-00:00", "+05:30", "-23:59", "+24:00", "+0100",
-                                   "+01", "Z\n", "UTC"]))
-    hh, mi, ss = draw(_digits), draw(_digits), draw(_digits)
-    return f"{year}-{draw(_digits)}-{draw(_digits)}{sep}{hh}:{mi}:{ss}{frac}{offset}"
-
-
-@settings(max_examples=300, deadline=None, derandomize=True)
-@given(ts=st.one_of(ts_strings(), st.integers(min_value=-(2**64), max_value=2**64),
-                    st.floats(allow_nan=False, allow_infinity=False),
-                    st.integers(min_value=MIN_TS_MS - 10, max_value=MIN_TS_MS + 10),
-                    st.integers(min_value=MAX_TS_MS - 10, max_value=MAX_TS_MS + 10)))
-def test_ts_verdicts_agree(ts: Any) -> None:
-    raw = dumps({**VALID["orders"], "ts": ts})
-    assert (decoder_verdict("orders", raw) is None) == schema_accepts("orders", raw), ts
