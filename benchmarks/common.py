@@ -59,11 +59,14 @@ def free_port() -> int:
 
 @dataclass
 class Load:
-    """The source topics of one benchmark run."""
+    """The source topics of one benchmark run, and how its fixed-rate phases send their events
+    (``producer``: ``records``, ``streams.tools.produce`` record by record; ``paced``, made before
+    the phase and sent in record batches, benchmarks/paced_producer.py)."""
 
     run_id: str
     bootstrap: str
     partitions: int
+    producer: str = "records"
 
     def topic(self, source: str) -> str:
         return f"{self.run_id}.{source}"

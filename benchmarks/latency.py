@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from streams.tools.produce import ProduceStats
 from streams.tools.prom import total
 
 from .common import (
@@ -21,6 +22,7 @@ from .common import (
     scrape_all,
     watch_drain,
 )
+from .paced_producer import produce_paced
 
 
 async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str], changelog: str, rate: float,
@@ -38,20 +40,20 @@ async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str]
     log(f"{label} latency at {rate:,.0f} events/s: producing {n:,} events over ~{seconds:.0f}s")
     before = scrape_all(url)
     base, base_done = total(before, counter), done(before)
-    t0 = time.time()
-    prod = asyncio.create_task(produce_at_rate(load, events=n, rate=rate, customers=customers, seed=seed))
+    prod = asyncio.create_task(_produce(load, n, rate, customers, seed))
     d = await watch_drain(proc, metrics_url=url, counter=counter, changelog=changelog, bootstrap=load.bootstrap,
                           events=n, done=done, base_seen=base, base_done=base_done, label=f"{label} @{rate:,.0f}/s",
                           timeout_s=max(600, seconds * 30))
-    stats = await prod
+    stats, sent_until = await prod
     after = scrape_all(url)
     delta = hist_delta(after, before, latency)
     q = {f"p{k}": histogram_quantile(delta, latency, v) for k, v in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
-    caught_up_s = max(0.0, d.t_last - (t0 + stats.elapsed_s))
+    caught_up_s = max(0.0, d.t_last - sent_until)
     out: dict[str, Any] = {
         "target_rate": rate,
         "produced": stats.sent,
         "produced_rate": stats.rate,
+        "load_producer": load.producer,
         "observations": total(delta, f"{latency}_count"),
         **{f"{k}_s": v for k, v in q.items()},
         "caught_up_s_after_producer": caught_up_s,
@@ -67,6 +69,15 @@ async def latency_phase(load: Load, proc: Proc | ProcGroup, url: str | list[str]
         f"p99 {ms(q['p99'])}, p999 {ms(q['p999'])} over {out['observations']:,.0f} tag changes; caught up "
         f"{caught_up_s:.1f}s after the producer finished")
     return out
+
+
+async def _produce(load: Load, events: int, rate: float, customers: int, seed: int) -> tuple[ProduceStats, float]:
+    """The phase's events at ``rate`` (``load.producer``); what the broker acknowledged and when the
+    last was sent (wall clock)."""
+    if load.producer == "records":
+        stats = await produce_at_rate(load, events=events, rate=rate, customers=customers, seed=seed)
+        return stats, time.time()
+    return await produce_paced(load.bootstrap, load.topics, events=events, rate=rate, customers=customers, seed=seed)
 
 
 def stage_figures(delta: Samples, name: str) -> dict[str, Any]:

@@ -201,7 +201,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     only = set(args.only.split(","))
     rates = [float(r) for r in args.rates.split(",") if r] if only & {"c", "d", "d2"} else []
     run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    load = Load(run_id, args.bootstrap, args.partitions)
+    load = Load(run_id, args.bootstrap, args.partitions, args.load)
     logs = RESULTS / run_id
     logs.mkdir(parents=True, exist_ok=True)
     rules = Path(args.rules)
@@ -257,7 +257,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             prefixes.append(f"{run_id}-{column}")
             # its own copy of the backlog (the same generator and seed): (c)'s latency phases added
             # events to the shared topics
-            load_d = Load(f"{run_id}-q{column}", args.bootstrap, args.partitions)
+            load_d = Load(f"{run_id}-q{column}", args.bootstrap, args.partitions, args.load)
             log(f"({column}) producing the same backlog to topics of its own")
             await common.produce_backlog(load_d, events=args.events, customers=args.customers, seed=args.seed)
             res[column] = await run_quix(load_d, args.events, rules, args.redis_url, logs, rates,
@@ -282,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                         "not in the default set: it makes its own environment on first use)")
     p.add_argument("--rates", default="1000,10000", help="(c) fixed input rates for the latency phases")
     p.add_argument("--rate-seconds", type=float, default=10.0, help="(c) length of each latency phase")
+    p.add_argument("--load", choices=("records", "paced"), default="records",
+                   help="how the latency phases send: made and sent record by record (records, as "
+                        "`tagstream produce`), or made before the phase and sent in record batches at a third "
+                        "of the CPU (paced, benchmarks/paced_producer.py)")
     p.add_argument("--baseline-budget", type=float, default=300.0,
                    help="(b, d) stop the naive apps after this many seconds of draining and report the events "
                         "they read so far (their per-event cost grows with each customer's history)")
