@@ -36,6 +36,7 @@ MODULES = (
     "streams.engine.features.windows",
     "streams.engine.features.runtime",
     "streams.engine.features.sequences",
+    "streams.engine.features.seen_filter",
     "streams.engine.features.state",
     "streams.engine.due",
     "streams.engine.since_due",

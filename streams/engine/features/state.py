@@ -13,13 +13,16 @@ from typing import Any, Final
 
 import orjson
 
+from streams.engine.features import seen_filter
+
 SEEN_ENTRY: Final = 12
 """Bytes per remembered event id in ``CustomerState.seen_log``."""
 
 
 def seen_at(log: bytearray, fp: bytes) -> int:
     """Where the 8-byte fingerprint ``fp`` starts an entry of ``log`` (-1: nowhere). A byte search
-    (C speed: ~1 µs through 1,000 entries) that skips matches straddling two entries."""
+    (C speed: ~1-2 µs through 1,000 entries) that skips matches straddling two entries; a long log's
+    filter (``seen_filter``) spares it most new ids."""
     i = log.find(fp)
     while i >= 0 and i % SEEN_ENTRY:
         i = log.find(fp, i + 1)
@@ -30,7 +33,8 @@ class CustomerState:
     """Mutable per-customer state. Encodes to a small JSON object for the changelog."""
 
     __slots__ = ("backfill", "due_ms", "expires_ms", "features", "merges", "moved", "next_change",
-                 "removed", "rule_version", "seen_log", "tags", "value_cache")
+                 "removed", "rule_version", "seen_filter", "seen_filter_ids", "seen_filter_log", "seen_log", "tags",
+                 "value_cache")
 
     def __init__(self, features: dict[str, Any] | None = None, tags: dict[str, int] | None = None,
                  rule_version: str = "", due_ms: int | None = None, seen_log: bytes = b"",
@@ -71,6 +75,12 @@ class CustomerState:
         self.value_cache: dict[str, Any] | None = None
         """Engine's cache (never encoded), made and dropped with ``next_change``: feature key -> its
         value as a tag read it, until the feature is fed or changes (``TagEngine._read``)."""
+        self.seen_filter: bytearray | None = None
+        """Cache (never encoded): the ids of ``seen_log`` in a counting filter, so a new event's id is
+        not searched for (streams/engine/features/seen_filter.py). Only for logs of ``seen_filter.FROM``
+        ids or more; valid while ``seen_filter_log`` is ``seen_log`` and holds ``seen_filter_ids`` ids."""
+        self.seen_filter_log: bytearray | None = None
+        self.seen_filter_ids = 0
 
     def is_empty(self) -> bool:
         """Nothing left to remember (the worker then deletes the state, keeping its store bounded)."""
@@ -91,13 +101,33 @@ class CustomerState:
         while drop < len(log) and (len(log) - drop > keep_bytes
                                    or int.from_bytes(log[drop + 8:drop + 12], "big") <= horizon_start_s):
             drop += SEEN_ENTRY
+        counters = self.seen_filter_for(log)
         if drop:
+            if counters is not None:
+                for i in range(0, drop, SEEN_ENTRY):
+                    seen_filter.remove(counters, bytes(log[i:i + 8]))
             del log[:drop]
         fp = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-        if seen_at(log, fp) >= 0:
+        if counters is None and len(log) >= seen_filter.FROM * SEEN_ENTRY:
+            counters = self.seen_filter = seen_filter.build(log, max_ids)
+            self.seen_filter_log = log
+        if (counters is None or seen_filter.may_hold(counters, fp)) and seen_at(log, fp) >= 0:
+            self.seen_filter_ids = len(log) // SEEN_ENTRY
             return True
         log += fp + (now_ms // 1000).to_bytes(4, "big")
+        if counters is not None:
+            seen_filter.add(counters, fp)
+        self.seen_filter_ids = len(log) // SEEN_ENTRY
         return False
+
+    def seen_filter_for(self, log: bytearray) -> bytearray | None:
+        """The filter of ``log`` if it still counts exactly its ids (the log was not replaced or
+        changed behind ``seen_before``'s back: a merge's, a test's); else None, dropped."""
+        counters = self.seen_filter
+        if counters is not None and (self.seen_filter_log is not log
+                                     or self.seen_filter_ids * SEEN_ENTRY != len(log)):
+            counters = self.seen_filter = self.seen_filter_log = None
+        return counters
 
     def absorb_seen(self, other: CustomerState, max_ids: int) -> int:
         """Adds ``other``'s remembered event ids to this state's (identity merge): one entry per id,
@@ -113,6 +143,7 @@ class CustomerState:
         overlap = len(self.seen_set() & other.seen_set())
         entries = sorted(stamps.items(), key=lambda kv: kv[1])[-max_ids:] if max_ids > 0 else []
         self.seen_log = bytearray(b"".join(fp + at for fp, at in entries))
+        self.seen_filter = self.seen_filter_log = None
         return overlap
 
     def to_json(self) -> dict[str, Any]:
