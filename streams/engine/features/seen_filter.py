@@ -6,7 +6,8 @@ new one's answer came from a search of the whole log: 12 KB for a customer with 
 of a worker's ~35 µs per event on the reference workload (``find_internal``, 3.3 % of its CPU in
 ``perf``), more in a long-running one where the busy customers' logs are full.
 
-The filter is a ``bytearray`` of counters (8 per remembered id, a power of two, at most 65,536),
+The filter is a ``bytearray`` of counters (8 per id it is made for, a power of two, at most 65,536;
+made for twice the log's ids, up to ``dedup_max_ids``, and made again when the log outgrows it),
 three per id, chosen by three 16-bit pieces of its fingerprint (8 bytes of blake2b: uniform). An id
 whose three counters are not all above zero was never added: the search is skipped. With 1,000 ids
 in 8,192 counters, ~3 % of new ids still find all three set and are searched. Counters saturate at
@@ -15,7 +16,8 @@ decrements its counters.
 
 A bytearray is no container for the garbage collector, and the filter is never encoded: it is made
 on first use by a state whose log holds ``FROM`` ids or more (the busy customers) and made again
-whenever the state's log is no longer the one it counts (``CustomerState.seen_filter_for``).
+whenever the state's log is no longer the one it counts (``CustomerState.seen_filter_for``). On the
+reference workload 421 of 16,338 customers had one after 400,000 events.
 """
 
 from __future__ import annotations

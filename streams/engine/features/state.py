@@ -108,8 +108,11 @@ class CustomerState:
                     seen_filter.remove(counters, bytes(log[i:i + 8]))
             del log[:drop]
         fp = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-        if counters is None and len(log) >= seen_filter.FROM * SEEN_ENTRY:
-            counters = self.seen_filter = seen_filter.build(log, max_ids)
+        ids = len(log) // SEEN_ENTRY
+        if counters is not None and ids * 8 > len(counters) and len(counters) < seen_filter.size_for(max_ids):
+            counters = None  # outgrown: made again for twice the ids
+        if counters is None and ids >= seen_filter.FROM:
+            counters = self.seen_filter = seen_filter.build(log, min(max_ids, 2 * ids))
             self.seen_filter_log = log
         if (counters is None or seen_filter.may_hold(counters, fp)) and seen_at(log, fp) >= 0:
             self.seen_filter_ids = len(log) // SEEN_ENTRY
