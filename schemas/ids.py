@@ -61,7 +61,8 @@ JUNK_PATTERN = (rf"^{_WS}(?:(?:{'|'.join(_any_case(w) for w in (*JUNK_WORDS, *JU
 _JUNK = re.compile(JUNK_PATTERN)
 
 
-_JUNK_VALUES = frozenset(w.lower() for w in (*JUNK_WORDS, *JUNK_HASHES))
+JUNK_VALUES = frozenset(w.lower() for w in (*JUNK_WORDS, *JUNK_HASHES))
+"""``JUNK_WORDS`` and ``JUNK_HASHES`` in lower case: ``is_junk``'s set (and the Rust core's, given it)."""
 
 
 def is_junk(value: str) -> bool:
@@ -73,7 +74,7 @@ def is_junk(value: str) -> bool:
     v = value.strip(" \t\r\n")  # JUNK_PATTERN's _WS
     if not v:
         return True
-    if v.isascii() and v.lower() in _JUNK_VALUES:  # ASCII only, as _any_case: "K" (Kelvin) is no "k"
+    if v.isascii() and v.lower() in JUNK_VALUES:  # ASCII only, as _any_case: "K" (Kelvin) is no "k"
         return True
     return v.count(v[0]) == len(v)
 

@@ -16,8 +16,9 @@ if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q -e "$repo[dev${TAGSTREAM_EXTRAS:+,$TAGSTREAM_EXTRAS}]"
   touch "$stamp"
 fi
-# The engine's hot modules compiled with mypyc (streams/engine/native.py, about 30 s once): skipped when
-# a build for the current sources exists. Without a C compiler the engine runs as pure Python.
+# The engine's hot modules compiled with mypyc (streams/engine/native.py, about 30 s once) and the Rust
+# core (native/, with cargo: about 40 s once): each skipped when a build for its current sources exists.
+# Without a C compiler the engine runs as pure Python; without cargo ingest takes its Python path.
 if ! "$venv/bin/python" -m streams.tools.build_native --quiet >"$venv/.build-native.log" 2>&1; then
-  echo "[bootstrap] warning: the compiled engine could not be built (log: $venv/.build-native.log); the engine runs as pure Python" >&2
+  echo "[bootstrap] warning: the compiled engine or the Rust core could not be built (log: $venv/.build-native.log); that part runs as Python" >&2
 fi

@@ -12,7 +12,7 @@ from streams.app import gc_policy, malloc_policy
 from streams.app.faust_compat import check_faust
 from streams.app.rules_watch import deployed_rules
 from streams.app.topology import create_app
-from streams.engine import native
+from streams.engine import native, native_core
 from streams.io.api_server import ApiThread, describe
 from streams.io.group_metadata import install_fresh_assignment_metadata
 from streams.io.health import serve
@@ -72,6 +72,7 @@ def run_worker(settings: Settings) -> None:
              len(rules.features), len(rules.tags), ks.bootstrap_servers, ks.protocol(), sasl,
              settings.redis.display_url())  # never the credentials
     log_engine()
+    log_core()
     # Logging is ours (setup_logging above): faust's would replace it with coloured lines, and its
     # progress spinner writes cursor codes into log files; without it faust logs "Ready" instead.
     worker = faust.Worker(app, loglevel=settings.loglevel, quiet=True, override_logging=False)
@@ -92,3 +93,14 @@ def log_engine() -> None:
         log.info("engine: pure Python (TAGSTREAM_NATIVE=off)")
     else:
         log.warning("engine: pure Python: %s; the compiled engine drains ~1.25x the events/s", native.REASON)
+
+
+def log_core() -> None:
+    """Whether ingest runs through the Rust core (streams/engine/native_core.py): a warning when a
+    build was wanted and none is there (``auto``)."""
+    if native_core.CORE is not None:
+        log.info("ingest: the Rust core decodes plain records (%s)", native_core.CORE_REASON)
+    elif native_core.CORE_REASON.endswith("=off"):
+        log.info("ingest: the Python path (%s)", native_core.CORE_REASON)
+    else:
+        log.warning("ingest: the Python path: %s", native_core.CORE_REASON)

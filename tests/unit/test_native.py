@@ -214,3 +214,42 @@ def test_fast_decoding_imported_first_stays_python_and_the_engine_is_still_compi
                           env={**os.environ, "TAGSTREAM_NATIVE": "on"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["native", "True", "False", "schemas.fast_decode"]
+
+
+def test_a_worker_says_whether_ingest_runs_through_the_rust_core(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A worker that wanted the Rust core (``auto``) and has no build of it warns at start."""
+    from streams.app.worker import log_core
+    from streams.engine import native_core
+
+    caplog.set_level(logging.INFO, logger="streams.app.worker")
+    for core, reason, level in ((object(), "cargo build core-0123", logging.INFO),
+                                (None, "TAGSTREAM_CORE=off", logging.INFO),
+                                (None, "TAGSTREAM_NATIVE=off", logging.INFO),
+                                (None, "no build of the Rust core for these sources in /x", logging.WARNING)):
+        monkeypatch.setattr(native_core, "CORE", core)
+        monkeypatch.setattr(native_core, "CORE_REASON", reason)
+        caplog.clear()
+        log_core()
+        [record] = caplog.records
+        assert record.levelno == level and reason in record.getMessage()
+
+
+def test_the_rust_core_is_chosen_by_its_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streams.engine import native_core
+
+    monkeypatch.setenv("TAGSTREAM_CORE", "off")
+    assert native_core.load() == (None, "TAGSTREAM_CORE=off")
+    monkeypatch.delenv("TAGSTREAM_CORE")
+    monkeypatch.setenv("TAGSTREAM_NATIVE", "off")
+    assert native_core.load() == (None, "TAGSTREAM_NATIVE=off")
+    monkeypatch.setenv("TAGSTREAM_CORE", "auto")  # the core's own setting wins
+    monkeypatch.setenv("TAGSTREAM_NATIVE_DIR", str(tmp_path))  # no build there
+    core, why = native_core.load()
+    assert core is None and "python -m streams.tools.build_native" in why
+    monkeypatch.setenv("TAGSTREAM_CORE", "on")
+    with pytest.raises(ImportError, match="TAGSTREAM_CORE=on"):
+        native_core.load()
+    monkeypatch.setenv("TAGSTREAM_CORE", "yes")
+    with pytest.raises(ValueError, match="TAGSTREAM_CORE='yes'"):
+        native_core.load()
