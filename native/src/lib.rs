@@ -11,11 +11,13 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use serde_json::{Map, Value};
 use std::io::Write;
+
+use value::{get, Obj, BV};
 
 mod ingest;
 mod ts;
+mod value;
 
 const MAX_ID_CHARS: usize = 256;
 const MAX_LABEL_CHARS: usize = 256;
@@ -44,64 +46,57 @@ fn chars(s: &str) -> usize {
     if s.is_ascii() { s.len() } else { s.chars().count() }
 }
 
-fn id(v: Option<&Value>) -> Sure<&str> {
+fn id<'b>(v: Option<&'b BV<'_>>) -> Sure<&'b str> {
     match v? {
-        Value::String(s) if !s.is_empty() && chars(s) <= MAX_ID_CHARS => Some(s),
+        BV::Str(s) if !s.is_empty() && chars(s) <= MAX_ID_CHARS => Some(s),
         _ => None,
     }
 }
 
 /// `Some(None)`: absent or null; `Some(Some(id))`: a valid id; None: anything else.
-fn opt_id(v: Option<&Value>) -> Sure<Option<&str>> {
+fn opt_id<'b>(v: Option<&'b BV<'_>>) -> Sure<Option<&'b str>> {
     match v {
-        None | Some(Value::Null) => Some(None),
+        None | Some(BV::Null) => Some(None),
         other => id(other).map(Some),
     }
 }
 
-fn text(v: Option<&Value>, limit: usize) -> Sure<&str> {
+fn text<'b>(v: Option<&'b BV<'_>>, limit: usize) -> Sure<&'b str> {
     match v? {
-        Value::String(s) if chars(s) <= limit => Some(s),
+        BV::Str(s) if chars(s) <= limit => Some(s),
         _ => None,
     }
 }
 
-fn opt_text(v: Option<&Value>, limit: usize) -> Sure<Option<&str>> {
+fn opt_text<'b>(v: Option<&'b BV<'_>>, limit: usize) -> Sure<Option<&'b str>> {
     match v {
-        None | Some(Value::Null) => Some(None),
+        None | Some(BV::Null) => Some(None),
         other => text(other, limit).map(Some),
     }
 }
 
 /// A JSON number in `low`..=MAX_MONEY (`low` is 0 or -MAX_MONEY), as a double; an integer compares
 /// exactly, as Python compares an int with a float.
-fn money(v: Option<&Value>, low_int: i64) -> Sure<f64> {
-    let Value::Number(n) = v? else { return None };
-    if let Some(i) = n.as_i64() {
-        return (low_int <= i && i <= MAX_MONEY_INT).then_some(i as f64);
+fn money(v: Option<&BV<'_>>, low_int: i64) -> Sure<f64> {
+    match *v? {
+        BV::Int(i) => (low_int <= i && i <= MAX_MONEY_INT).then_some(i as f64),
+        BV::Float(f) => (low_int as f64 <= f && f <= MAX_MONEY).then_some(f),
+        _ => None, // past 64 bits (past MAX_MONEY too), or no number
     }
-    if n.is_u64() {
-        return None; // past i64: past MAX_MONEY too
-    }
-    let f = n.as_f64()?;
-    (low_int as f64 <= f && f <= MAX_MONEY).then_some(f)
 }
 
-fn member<'a>(v: Option<&'a Value>, set: &[&str]) -> Sure<&'a str> {
+fn member<'b>(v: Option<&'b BV<'_>>, set: &[&str]) -> Sure<&'b str> {
     match v? {
-        Value::String(s) if set.contains(&s.as_str()) => Some(s),
+        BV::Str(s) if set.contains(&s.as_ref()) => Some(s),
         _ => None,
     }
 }
 
-fn common(obj: &Map<String, Value>) -> Sure<(&str, i64)> {
-    let event_id = id(obj.get("event_id"))?;
-    let ts = match obj.get("ts")? {
-        Value::Number(n) => {
-            let ms = n.as_i64()?; // a float ts, or past i64: the models decide
-            (MIN_TS_MS..=MAX_TS_MS).contains(&ms).then_some(ms)?
-        }
-        Value::String(s) => ts::rfc3339_ms(s)?,
+fn common<'b>(obj: &'b Obj<'_>) -> Sure<(&'b str, i64)> {
+    let event_id = id(get(obj, "event_id"))?;
+    let ts = match get(obj, "ts")? {
+        BV::Int(ms) => (MIN_TS_MS..=MAX_TS_MS).contains(ms).then_some(*ms)?, // a float ts: the models decide
+        BV::Str(s) => ts::rfc3339_ms(s)?,
         _ => return None,
     };
     Some((event_id, ts))
@@ -113,19 +108,21 @@ struct Items<'a> {
     quantity: i64,
 }
 
-fn items(v: &Value) -> Sure<Items<'_>> {
-    let Value::Array(list) = v else { return None };
+fn items<'b>(v: &'b BV<'_>) -> Sure<Items<'b>> {
+    let BV::Arr(list) = v else { return None };
     if list.len() > MAX_ITEMS {
         return None;
     }
     let mut out = Items { skus: Vec::new(), categories: Vec::new(), quantity: 0 };
     for item in list {
-        let Value::Object(item) = item else { return None };
-        let sku = text(item.get("sku"), MAX_ID_CHARS)?;
-        let category = text(item.get("category"), MAX_LABEL_CHARS)?;
-        let Some(Value::Number(q)) = item.get("qty") else { return None };
-        let qty = q.as_i64().filter(|q| (1..=MAX_QTY).contains(q))?;
-        money(item.get("unit_price"), 0)?;
+        let BV::Obj(item) = item else { return None };
+        let sku = text(get(item, "sku"), MAX_ID_CHARS)?;
+        let category = text(get(item, "category"), MAX_LABEL_CHARS)?;
+        let Some(&BV::Int(qty)) = get(item, "qty") else { return None };
+        if !(1..=MAX_QTY).contains(&qty) {
+            return None;
+        }
+        money(get(item, "unit_price"), 0)?;
         if !sku.is_empty() && !out.skus.contains(&sku) {
             out.skus.push(sku);
         }
@@ -137,14 +134,14 @@ fn items(v: &Value) -> Sure<Items<'_>> {
     Some(out)
 }
 
-fn contacts(obj: &Map<String, Value>, ids: &mut Vec<(&'static str, String)>) -> Sure<()> {
+fn contacts(obj: &Obj<'_>, ids: &mut Vec<(&'static str, String)>) -> Sure<()> {
     for id_type in CONTACT_TYPES {
-        match obj.get(id_type) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s))
+        match get(obj, id_type) {
+            None | Some(BV::Null) => {}
+            Some(BV::Str(s))
                 if s.len() == CONTACT_HASH_CHARS && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) =>
             {
-                ids.push((id_type, s.clone()))
+                ids.push((id_type, s.to_string()))
             }
             _ => return None,
         }
@@ -174,24 +171,24 @@ struct Canonical<'a> {
     url: Option<&'a str>,
 }
 
-fn clickstream<'a>(obj: &'a Map<String, Value>, src_ts_ms: i64, ids: &mut Vec<(&'static str, String)>) -> Sure<Canonical<'a>> {
+fn clickstream<'a>(obj: &'a Obj<'_>, src_ts_ms: i64, ids: &mut Vec<(&'static str, String)>) -> Sure<Canonical<'a>> {
     let (event_id, ts_ms) = common(obj)?;
-    let user_id = opt_id(obj.get("user_id"))?;
-    let anonymous_id = opt_id(obj.get("anonymous_id"))?;
+    let user_id = opt_id(get(obj, "user_id"))?;
+    let anonymous_id = opt_id(get(obj, "anonymous_id"))?;
     if user_id.is_none() && anonymous_id.is_none() {
         return None; // the models say why (missing_identity)
     }
-    let session_id = text(obj.get("session_id"), MAX_ID_CHARS)?;
-    let type_ = member(obj.get("type"), &CLICK_TYPES)?;
-    let sku = opt_text(obj.get("sku"), MAX_ID_CHARS)?;
-    let category = opt_text(obj.get("category"), MAX_LABEL_CHARS)?;
-    let amount = match obj.get("price") {
-        None | Some(Value::Null) => None,
+    let session_id = text(get(obj, "session_id"), MAX_ID_CHARS)?;
+    let type_ = member(get(obj, "type"), &CLICK_TYPES)?;
+    let sku = opt_text(get(obj, "sku"), MAX_ID_CHARS)?;
+    let category = opt_text(get(obj, "category"), MAX_LABEL_CHARS)?;
+    let amount = match get(obj, "price") {
+        None | Some(BV::Null) => None,
         price => Some(money(price, 0)? + 0.0),
     };
-    let url = opt_text(obj.get("url"), MAX_URL_CHARS)?;
-    let query = opt_text(obj.get("query"), MAX_QUERY_CHARS)?;
-    let channel = opt_text(obj.get("channel"), MAX_LABEL_CHARS)?;
+    let url = opt_text(get(obj, "url"), MAX_URL_CHARS)?;
+    let query = opt_text(get(obj, "query"), MAX_QUERY_CHARS)?;
+    let channel = opt_text(get(obj, "channel"), MAX_LABEL_CHARS)?;
     if let Some(u) = user_id {
         ids.push(("user", u.to_owned()));
     }
@@ -207,18 +204,18 @@ fn clickstream<'a>(obj: &'a Map<String, Value>, src_ts_ms: i64, ids: &mut Vec<(&
     })
 }
 
-fn pos<'a>(obj: &'a Map<String, Value>, src_ts_ms: i64, ids: &mut Vec<(&'static str, String)>) -> Sure<Canonical<'a>> {
+fn pos<'a>(obj: &'a Obj<'_>, src_ts_ms: i64, ids: &mut Vec<(&'static str, String)>) -> Sure<Canonical<'a>> {
     let (event_id, ts_ms) = common(obj)?;
-    let store_id = id(obj.get("store_id"))?;
-    let member_id = opt_id(obj.get("member_id"))?;
-    let type_ = member(obj.get("type"), &POS_TYPES)?;
-    let list = obj.get("items")?;
-    if !matches!(list, Value::Array(a) if !a.is_empty()) {
+    let store_id = id(get(obj, "store_id"))?;
+    let member_id = opt_id(get(obj, "member_id"))?;
+    let type_ = member(get(obj, "type"), &POS_TYPES)?;
+    let list = get(obj, "items")?;
+    if !matches!(list, BV::Arr(a) if !a.is_empty()) {
         return None;
     }
     let Items { skus, categories, quantity } = items(list)?;
-    let total = money(obj.get("total"), -MAX_MONEY_INT)?;
-    let payment_method = text(obj.get("payment_method"), MAX_LABEL_CHARS)?;
+    let total = money(get(obj, "total"), -MAX_MONEY_INT)?;
+    let payment_method = text(get(obj, "payment_method"), MAX_LABEL_CHARS)?;
     if let Some(m) = member_id {
         ids.push(("member", m.to_owned()));
     }
@@ -230,18 +227,18 @@ fn pos<'a>(obj: &'a Map<String, Value>, src_ts_ms: i64, ids: &mut Vec<(&'static 
     })
 }
 
-fn orders<'a>(obj: &'a Map<String, Value>, src_ts_ms: i64, ids: &mut Vec<(&'static str, String)>) -> Sure<Canonical<'a>> {
+fn orders<'a>(obj: &'a Obj<'_>, src_ts_ms: i64, ids: &mut Vec<(&'static str, String)>) -> Sure<Canonical<'a>> {
     let (event_id, ts_ms) = common(obj)?;
-    let order_id = id(obj.get("order_id"))?;
-    let user_id = id(obj.get("user_id"))?;
-    let status = member(obj.get("status"), &ORDER_STATUSES)?;
-    let amount = money(obj.get("amount"), 0)? + 0.0;
-    let currency = match obj.get("currency")? {
-        Value::String(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => c.to_ascii_uppercase(),
+    let order_id = id(get(obj, "order_id"))?;
+    let user_id = id(get(obj, "user_id"))?;
+    let status = member(get(obj, "status"), &ORDER_STATUSES)?;
+    let amount = money(get(obj, "amount"), 0)? + 0.0;
+    let currency = match get(obj, "currency")? {
+        BV::Str(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => c.to_ascii_uppercase(),
         _ => return None,
     };
-    let channel = member(obj.get("channel"), &ORDER_CHANNELS)?;
-    let Items { skus, categories, quantity } = items(obj.get("items")?)?;
+    let channel = member(get(obj, "channel"), &ORDER_CHANNELS)?;
+    let Items { skus, categories, quantity } = items(get(obj, "items")?)?;
     ids.push(("user", user_id.to_owned()));
     contacts(obj, ids)?;
     Some(Canonical {
@@ -386,7 +383,7 @@ fn decode(source: &str, raw: &[u8], src_ts_ms: i64) -> Option<FastEvent> {
     if raw.iter().filter(|&&c| c == b'[' || c == b'{').count() > MAX_BRACKETS {
         return None; // maybe nested deeper than the models' parser allows
     }
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(raw) else { return None };
+    let Some(BV::Obj(obj)) = value::parse(raw) else { return None };
     let mut ids = Vec::with_capacity(2);
     let canonical = match source {
         "clickstream" => clickstream(&obj, src_ts_ms, &mut ids)?,
