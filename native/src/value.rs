@@ -1,8 +1,9 @@
 //! A source record parsed without copying: strings borrow from the record's bytes unless they hold
 //! escapes, objects keep their keys in order (a key given twice: the last one counts, as orjson and
 //! the models read it). serde_json does the parsing (strict JSON, UTF-8 checked, numbers as
-//! `float_roundtrip` reads them); only the tree is ours. ~2x faster than `serde_json::Value`, which
-//! allocates a map and a string for every field.
+//! `float_roundtrip` reads them); only the tree is ours. `serde_json::Value` allocates a map and a
+//! string for every field: `fast_event` took 1.80-1.84 us per record of the generator's traffic with it,
+//! 1.35-1.52 with this tree (a Python loop of calls, best of 5, alternating builds).
 
 use std::borrow::Cow;
 use std::fmt;
