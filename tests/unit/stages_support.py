@@ -231,3 +231,17 @@ def exactly_once_stage(tmp_path: Path, metrics: Metrics, store: DictStore) -> tu
     tx = FakeTransactions(redis)
     stage.exactly_once = ExactlyOnce(tx, "tags", "changelog")  # type: ignore[arg-type]
     return stage, tx, producer
+
+
+@pytest.fixture(params=["core", "python"], name="ingest_path")
+def ingest_path_fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs an ingest test through the Rust core (``native/``, which must be built) and through the
+    Python path (``TAGSTREAM_CORE=off``): both must pass it."""
+    from streams.app import ingest
+    from streams.engine import native_core
+
+    if request.param == "core":
+        assert native_core.CORE is not None, native_core.CORE_REASON
+    else:
+        monkeypatch.setattr(ingest, "_CORE", None)
+    return str(request.param)

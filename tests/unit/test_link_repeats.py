@@ -20,7 +20,7 @@ from streams.engine.identity.graph import GraphLimits, IdentityGraph
 from streams.engine.identity.repeats import LinkRepeats
 from streams.io.deadletter import DeadLetterWriter
 from streams.io.metrics import Metrics
-from tests.unit.stages_support import NOW, FakeProducer, Record
+from tests.unit.stages_support import NOW, FakeProducer, Record, ingest_path_fixture  # noqa: F401
 
 
 class Clock:
@@ -133,6 +133,7 @@ def links_sent(producer: FakeProducer) -> list[dict[str, Any]]:
     return [link for _, _, v, _, _ in producer.on("links") for link in decode_links(v)]
 
 
+@pytest.mark.usefixtures("ingest_path")
 async def test_ingest_sends_a_repeated_link_once_and_counts_the_repeats() -> None:
     producer = FakeProducer()
     stage, metrics = ingest(producer, LinkRepeats(300_000, 1000, Clock()))
@@ -165,6 +166,7 @@ class FailingLinks(FakeProducer):
         return fut
 
 
+@pytest.mark.usefixtures("ingest_path")
 async def test_a_link_whose_send_failed_is_sent_again_with_its_batch() -> None:
     producer = FailingLinks()
     stage, _ = ingest(producer, LinkRepeats(300_000, 1000, Clock()))

@@ -19,8 +19,11 @@ from .stages_support import (
     PARTITIONS,
     FakeProducer,
     Record,
+    ingest_path_fixture,  # noqa: F401  (the fixture `ingest_path`)
     metrics_fixture,  # noqa: F401  (the fixture `metrics`)
 )
+
+pytestmark = pytest.mark.usefixtures("ingest_path")  # every test: through the Rust core and the Python path
 
 
 def click(cid: str | None, i: int, **kw: Any) -> bytes:
