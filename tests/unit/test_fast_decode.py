@@ -156,7 +156,7 @@ def test_random_prices_agree_to_the_bit() -> None:
         check("clickstream", raw)
 
 
-@pytest.mark.parametrize("raw", [
+ODD_JSON = [
     b"", b"{", b"[]", b"null", b'"x"', b"\xef\xbb\xbf{}", b'{"event_id": "e", "event_id": 5}',
     orjson.dumps(CLICK).replace(b'"e-1"', b'"\\ud800"'), orjson.dumps(CLICK) + b" ",
     orjson.dumps(CLICK).replace(b'"type":', b'"type":"login","type":'), orjson.dumps(CLICK)[:-1] + b',}',
@@ -170,7 +170,11 @@ def test_random_prices_agree_to_the_bit() -> None:
     orjson.dumps(CLICK).replace(b'"s-1"', b'"s\t1"'), orjson.dumps(CLICK).replace(b'"s-1"', b'"s\x011"'),
     orjson.dumps(CLICK).replace(b'"s-1"', b'"s\x7f1"'), orjson.dumps(CLICK).replace(b'"s-1"', b'"s\\u00001"'),
     orjson.dumps(CLICK).replace(b"19.99", b"1e-400"),
-])
+]
+"""Records at the edges of JSON and of the two parsers (also tests/unit/test_core.py)."""
+
+
+@pytest.mark.parametrize("raw", ODD_JSON)
 def test_odd_json_is_agreed_or_left_to_the_models(raw: bytes) -> None:
     for source in ("clickstream", "pos", "orders", "identity", "nope"):
         check(source, raw)
