@@ -6,8 +6,10 @@
 //! finish them alone: a plain record (`decode`) of a known customer, or an anonymous one to count.
 //! At the first record it cannot finish it stops and returns that record's index (and its
 //! `FastEvent` when it decoded it): the Python path handles it (the models, the dead-letter topic,
-//! identity links, junk ids), adds its item with `add`, and calls `run` again after it. A
-//! customer's items stay in record order.
+//! an event of junk ids only), adds its item with `add`, and calls `run` again after it. A
+//! customer's items stay in record order. An identity link (two usable ids) is finished here when
+//! the stage gives its repeat check and its link batch (`IngestStage._repeat`, `LinkBatch.add`):
+//! the link's value is `streams.app.identity_links.link_value`'s.
 
 use std::collections::HashMap;
 
@@ -15,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::intern;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::{decode, FastEvent};
+use crate::{decode, put_int, put_str, FastEvent};
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`; `streams.io.partitioning.murmur2`).
 #[pyfunction]
@@ -46,6 +48,32 @@ pub fn murmur2(data: &[u8]) -> u32 {
     h ^ (h >> 15)
 }
 
+/// `streams.app.identity_links.link_value`: `{"link_id", "ids", "ts_ms", "source", "src": [topic, partition, offset]}`.
+fn link_value(link_id: &str, ids: &[String], ts_ms: i64, source: &str, topic: &str, partition: i64, offset: i64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(96 + ids.iter().map(String::len).sum::<usize>());
+    buf.extend_from_slice(b"{\"link_id\":");
+    put_str(&mut buf, link_id);
+    buf.extend_from_slice(b",\"ids\":[");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        put_str(&mut buf, id);
+    }
+    buf.extend_from_slice(b"],\"ts_ms\":");
+    put_int(&mut buf, ts_ms);
+    buf.extend_from_slice(b",\"source\":");
+    put_str(&mut buf, source);
+    buf.extend_from_slice(b",\"src\":[");
+    put_str(&mut buf, topic);
+    buf.push(b',');
+    put_int(&mut buf, partition);
+    buf.push(b',');
+    put_int(&mut buf, offset);
+    buf.extend_from_slice(b"]}");
+    buf
+}
+
 fn partition_for(key: &[u8], partitions: u32) -> u32 {
     (murmur2(key) & 0x7fff_ffff) % partitions
 }
@@ -66,7 +94,9 @@ fn is_junk(value: &str, words: &[String]) -> bool {
 enum Key {
     Customer(String),
     Nobody,
-    /// junk ids beside good ones, two usable ids (a link), or only junk: the Python path
+    /// two usable ids or more, in the event's order (the first is the customer)
+    Link(Vec<String>),
+    /// only junk ids: the Python path (dead letter `junk_id`)
     Python,
 }
 
@@ -87,29 +117,35 @@ pub struct Ingest {
     items: usize,
     events_in: HashMap<String, u64>,
     anonymous: HashMap<String, u64>,
+    /// junk ids left out of events that had a usable id too (`identity_refused{reason="junk_id"}`)
+    #[pyo3(get)]
+    junk_refused: u64,
+    /// the stage's repeat check and link batch (None: links go to the Python path)
+    repeat: Option<PyObject>,
+    add_link: Option<PyObject>,
 }
 
 impl Ingest {
-    fn key(&self, ev: &FastEvent) -> Key {
+    /// The customer key, as `IngestStage._identity_key` chooses it; and the junk ids left out.
+    fn key(&self, ev: &FastEvent) -> (Key, u64) {
         if !self.identity {
-            return ev.customer_id.clone().map_or(Key::Nobody, Key::Customer);
+            return (ev.customer_id.clone().map_or(Key::Nobody, Key::Customer), 0);
         }
-        let mut usable: Option<String> = None;
-        let mut junk = false;
+        let mut usable: Vec<String> = Vec::with_capacity(ev.ids.len());
+        let mut junk = 0;
         for (id_type, value) in &ev.ids {
             // contact hashes reach here in lower case only (the fast path's check): id_key's lower() is a no-op
             if is_junk(value, &self.junk) {
-                junk = true;
-            } else if usable.is_some() {
-                return Key::Python; // a link
+                junk += 1;
             } else {
-                usable = Some(format!("{id_type}:{value}"));
+                usable.push(format!("{id_type}:{value}"));
             }
         }
-        match (usable, junk) {
-            (Some(key), false) => Key::Customer(key),
-            (None, false) => Key::Nobody,
-            _ => Key::Python,
+        match usable.len() {
+            0 if junk > 0 => (Key::Python, 0),
+            0 => (Key::Nobody, 0),
+            1 => (Key::Customer(usable.pop().expect("one")), junk),
+            _ => (Key::Link(usable), junk),
         }
     }
 
@@ -139,10 +175,14 @@ impl Ingest {
 impl Ingest {
     /// `latest_ms`: the newest event time accepted (now + the future tolerance); `max_item`: the
     /// largest item the internal topic takes; `junk`: `schemas.ids`' placeholder values (lower case).
+    /// `repeat(ids, ts_ms) -> bool` and `add_link(value)`: the stage's repeat check and link batch,
+    /// with identity resolution on (None: every link event goes to the Python path).
     #[new]
-    #[pyo3(signature = (partitions, max_bytes, identity, latest_ms, max_item, sources, junk))]
+    #[pyo3(signature = (partitions, max_bytes, identity, latest_ms, max_item, sources, junk, repeat=None, add_link=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(partitions: u32, max_bytes: usize, identity: bool, latest_ms: i64, max_item: usize,
-           sources: HashMap<String, String>, junk: &Bound<'_, PyAny>) -> PyResult<Self> {
+           sources: HashMap<String, String>, junk: &Bound<'_, PyAny>, repeat: Option<PyObject>,
+           add_link: Option<PyObject>) -> PyResult<Self> {
         if partitions < 1 {
             return Err(pyo3::exceptions::PyValueError::new_err("partitions must be >= 1"));
         }
@@ -150,7 +190,7 @@ impl Ingest {
         Ok(Ingest {
             partitions, max_bytes, identity, latest_ms, max_item, sources, junk,
             open: HashMap::new(), order: Vec::new(), closed: Vec::new(), items: 0,
-            events_in: HashMap::new(), anonymous: HashMap::new(),
+            events_in: HashMap::new(), anonymous: HashMap::new(), junk_refused: 0, repeat, add_link,
         })
     }
 
@@ -178,22 +218,41 @@ impl Ingest {
             if ev.ts_ms > self.latest_ms {
                 return Ok((i, None)); // future_timestamp: the Python path says it
             }
-            let key = match self.key(&ev) {
+            let (key, junk) = self.key(&ev);
+            let (customer, link) = match key {
                 Key::Python => return Ok((i, Some(Py::new(py, ev)?))),
                 Key::Nobody => {
                     *self.anonymous.entry(source.clone()).or_insert(0) += 1;
                     *self.events_in.entry(source).or_insert(0) += 1;
                     continue;
                 }
-                Key::Customer(key) => key,
+                Key::Customer(key) => (key, None),
+                Key::Link(ids) => {
+                    if self.repeat.is_none() || self.add_link.is_none() {
+                        return Ok((i, Some(Py::new(py, ev)?)));
+                    }
+                    (ids[0].clone(), Some(ids))
+                }
             };
             let partition: i64 = rec.getattr(intern!(py, "partition"))?.extract()?;
             let offset: i64 = rec.getattr(intern!(py, "offset"))?.extract()?;
-            let item = ev.encode_item(Some(&key), &format!("{source}:{partition}"), offset);
+            let item = ev.encode_item(Some(&customer), &format!("{source}:{partition}"), offset);
             if item.len() > self.max_item {
-                return Ok((i, None)); // too_large: the Python path says it
+                return Ok((i, None)); // too_large: the Python path says it (nothing of this record done here)
             }
-            self.push(key.as_bytes(), &item);
+            if let (Some(ids), Some(repeat), Some(add_link)) = (link, &self.repeat, &self.add_link) {
+                // IngestStage._repeat: a link already sent is not sent again (an error: the Python path's)
+                let Ok(repeated) = repeat.call1(py, (ids.clone(), ev.ts_ms)).and_then(|r| r.is_truthy(py)) else {
+                    return Ok((i, Some(Py::new(py, ev)?)));
+                };
+                if !repeated {
+                    let link_id = format!("{source}:{}", ev.event_id);
+                    let value = link_value(&link_id, &ids, ev.ts_ms, &source, topic, partition, offset);
+                    add_link.call1(py, (PyBytes::new_bound(py, &value),))?;
+                }
+            }
+            self.junk_refused += junk;
+            self.push(customer.as_bytes(), &item);
             *self.events_in.entry(source).or_insert(0) += 1;
         }
         Ok((n, None))

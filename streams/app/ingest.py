@@ -147,12 +147,14 @@ class IngestStage:
 
     def _in_core(self, records: Sequence[SourceRecord], links: LinkBatch) -> Any:
         """The batch through the Rust core (``native/src/ingest.rs``): it takes the records it can
-        finish alone and stops at each other one, which ``_one`` handles (with the core's decoding
-        of it, if any) before the core goes on after it."""
+        finish alone (identity links too, with ``_repeat`` and ``links``) and stops at each other one,
+        which ``_one`` handles (with the core's decoding of it, if any) before the core goes on after it."""
         assert _CORE is not None
-        out = _CORE.Ingest(self._partitions, ENVELOPE_MAX_BYTES, self._links is not None,
+        identity = self._links is not None
+        out = _CORE.Ingest(self._partitions, ENVELOPE_MAX_BYTES, identity,
                            self._clock.now_ms() + self._future_tolerance_ms, INTERNAL_RECORD_MAX_BYTES,
-                           self._source_by_topic, JUNK_VALUES)
+                           self._source_by_topic, JUNK_VALUES, self._repeat if identity else None,
+                           links.add if identity else None)
         batch = records if isinstance(records, list) else list(records)
         i, n = 0, len(batch)
         while True:
@@ -166,6 +168,8 @@ class IngestStage:
             self._events_in.add(source, count)
         for source, count in anonymous.items():
             self._anonymous.add(source, count)
+        if out.junk_refused:  # junk ids left out of events that had a usable one too
+            self._metrics.identity_refused.labels("junk_id").inc(out.junk_refused)
         return out
 
     def _one(self, msg: SourceRecord, out: EnvelopeBuilder | Any, links: LinkBatch,

@@ -143,3 +143,27 @@ def test_a_record_the_core_stops_at_is_handled_once() -> None:
     assert off.run(recs, 0) == (3, None)  # without identity resolution: no link, the visitor dropped
     assert off.counts() == ({"clickstream": 3}, {"clickstream": 1})
     assert off.items == 2
+
+
+def test_the_core_finishes_a_link_with_the_stages_repeat_check_and_link_batch() -> None:
+    assert native_core.CORE is not None
+    asked: list[tuple[list[str], int]] = []
+    sent: list[bytes] = []
+
+    def repeat(ids: list[str], ts_ms: int) -> bool:
+        asked.append((ids, ts_ms))
+        return len(asked) > 1  # the first is new, the second a repeat
+
+    core = native_core.CORE.Ingest(4, 1 << 19, True, NOW + 60_000, 900_000, TOPICS, frozenset({"0"}),
+                                   repeat, sent.append)
+    click = {"event_id": "e1", "ts": NOW - 1, "type": "login", "session_id": "s", "user_id": "u1", "anonymous_id": "a1"}
+    recs = [Record(orjson.dumps(click), partition=2, offset=7),
+            Record(orjson.dumps({**click, "event_id": "e2", "anonymous_id": "0"}), offset=8),  # a junk id left out
+            Record(orjson.dumps({**click, "event_id": "e3"}), offset=9)]
+    assert core.run(recs, 0) == (3, None)
+    assert asked == [(["user:u1", "anonymous:a1"], NOW - 1)] * 2
+    assert [orjson.loads(v) for v in sent] == [{"link_id": "clickstream:e1", "ids": ["user:u1", "anonymous:a1"],
+                                                "ts_ms": NOW - 1, "source": "clickstream",
+                                                "src": ["events.clickstream", 2, 7]}]
+    assert core.junk_refused == 1 and core.items == 3
+    assert {obj["customer_id"] for _, v in core.records() for obj in decode_envelope(v)} == {"user:u1"}
