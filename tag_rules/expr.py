@@ -119,6 +119,9 @@ class CompiledExpr:
         default=None, repr=False, compare=False, hash=False)
     """The comparisons with constants and the ratio comparisons (``spend_24h >= spend_30d / 2``) the
     expression is exactly the ``and`` of, with at least one ratio (``expr_ratio.ratio_conjunction_of``)."""
+    body: ast.expr | None = field(default=None, repr=False, compare=False, hash=False)
+    """The checked, rewritten tree ``function`` was compiled from (helper calls ``__ts_<op>``, constants
+    folded): what :mod:`tag_rules.expr_tree` hands to other evaluators (the Rust core's)."""
 
     @property
     def function(self) -> Function:
@@ -215,7 +218,7 @@ class _Compiler:
                             {k: tuple(sorted(v)) for k, v in self.thresholds.items()}, fn,
                             atoms_of(body, self.known), guards_of(body, self.known),
                             monotone_of(body, self.known), conjunction_of(body, self.known),
-                            ratio_conjunction_of(body, self.known))
+                            ratio_conjunction_of(body, self.known), body)
 
     # -- rewrite: validation, constant folding, threshold checks and helper calls in one recursive pass
     # (depth is bounded by shape_problem, so recursion is safe)

@@ -19,7 +19,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 impl From<Unsupported> for PyErr {
     fn from(u: Unsupported) -> PyErr {
-        PyNotImplementedError::new_err(format!("native features: {}", u.0))
+        PyNotImplementedError::new_err(format!("tagstream core: {}", u.0))
     }
 }
 
