@@ -15,6 +15,7 @@ use std::io::Write;
 
 use value::{get, Obj, BV};
 
+mod engine;
 mod expr;
 mod features;
 mod ingest;
@@ -440,6 +441,8 @@ fn tagstream_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ingest::Ingest>()?;
     m.add_class::<features::NativeFeature>()?;
     m.add_class::<expr::NativeExpr>()?;
+    m.add_class::<engine::NativeEngine>()?;
+    m.add_class::<engine::NativeState>()?;
     m.add_function(wrap_pyfunction!(ingest::murmur2, m)?)?;
     m.add_function(wrap_pyfunction!(fast_event, m)?)?;
     m.add_function(wrap_pyfunction!(limits, m)?)?;

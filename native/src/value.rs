@@ -12,7 +12,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 pub enum BV<'a> {
     Null,
-    Bool,
+    Bool(bool),
     Int(i64),
     /// an integer past i64 (JSON allows it; orjson and the models' ranges do not)
     Big,
@@ -46,8 +46,7 @@ impl<'de> Visitor<'de> for BVVisitor {
         f.write_str("a JSON value")
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<BV<'de>, E> {
-        let _ = v;
-        Ok(BV::Bool)
+        Ok(BV::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<BV<'de>, E> {
         Ok(BV::Int(v))

@@ -81,6 +81,27 @@ pub enum Node {
     Call(Func, Vec<Node>),
 }
 
+/// The tree with each name slot replaced by `slots[slot]` (a tag's names as the engine's name indexes).
+pub fn remap(node: &mut Node, slots: &[usize]) {
+    match node {
+        Node::Const(_) => {}
+        Node::Name(i) => *i = slots[*i],
+        Node::Tuple(items) | Node::List(items) | Node::And(items) | Node::Or(items) | Node::Call(_, items) => {
+            items.iter_mut().for_each(|n| remap(n, slots))
+        }
+        Node::Not(x) => remap(x, slots),
+        Node::If(a, b, c) => {
+            remap(a, slots);
+            remap(b, slots);
+            remap(c, slots);
+        }
+        Node::Eq(a, b) | Node::Ne(a, b) => {
+            remap(a, slots);
+            remap(b, slots);
+        }
+    }
+}
+
 pub fn eval(node: &Node, env: &[EV]) -> R<EV> {
     Ok(match node {
         Node::Const(v) => v.clone(),
@@ -117,10 +138,12 @@ pub fn eval(node: &Node, env: &[EV]) -> R<EV> {
         }
         Node::Eq(a, b) => EV::Bool(eq(&eval(a, env)?, &eval(b, env)?)),
         Node::Ne(a, b) => EV::Bool(!eq(&eval(a, env)?, &eval(b, env)?)),
-        Node::Call(f, args) => {
-            let vals = args.iter().map(|n| eval(n, env)).collect::<R<Vec<_>>>()?;
-            call(*f, &vals)?
-        }
+        Node::Call(f, args) => match args.as_slice() {
+            // one or two arguments (every operator, most calls) without a Vec
+            [a] => call(*f, &[eval(a, env)?])?,
+            [a, b] => call(*f, &[eval(a, env)?, eval(b, env)?])?,
+            _ => call(*f, &args.iter().map(|n| eval(n, env)).collect::<R<Vec<_>>>()?)?,
+        },
     })
 }
 

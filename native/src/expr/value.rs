@@ -16,6 +16,22 @@ pub enum EV {
     List(Rc<Vec<EV>>),
 }
 
+/// The same value, bit for bit (a float by its bits: -0.0 is not 0.0, a NaN is itself): what the
+/// engine compares to know that a tag's inputs did not move.
+pub fn same(a: &EV, b: &EV) -> bool {
+    match (a, b) {
+        (EV::None, EV::None) => true,
+        (EV::Bool(x), EV::Bool(y)) => x == y,
+        (EV::Int(x), EV::Int(y)) => x == y,
+        (EV::Float(x), EV::Float(y)) => x.to_bits() == y.to_bits(),
+        (EV::Str(x), EV::Str(y)) => x == y,
+        (EV::Tuple(x), EV::Tuple(y)) | (EV::List(x), EV::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
+        }
+        _ => false,
+    }
+}
+
 /// A comparison Python refuses (`TypeError`): the helpers turn it into False or None.
 pub struct TypeErr;
 

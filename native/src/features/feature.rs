@@ -68,6 +68,19 @@ impl Feature {
         Ok(Feature { agg, window, thresholds_ms: if agg == Agg::SinceLast { ms } else { Vec::new() } })
     }
 
+    /// The feature with its time-since thresholds as the Python runtime holds them
+    /// (`FeatureRuntime.thresholds_ms`: sorted, both `ceil(t)` and `ceil(t) + 1`).
+    pub fn with_thresholds_ms(mut self, thresholds_ms: Vec<i64>) -> Feature {
+        if self.agg == Agg::SinceLast {
+            self.thresholds_ms = thresholds_ms;
+        }
+        self
+    }
+
+    pub fn windowed(&self) -> bool {
+        self.window.is_some()
+    }
+
     fn distinct(&self) -> bool {
         self.agg == Agg::DistinctCount
     }

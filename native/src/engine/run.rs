@@ -1,0 +1,406 @@
+//! The tag engine's evaluation natively, as the Python engine evaluates every tag
+//! (`TagEngine(incremental=False)`, which the incremental one equals in changes, due times and
+//! state bytes: tests/unit/test_engine_incremental.py): due times walked up to now, the event's
+//! de-duplication, folding, every tag evaluated, the next due time.
+
+use super::spec::Spec;
+use super::state::{State, SEEN_ENTRY};
+use crate::expr::eval::eval;
+use crate::expr::value::{same, EV};
+use crate::features::feature::Data;
+use crate::features::num::{Unsupported, Val, R};
+use blake2::digest::{Update, VariableOutput};
+use blake2::Blake2bVar;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub const MAX_CATCH_UP_STEPS: usize = 1000;
+
+/// What an event carries that the engine reads (`EventView` over a parsed envelope item).
+pub trait EventView {
+    fn event_id(&self) -> &str;
+    fn source(&self) -> &str;
+    fn ts_ms(&self) -> i64;
+    /// a field's value; None when missing
+    fn field(&self, name: &str) -> R<Option<EV>>;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cause {
+    Event,
+    Expiry,
+    RuleChange,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Event => "event",
+            Cause::Expiry => "expiry",
+            Cause::RuleChange => "rule_change",
+        }
+    }
+}
+
+/// A tag change (`streams/engine/tag_change.py`).
+pub struct Change {
+    pub tag: String,
+    pub add: bool,
+    pub at_ms: i64,
+    pub cause: Cause,
+    /// (event_id, event ts_ms) of the event that caused it
+    pub event: Option<(String, i64)>,
+    /// `{name: value}` of the tag's features
+    pub features: Vec<(usize, EV)>,
+    pub change_id: String,
+}
+
+#[derive(Default)]
+pub struct Outcome {
+    pub changes: Vec<Change>,
+    pub late: bool,
+    pub duplicate: bool,
+}
+
+pub fn ev_of_val(v: &Val) -> EV {
+    match v {
+        Val::Null => EV::None,
+        Val::Bool(b) => EV::Bool(*b),
+        Val::Int(i) => EV::Int(*i),
+        Val::Float(f) => EV::Float(*f),
+        Val::Str(s) => EV::Str(Rc::from(s.as_str())),
+    }
+}
+
+fn val_of_ev(v: &EV) -> R<Val> {
+    Ok(match v {
+        EV::None => Val::Null,
+        EV::Bool(b) => Val::Bool(*b),
+        EV::Int(i) => Val::Int(*i),
+        EV::Float(f) => Val::Float(*f),
+        EV::Str(s) => Val::Str(s.to_string()),
+        EV::Tuple(_) | EV::List(_) => return Err(Unsupported("a list where a feature takes a scalar")),
+    })
+}
+
+fn hex_blake2b(data: &[u8], size: usize) -> Vec<u8> {
+    let mut h = Blake2bVar::new(size).expect("a valid blake2b size");
+    h.update(data);
+    let mut out = vec![0u8; size];
+    h.finalize_variable(&mut out).expect("the size asked for");
+    out
+}
+
+fn change_id(customer_id: &str, tag: &str, op: &str, cause: Cause, event_id: Option<&str>, at_ms: i64) -> String {
+    let last = match event_id {
+        Some(e) if !e.is_empty() => e.to_string(),
+        _ => at_ms.to_string(),
+    };
+    let basis = format!("{customer_id}\x1f{tag}\x1f{op}\x1f{}\x1f{last}", cause.as_str());
+    hex_blake2b(basis.as_bytes(), 10).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One step of a fold plan: a feature, and the slot of its filter when the event's other fields
+/// decide it (None: nothing left to evaluate).
+type Step = (usize, Option<usize>);
+
+pub struct Engine {
+    pub spec: Spec,
+    /// `FoldPlans`: per (source, type), the features an event of that pair can feed, with the
+    /// filters that read only `source` and `type` decided once
+    plans: RefCell<HashMap<(String, Option<String>), Rc<Vec<Step>>>>,
+}
+
+const STATIC_NAMES: [&str; 2] = ["source", "type"];
+const MAX_PLANS: usize = 4096;
+
+impl Engine {
+    pub fn new(spec: Spec) -> Engine {
+        Engine { spec, plans: RefCell::new(HashMap::new()) }
+    }
+
+    fn plan(&self, source: &str, type_: Option<&str>) -> R<Rc<Vec<Step>>> {
+        let key = (source.to_string(), type_.map(str::to_string));
+        if let Some(p) = self.plans.borrow().get(&key) {
+            return Ok(p.clone());
+        }
+        let mut steps = Vec::new();
+        for (i, f) in self.spec.features.iter().enumerate() {
+            if !f.sources.iter().any(|s| s == source) {
+                continue;
+            }
+            match &f.filter {
+                None => steps.push((i, None)),
+                Some((node, names)) if names.iter().all(|n| STATIC_NAMES.contains(&n.as_str())) => {
+                    let env: Vec<EV> = names
+                        .iter()
+                        .map(|n| match (n.as_str(), type_) {
+                            ("source", _) => EV::Str(Rc::from(source)),
+                            (_, Some(t)) => EV::Str(Rc::from(t)),
+                            (_, None) => EV::None,
+                        })
+                        .collect();
+                    if eval(node, &env)?.truthy() {
+                        steps.push((i, None));
+                    }
+                }
+                Some(_) => steps.push((i, f.filter_slot)),
+            }
+        }
+        let plan = Rc::new(steps);
+        let mut plans = self.plans.borrow_mut();
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    pub fn process_event(&self, st: &mut State, customer_id: &str, ev: &dyn EventView, now_ms: i64) -> R<Outcome> {
+        let mut out = Outcome::default();
+        out.changes = self.catch_up(st, customer_id, now_ms)?;
+        if self.duplicate(st, ev.event_id(), now_ms) {
+            out.duplicate = true;
+            return Ok(out);
+        }
+        if st.version != self.spec.version {
+            let mut up = self.upgrade(st, customer_id, now_ms)?;
+            out.changes.append(&mut up);
+        }
+        self.fold(st, ev, now_ms, &mut out)?;
+        let values = self.all(st, now_ms)?;
+        let mut diff = self.diff(st, customer_id, &values, now_ms, Cause::Event, Some(ev))?;
+        out.changes.append(&mut diff);
+        st.due_ms = self.next_due_ms(st, now_ms);
+        Ok(out)
+    }
+
+    pub fn catch_up(&self, st: &mut State, customer_id: &str, now_ms: i64) -> R<Vec<Change>> {
+        let mut changes = Vec::new();
+        for _ in 0..MAX_CATCH_UP_STEPS {
+            match st.due_ms {
+                Some(due) if due <= now_ms => changes.append(&mut self.process_due(st, customer_id, due, due)?),
+                _ => return Ok(changes),
+            }
+        }
+        changes.append(&mut self.process_due(st, customer_id, now_ms, now_ms)?);
+        Ok(changes)
+    }
+
+    pub fn process_due(&self, st: &mut State, customer_id: &str, due_ms: i64, now_ms: i64) -> R<Vec<Change>> {
+        let at = due_ms.min(now_ms);
+        let mut changes = Vec::new();
+        if st.version != self.spec.version {
+            changes.append(&mut self.upgrade(st, customer_id, at)?);
+        }
+        let values = self.all(st, at)?;
+        changes.append(&mut self.diff(st, customer_id, &values, at, Cause::Expiry, None)?);
+        st.due_ms = self.next_due_ms(st, at);
+        Ok(changes)
+    }
+
+    fn upgrade(&self, st: &mut State, customer_id: &str, now_ms: i64) -> R<Vec<Change>> {
+        if !st.version.is_empty() {
+            return Err(Unsupported("a state of other rules (the Python engine upgrades it)"));
+        }
+        let fresh = st.tags.is_empty();
+        st.version = self.spec.version.clone();
+        if fresh {
+            return Ok(Vec::new());
+        }
+        let values = self.all(st, now_ms)?;
+        self.diff(st, customer_id, &values, now_ms, Cause::RuleChange, None)
+    }
+
+    /// `CustomerState.seen_before`: remembers the event id; true when seen within the horizon.
+    fn duplicate(&self, st: &mut State, event_id: &str, now_ms: i64) -> bool {
+        let horizon = self.spec.dedup_horizon_ms;
+        if horizon <= 0 {
+            return false;
+        }
+        let log = &mut st.seen;
+        let horizon_start_s = (now_ms - horizon).div_euclid(1000);
+        let keep_bytes = (self.spec.dedup_max_ids - 1) * SEEN_ENTRY as i64;
+        let mut drop = 0usize;
+        while drop < log.len() {
+            let at = u32::from_be_bytes(log[drop + 8..drop + 12].try_into().expect("4 bytes")) as i64;
+            if (log.len() - drop) as i64 > keep_bytes || at <= horizon_start_s {
+                drop += SEEN_ENTRY;
+            } else {
+                break;
+            }
+        }
+        log.drain(..drop);
+        let fp = hex_blake2b(event_id.as_bytes(), 8);
+        if log.chunks_exact(SEEN_ENTRY).any(|e| e[..8] == fp[..]) {
+            return true;
+        }
+        log.extend_from_slice(&fp);
+        log.extend_from_slice(&(now_ms.div_euclid(1000) as u32).to_be_bytes());
+        false
+    }
+
+    fn fold(&self, st: &mut State, ev: &dyn EventView, now_ms: i64, out: &mut Outcome) -> R<()> {
+        let ts = ev.ts_ms();
+        let too_late = self.spec.lateness_ms.is_some_and(|l| now_ms - ts > l);
+        out.late |= too_late;
+        let type_ = match ev.field("type")? {
+            Some(EV::Str(t)) => Some(t),
+            None | Some(EV::None) => None,
+            Some(_) => return Err(Unsupported("an event type that is not a string")),
+        };
+        let plan = self.plan(ev.source(), type_.as_deref())?;
+        let mut decided: Vec<Option<bool>> = Vec::new();
+        for &(i, slot) in plan.iter() {
+            let f = &self.spec.features[i];
+            if too_late && f.feature.windowed() {
+                continue;
+            }
+            if let Some(slot) = slot {
+                if decided.is_empty() {
+                    decided = vec![None; self.spec.filter_slots];
+                }
+                let ok = match decided[slot] {
+                    Some(ok) => ok,
+                    None => {
+                        let (node, names) = f.filter.as_ref().expect("a slot has a filter");
+                        let env = names.iter().map(|n| Ok(ev.field(n)?.unwrap_or(EV::None))).collect::<R<Vec<_>>>()?;
+                        let ok = eval(node, &env)?.truthy();
+                        decided[slot] = Some(ok);
+                        ok
+                    }
+                };
+                if !ok {
+                    continue;
+                }
+            }
+            let values: Vec<Val> = match &f.field {
+                None => vec![Val::Null],
+                Some(name) => match ev.field(name)? {
+                    None | Some(EV::None) => Vec::new(),
+                    Some(EV::List(items)) | Some(EV::Tuple(items)) => {
+                        if f.feature.agg == crate::features::agg::Agg::DistinctCount {
+                            items.iter().map(val_of_ev).collect::<R<Vec<_>>>()?
+                        } else {
+                            items.first().map(val_of_ev).transpose()?.into_iter().collect()
+                        }
+                    }
+                    Some(v) => vec![val_of_ev(&v)?],
+                },
+            };
+            let old = st.data[i].take().unwrap_or(Data::None);
+            let had = !matches!(old, Data::None);
+            let (data, late) = f.feature.fold(old, &values, ts, now_ms)?;
+            out.late |= late;
+            match data {
+                Data::None => {
+                    if had {
+                        st.order.retain(|&j| j != i); // cannot happen: a fold never empties data
+                    }
+                }
+                d => {
+                    if !had {
+                        st.order.push(i);
+                    }
+                    st.data[i] = Some(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every feature's value at `at` (`FeatureReads.all`), by name index; drops what left its window.
+    fn all(&self, st: &mut State, at: i64) -> R<Vec<EV>> {
+        let mut values = vec![EV::None; self.spec.names.len()];
+        for (i, f) in self.spec.features.iter().enumerate() {
+            if f.feature.windowed() {
+                if let Some(d) = st.data[i].take() {
+                    match f.feature.prune(d, at) {
+                        Data::None => st.order.retain(|&j| j != i),
+                        d => st.data[i] = Some(d),
+                    }
+                }
+            }
+            let v = match st.get(i) {
+                Some(d) => f.feature.value(d, at)?,
+                None => f.feature.value(&Data::None, at)?,
+            };
+            let v = ev_of_val(&v);
+            for &n in &f.names {
+                values[n] = v.clone();
+            }
+        }
+        Ok(values)
+    }
+
+    fn diff(&self, st: &mut State, customer_id: &str, values: &[EV], at_ms: i64, cause: Cause,
+            ev: Option<&dyn EventView>) -> R<Vec<Change>> {
+        let mut changes = Vec::new();
+        let prev = st.last.take();
+        let blank = std::mem::take(&mut st.last_blank);
+        for t in &self.spec.tags {
+            if let Some(prev) = &prev {
+                if !(blank && t.true_when_blank) && t.slots.iter().all(|&n| same(&prev[n], &values[n])) {
+                    continue; // its inputs did not move: it keeps its outcome (``State.last``)
+                }
+            }
+            let holds = eval(&t.when, values)?.truthy();
+            let held = st.holds(&t.name);
+            if holds == held {
+                continue;
+            }
+            if holds {
+                st.tags.push((t.name.clone(), at_ms));
+            } else {
+                st.tags.retain(|(n, _)| *n != t.name);
+            }
+            let op = if holds { "add" } else { "remove" };
+            let event_id = ev.map(|e| e.event_id());
+            changes.push(Change {
+                change_id: change_id(customer_id, &t.name, op, cause, event_id, at_ms),
+                tag: t.name.clone(),
+                add: holds,
+                at_ms,
+                cause,
+                event: ev.map(|e| (e.event_id().to_string(), e.ts_ms())),
+                features: t.features.iter().map(|&n| (n, values[n].clone())).collect(),
+            });
+        }
+        st.last = Some(values.to_vec());
+        // held under rules that had other tags: a full evaluation drops them
+        let gone: Vec<String> =
+            st.tags.iter().filter(|(n, _)| !self.spec.tag_names.contains(n)).map(|(n, _)| n.clone()).collect();
+        for name in gone {
+            st.tags.retain(|(n, _)| *n != name);
+            changes.push(Change {
+                change_id: change_id(customer_id, &name, "remove", Cause::RuleChange, None, at_ms),
+                tag: name,
+                add: false,
+                at_ms,
+                cause: Cause::RuleChange,
+                event: None,
+                features: Vec::new(),
+            });
+        }
+        Ok(changes)
+    }
+
+    /// `DueTimes.next_due_ms`: the earliest next change of a feature with data (a time-since
+    /// one's next threshold that matters for the held tags).
+    fn next_due_ms(&self, st: &State, now_ms: i64) -> Option<i64> {
+        let mut best: Option<i64> = None;
+        for &i in &st.order {
+            let f = &self.spec.features[i];
+            let d = st.data[i].as_ref().expect("ordered data exists");
+            let t = match (&f.since, d) {
+                (Some(plan), Data::Acc(crate::features::agg::Acc::One(Val::Int(ts)))) => plan.next_ms(*ts, now_ms, &st.tags),
+                _ => f.feature.next_change_ms(d, now_ms),
+            };
+            if let Some(t) = t {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+        }
+        best
+    }
+}
