@@ -193,6 +193,14 @@ impl NativeEngine {
         for t in tags.iter_mut() {
             t.true_when_blank = crate::expr::eval::eval(&t.when, &blank)?.truthy();
         }
+        let mut tags_of_name = vec![Vec::new(); names.len()];
+        for (j, t) in tags.iter().enumerate() {
+            for &n in &t.slots {
+                if !tags_of_name[n].contains(&j) {
+                    tags_of_name[n].push(j);
+                }
+            }
+        }
         let spec = Spec {
             version: item(spec, "version")?.extract()?,
             lateness_ms: item(spec, "allowed_lateness_ms")?.extract()?,
@@ -204,6 +212,7 @@ impl NativeEngine {
             tag_names: tags.iter().map(|t| t.name.clone()).collect(),
             tags,
             filter_slots: filter_texts.len(),
+            tags_of_name,
             blank,
         };
         Ok(NativeEngine { engine: Engine::new(spec) })

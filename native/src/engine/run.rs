@@ -168,9 +168,9 @@ impl Engine {
             let mut up = self.upgrade(st, customer_id, now_ms)?;
             out.changes.append(&mut up);
         }
-        self.fold(st, ev, now_ms, &mut out)?;
-        let values = self.all(st, now_ms)?;
-        let mut diff = self.diff(st, customer_id, &values, now_ms, Cause::Event, Some(ev))?;
+        let fed = self.fold(st, ev, now_ms, &mut out)?;
+        let (values, changed) = self.all(st, now_ms, &fed)?;
+        let mut diff = self.diff(st, customer_id, &values, changed.as_deref(), now_ms, Cause::Event, Some(ev))?;
         out.changes.append(&mut diff);
         st.due_ms = self.next_due_ms(st, now_ms);
         Ok(out)
@@ -194,8 +194,8 @@ impl Engine {
         if st.version != self.spec.version {
             changes.append(&mut self.upgrade(st, customer_id, at)?);
         }
-        let values = self.all(st, at)?;
-        changes.append(&mut self.diff(st, customer_id, &values, at, Cause::Expiry, None)?);
+        let (values, changed) = self.all(st, at, &[])?;
+        changes.append(&mut self.diff(st, customer_id, &values, changed.as_deref(), at, Cause::Expiry, None)?);
         st.due_ms = self.next_due_ms(st, at);
         Ok(changes)
     }
@@ -209,8 +209,8 @@ impl Engine {
         if fresh {
             return Ok(Vec::new());
         }
-        let values = self.all(st, now_ms)?;
-        self.diff(st, customer_id, &values, now_ms, Cause::RuleChange, None)
+        let (values, changed) = self.all(st, now_ms, &[])?;
+        self.diff(st, customer_id, &values, changed.as_deref(), now_ms, Cause::RuleChange, None)
     }
 
     /// `CustomerState.seen_before`: remembers the event id; true when seen within the horizon.
@@ -241,7 +241,9 @@ impl Engine {
         false
     }
 
-    fn fold(&self, st: &mut State, ev: &dyn EventView, now_ms: i64, out: &mut Outcome) -> R<()> {
+    /// Folds the event into the features it feeds; returns them.
+    fn fold(&self, st: &mut State, ev: &dyn EventView, now_ms: i64, out: &mut Outcome) -> R<Vec<usize>> {
+        let mut fed = Vec::new();
         let ts = ev.ts_ms();
         let too_late = self.spec.lateness_ms.is_some_and(|l| now_ms - ts > l);
         out.late |= too_late;
@@ -293,6 +295,7 @@ impl Engine {
             let had = !matches!(old, Data::None);
             let (data, late) = f.feature.fold(old, &values, ts, now_ms)?;
             out.late |= late;
+            fed.push(i);
             match data {
                 Data::None => {
                     if had {
@@ -307,43 +310,86 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(fed)
     }
 
-    /// Every feature's value at `at` (`FeatureReads.all`), by name index; drops what left its window.
-    fn all(&self, st: &mut State, at: i64) -> R<Vec<EV>> {
-        let mut values = vec![EV::None; self.spec.names.len()];
-        for (i, f) in self.spec.features.iter().enumerate() {
-            if f.feature.windowed() {
-                if let Some(d) = st.data[i].take() {
-                    match f.feature.prune(d, at) {
-                        Data::None => st.order.retain(|&j| j != i),
-                        d => st.data[i] = Some(d),
-                    }
+    /// Every feature's value at `at` (`FeatureReads.all`), by name index, dropping what left its
+    /// window; and the names whose value moved since the last evaluation (None: all may have).
+    /// With that evaluation's values at hand (`State.last`), only the features that can have moved
+    /// are read again: the ones `fed` since, the time-since ones, and the windowed ones whose next
+    /// change has come (the others have nothing to prune either: it was all pruned then).
+    fn all(&self, st: &mut State, at: i64, fed: &[usize]) -> R<(Vec<EV>, Option<Vec<usize>>)> {
+        let Some(last) = st.last.as_ref() else {
+            let mut values = vec![EV::None; self.spec.names.len()];
+            for i in 0..self.spec.features.len() {
+                let v = self.read(st, i, at)?;
+                for &n in &self.spec.features[i].names {
+                    values[n] = v.clone();
                 }
             }
-            let v = match st.get(i) {
-                Some(d) => f.feature.value(d, at)?,
-                None => f.feature.value(&Data::None, at)?,
-            };
-            let v = ev_of_val(&v);
+            return Ok((values, None));
+        };
+        let mut values = last.clone();
+        let mut changed = Vec::new();
+        for (i, f) in self.spec.features.iter().enumerate() {
+            let moved = f.since.is_some()
+                || fed.contains(&i)
+                || (f.feature.windowed() && st.next[i].is_some_and(|t| t <= at));
+            if !moved {
+                continue;
+            }
+            let v = self.read(st, i, at)?;
             for &n in &f.names {
-                values[n] = v.clone();
+                if !same(&values[n], &v) {
+                    values[n] = v.clone();
+                    changed.push(n);
+                }
             }
         }
-        Ok(values)
+        Ok((values, Some(changed)))
     }
 
-    fn diff(&self, st: &mut State, customer_id: &str, values: &[EV], at_ms: i64, cause: Cause,
-            ev: Option<&dyn EventView>) -> R<Vec<Change>> {
-        let mut changes = Vec::new();
-        let prev = st.last.take();
-        let blank = std::mem::take(&mut st.last_blank);
-        for t in &self.spec.tags {
-            if let Some(prev) = &prev {
-                if !(blank && t.true_when_blank) && t.slots.iter().all(|&n| same(&prev[n], &values[n])) {
-                    continue; // its inputs did not move: it keeps its outcome (``State.last``)
+    /// Feature `i`'s value at `at` (`value_at`: its buckets that left the window dropped first).
+    fn read(&self, st: &mut State, i: usize, at: i64) -> R<EV> {
+        let f = &self.spec.features[i];
+        if f.feature.windowed() {
+            if let Some(d) = st.data[i].take() {
+                match f.feature.prune(d, at) {
+                    Data::None => st.order.retain(|&j| j != i),
+                    d => st.data[i] = Some(d),
                 }
+            }
+        }
+        let v = match st.get(i) {
+            Some(d) => f.feature.value(d, at)?,
+            None => f.feature.value(&Data::None, at)?,
+        };
+        Ok(ev_of_val(&v))
+    }
+
+    /// Evaluates the tags (all of them, or with `changed` the ones reading a name whose value
+    /// moved: the others keep their outcome, `State.last`) and returns their changes.
+    fn diff(&self, st: &mut State, customer_id: &str, values: &[EV], changed: Option<&[usize]>, at_ms: i64,
+            cause: Cause, ev: Option<&dyn EventView>) -> R<Vec<Change>> {
+        let mut changes = Vec::new();
+        let blank = std::mem::take(&mut st.last_blank);
+        let chosen: Option<Vec<bool>> = changed.map(|names| {
+            let mut marks = vec![false; self.spec.tags.len()];
+            for &n in names {
+                for &j in &self.spec.tags_of_name[n] {
+                    marks[j] = true;
+                }
+            }
+            if blank {
+                for (j, t) in self.spec.tags.iter().enumerate() {
+                    marks[j] |= t.true_when_blank;
+                }
+            }
+            marks
+        });
+        for (j, t) in self.spec.tags.iter().enumerate() {
+            if chosen.as_ref().is_some_and(|m| !m[j]) {
+                continue; // its inputs did not move: it keeps its outcome (``State.last``)
             }
             let holds = eval(&t.when, values)?.truthy();
             let held = st.holds(&t.name);
@@ -388,8 +434,9 @@ impl Engine {
 
     /// `DueTimes.next_due_ms`: the earliest next change of a feature with data (a time-since
     /// one's next threshold that matters for the held tags).
-    fn next_due_ms(&self, st: &State, now_ms: i64) -> Option<i64> {
+    fn next_due_ms(&self, st: &mut State, now_ms: i64) -> Option<i64> {
         let mut best: Option<i64> = None;
+        st.next.iter_mut().for_each(|n| *n = None);
         for &i in &st.order {
             let f = &self.spec.features[i];
             let d = st.data[i].as_ref().expect("ordered data exists");
@@ -397,6 +444,7 @@ impl Engine {
                 (Some(plan), Data::Acc(crate::features::agg::Acc::One(Val::Int(ts)))) => plan.next_ms(*ts, now_ms, &st.tags),
                 _ => f.feature.next_change_ms(d, now_ms),
             };
+            st.next[i] = t;
             if let Some(t) = t {
                 best = Some(best.map_or(t, |b| b.min(t)));
             }

@@ -69,4 +69,6 @@ pub struct Spec {
     pub filter_slots: usize,
     /// every name's value for a customer with no data (no feature's blank value moves with time)
     pub blank: Vec<crate::expr::value::EV>,
+    /// per name, the tags (indexes) whose conditions read it
+    pub tags_of_name: Vec<Vec<usize>>,
 }

@@ -29,17 +29,21 @@ pub struct State {
     /// `last` is the blank values of a new customer, whose tags were never evaluated: the tags
     /// true when blank must be (they are not held yet)
     pub last_blank: bool,
+    /// Not encoded, valid with `last`: each feature's next change as of the last evaluation (None:
+    /// never, or no data). A windowed feature not fed since keeps its value (and has nothing to
+    /// prune) until then.
+    pub next: Vec<Option<i64>>,
 }
 
 impl State {
     /// A new customer's state.
     pub fn new(spec: &Spec) -> State {
         State { data: vec![None; spec.features.len()], last: Some(spec.blank.clone()), last_blank: true,
-                ..State::default() }
+                next: vec![None; spec.features.len()], ..State::default() }
     }
 
     fn empty(spec: &Spec) -> State {
-        State { data: vec![None; spec.features.len()], ..State::default() }
+        State { data: vec![None; spec.features.len()], next: vec![None; spec.features.len()], ..State::default() }
     }
 
     pub fn get(&self, i: usize) -> Option<&Data> {
