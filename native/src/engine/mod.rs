@@ -11,12 +11,13 @@ pub mod run;
 pub mod spec;
 pub mod state;
 
-use crate::expr::eval::{remap, Node};
+use crate::expr::eval::{optimize, remap, Node};
 use crate::expr::value::EV;
 use crate::expr::{ev_to_py, node_of};
 use crate::features::feature::Feature;
 use crate::features::num::{Unsupported, R};
-use crate::value::{get, parse, BV};
+use crate::value::BV;
+use spec::Spec as EngineSpec;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use run::{Engine, EventView};
@@ -38,22 +39,80 @@ fn ev_of_bv(v: &BV<'_>) -> R<EV> {
     })
 }
 
-/// A canonical event parsed from its JSON bytes.
+/// A canonical event parsed from its JSON bytes: only the fields the engine reads are kept (the
+/// others are skipped by the parser), each in its slot of `Spec.event_fields`.
 struct JsonEvent<'a> {
-    obj: Vec<(std::borrow::Cow<'a, str>, BV<'a>)>,
+    fields: Vec<Option<BV<'a>>>,
+    customer_id: Option<String>,
     event_id: String,
     source: String,
     ts_ms: i64,
 }
 
+struct EventSeed<'s> {
+    spec: &'s EngineSpec,
+}
+
+struct Parsed<'a> {
+    fields: Vec<Option<BV<'a>>>,
+    customer_id: Option<String>,
+    event_id: Option<String>,
+    source: Option<String>,
+    ts_ms: Option<i64>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = Parsed<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Parsed<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventSeed<'_> {
+    type Value = Parsed<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a canonical event")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
+        let mut out = Parsed { fields: Vec::new(), customer_id: None, event_id: None, source: None, ts_ms: None };
+        out.fields.resize_with(self.spec.event_fields.len(), || None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let slot = self.spec.event_slot.get(key.as_ref()).copied();
+            match key.as_ref() {
+                "event_id" => out.event_id = Some(map.next_value::<String>()?),
+                "ts_ms" => out.ts_ms = Some(map.next_value::<i64>()?),
+                "customer_id" => out.customer_id = map.next_value::<Option<String>>()?,
+                _ if slot.is_some() => {
+                    let v: BV<'de> = map.next_value()?;
+                    if key == "source" {
+                        if let BV::Str(s) = &v {
+                            out.source = Some(s.to_string());
+                        }
+                    }
+                    out.fields[slot.expect("a slot")] = Some(v); // a key given twice: the last one counts
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl<'a> JsonEvent<'a> {
-    fn parse(raw: &'a [u8]) -> R<JsonEvent<'a>> {
-        let Some(BV::Obj(obj)) = parse(raw) else { return Err(Unsupported("an event that is not a JSON object")) };
-        let Some(BV::Str(event_id)) = get(&obj, "event_id") else { return Err(Unsupported("an event without event_id")) };
-        let Some(BV::Str(source)) = get(&obj, "source") else { return Err(Unsupported("an event without source")) };
-        let Some(BV::Int(ts_ms)) = get(&obj, "ts_ms") else { return Err(Unsupported("an event without ts_ms")) };
-        let (event_id, source, ts_ms) = (event_id.to_string(), source.to_string(), *ts_ms);
-        Ok(JsonEvent { obj, event_id, source, ts_ms })
+    fn parse(raw: &'a [u8], spec: &EngineSpec) -> R<JsonEvent<'a>> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let parsed = EventSeed { spec }.deserialize(&mut de).map_err(|_| Unsupported("an event that is not a canonical event"))?;
+        de.end().map_err(|_| Unsupported("an event that is not a canonical event"))?;
+        Ok(JsonEvent {
+            fields: parsed.fields,
+            customer_id: parsed.customer_id,
+            event_id: parsed.event_id.ok_or(Unsupported("an event without event_id"))?,
+            source: parsed.source.ok_or(Unsupported("an event without source"))?,
+            ts_ms: parsed.ts_ms.ok_or(Unsupported("an event without ts_ms"))?,
+        })
     }
 }
 
@@ -67,8 +126,16 @@ impl EventView for JsonEvent<'_> {
     fn ts_ms(&self) -> i64 {
         self.ts_ms
     }
-    fn field(&self, name: &str) -> R<Option<EV>> {
-        get(&self.obj, name).map(ev_of_bv).transpose()
+    fn field(&self, slot: usize) -> R<Option<EV>> {
+        self.fields[slot].as_ref().map(ev_of_bv).transpose()
+    }
+    fn values_of(&self, slot: usize, every: bool) -> R<Vec<crate::features::num::Val>> {
+        match &self.fields[slot] {
+            None | Some(BV::Null) => Ok(Vec::new()),
+            Some(BV::Arr(items)) if every => items.iter().map(state::val_of_bv).collect(),
+            Some(BV::Arr(items)) => items.first().map(state::val_of_bv).transpose().map(|v| v.into_iter().collect()),
+            Some(v) => Ok(vec![state::val_of_bv(v)?]),
+        }
     }
 }
 
@@ -84,6 +151,14 @@ pub struct NativeEngine {
 
 fn item<'py>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
     d.get_item(key)?.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.to_string()))
+}
+
+/// The slot of event field `name` (added when new).
+fn slot_of(fields: &mut Vec<String>, slots: &mut HashMap<String, usize>, name: &str) -> usize {
+    *slots.entry(name.to_string()).or_insert_with(|| {
+        fields.push(name.to_string());
+        fields.len() - 1
+    })
 }
 
 fn tree(o: &Bound<'_, PyAny>) -> PyResult<(Node, Vec<String>)> {
@@ -127,9 +202,13 @@ impl NativeEngine {
         let name_index = |n: &str| -> PyResult<usize> {
             names.iter().position(|x| x == n).ok_or_else(|| Unsupported("a tag reads a name no feature has").into())
         };
-        let mut features = Vec::new();
+        let mut raw_features = Vec::new();
         let mut by_key = HashMap::new();
         let mut filter_texts: HashMap<String, usize> = HashMap::new();
+        let mut event_fields: Vec<String> = Vec::new();
+        let mut event_slot: HashMap<String, usize> = HashMap::new();
+        slot_of(&mut event_fields, &mut event_slot, "type");
+        slot_of(&mut event_fields, &mut event_slot, "source");
         for f in item(spec, "features")?.downcast::<PyList>()?.iter() {
             let f = f.downcast::<PyDict>()?;
             let key: String = item(f, "key")?.extract()?;
@@ -138,13 +217,19 @@ impl NativeEngine {
                 .with_thresholds_ms(item(f, "thresholds_ms")?.extract()?);
             let filter = match item(f, "where")? {
                 w if w.is_none() => None,
-                w => Some(tree(&w)?),
+                w => {
+                    let (node, fnames) = tree(&w)?;
+                    Some((optimize(node), fnames.iter().map(|n| slot_of(&mut event_fields, &mut event_slot, n)).collect()))
+                }
             };
+            let field: Option<String> = item(f, "field")?.extract()?;
+            let field_slot = field.as_deref().map(|n| slot_of(&mut event_fields, &mut event_slot, n));
             let since = match item(f, "since")? {
                 s if s.is_none() => None,
                 s => {
-                    let (thresholds, always, if_held, if_not_held) = s.extract()?;
-                    Some(SincePlan { thresholds, always, if_held, if_not_held })
+                    let (thresholds, always, if_held, if_not_held): (Vec<i64>, Vec<bool>, Vec<Vec<String>>, Vec<Vec<String>>) =
+                        s.extract()?;
+                    Some((thresholds, always, if_held, if_not_held))
                 }
             };
             let filter_slot = match &filter {
@@ -156,17 +241,17 @@ impl NativeEngine {
                 }
             };
             let fnames: Vec<String> = item(f, "names")?.extract()?;
-            by_key.insert(key.clone(), features.len());
-            features.push(FeatureSpec {
+            by_key.insert(key.clone(), raw_features.len());
+            raw_features.push((FeatureSpec {
                 key,
                 feature,
-                field: item(f, "field")?.extract()?,
+                field_slot,
                 sources: item(f, "sources")?.extract()?,
                 filter,
                 filter_slot,
                 names: fnames.iter().map(|n| name_index(n)).collect::<PyResult<_>>()?,
-                since,
-            });
+                since: None,
+            }, since));
         }
         let mut tags = Vec::new();
         for t in item(spec, "tags")?.downcast::<PyList>()?.iter() {
@@ -174,6 +259,7 @@ impl NativeEngine {
             let (mut when, slots) = tree(&item(t, "when")?)?;
             let slots: Vec<usize> = slots.iter().map(|n| name_index(n)).collect::<PyResult<_>>()?;
             remap(&mut when, &slots);
+            let when = optimize(when);
             let tfeatures: Vec<String> = item(t, "features")?.extract()?;
             tags.push(TagSpec {
                 name: item(t, "name")?.extract()?,
@@ -183,6 +269,28 @@ impl NativeEngine {
                 features: tfeatures.iter().map(|n| name_index(n)).collect::<PyResult<_>>()?,
             });
         }
+        let tag_index: HashMap<String, usize> = tags.iter().enumerate().map(|(j, t)| (t.name.clone(), j)).collect();
+        let indexes = |names: Vec<Vec<String>>| -> PyResult<Vec<Vec<usize>>> {
+            names
+                .into_iter()
+                .map(|ns| {
+                    ns.iter()
+                        .map(|n| {
+                            tag_index.get(n).copied().ok_or_else(|| Unsupported("a time-since plan names a tag the rules do not have").into())
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let features: Vec<FeatureSpec> = raw_features
+            .into_iter()
+            .map(|(mut f, plan)| {
+                if let Some((thresholds, always, if_held, if_not_held)) = plan {
+                    f.since = Some(SincePlan { thresholds, always, if_held: indexes(if_held)?, if_not_held: indexes(if_not_held)? });
+                }
+                Ok(f)
+            })
+            .collect::<PyResult<_>>()?;
         let mut blank = vec![EV::None; names.len()];
         for f in &features {
             let v = f.feature.value(&crate::features::feature::Data::None, 0)?;
@@ -210,8 +318,11 @@ impl NativeEngine {
             by_key,
             names,
             tag_names: tags.iter().map(|t| t.name.clone()).collect(),
+            tag_index,
             tags,
             filter_slots: filter_texts.len(),
+            event_fields,
+            event_slot,
             tags_of_name,
             blank,
         };
@@ -237,11 +348,8 @@ impl NativeEngine {
     /// `TagEngine.process_event` for an event as JSON bytes: (changes, late, duplicate).
     fn process_event(&self, py: Python<'_>, state: &mut NativeState, event: &[u8], now_ms: i64)
                      -> PyResult<(PyObject, bool, bool)> {
-        let ev = JsonEvent::parse(event)?;
-        let customer_id = match get(&ev.obj, "customer_id") {
-            Some(BV::Str(c)) => c.to_string(),
-            _ => return Err(Unsupported("an event without customer_id").into()),
-        };
+        let ev = JsonEvent::parse(event, &self.engine.spec)?;
+        let customer_id = ev.customer_id.clone().ok_or(Unsupported("an event without customer_id"))?;
         let out = self.engine.process_event(&mut state.st, &customer_id, &ev, now_ms)?;
         Ok((self.changes_to_py(py, &customer_id, &out.changes)?, out.late, out.duplicate))
     }
@@ -266,7 +374,7 @@ impl NativeEngine {
         let mut states: HashMap<String, State> = HashMap::new();
         let mut n = 0;
         for (cid, raw, now_ms) in &items {
-            let ev = JsonEvent::parse(raw)?;
+            let ev = JsonEvent::parse(raw, &self.engine.spec)?;
             let st = states.entry(cid.clone()).or_insert_with(|| State::new(&self.engine.spec));
             n += self.engine.process_event(st, cid, &ev, *now_ms)?.changes.len();
         }

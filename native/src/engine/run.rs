@@ -12,7 +12,6 @@ use crate::features::num::{Unsupported, Val, R};
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 pub const MAX_CATCH_UP_STEPS: usize = 1000;
@@ -22,8 +21,11 @@ pub trait EventView {
     fn event_id(&self) -> &str;
     fn source(&self) -> &str;
     fn ts_ms(&self) -> i64;
-    /// a field's value; None when missing
-    fn field(&self, name: &str) -> R<Option<EV>>;
+    /// the value of the field in slot `slot` of `Spec.event_fields`; None when missing
+    fn field(&self, slot: usize) -> R<Option<EV>>;
+    /// `FeatureRuntime.values_of` for the field in `slot`: none when missing or null, a list's
+    /// first element, or (`every`: a distinct count) all of them
+    fn values_of(&self, slot: usize, every: bool) -> R<Vec<Val>>;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -73,32 +75,35 @@ pub fn ev_of_val(v: &Val) -> EV {
     }
 }
 
-fn val_of_ev(v: &EV) -> R<Val> {
-    Ok(match v {
-        EV::None => Val::Null,
-        EV::Bool(b) => Val::Bool(*b),
-        EV::Int(i) => Val::Int(*i),
-        EV::Float(f) => Val::Float(*f),
-        EV::Str(s) => Val::Str(s.to_string()),
-        EV::Tuple(_) | EV::List(_) => return Err(Unsupported("a list where a feature takes a scalar")),
-    })
-}
-
-fn hex_blake2b(data: &[u8], size: usize) -> Vec<u8> {
-    let mut h = Blake2bVar::new(size).expect("a valid blake2b size");
-    h.update(data);
-    let mut out = vec![0u8; size];
+/// blake2b of `parts` (hashed one after the other: the digest of their concatenation), `N` bytes.
+fn blake2b<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
+    let mut h = Blake2bVar::new(N).expect("a valid blake2b size");
+    for p in parts {
+        h.update(p);
+    }
+    let mut out = [0u8; N];
     h.finalize_variable(&mut out).expect("the size asked for");
     out
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `tag_change._change_id`: blake2b (10 bytes, hex) of `customer\x1ftag\x1fop\x1fcause\x1f(event id or at_ms)`.
 fn change_id(customer_id: &str, tag: &str, op: &str, cause: Cause, event_id: Option<&str>, at_ms: i64) -> String {
+    let at = at_ms.to_string();
     let last = match event_id {
-        Some(e) if !e.is_empty() => e.to_string(),
-        _ => at_ms.to_string(),
+        Some(e) if !e.is_empty() => e,
+        _ => at.as_str(),
     };
-    let basis = format!("{customer_id}\x1f{tag}\x1f{op}\x1f{}\x1f{last}", cause.as_str());
-    hex_blake2b(basis.as_bytes(), 10).iter().map(|b| format!("{b:02x}")).collect()
+    let sep: &[u8] = b"\x1f";
+    let digest: [u8; 10] = blake2b(&[customer_id.as_bytes(), sep, tag.as_bytes(), sep, op.as_bytes(), sep,
+                                     cause.as_str().as_bytes(), sep, last.as_bytes()]);
+    let mut hex = String::with_capacity(20);
+    for b in digest {
+        hex.push(HEX[(b >> 4) as usize] as char);
+        hex.push(HEX[(b & 15) as usize] as char);
+    }
+    hex
 }
 
 /// One step of a fold plan: a feature, and the slot of its filter when the event's other fields
@@ -109,20 +114,21 @@ pub struct Engine {
     pub spec: Spec,
     /// `FoldPlans`: per (source, type), the features an event of that pair can feed, with the
     /// filters that read only `source` and `type` decided once
-    plans: RefCell<HashMap<(String, Option<String>), Rc<Vec<Step>>>>,
+    plans: RefCell<Vec<(String, Option<String>, Rc<Vec<Step>>)>>,
 }
 
-const STATIC_NAMES: [&str; 2] = ["source", "type"];
-const MAX_PLANS: usize = 4096;
+/// `Spec.event_fields`' first two slots
+const TYPE: usize = 0;
+const SOURCE: usize = 1;
+const MAX_PLANS: usize = 64;
 
 impl Engine {
     pub fn new(spec: Spec) -> Engine {
-        Engine { spec, plans: RefCell::new(HashMap::new()) }
+        Engine { spec, plans: RefCell::new(Vec::new()) }
     }
 
     fn plan(&self, source: &str, type_: Option<&str>) -> R<Rc<Vec<Step>>> {
-        let key = (source.to_string(), type_.map(str::to_string));
-        if let Some(p) = self.plans.borrow().get(&key) {
+        if let Some((_, _, p)) = self.plans.borrow().iter().find(|(s, t, _)| s == source && t.as_deref() == type_) {
             return Ok(p.clone());
         }
         let mut steps = Vec::new();
@@ -132,11 +138,11 @@ impl Engine {
             }
             match &f.filter {
                 None => steps.push((i, None)),
-                Some((node, names)) if names.iter().all(|n| STATIC_NAMES.contains(&n.as_str())) => {
-                    let env: Vec<EV> = names
+                Some((node, slots)) if slots.iter().all(|&n| n == TYPE || n == SOURCE) => {
+                    let env: Vec<EV> = slots
                         .iter()
-                        .map(|n| match (n.as_str(), type_) {
-                            ("source", _) => EV::Str(Rc::from(source)),
+                        .map(|&n| match (n, type_) {
+                            (SOURCE, _) => EV::Str(Rc::from(source)),
                             (_, Some(t)) => EV::Str(Rc::from(t)),
                             (_, None) => EV::None,
                         })
@@ -153,7 +159,7 @@ impl Engine {
         if plans.len() >= MAX_PLANS {
             plans.clear();
         }
-        plans.insert(key, plan.clone());
+        plans.push((source.to_string(), type_.map(str::to_string), plan.clone()));
         Ok(plan)
     }
 
@@ -170,7 +176,7 @@ impl Engine {
         }
         let fed = self.fold(st, ev, now_ms, &mut out)?;
         let (values, changed) = self.all(st, now_ms, &fed)?;
-        let mut diff = self.diff(st, customer_id, &values, changed.as_deref(), now_ms, Cause::Event, Some(ev))?;
+        let mut diff = self.diff(st, customer_id, values, changed.as_deref(), now_ms, Cause::Event, Some(ev))?;
         out.changes.append(&mut diff);
         st.due_ms = self.next_due_ms(st, now_ms);
         Ok(out)
@@ -195,7 +201,7 @@ impl Engine {
             changes.append(&mut self.upgrade(st, customer_id, at)?);
         }
         let (values, changed) = self.all(st, at, &[])?;
-        changes.append(&mut self.diff(st, customer_id, &values, changed.as_deref(), at, Cause::Expiry, None)?);
+        changes.append(&mut self.diff(st, customer_id, values, changed.as_deref(), at, Cause::Expiry, None)?);
         st.due_ms = self.next_due_ms(st, at);
         Ok(changes)
     }
@@ -210,7 +216,7 @@ impl Engine {
             return Ok(Vec::new());
         }
         let (values, changed) = self.all(st, now_ms, &[])?;
-        self.diff(st, customer_id, &values, changed.as_deref(), now_ms, Cause::RuleChange, None)
+        self.diff(st, customer_id, values, changed.as_deref(), now_ms, Cause::RuleChange, None)
     }
 
     /// `CustomerState.seen_before`: remembers the event id; true when seen within the horizon.
@@ -232,7 +238,7 @@ impl Engine {
             }
         }
         log.drain(..drop);
-        let fp = hex_blake2b(event_id.as_bytes(), 8);
+        let fp: [u8; 8] = blake2b(&[event_id.as_bytes()]);
         if log.chunks_exact(SEEN_ENTRY).any(|e| e[..8] == fp[..]) {
             return true;
         }
@@ -247,7 +253,7 @@ impl Engine {
         let ts = ev.ts_ms();
         let too_late = self.spec.lateness_ms.is_some_and(|l| now_ms - ts > l);
         out.late |= too_late;
-        let type_ = match ev.field("type")? {
+        let type_ = match ev.field(TYPE)? {
             Some(EV::Str(t)) => Some(t),
             None | Some(EV::None) => None,
             Some(_) => return Err(Unsupported("an event type that is not a string")),
@@ -266,8 +272,8 @@ impl Engine {
                 let ok = match decided[slot] {
                     Some(ok) => ok,
                     None => {
-                        let (node, names) = f.filter.as_ref().expect("a slot has a filter");
-                        let env = names.iter().map(|n| Ok(ev.field(n)?.unwrap_or(EV::None))).collect::<R<Vec<_>>>()?;
+                        let (node, slots) = f.filter.as_ref().expect("a slot has a filter");
+                        let env = slots.iter().map(|&n| Ok(ev.field(n)?.unwrap_or(EV::None))).collect::<R<Vec<_>>>()?;
                         let ok = eval(node, &env)?.truthy();
                         decided[slot] = Some(ok);
                         ok
@@ -277,19 +283,9 @@ impl Engine {
                     continue;
                 }
             }
-            let values: Vec<Val> = match &f.field {
+            let values: Vec<Val> = match f.field_slot {
                 None => vec![Val::Null],
-                Some(name) => match ev.field(name)? {
-                    None | Some(EV::None) => Vec::new(),
-                    Some(EV::List(items)) | Some(EV::Tuple(items)) => {
-                        if f.feature.agg == crate::features::agg::Agg::DistinctCount {
-                            items.iter().map(val_of_ev).collect::<R<Vec<_>>>()?
-                        } else {
-                            items.first().map(val_of_ev).transpose()?.into_iter().collect()
-                        }
-                    }
-                    Some(v) => vec![val_of_ev(&v)?],
-                },
+                Some(slot) => ev.values_of(slot, f.feature.agg == crate::features::agg::Agg::DistinctCount)?,
             };
             let old = st.data[i].take().unwrap_or(Data::None);
             let had = !matches!(old, Data::None);
@@ -319,7 +315,7 @@ impl Engine {
     /// are read again: the ones `fed` since, the time-since ones, and the windowed ones whose next
     /// change has come (the others have nothing to prune either: it was all pruned then).
     fn all(&self, st: &mut State, at: i64, fed: &[usize]) -> R<(Vec<EV>, Option<Vec<usize>>)> {
-        let Some(last) = st.last.as_ref() else {
+        let Some(mut values) = st.last.take() else {
             let mut values = vec![EV::None; self.spec.names.len()];
             for i in 0..self.spec.features.len() {
                 let v = self.read(st, i, at)?;
@@ -329,7 +325,6 @@ impl Engine {
             }
             return Ok((values, None));
         };
-        let mut values = last.clone();
         let mut changed = Vec::new();
         for (i, f) in self.spec.features.iter().enumerate() {
             let moved = f.since.is_some()
@@ -369,7 +364,7 @@ impl Engine {
 
     /// Evaluates the tags (all of them, or with `changed` the ones reading a name whose value
     /// moved: the others keep their outcome, `State.last`) and returns their changes.
-    fn diff(&self, st: &mut State, customer_id: &str, values: &[EV], changed: Option<&[usize]>, at_ms: i64,
+    fn diff(&self, st: &mut State, customer_id: &str, values: Vec<EV>, changed: Option<&[usize]>, at_ms: i64,
             cause: Cause, ev: Option<&dyn EventView>) -> R<Vec<Change>> {
         let mut changes = Vec::new();
         let blank = std::mem::take(&mut st.last_blank);
@@ -391,11 +386,11 @@ impl Engine {
             if chosen.as_ref().is_some_and(|m| !m[j]) {
                 continue; // its inputs did not move: it keeps its outcome (``State.last``)
             }
-            let holds = eval(&t.when, values)?.truthy();
-            let held = st.holds(&t.name);
-            if holds == held {
+            let holds = eval(&t.when, &values)?.truthy();
+            if holds == st.held[j] {
                 continue;
             }
+            st.held[j] = holds;
             if holds {
                 st.tags.push((t.name.clone(), at_ms));
             } else {
@@ -413,8 +408,11 @@ impl Engine {
                 features: t.features.iter().map(|&n| (n, values[n].clone())).collect(),
             });
         }
-        st.last = Some(values.to_vec());
+        st.last = Some(values);
         // held under rules that had other tags: a full evaluation drops them
+        if !std::mem::take(&mut st.foreign) {
+            return Ok(changes);
+        }
         let gone: Vec<String> =
             st.tags.iter().filter(|(n, _)| !self.spec.tag_names.contains(n)).map(|(n, _)| n.clone()).collect();
         for name in gone {
@@ -441,7 +439,7 @@ impl Engine {
             let f = &self.spec.features[i];
             let d = st.data[i].as_ref().expect("ordered data exists");
             let t = match (&f.since, d) {
-                (Some(plan), Data::Acc(crate::features::agg::Acc::One(Val::Int(ts)))) => plan.next_ms(*ts, now_ms, &st.tags),
+                (Some(plan), Data::Acc(crate::features::agg::Acc::One(Val::Int(ts)))) => plan.next_ms(*ts, now_ms, &st.held),
                 _ => f.feature.next_change_ms(d, now_ms),
             };
             st.next[i] = t;

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 pub struct FeatureSpec {
     pub key: String,
     pub feature: Feature,
-    pub field: Option<String>,
     pub sources: Vec<String>,
-    /// the `where` filter and the event fields its slots read
-    pub filter: Option<(Node, Vec<String>)>,
+    /// the `where` filter and the event fields (slots of `Spec.event_fields`) its names read
+    pub filter: Option<(Node, Vec<usize>)>,
+    /// its field's slot in `Spec.event_fields`
+    pub field_slot: Option<usize>,
     /// features with the same filter text share one evaluation per event (`FoldPlans`' slot)
     pub filter_slot: Option<usize>,
     /// the names tags read it by (indexes into `Spec.names`)
@@ -20,22 +21,22 @@ pub struct FeatureSpec {
     pub since: Option<SincePlan>,
 }
 
-/// `since_due._Plan`: per threshold, whether it always matters, or for which tags (indexes) held
-/// or not held.
+/// `since_due._Plan`: per threshold, whether it always matters, or for which tags (indexes in
+/// rule order) held or not held.
 pub struct SincePlan {
     pub thresholds: Vec<i64>,
     pub always: Vec<bool>,
-    pub if_held: Vec<Vec<String>>,
-    pub if_not_held: Vec<Vec<String>>,
+    pub if_held: Vec<Vec<usize>>,
+    pub if_not_held: Vec<Vec<usize>>,
 }
 
 impl SincePlan {
-    pub fn next_ms(&self, ts: i64, now_ms: i64, held: &[(String, i64)]) -> Option<i64> {
-        let holds = |t: &String| held.iter().any(|(n, _)| n == t);
+    /// `_Plan.next_ms`: the first threshold after `now_ms` that matters for the `held` tags.
+    pub fn next_ms(&self, ts: i64, now_ms: i64, held: &[bool]) -> Option<i64> {
         for (i, t) in self.thresholds.iter().enumerate() {
             let at = ts + t;
             if at > now_ms
-                && (self.always[i] || self.if_held[i].iter().any(holds) || self.if_not_held[i].iter().any(|t| !holds(t)))
+                && (self.always[i] || self.if_held[i].iter().any(|&j| held[j]) || self.if_not_held[i].iter().any(|&j| !held[j]))
             {
                 return Some(at);
             }
@@ -66,7 +67,13 @@ pub struct Spec {
     pub names: Vec<String>,
     pub tags: Vec<TagSpec>,
     pub tag_names: std::collections::HashSet<String>,
+    /// tag name -> index in rule order
+    pub tag_index: HashMap<String, usize>,
     pub filter_slots: usize,
+    /// the event fields the engine reads: `type` (0), `source` (1), every feature's field and
+    /// filter's names; an event is read once into these slots
+    pub event_fields: Vec<String>,
+    pub event_slot: HashMap<String, usize>,
     /// every name's value for a customer with no data (no feature's blank value moves with time)
     pub blank: Vec<crate::expr::value::EV>,
     /// per name, the tags (indexes) whose conditions read it

@@ -33,17 +33,23 @@ pub struct State {
     /// never, or no data). A windowed feature not fed since keeps its value (and has nothing to
     /// prune) until then.
     pub next: Vec<Option<i64>>,
+    /// Not encoded: per tag of the rules (rule order), whether `tags` holds it
+    pub held: Vec<bool>,
+    /// `tags` holds a tag the rules do not have (read from an older state): the next evaluation
+    /// drops it
+    pub foreign: bool,
 }
 
 impl State {
     /// A new customer's state.
     pub fn new(spec: &Spec) -> State {
         State { data: vec![None; spec.features.len()], last: Some(spec.blank.clone()), last_blank: true,
-                next: vec![None; spec.features.len()], ..State::default() }
+                next: vec![None; spec.features.len()], held: vec![false; spec.tags.len()], ..State::default() }
     }
 
     fn empty(spec: &Spec) -> State {
-        State { data: vec![None; spec.features.len()], next: vec![None; spec.features.len()], ..State::default() }
+        State { data: vec![None; spec.features.len()], next: vec![None; spec.features.len()],
+                held: vec![false; spec.tags.len()], ..State::default() }
     }
 
     pub fn get(&self, i: usize) -> Option<&Data> {
@@ -55,10 +61,6 @@ impl State {
             self.order.push(i);
         }
         self.data[i] = Some(d);
-    }
-
-    pub fn holds(&self, tag: &str) -> bool {
-        self.tags.iter().any(|(n, _)| n == tag)
     }
 
     pub fn loads(spec: &Spec, raw: &[u8]) -> R<State> {
@@ -78,6 +80,10 @@ impl State {
                 ("t", BV::Obj(tags)) => {
                     for (name, since) in tags {
                         let BV::Int(since) = since else { return Err(Unsupported("a tag's since that is not an integer")) };
+                        match spec.tag_index.get(name.as_ref()) {
+                            Some(&j) => st.held[j] = true,
+                            None => st.foreign = true,
+                        }
                         st.tags.push((name.to_string(), *since));
                     }
                 }

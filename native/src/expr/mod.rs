@@ -106,7 +106,7 @@ impl NativeExpr {
     #[new]
     fn new(tree: &Bound<'_, PyAny>) -> PyResult<Self> {
         let mut names = Vec::new();
-        let root = node_of(tree, &mut names)?;
+        let root = eval::optimize(node_of(tree, &mut names)?);
         Ok(NativeExpr { root, names })
     }
 

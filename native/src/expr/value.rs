@@ -91,7 +91,7 @@ pub fn eq(a: &EV, b: &EV) -> bool {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Order {
     Lt,
     Le,
