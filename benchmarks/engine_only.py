@@ -1,7 +1,7 @@
 """The tag engine alone: CPU µs per customer event and tags evaluated per event (issues 9 and 12).
 
     python -m benchmarks.engine_only [--rules benchmarks/reference_rules.yaml] [--events 60000]
-                                     [--customers 100000] [--passes 6]
+                                     [--customers 100000] [--passes 6] [--native]
 
 No Kafka, no Redis, no stage: the generator's events (``benchmarks.rules_scale``'s seed and
 customers, event times 1 ms apart ending "now"), validated and made canonical up front, then
@@ -9,6 +9,12 @@ customers, event times 1 ms apart ending "now"), validated and made canonical up
 reported (``time.process_time``), with the tag changes and the tags evaluated per event (counted
 in one more pass). Quick to alternate between two checkouts (a worktree each) to compare engine
 changes; the machine varies by a few percent between runs, so alternate and read the ratio.
+
+``--native`` also runs the tag engine of the Rust core (``streams/engine/native_engine.py``, issue 9,
+not on the worker's path yet) on the same events, alternating pass by pass with the Python engine:
+``run_fresh`` (the events as the internal topic's JSON, fresh native states kept in the core: its own
+cost, parsing included) and one call per event from Python (``process_event``: with the crossing),
+checking that it makes as many tag changes.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from schemas.canonical import to_canonical
 from schemas.decode import decode_event
@@ -57,6 +66,45 @@ def evaluated_per_event(engine: TagEngine, evs: list[dict[str, Any]]) -> float:
     return (engine.evaluated - before) / len(evs)
 
 
+def native_passes(engine: TagEngine, evs: list[dict[str, Any]], passes: int) -> None:
+    """The Python engine and the Rust core's, alternating pass by pass (``--native``)."""
+    from streams.engine.native_engine import native_engine
+
+    native = native_engine(engine)
+    items = [(ev["customer_id"], orjson.dumps(ev), ev["ts_ms"]) for ev in evs]
+
+    def in_core() -> tuple[float, int]:
+        start = time.process_time()
+        changes = native.run_fresh(items)
+        return time.process_time() - start, changes
+
+    def per_call() -> tuple[float, int]:
+        states: dict[str, Any] = {}
+        changes = 0
+        start = time.process_time()
+        for cid, raw, now in items:
+            state = states.get(cid)
+            if state is None:
+                state = states[cid] = native.state()
+            changes += len(native.process_event(state, raw, now)[0])
+        return time.process_time() - start, changes
+
+    runs: dict[str, Callable[[], tuple[float, int]]] = {
+        "python": lambda: one_pass(engine, evs), "core, run_fresh": in_core, "core, a call per event": per_call}
+    best: dict[str, float] = {}
+    made: dict[str, int] = {}
+    for _ in range(max(1, passes)):
+        for name, run in runs.items():
+            took, changes = run()
+            best[name] = min(best.get(name, took), took)
+            made[name] = changes
+    if len(set(made.values())) != 1:
+        raise SystemExit(f"the engines made different numbers of tag changes: {made}")
+    for name, took in best.items():
+        print(f"  {name:24} {took / len(evs) * 1e6:6.2f} µs per event (best of {passes}), "
+              f"{best['python'] / took:.2f}x the Python engine")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rules", default=str(REPO / "benchmarks" / "reference_rules.yaml"))
@@ -64,6 +112,7 @@ def main() -> None:
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=20261127)
     p.add_argument("--passes", type=int, default=6)
+    p.add_argument("--native", action="store_true", help="also the Rust core's engine, alternating (issue 9)")
     args = p.parse_args()
     engine = TagEngine(load_rules(args.rules))
     evs = events(args.events, args.customers, args.seed)
@@ -72,6 +121,8 @@ def main() -> None:
     print(f"{Path(args.rules).name}: {len(engine.tags)} tags, {len(evs):,} customer events, best of {args.passes} "
           f"passes: {best / len(evs) * 1e6:.1f} µs per event, {changes / len(evs):.2f} tag changes per event, "
           f"{evaluated_per_event(engine, evs):.2f} tags evaluated per event")
+    if args.native:
+        native_passes(engine, evs, args.passes)
 
 
 if __name__ == "__main__":
