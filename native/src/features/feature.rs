@@ -152,15 +152,7 @@ impl Feature {
                 let Some(bucket) = self.live_bucket(ts_ms, now_ms) else { return Ok((data, true)) };
                 let mut keys = keys_of(data)?;
                 for v in values {
-                    let k = distinct_key(v)?;
-                    match keys.iter_mut().find(|(key, _)| *key == k) {
-                        Some(e) => {
-                            if e.1 < bucket {
-                                e.1 = bucket
-                            }
-                        }
-                        None => keys.push((k, bucket)),
-                    }
+                    seen_in(&mut keys, distinct_key(v)?, bucket);
                 }
                 cap(&mut keys);
                 Ok((Data::Keys(keys), false))
@@ -244,14 +236,7 @@ impl Feature {
             }
             (Data::Keys(mut x), Data::Keys(y)) => {
                 for (k, bucket) in y {
-                    match x.iter_mut().find(|(key, _)| *key == k) {
-                        Some(e) => {
-                            if e.1 < bucket {
-                                e.1 = bucket
-                            }
-                        }
-                        None => x.push((k, bucket)),
-                    }
+                    seen_in(&mut x, k, bucket);
                 }
                 cap(&mut x);
                 Ok(Data::Keys(x))
@@ -285,6 +270,14 @@ fn buckets_of(data: Data) -> R<Vec<(i64, Acc)>> {
         Data::Buckets(b) => Ok(b),
         Data::Keys(k) if k.is_empty() => Ok(Vec::new()),
         _ => Err(Unsupported("data of another shape")),
+    }
+}
+
+/// Value `k` seen in `bucket`: a distinct count keeps the newest bucket each value was seen in.
+fn seen_in(keys: &mut Vec<(String, i64)>, k: String, bucket: i64) {
+    match keys.iter_mut().find(|(key, _)| *key == k) {
+        Some(e) => e.1 = e.1.max(bucket),
+        None => keys.push((k, bucket)),
     }
 }
 
