@@ -3,8 +3,10 @@
 
 Not on the worker's path yet: tests/unit/test_native_engine.py holds the native engine to this
 one (the same changes, ``change_id``s, late and duplicate flags, due times and state bytes). The
-native engine evaluates every tag at each event and due time, as ``TagEngine(incremental=False)``
-does, which the incremental engine equals (tests/unit/test_engine_incremental.py).
+native engine evaluates as ``TagEngine(incremental=False)`` does, which the incremental engine equals
+(tests/unit/test_engine_incremental.py), skipping only what cannot change: the tags none of whose
+inputs moved since the last evaluation keep their outcome. It reads the engine's compiled parts
+(runtimes, names by key, stepped tags, time-since plans) as the engine holds them.
 """
 
 from __future__ import annotations
