@@ -3,15 +3,14 @@
 //! state bytes: tests/unit/test_engine_incremental.py): due times walked up to now, the event's
 //! de-duplication, folding, every tag evaluated, the next due time.
 
+use super::change::{change_id, Cause, Change};
+use super::plans::{FoldPlans, TYPE};
 use super::spec::Spec;
-use super::state::{State, SEEN_ENTRY};
+use super::state::State;
 use crate::expr::eval::eval;
 use crate::expr::value::{same, EV};
 use crate::features::feature::Data;
 use crate::features::num::{Unsupported, Val, R};
-use blake2::digest::{Update, VariableOutput};
-use blake2::Blake2bVar;
-use std::cell::RefCell;
 use std::rc::Rc;
 
 pub const MAX_CATCH_UP_STEPS: usize = 1000;
@@ -26,36 +25,6 @@ pub trait EventView {
     /// `FeatureRuntime.values_of` for the field in `slot`: none when missing or null, a list's
     /// first element, or (`every`: a distinct count) all of them
     fn values_of(&self, slot: usize, every: bool) -> R<Vec<Val>>;
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Cause {
-    Event,
-    Expiry,
-    RuleChange,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Event => "event",
-            Cause::Expiry => "expiry",
-            Cause::RuleChange => "rule_change",
-        }
-    }
-}
-
-/// A tag change (`streams/engine/tag_change.py`).
-pub struct Change {
-    pub tag: String,
-    pub add: bool,
-    pub at_ms: i64,
-    pub cause: Cause,
-    /// (event_id, event ts_ms) of the event that caused it
-    pub event: Option<(String, i64)>,
-    /// `{name: value}` of the tag's features
-    pub features: Vec<(usize, EV)>,
-    pub change_id: String,
 }
 
 #[derive(Default)]
@@ -75,98 +44,23 @@ pub fn ev_of_val(v: &Val) -> EV {
     }
 }
 
-/// blake2b of `parts` (hashed one after the other: the digest of their concatenation), `N` bytes.
-fn blake2b<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
-    let mut h = Blake2bVar::new(N).expect("a valid blake2b size");
-    for p in parts {
-        h.update(p);
-    }
-    let mut out = [0u8; N];
-    h.finalize_variable(&mut out).expect("the size asked for");
-    out
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// `tag_change._change_id`: blake2b (10 bytes, hex) of `customer\x1ftag\x1fop\x1fcause\x1f(event id or at_ms)`.
-fn change_id(customer_id: &str, tag: &str, op: &str, cause: Cause, event_id: Option<&str>, at_ms: i64) -> String {
-    let at = at_ms.to_string();
-    let last = match event_id {
-        Some(e) if !e.is_empty() => e,
-        _ => at.as_str(),
-    };
-    let sep: &[u8] = b"\x1f";
-    let digest: [u8; 10] = blake2b(&[customer_id.as_bytes(), sep, tag.as_bytes(), sep, op.as_bytes(), sep,
-                                     cause.as_str().as_bytes(), sep, last.as_bytes()]);
-    let mut hex = String::with_capacity(20);
-    for b in digest {
-        hex.push(HEX[(b >> 4) as usize] as char);
-        hex.push(HEX[(b & 15) as usize] as char);
-    }
-    hex
-}
-
-/// One step of a fold plan: a feature, and the slot of its filter when the event's other fields
-/// decide it (None: nothing left to evaluate).
-type Step = (usize, Option<usize>);
-
 pub struct Engine {
     pub spec: Spec,
     /// `FoldPlans`: per (source, type), the features an event of that pair can feed, with the
     /// filters that read only `source` and `type` decided once
-    plans: RefCell<Vec<(String, Option<String>, Rc<Vec<Step>>)>>,
+    plans: FoldPlans,
 }
-
-/// `Spec.event_fields`' first two slots
-const TYPE: usize = 0;
-const SOURCE: usize = 1;
-const MAX_PLANS: usize = 64;
 
 impl Engine {
     pub fn new(spec: Spec) -> Engine {
-        Engine { spec, plans: RefCell::new(Vec::new()) }
-    }
-
-    fn plan(&self, source: &str, type_: Option<&str>) -> R<Rc<Vec<Step>>> {
-        if let Some((_, _, p)) = self.plans.borrow().iter().find(|(s, t, _)| s == source && t.as_deref() == type_) {
-            return Ok(p.clone());
-        }
-        let mut steps = Vec::new();
-        for (i, f) in self.spec.features.iter().enumerate() {
-            if !f.sources.iter().any(|s| s == source) {
-                continue;
-            }
-            match &f.filter {
-                None => steps.push((i, None)),
-                Some((node, slots)) if slots.iter().all(|&n| n == TYPE || n == SOURCE) => {
-                    let env: Vec<EV> = slots
-                        .iter()
-                        .map(|&n| match (n, type_) {
-                            (SOURCE, _) => EV::Str(Rc::from(source)),
-                            (_, Some(t)) => EV::Str(Rc::from(t)),
-                            (_, None) => EV::None,
-                        })
-                        .collect();
-                    if eval(node, &env)?.truthy() {
-                        steps.push((i, None));
-                    }
-                }
-                Some(_) => steps.push((i, f.filter_slot)),
-            }
-        }
-        let plan = Rc::new(steps);
-        let mut plans = self.plans.borrow_mut();
-        if plans.len() >= MAX_PLANS {
-            plans.clear();
-        }
-        plans.push((source.to_string(), type_.map(str::to_string), plan.clone()));
-        Ok(plan)
+        Engine { spec, plans: FoldPlans::default() }
     }
 
     pub fn process_event(&self, st: &mut State, customer_id: &str, ev: &dyn EventView, now_ms: i64) -> R<Outcome> {
         let mut out = Outcome::default();
         out.changes = self.catch_up(st, customer_id, now_ms)?;
-        if self.duplicate(st, ev.event_id(), now_ms) {
+        let (horizon, max_ids) = (self.spec.dedup_horizon_ms, self.spec.dedup_max_ids);
+        if horizon > 0 && st.seen_before(ev.event_id(), now_ms, horizon, max_ids) {
             out.duplicate = true;
             return Ok(out);
         }
@@ -219,34 +113,6 @@ impl Engine {
         self.diff(st, customer_id, values, changed.as_deref(), now_ms, Cause::RuleChange, None)
     }
 
-    /// `CustomerState.seen_before`: remembers the event id; true when seen within the horizon.
-    fn duplicate(&self, st: &mut State, event_id: &str, now_ms: i64) -> bool {
-        let horizon = self.spec.dedup_horizon_ms;
-        if horizon <= 0 {
-            return false;
-        }
-        let log = &mut st.seen;
-        let horizon_start_s = (now_ms - horizon).div_euclid(1000);
-        let keep_bytes = (self.spec.dedup_max_ids - 1) * SEEN_ENTRY as i64;
-        let mut drop = 0usize;
-        while drop < log.len() {
-            let at = u32::from_be_bytes(log[drop + 8..drop + 12].try_into().expect("4 bytes")) as i64;
-            if (log.len() - drop) as i64 > keep_bytes || at <= horizon_start_s {
-                drop += SEEN_ENTRY;
-            } else {
-                break;
-            }
-        }
-        log.drain(..drop);
-        let fp: [u8; 8] = blake2b(&[event_id.as_bytes()]);
-        if log.chunks_exact(SEEN_ENTRY).any(|e| e[..8] == fp[..]) {
-            return true;
-        }
-        log.extend_from_slice(&fp);
-        log.extend_from_slice(&(now_ms.div_euclid(1000) as u32).to_be_bytes());
-        false
-    }
-
     /// Folds the event into the features it feeds; returns them.
     fn fold(&self, st: &mut State, ev: &dyn EventView, now_ms: i64, out: &mut Outcome) -> R<Vec<usize>> {
         let mut fed = Vec::new();
@@ -258,7 +124,7 @@ impl Engine {
             None | Some(EV::None) => None,
             Some(_) => return Err(Unsupported("an event type that is not a string")),
         };
-        let plan = self.plan(ev.source(), type_.as_deref())?;
+        let plan = self.plans.get(&self.spec, ev.source(), type_.as_deref())?;
         let mut decided: Vec<Option<bool>> = Vec::new();
         for &(i, slot) in plan.iter() {
             let f = &self.spec.features[i];

@@ -1,6 +1,7 @@
 //! A customer's state natively: `streams/engine/features/state.py`'s `CustomerState`, read from and
 //! written to the same changelog bytes (`CustomerState.dumps`: orjson, keys in insertion order).
 
+use super::change::blake2b;
 use super::spec::Spec;
 use crate::features::agg::Acc;
 use crate::features::feature::Data;
@@ -61,6 +62,32 @@ impl State {
             self.order.push(i);
         }
         self.data[i] = Some(d);
+    }
+
+    /// `CustomerState.seen_before`: remembers `event_id` (at most `max_ids`, for `horizon_ms`);
+    /// true when it was already seen within the horizon. Entries are `SEEN_ENTRY` bytes: an 8-byte
+    /// blake2b fingerprint and the second it was processed (big-endian), oldest first.
+    pub fn seen_before(&mut self, event_id: &str, now_ms: i64, horizon_ms: i64, max_ids: i64) -> bool {
+        let log = &mut self.seen;
+        let horizon_start_s = (now_ms - horizon_ms).div_euclid(1000);
+        let keep_bytes = (max_ids - 1) * SEEN_ENTRY as i64;
+        let mut drop = 0usize;
+        while drop < log.len() {
+            let at = u32::from_be_bytes(log[drop + 8..drop + 12].try_into().expect("4 bytes")) as i64;
+            if (log.len() - drop) as i64 > keep_bytes || at <= horizon_start_s {
+                drop += SEEN_ENTRY;
+            } else {
+                break;
+            }
+        }
+        log.drain(..drop);
+        let fp: [u8; 8] = blake2b(&[event_id.as_bytes()]);
+        if log.chunks_exact(SEEN_ENTRY).any(|e| e[..8] == fp[..]) {
+            return true;
+        }
+        log.extend_from_slice(&fp);
+        log.extend_from_slice(&(now_ms.div_euclid(1000) as u32).to_be_bytes());
+        false
     }
 
     pub fn loads(spec: &Spec, raw: &[u8]) -> R<State> {

@@ -6,6 +6,7 @@
 //! integer past 64 bits, `round` of a float to tens) it raises `NotImplementedError`.
 
 pub mod eval;
+pub mod helpers;
 pub mod value;
 
 use crate::features::num::Unsupported;

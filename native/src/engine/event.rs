@@ -1,0 +1,123 @@
+//! A canonical event as the internal topic carries it (JSON bytes), parsed for the fields the
+//! engine reads only: each in its slot of `Spec.event_fields`, the others skipped by the parser.
+
+use super::run::EventView;
+use super::spec::Spec as EngineSpec;
+use super::state;
+use crate::expr::value::EV;
+use crate::features::num::{Unsupported, R};
+use crate::value::BV;
+use std::rc::Rc;
+
+fn ev_of_bv(v: &BV<'_>) -> R<EV> {
+    Ok(match v {
+        BV::Null => EV::None,
+        BV::Bool(b) => EV::Bool(*b),
+        BV::Int(i) => EV::Int(*i),
+        BV::Float(f) => EV::Float(*f),
+        BV::Str(s) => EV::Str(Rc::from(s.as_ref())),
+        BV::Arr(items) => EV::List(Rc::new(items.iter().map(ev_of_bv).collect::<R<Vec<_>>>()?)),
+        BV::Big => return Err(Unsupported("an integer past 64 bits")),
+        BV::Obj(_) => return Err(Unsupported("an object where a rule reads a value")),
+    })
+}
+
+/// A canonical event parsed from its JSON bytes: only the fields the engine reads are kept (the
+/// others are skipped by the parser), each in its slot of `Spec.event_fields`.
+pub struct JsonEvent<'a> {
+    fields: Vec<Option<BV<'a>>>,
+    pub customer_id: Option<String>,
+    event_id: String,
+    source: String,
+    ts_ms: i64,
+}
+
+struct EventSeed<'s> {
+    spec: &'s EngineSpec,
+}
+
+struct Parsed<'a> {
+    fields: Vec<Option<BV<'a>>>,
+    customer_id: Option<String>,
+    event_id: Option<String>,
+    source: Option<String>,
+    ts_ms: Option<i64>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = Parsed<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Parsed<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventSeed<'_> {
+    type Value = Parsed<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a canonical event")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
+        let mut out = Parsed { fields: Vec::new(), customer_id: None, event_id: None, source: None, ts_ms: None };
+        out.fields.resize_with(self.spec.event_fields.len(), || None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let slot = self.spec.event_slot.get(key.as_ref()).copied();
+            match key.as_ref() {
+                "event_id" => out.event_id = Some(map.next_value::<String>()?),
+                "ts_ms" => out.ts_ms = Some(map.next_value::<i64>()?),
+                "customer_id" => out.customer_id = map.next_value::<Option<String>>()?,
+                _ if slot.is_some() => {
+                    let v: BV<'de> = map.next_value()?;
+                    if key == "source" {
+                        if let BV::Str(s) = &v {
+                            out.source = Some(s.to_string());
+                        }
+                    }
+                    out.fields[slot.expect("a slot")] = Some(v); // a key given twice: the last one counts
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<'a> JsonEvent<'a> {
+    pub fn parse(raw: &'a [u8], spec: &EngineSpec) -> R<JsonEvent<'a>> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let parsed = EventSeed { spec }.deserialize(&mut de).map_err(|_| Unsupported("an event that is not a canonical event"))?;
+        de.end().map_err(|_| Unsupported("an event that is not a canonical event"))?;
+        Ok(JsonEvent {
+            fields: parsed.fields,
+            customer_id: parsed.customer_id,
+            event_id: parsed.event_id.ok_or(Unsupported("an event without event_id"))?,
+            source: parsed.source.ok_or(Unsupported("an event without source"))?,
+            ts_ms: parsed.ts_ms.ok_or(Unsupported("an event without ts_ms"))?,
+        })
+    }
+}
+
+impl EventView for JsonEvent<'_> {
+    fn event_id(&self) -> &str {
+        &self.event_id
+    }
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn ts_ms(&self) -> i64 {
+        self.ts_ms
+    }
+    fn field(&self, slot: usize) -> R<Option<EV>> {
+        self.fields[slot].as_ref().map(ev_of_bv).transpose()
+    }
+    fn values_of(&self, slot: usize, every: bool) -> R<Vec<crate::features::num::Val>> {
+        match &self.fields[slot] {
+            None | Some(BV::Null) => Ok(Vec::new()),
+            Some(BV::Arr(items)) if every => items.iter().map(state::val_of_bv).collect(),
+            Some(BV::Arr(items)) => items.first().map(state::val_of_bv).transpose().map(|v| v.into_iter().collect()),
+            Some(v) => Ok(vec![state::val_of_bv(v)?]),
+        }
+    }
+}
