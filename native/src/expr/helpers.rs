@@ -177,8 +177,120 @@ fn minmax(pick_less: bool, args: &[EV]) -> EV {
     best.cloned().unwrap_or(EV::None)
 }
 
+/// Both operands numbers (int or float, not bool): what arithmetic needs (else None).
+fn numbers(a: &[EV]) -> bool {
+    a.len() == 2 && a[0].is_num() && a[1].is_num()
+}
+
+/// `add`, `sub`, `mul`.
+fn arith(func: Func, x: &EV, y: &EV) -> R<EV> {
+    Ok(match (x, y) {
+        (EV::Int(x), EV::Int(y)) => int_or_refuse(match func {
+            Func::Add => x.checked_add(*y),
+            Func::Sub => x.checked_sub(*y),
+            _ => x.checked_mul(*y),
+        })?,
+        (x, y) => EV::Float(match func {
+            Func::Add => f(x) + f(y),
+            Func::Sub => f(x) - f(y),
+            _ => f(x) * f(y),
+        }),
+    })
+}
+
+/// `div`: Python's true division (`y` is not zero).
+fn divide(x: &EV, y: &EV) -> R<EV> {
+    match (x, y) {
+        (EV::Int(x), EV::Int(y)) if !(within_53(*x) && within_53(*y)) => {
+            Err(Unsupported("true division of integers past 2**53"))
+        }
+        (x, y) => Ok(EV::Float(f(x) / f(y))),
+    }
+}
+
+/// `floordiv` and `mod`: Python's, the remainder with the divisor's sign (`y` is not zero).
+fn floor_divide(modulo: bool, x: &EV, y: &EV) -> R<EV> {
+    Ok(match (x, y) {
+        (EV::Int(x), EV::Int(-1)) => return if modulo { Ok(EV::Int(0)) } else { int_or_refuse(x.checked_neg()) },
+        (EV::Int(x), EV::Int(y)) => {
+            let (q, r) = (x / y, x % y);
+            let adjust = r != 0 && ((r < 0) != (*y < 0));
+            EV::Int(match (modulo, adjust) {
+                (true, true) => r + y,
+                (true, false) => r,
+                (false, true) => q - 1,
+                (false, false) => q,
+            })
+        }
+        (x, y) => {
+            let (fd, m) = float_divmod(f(x), f(y));
+            EV::Float(if modulo { m } else { fd })
+        }
+    })
+}
+
+/// `pow`: None past an exponent of 64 or a base of 1e12, and where Python raises or would give a
+/// complex number.
+fn power(x: &EV, y: &EV) -> R<EV> {
+    let small_exp = match y {
+        EV::Int(y) => y.unsigned_abs() <= 64,
+        EV::Float(y) => y.abs() <= 64.0,
+        _ => false,
+    };
+    let small_base = match x {
+        EV::Int(x) => x.unsigned_abs() <= 1_000_000_000_000,
+        EV::Float(x) => x.abs() <= 1e12,
+        _ => false,
+    };
+    if !(small_exp && small_base) {
+        return Ok(EV::None);
+    }
+    Ok(match (x, y) {
+        (EV::Int(x), EV::Int(y)) if *y >= 0 => int_or_refuse(x.checked_pow(*y as u32))?,
+        (x, y) => float_pow(f(x), f(y)).map_or(EV::None, EV::Float),
+    })
+}
+
+/// `round(x[, ndigits])`: an int without `ndigits` (None for inf/nan), else `x`'s type.
+fn round(x: &EV, ndigits: Option<&EV>) -> R<EV> {
+    Ok(match (ndigits, x) {
+        (None | Some(EV::None), EV::Int(x)) => EV::Int(*x),
+        (None | Some(EV::None), EV::Float(x)) if !x.is_finite() => EV::None,
+        (None | Some(EV::None), EV::Float(x)) => {
+            let r = x.round_ties_even();
+            if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&r) {
+                return Err(Unsupported("round() to an integer past 64 bits"));
+            }
+            EV::Int(r as i64)
+        }
+        (Some(EV::Int(nd)), x) if nd.unsigned_abs() <= 64 => match x {
+            EV::Int(x) => round_int(*x, *nd)?,
+            EV::Float(x) if !x.is_finite() => EV::Float(*x),
+            EV::Float(x) if *nd >= 0 => EV::Float(round_to(*x, *nd as usize)),
+            _ => return Err(Unsupported("round() of a float to tens")),
+        },
+        _ => EV::None,
+    })
+}
+
+/// `neg`, `pos`, `abs` and the durations (`seconds` ... `days`: a factor).
+fn unary(func: Func, x: &EV) -> R<EV> {
+    Ok(match (func, x) {
+        (_, x) if !x.is_num() => EV::None,
+        (Func::Pos, x) => x.clone(),
+        (Func::Neg, EV::Int(x)) => int_or_refuse(x.checked_neg())?,
+        (Func::Neg, EV::Float(x)) => EV::Float(-x),
+        (Func::Abs, EV::Int(x)) => int_or_refuse(x.checked_abs())?,
+        (Func::Abs, EV::Float(x)) => EV::Float(x.abs()),
+        (Func::Scale(k), EV::Int(x)) => int_or_refuse(x.checked_mul(k))?,
+        (Func::Scale(k), EV::Float(x)) => EV::Float(x * k as f64),
+        _ => EV::None,
+    })
+}
+
+/// A helper's value for its arguments (`args` as the call gives them: the arity was checked when
+/// the tree was read).
 pub fn call(func: Func, a: &[EV]) -> R<EV> {
-    let num2 = || a.len() == 2 && a[0].is_num() && a[1].is_num();
     Ok(match func {
         Func::Lt => ordered(Order::Lt, &a[0], &a[1]),
         Func::Le => ordered(Order::Le, &a[0], &a[1]),
@@ -188,130 +300,21 @@ pub fn call(func: Func, a: &[EV]) -> R<EV> {
             let found = !matches!(a[1], EV::None) && contains(&a[0], &a[1]).unwrap_or(false);
             EV::Bool(if matches!(func, Func::In) { found } else { !found })
         }
-        Func::Add | Func::Sub | Func::Mul => {
-            if !num2() {
-                return Ok(EV::None);
-            }
-            match (&a[0], &a[1]) {
-                (EV::Int(x), EV::Int(y)) => int_or_refuse(match func {
-                    Func::Add => x.checked_add(*y),
-                    Func::Sub => x.checked_sub(*y),
-                    _ => x.checked_mul(*y),
-                })?,
-                (x, y) => EV::Float(match func {
-                    Func::Add => f(x) + f(y),
-                    Func::Sub => f(x) - f(y),
-                    _ => f(x) * f(y),
-                }),
-            }
-        }
-        Func::Div => {
-            if !num2() || !a[1].truthy() {
-                return Ok(EV::None);
-            }
-            match (&a[0], &a[1]) {
-                (EV::Int(x), EV::Int(y)) if !(within_53(*x) && within_53(*y)) => {
-                    return Err(Unsupported("true division of integers past 2**53"))
-                }
-                (x, y) => EV::Float(f(x) / f(y)),
-            }
-        }
-        Func::FloorDiv | Func::Mod => {
-            if !num2() || !a[1].truthy() {
-                return Ok(EV::None);
-            }
-            match (&a[0], &a[1]) {
-                (EV::Int(x), EV::Int(y)) => {
-                    if *y == -1 {
-                        return if matches!(func, Func::Mod) { Ok(EV::Int(0)) } else { int_or_refuse(x.checked_neg()) };
-                    }
-                    let (q, r) = (x / y, x % y);
-                    let adjust = r != 0 && ((r < 0) != (*y < 0));
-                    if matches!(func, Func::Mod) {
-                        EV::Int(if adjust { r + y } else { r })
-                    } else {
-                        EV::Int(if adjust { q - 1 } else { q })
-                    }
-                }
-                (x, y) => {
-                    let (fd, m) = float_divmod(f(x), f(y));
-                    EV::Float(if matches!(func, Func::Mod) { m } else { fd })
-                }
-            }
-        }
-        Func::Pow => {
-            if !num2() {
-                return Ok(EV::None);
-            }
-            let small_exp = match &a[1] {
-                EV::Int(y) => y.unsigned_abs() <= 64,
-                EV::Float(y) => y.abs() <= 64.0,
-                _ => false,
-            };
-            let small_base = match &a[0] {
-                EV::Int(x) => x.unsigned_abs() <= 1_000_000_000_000,
-                EV::Float(x) => x.abs() <= 1e12,
-                _ => false,
-            };
-            if !(small_exp && small_base) {
-                return Ok(EV::None);
-            }
-            match (&a[0], &a[1]) {
-                (EV::Int(x), EV::Int(y)) if *y >= 0 => int_or_refuse(x.checked_pow(*y as u32))?,
-                (x, y) => float_pow(f(x), f(y)).map_or(EV::None, EV::Float),
-            }
-        }
-        Func::Neg => match &a[0] {
-            EV::Int(x) => int_or_refuse(x.checked_neg())?,
-            EV::Float(x) => EV::Float(-x),
-            _ => EV::None,
-        },
-        Func::Pos => if a[0].is_num() { a[0].clone() } else { EV::None },
+        Func::Add | Func::Sub | Func::Mul if numbers(a) => arith(func, &a[0], &a[1])?,
+        Func::Div if numbers(a) && a[1].truthy() => divide(&a[0], &a[1])?,
+        Func::FloorDiv | Func::Mod if numbers(a) && a[1].truthy() => floor_divide(matches!(func, Func::Mod), &a[0], &a[1])?,
+        Func::Pow if numbers(a) => power(&a[0], &a[1])?,
+        Func::Add | Func::Sub | Func::Mul | Func::Div | Func::FloorDiv | Func::Mod | Func::Pow => EV::None,
+        Func::Neg | Func::Pos | Func::Abs | Func::Scale(_) => unary(func, &a[0])?,
         Func::Min => minmax(true, a),
         Func::Max => minmax(false, a),
-        Func::Abs => match &a[0] {
-            EV::Int(x) => int_or_refuse(x.checked_abs())?,
-            EV::Float(x) => EV::Float(x.abs()),
-            _ => EV::None,
-        },
-        Func::Round => {
-            if !a[0].is_num() {
-                return Ok(EV::None);
-            }
-            match a.get(1) {
-                None | Some(EV::None) => match &a[0] {
-                    EV::Int(x) => EV::Int(*x),
-                    EV::Float(x) if !x.is_finite() => EV::None,
-                    EV::Float(x) => {
-                        let r = x.round_ties_even();
-                        if r >= -9.223_372_036_854_776e18 && r < 9.223_372_036_854_776e18 {
-                            EV::Int(r as i64)
-                        } else {
-                            return Err(Unsupported("round() to an integer past 64 bits"));
-                        }
-                    }
-                    _ => unreachable!(),
-                },
-                Some(EV::Int(nd)) if nd.unsigned_abs() <= 64 => match &a[0] {
-                    EV::Int(x) => round_int(*x, *nd)?,
-                    EV::Float(x) if !x.is_finite() => EV::Float(*x),
-                    EV::Float(x) if *nd >= 0 => EV::Float(round_to(*x, *nd as usize)),
-                    EV::Float(_) => return Err(Unsupported("round() of a float to tens")),
-                    _ => unreachable!(),
-                },
-                Some(_) => EV::None,
-            }
-        }
+        Func::Round if a[0].is_num() => round(&a[0], a.get(1))?,
+        Func::Round => EV::None,
         Func::Len => match &a[0] {
             EV::Str(s) => EV::Int(s.chars().count() as i64),
             EV::Tuple(v) | EV::List(v) => EV::Int(v.len() as i64),
             _ => EV::None,
         },
         Func::Coalesce => a.iter().find(|x| !matches!(x, EV::None)).cloned().unwrap_or(EV::None),
-        Func::Scale(k) => match &a[0] {
-            EV::Int(x) => int_or_refuse(x.checked_mul(k))?,
-            EV::Float(x) => EV::Float(x * k as f64),
-            _ => EV::None,
-        },
     })
 }
