@@ -52,6 +52,7 @@ def _settings() -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app.faust_compat import FaustCompatError
     from streams.app.worker import run_worker
+    from streams.engine.native_engine import TagEngineRefused
     from streams.io.redis_client import RedisModeError
     from tag_rules import RuleSetError
 
@@ -65,7 +66,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
         return 2
-    except (FaustCompatError, RedisModeError) as exc:
+    except (FaustCompatError, RedisModeError, TagEngineRefused) as exc:
         print(f"tagstream: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -244,6 +244,11 @@ class EngineSettings(_Frozen):
         7 * 86_400_000, ge=0,
         description="How long after a deployment its new features can be backfilled (the source topics' retention); "
                     "meanwhile each customer's state keeps which source offsets they counted.")
+    tag_engine: Literal["auto", "python", "core"] = Field(
+        "auto", description="Which engine folds a customer's events: the Rust core's where it can run the rules and "
+                            "hold the customer's state, else Python's (auto); always Python's (python); or the core's, "
+                            "refusing to start with rules it cannot run (core). Both give the same changes and states "
+                            "(docs/operations.md, The tag engine in the core).")
     batch_max: int = Field(500, ge=1, description="Source records per ingest batch.")
     envelopes_max: int = Field(
         16, ge=1, description="Customer-topic records (envelopes of up to batch_max events each) per "

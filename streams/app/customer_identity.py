@@ -23,6 +23,7 @@ import orjson
 from streams.app.envelope import EnvelopeBuilder, EnvelopeSender
 from streams.engine.features.state import CustomerState
 from streams.engine.identity import moves
+from streams.engine.native_engine import StoredState
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.metrics import Metrics, Tally
 
@@ -38,7 +39,7 @@ def attribution(key: bytes) -> str:
     return "anonymous" if key.startswith(ANONYMOUS_KEY) else "contact"
 
 
-def wake_at(state: CustomerState) -> int | None:
+def wake_at(state: StoredState) -> int | None:
     """When the due timer ticks the customer: its next due change, or an anonymous one's end if sooner."""
     due, expires = state.due_ms, state.expires_ms
     return due if expires is None else expires if due is None else min(due, expires)

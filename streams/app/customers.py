@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from streams.app import customer_core
 from streams.app.customer_batches import group_by_customer
 from streams.app.customer_contracts import (
     Delivered,
@@ -41,6 +42,7 @@ from streams.app.published import Published, tally
 from streams.engine.clock import Clock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.native_engine import CoreTagEngine, core_engine_for, is_state, python_state
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import Change, TagEngine
 from streams.io.deadletter import DeadLetterWriter, ItemRecord
@@ -58,8 +60,13 @@ class CustomerStage:
     def __init__(self, *, engine: TagEngine, clock: Clock, store: StateStore, membership: Membership,
                  due: DueIndex, redis: RedisTagSink, tag_topic: TagTopicWriter, deadletter: DeadLetterWriter,
                  metrics: Metrics, reevaluation: Reevaluation, exactly_once: ExactlyOnce | None = None,
-                 identity: IdentityOutput | None = None) -> None:
+                 identity: IdentityOutput | None = None, tag_engine: str = "python") -> None:
+        """``tag_engine``: which engine folds a customer's batch (``native_engine.ENGINES``)."""
         self.engine = engine
+        self.tag_engine = tag_engine
+        self.core = core_engine_for(engine, tag_engine)
+        """The Rust core's engine for ``engine``'s rules (None: the Python engine folds every batch)."""
+        self._by_engine = {name: metrics.customer_engine.labels(name) for name in ("core", "python")}
         self.reevaluation = reevaluation
         self.clock = clock
         self.store = store
@@ -130,6 +137,7 @@ class CustomerStage:
         re-evaluation (``Reevaluation``: the due timer sends them in slices, a tick re-evaluates a
         state made under other rules: ``rule_change``); returns how many were queued."""
         async with self._batch:
+            self.core = core_engine_for(engine, self.tag_engine)
             self.engine = engine
             return self.reevaluation.start(list(self.store.held_keys()))
 
@@ -230,13 +238,48 @@ class CustomerStage:
     def process_customer(self, key: bytes, objs: list[dict[str, Any]], state: CustomerState | None) -> tuple[
             list[Published], CustomerState | None]:
         """Applies one customer's items (events and ticks) of a batch to its stored ``state``;
-        returns its changes and its new state."""
+        returns its changes and its new state (a ``CustomerState``, or a native state when the
+        Rust core's engine folded them: ``customer_core.py``)."""
+        ident = self.identity
+        evaluate = ident is None or ident.evaluated(key)
+        plain = ident is None or ident.plain(state, objs)
+        if self.core is not None and evaluate and plain:
+            done = self._fold_in_core(self.core, key, objs, state)
+            if done is not None:
+                self._by_engine["core"].inc()
+                return done
+        self._by_engine["python"].inc()
+        return self._fold_in_python(key, objs, python_state(state), evaluate, plain)
+
+    def _fold_in_core(self, core: CoreTagEngine, key: bytes, objs: list[dict[str, Any]],
+                      stored: Any) -> tuple[list[Published], Any] | None:
+        """The batch folded by the core (None: the Python engine is to fold it from ``stored``)."""
+        state = core.state_for(stored)
+        if state is None:
+            return None
+        ident = self.identity
+        folded = customer_core.fold(core, state, objs, self.clock, expiring=ident is not None)
+        if folded is None:
+            return None
+        m = self.metrics
+        for source in folded.sources:
+            self._processed.add(source)
+        for source in folded.duplicates:
+            m.events_duplicate.labels(source).inc()
+        for source in folded.late:
+            m.events_late.labels(source).inc()
+        if not folded.sources and stored is None:
+            return folded.published, None  # ticks only, for a customer with no state: nothing to keep
+        if folded.sources and ident is not None:
+            ident.after_events(key, state, len(folded.sources), self.clock.now_ms())
+        return folded.published, state
+
+    def _fold_in_python(self, key: bytes, objs: list[dict[str, Any]], state: CustomerState | None,
+                        evaluate: bool, plain: bool) -> tuple[list[Published], CustomerState | None]:
         out: list[Published] = []
         m = self.metrics
         ident = self.identity
         counted = 0
-        evaluate = ident is None or ident.evaluated(key)
-        plain = ident is None or ident.plain(state, objs)
         for obj in objs:
             now_ms = self.clock.now_ms()
             if ident is not None and not plain:
@@ -382,7 +425,7 @@ class CustomerStage:
         n = 0
         stale: list[bytes] = []
         for key, state in self.store.items():
-            if not isinstance(state, CustomerState):
+            if not is_state(state):
                 log.error("unreadable state for %r in the changelog (%s); skipped", key, type(state).__name__)
                 continue
             n += 1

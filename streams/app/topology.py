@@ -189,7 +189,8 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         redis=rt.redis_sink,
         tag_topic=TagTopicWriter(app.producer, ks.tag_changes_topic, batches=lambda: kafka_producer(app)),
         deadletter=DeadLetterWriter(app.producer, ks.deadletter_topic, metrics), metrics=metrics,
-        reevaluation=rt.reevaluation, exactly_once=exactly_once, identity=identity.output if identity else None)
+        reevaluation=rt.reevaluation, exactly_once=exactly_once, identity=identity.output if identity else None,
+        tag_engine=es.tag_engine)
     due_timer = DueTimer(due=rt.due, reevaluation=rt.reevaluation, clock=rt.clock, partitions=ks.partitions,
                          envelopes=envelopes, health=rt.health, redis=rt.redis_sink, metrics=metrics)
     source_consumer = _wire_ingest(app, settings, rt, ingest_stage)

@@ -11,8 +11,9 @@ from prometheus_client import REGISTRY
 from streams.app import gc_policy, malloc_policy
 from streams.app.faust_compat import check_faust
 from streams.app.rules_watch import deployed_rules
-from streams.app.topology import create_app
+from streams.app.topology import create_app, make_engine
 from streams.engine import native, native_core
+from streams.engine.native_engine import core_engine_for
 from streams.io.api_server import ApiThread, describe
 from streams.io.group_metadata import install_fresh_assignment_metadata
 from streams.io.health import serve
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     rules = settings.load_rules()  # a bad rule set fails here, before anything starts
+    if settings.engine.tag_engine == "core":  # so do rules the core's tag engine cannot run, when it must
+        core_engine_for(make_engine(settings, rules), "core")
     gc_policy.install(settings.engine.gc_young_threshold, freeze=settings.engine.gc_freeze)
     malloc_policy.install(settings.engine.malloc_fastbins)
     check_faust()  # a faust-streaming our Faust internals were not written for fails here too

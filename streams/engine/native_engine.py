@@ -1,7 +1,9 @@
-"""The tag engine in the Rust core (issue 9), in progress: a Python ``TagEngine``'s rules handed to
-``tagstream_core.NativeEngine`` (``native/src/engine/``), and which rule sets it cannot run yet.
+"""The tag engine in the Rust core (issue 9): a Python ``TagEngine``'s rules handed to
+``tagstream_core.NativeEngine`` (``native/src/engine/``), which rule sets it cannot run yet, and
+``CoreTagEngine``, what the customer stage folds a customer's batch with when the core can take it
+(``streams/app/customer_core.py``; the setting ``engine.tag_engine``).
 
-Not on the worker's path yet: tests/unit/test_native_engine.py holds the native engine to this
+tests/unit/test_native_engine.py holds the native engine to the Python
 one (the same changes, ``change_id``s, late and duplicate flags, due times and state bytes). The
 native engine evaluates as ``TagEngine(incremental=False)`` does, which the incremental engine equals
 (tests/unit/test_engine_incremental.py), skipping only what cannot change: the tags none of whose
@@ -11,12 +13,16 @@ inputs moved since the last evaluation keep their outcome. It reads the engine's
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Protocol, TypeGuard
 
 from streams.engine import native_core
 from streams.engine.features.runtime import FeatureRuntime
-from streams.engine.tag_engine import TagEngine
+from streams.engine.features.state import CustomerState
+from streams.engine.tag_engine import Change, TagEngine
 from tag_rules.expr_tree import tree_of
+
+log = logging.getLogger(__name__)
 
 
 def _few(names: list[str]) -> str:
@@ -69,3 +75,102 @@ def native_engine(engine: TagEngine) -> Any:
         raise ValueError(f"the native engine cannot run these rules: {why}")
     assert native_core.CORE is not None
     return native_core.CORE.NativeEngine(spec_of(engine))
+
+
+class StoredState(Protocol):
+    """What the stage reads of a stored state, whichever engine made it."""
+
+    rule_version: str
+    due_ms: int | None
+    expires_ms: int | None
+
+    def dumps(self) -> bytes: ...
+
+    def is_empty(self) -> bool: ...
+
+
+STATE_TYPES: tuple[type, ...] = (CustomerState,) if native_core.CORE is None else (
+    CustomerState, native_core.CORE.NativeState)
+"""What the customers table holds: the Python engine's states and the core's."""
+
+
+def is_state(value: object) -> TypeGuard[StoredState]:
+    """Whether the customers table's ``value`` is a state (of either engine)."""
+    return isinstance(value, STATE_TYPES)
+
+ENGINES = ("auto", "python", "core")
+"""``engine.tag_engine``: the core's engine where it can run the rules (auto), never (python), or
+always (core: refuse rules it cannot run)."""
+
+
+class CoreTagEngine:
+    """A ``TagEngine``'s rules run by the core, for customers whose state it can hold.
+
+    The customers table then holds a customer's state either as a ``CustomerState`` (the Python
+    engine's) or as a ``tagstream_core.NativeState`` (this engine's; both write the same changelog
+    bytes, so recovery reads them all as ``CustomerState``, which ``state_for`` converts once). A
+    customer the core cannot take (a state of other rules, a stub, an identity expiry, a backfill
+    replay, a value past what the core reproduces) is folded by the Python engine (``python_state``).
+    """
+
+    def __init__(self, engine: TagEngine) -> None:
+        self.engine = engine
+        self.core = native_engine(engine)
+        self.version = engine.version
+
+    def state_for(self, stored: Any) -> Any:
+        """A native state to fold a batch into: a copy of ``stored`` (so that it is untouched when the
+        core gives the batch up), a conversion of a ``CustomerState``, or a new customer's; None when
+        the core cannot hold it (the Python engine takes the customer)."""
+        if stored is None:
+            return self.core.state()
+        if isinstance(stored, CustomerState):
+            if stored.rule_version != self.version or stored.moved is not None:
+                return None
+            try:
+                return self.core.state(stored.dumps())
+            except NotImplementedError:
+                return None
+        if self.core.owns(stored):
+            return stored.copy()
+        return None  # made by an engine since replaced: the Python engine upgrades it
+
+    def process_event(self, state: Any, event: bytes, now_ms: int) -> tuple[list[Change], bool, bool]:
+        """``TagEngine.process_event`` for an event's JSON: (changes, late, duplicate).
+        NotImplementedError: the core does not reproduce it (``state`` is then half-folded)."""
+        result: tuple[list[Change], bool, bool] = self.core.process_event(state, event, now_ms)
+        return result
+
+    def catch_up(self, state: Any, customer_id: str, now_ms: int) -> list[Change]:
+        changes: list[Change] = self.core.catch_up(state, customer_id, now_ms)
+        return changes
+
+
+def python_state(stored: Any) -> CustomerState | None:
+    """``stored`` as the Python engine's state (a native one converted through its changelog bytes)."""
+    if stored is None or isinstance(stored, CustomerState):
+        return stored
+    return CustomerState.loads(stored.dumps())
+
+
+class TagEngineRefused(ValueError):
+    """``engine.tag_engine=core`` and the core cannot run the rules (a worker stops at start)."""
+
+
+def core_engine_for(engine: TagEngine, mode: str) -> CoreTagEngine | None:
+    """The core's engine for ``engine``'s rules under ``engine.tag_engine`` = ``mode`` (None: the
+    Python engine runs every customer). ``core`` raises ``TagEngineRefused`` when the core cannot run them."""
+    if mode not in ENGINES:
+        raise ValueError(f"tag_engine={mode!r}: must be one of {', '.join(ENGINES)}")
+    if mode == "python":
+        log.info("tag engine: Python's (TAGSTREAM_ENGINE__TAG_ENGINE=python)")
+        return None
+    why = unsupported(engine)
+    if why is None:
+        log.info("tag engine: the Rust core's, for rules %s", engine.version)
+        return CoreTagEngine(engine)
+    if mode == "core":
+        raise TagEngineRefused(f"TAGSTREAM_ENGINE__TAG_ENGINE=core, but the core's tag engine cannot run rules "
+                               f"{engine.version}: {why}")
+    log.info("tag engine: Python's, the core cannot run rules %s: %s", engine.version, why)
+    return None

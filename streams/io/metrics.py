@@ -62,6 +62,7 @@ class Metrics:
     rules_rejected: Counter
     offset_holes: Counter
     records_read_again: Counter
+    customer_engine: Counter
     batches_refused: Counter
     backfill_events: Counter
     identity_links: Counter
@@ -272,6 +273,9 @@ def _worker_metrics(p: str, registry: CollectorRegistry) -> dict[str, Any]:
         records_read_again=Counter(f"{p}_records_read_again", "Customer-topic records a hole's re-read brought "
                                    "again after they were processed and acknowledged: passed by, not "
                                    "processed twice", registry=registry),
+        customer_engine=Counter(f"{p}_customer_engine", "Customers' batches folded per engine: the Rust core's (core) "
+                                "or Python's (python: no core, rules or a state it cannot run, identity business, "
+                                "a backfill replay)", ["engine"], registry=registry),
         batches_refused=Counter(f"{p}_customer_batches_refused", "Customer batches that wrote nothing and "
                                 "were left unacknowledged: the consumer group had not confirmed this worker's "
                                 "membership for most of the session timeout (a paused worker)", registry=registry),

@@ -19,6 +19,7 @@ from streams.app.envelope import decode_envelope
 from streams.engine.clock import ManualClock
 from streams.engine.due import DueIndex
 from streams.engine.features.state import CustomerState
+from streams.engine.native_engine import python_state
 from streams.engine.reevaluation import Reevaluation
 from streams.engine.tag_engine import TagEngine
 from streams.io.deadletter import DeadLetterWriter
@@ -106,9 +107,19 @@ class Event:
     message: Record
 
 
+class States(dict):  # type: ignore[type-arg]
+    """The store's states as the stage keeps them (``get``, ``items``: the core's native ones among
+    them); a test reading ``data[key]`` gets the Python engine's ``CustomerState`` of it."""
+
+    def __getitem__(self, key: bytes) -> CustomerState:
+        state = python_state(super().__getitem__(key))
+        assert state is not None
+        return state
+
+
 @dataclass
 class DictStore:
-    data: dict[bytes, CustomerState] = field(default_factory=dict)
+    data: dict[bytes, CustomerState] = field(default_factory=lambda: States())
     writes: list[tuple[bytes, int]] = field(default_factory=list)
     local: list[bytes] = field(default_factory=list)
     flushes: int = 0
@@ -178,7 +189,7 @@ def metrics_fixture() -> Metrics:
 
 
 def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, store: DictStore,
-                   group: Group, identity: Any = None) -> tuple[CustomerStage, FakeRedis]:
+                   group: Group, identity: Any = None, tag_engine: str = "auto") -> tuple[CustomerStage, FakeRedis]:
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
     redis = FakeRedis(producer)
@@ -186,7 +197,7 @@ def customer_stage(tmp_path: Path, producer: FakeProducer, metrics: Metrics, sto
                           due=DueIndex(), redis=RedisTagSink(redis, prefix="p"),  # type: ignore[arg-type]
                           tag_topic=TagTopicWriter(producer, "tags"),
                           deadletter=DeadLetterWriter(producer, "dlq", metrics), metrics=metrics,
-                          reevaluation=Reevaluation(2), identity=identity)
+                          reevaluation=Reevaluation(2), identity=identity, tag_engine=tag_engine)
     return stage, redis
 
 

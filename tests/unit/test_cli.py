@@ -96,6 +96,18 @@ def test_a_bad_rule_set_stops_the_worker_with_exit_2(tmp_path: Path, capsys: pyt
     assert "error(s)" in capsys.readouterr().err
 
 
+def test_rules_the_core_cannot_run_stop_a_worker_told_to_use_it_with_exit_2(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """TAGSTREAM_ENGINE__TAG_ENGINE=core with rules the core's tag engine cannot run: one line saying
+    why, before Kafka is tried (none runs here)."""
+    monkeypatch.setenv("TAGSTREAM_ENGINE__TAG_ENGINE", "core")
+    monkeypatch.setenv("TAGSTREAM_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["worker", "--rules", "tag_rules/examples/sequences.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("tagstream: TAGSTREAM_ENGINE__TAG_ENGINE=core, but the core's tag engine cannot run rules "
+                   "sequences-example-1: sequence or absence features: cart_abandoned_24h, view_then_buy_30d\n")
+
+
 def test_an_unreachable_redis_is_one_clear_line(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TAGSTREAM_REDIS__URL", "redis://127.0.0.1:1/0")

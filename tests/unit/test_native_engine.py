@@ -5,7 +5,7 @@ out-of-order, duplicated events, ticks, states reloaded from their bytes) over t
 tests/unit/test_engine_incremental.py, on random rule sets, and on the shipped rule sets over the
 generator's traffic. What it cannot run is said (rule sets) or refused (states).
 
-A piece of the native engine (issue 9), not on the worker's path yet; the core must be built
+The native engine (issue 9; on the worker's path through streams/app/customer_core.py); the core must be built
 (``python -m streams.tools.build_native``, which deploy/local/bootstrap.sh runs): without it these
 tests fail rather than skip."""
 
@@ -224,3 +224,30 @@ def test_a_state_it_cannot_hold_is_refused_not_changed(tmp_path: Path) -> None:
         native.process_event(n, orjson.dumps(event()), T0)
     with pytest.raises(NotImplementedError, match="cooldowns, a backfill or a move"):
         native.state(CustomerState(removed={"t": T0}).dumps())
+
+
+def test_a_state_is_its_engines_and_a_copy_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """What the customer stage relies on (``CoreTagEngine``, streams/app/customer_core.py): a state
+    folds only under the engine that made it (another engine's, even of the same rules, is refused:
+    the feature layout is the engine's); a copy folds without touching the original; the state reads
+    like a ``CustomerState`` (due and expiry times, rule version, emptiness, its own bytes)."""
+    py, native = engines(tmp_path, INCREMENTAL_RULES)
+    _, other = engines(tmp_path, INCREMENTAL_RULES)
+    s = native.state()
+    assert s.is_empty() and native.owns(s) and not other.owns(s)
+    native.process_event(s, orjson.dumps(event(event_id="a")), T0)
+    before = s.dumps()
+    assert before == native.dumps(s) and not s.is_empty() and s.rule_version == py.version
+    c = s.copy()
+    native.process_event(c, orjson.dumps(event(event_id="b", ts_ms=T0 + 1)), T0 + 1)
+    assert s.dumps() == before and c.dumps() != before
+    with pytest.raises(NotImplementedError, match="another engine"):
+        other.process_event(s, orjson.dumps(event(event_id="c")), T0)
+    with pytest.raises(NotImplementedError, match="another engine"):
+        other.catch_up(s, "c1", T0 + H)
+    assert s.dumps() == before
+    s.expires_ms = T0 + D
+    mirror = CustomerState.loads(before)
+    mirror.expires_ms = T0 + D
+    assert s.expires_ms == T0 + D and s.dumps() == mirror.dumps() and s.due_ms == mirror.due_ms
+    assert s.moved is None and s.tags == mirror.tags

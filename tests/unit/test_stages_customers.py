@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from streams.app.customer_contracts import Delivered
 from streams.engine.features.state import CustomerState
@@ -137,18 +138,31 @@ class EngineWith:
         return getattr(self._inner, name)
 
 
+@pytest.mark.parametrize("tag_engine", ["python", "core"])
 async def test_a_failing_customer_goes_to_the_dead_letter_topic_alone(tmp_path: Path, metrics: Metrics,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     tag_engine: str) -> None:
     producer, store = FakeProducer(), DictStore()
-    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
-    real = stage.engine.process_event
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group(), tag_engine=tag_engine)
+    if tag_engine == "core":
+        assert stage.core is not None
+        real_core = stage.core.process_event
 
-    def boom(state: CustomerState, event: Any, now_ms: int) -> Any:
-        if event["customer_id"] == "bad":
-            raise OverflowError("int too big to convert")
-        return real(state, event, now_ms)
+        def boom_core(state: Any, event: bytes, now_ms: int) -> Any:
+            if b'"customer_id":"bad"' in event:
+                raise OverflowError("int too big to convert")
+            return real_core(state, event, now_ms)
 
-    monkeypatch.setattr(stage, "engine", EngineWith(stage.engine, boom))
+        monkeypatch.setattr(stage.core, "process_event", boom_core)
+    else:
+        real = stage.engine.process_event
+
+        def boom(state: CustomerState, event: Any, now_ms: int) -> Any:
+            if event["customer_id"] == "bad":
+                raise OverflowError("int too big to convert")
+            return real(state, event, now_ms)
+
+        monkeypatch.setattr(stage, "engine", EngineWith(stage.engine, boom))
     await stage.process([envelope("bad", 2), envelope("c2", 3)])
     dlq = producer.on("dlq")
     assert [(k, dict(h)["ts.reason"]) for _, k, _, _, h in dlq] == [(b"bad", b"internal_error")] * 2
@@ -158,7 +172,8 @@ async def test_a_failing_customer_goes_to_the_dead_letter_topic_alone(tmp_path: 
 async def test_a_state_that_cannot_be_saved_is_dead_lettered_not_raised(tmp_path: Path, metrics: Metrics,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     producer, store = FakeProducer(), DictStore()
-    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group())
+    # the Python engine's: a native state cannot hold what does not encode
+    stage, _ = customer_stage(tmp_path, producer, metrics, store, Group(), tag_engine="python")
     real = stage.engine.process_event
 
     def poison(state: CustomerState, event: Any, now_ms: int) -> Any:
@@ -171,6 +186,43 @@ async def test_a_state_that_cannot_be_saved_is_dead_lettered_not_raised(tmp_path
     await stage.process([envelope("bad", 1), envelope("c2", 1)])
     assert [dict(h)["ts.reason"] for *_, h in producer.on("dlq")] == [b"internal_error"]
     assert set(store.data) == {b"c2"}
+
+
+def give_up_at(stage: Any, monkeypatch: pytest.MonkeyPatch, nth: int) -> list[bytes]:
+    """Makes the stage's core raise NotImplementedError at its ``nth`` event (1-based) from now on;
+    returns the events it was given."""
+    assert stage.core is not None
+    real, seen = stage.core.process_event, []
+
+    def half(state: Any, event: bytes, now_ms: int) -> Any:
+        seen.append(event)
+        if len(seen) == nth:
+            raise NotImplementedError("tagstream core: something")
+        return real(state, event, now_ms)
+
+    monkeypatch.setattr(stage.core, "process_event", half)
+    return seen
+
+
+async def test_what_the_core_does_not_reproduce_the_python_engine_folds_from_the_stored_state(
+        tmp_path: Path, metrics: Metrics, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core gives a customer's batch up mid-way (NotImplementedError after folding some of its
+    events): the Python engine folds the whole batch from the state as stored, and every event
+    counts once, as if the core had not been there."""
+    outcomes = {}
+    for tag_engine in ("python", "core"):
+        producer, store, m = FakeProducer(), DictStore(), Metrics.create(CollectorRegistry())
+        stage, _ = customer_stage(tmp_path, producer, m, store, Group(), tag_engine=tag_engine)
+        await stage.process([envelope("c1", 2)])  # a native state held (core)
+        seen = give_up_at(stage, monkeypatch, 2) if tag_engine == "core" else []
+        await stage.process([envelope("c1", 3, start=2)])
+        outcomes[tag_engine] = (store.data[b"c1"].dumps(), m.events_processed.labels("clickstream")._value.get(),
+                                [v for _, _, v, _, _ in producer.on("tags")])
+        if tag_engine == "core":
+            assert len(seen) == 2  # the second event gave the batch up
+            assert m.customer_engine.labels("python")._value.get() == 1
+    assert outcomes["core"] == outcomes["python"]
+    assert outcomes["core"][1] == 5
 
 
 async def test_redis_and_tag_topic_are_written_before_the_state(tmp_path: Path, metrics: Metrics) -> None:

@@ -1,4 +1,5 @@
-//! The tag engine in the Rust core (issue 9), in progress: not on the worker's path yet.
+//! The tag engine in the Rust core (issue 9): the customer stage folds a customer's batch with it
+//! where it can (`streams/app/customer_core.py`), the Python engine where it cannot.
 //!
 //! `NativeEngine` runs a Python `TagEngine`'s rules (`streams/engine/native_engine.py` hands them
 //! over and says which rule sets it cannot run) on native states (`NativeState`, read from and
@@ -22,11 +23,17 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use event::JsonEvent;
 use run::Engine;
 use state::State;
+use spec::Spec;
 use std::collections::HashMap;
+use std::rc::Rc;
 
+/// A customer's state for one engine's rules: what the customers table holds on the native path.
+/// It keeps the engine's spec, which it is written with (`dumps`) and which an engine checks before
+/// it folds into it (a state of an engine since replaced goes to the Python engine, which upgrades it).
 #[pyclass(module = "tagstream_core", unsendable)]
 pub struct NativeState {
     st: State,
+    spec: Rc<Spec>,
 }
 
 #[pyclass(module = "tagstream_core", unsendable)]
@@ -35,6 +42,13 @@ pub struct NativeEngine {
 }
 
 impl NativeEngine {
+    fn own<'s>(&self, state: &'s mut NativeState) -> PyResult<&'s mut State> {
+        if !Rc::ptr_eq(&state.spec, &self.engine.spec) {
+            return Err(Unsupported("a state of another engine's rules").into());
+        }
+        Ok(&mut state.st)
+    }
+
     fn changes_to_py(&self, py: Python<'_>, customer_id: &str, changes: &[change::Change]) -> PyResult<PyObject> {
         let out = PyList::empty_bound(py);
         let spec = &self.engine.spec;
@@ -76,12 +90,18 @@ impl NativeEngine {
                 Some(raw) => State::loads(&self.engine.spec, raw)?,
                 None => State::new(&self.engine.spec),
             },
+            spec: self.engine.spec.clone(),
         })
     }
 
     /// The state's changelog bytes (`CustomerState.dumps()`).
     fn dumps<'py>(&self, py: Python<'py>, state: &NativeState) -> Bound<'py, PyBytes> {
-        PyBytes::new_bound(py, &state.st.dumps(&self.engine.spec))
+        state.dumps(py)
+    }
+
+    /// Whether `state` was made for this engine (its rules, its feature layout).
+    fn owns(&self, state: &NativeState) -> bool {
+        Rc::ptr_eq(&state.spec, &self.engine.spec)
     }
 
     /// `TagEngine.process_event` for an event as JSON bytes: (changes, late, duplicate).
@@ -89,13 +109,15 @@ impl NativeEngine {
                      -> PyResult<(PyObject, bool, bool)> {
         let ev = JsonEvent::parse(event, &self.engine.spec)?;
         let customer_id = ev.customer_id.clone().ok_or(Unsupported("an event without customer_id"))?;
-        let out = self.engine.process_event(&mut state.st, &customer_id, &ev, now_ms)?;
+        let st = self.own(state)?;
+        let out = self.engine.process_event(st, &customer_id, &ev, now_ms)?;
         Ok((self.changes_to_py(py, &customer_id, &out.changes)?, out.late, out.duplicate))
     }
 
     /// `TagEngine.catch_up`: the due times up to `now_ms`.
     fn catch_up(&self, py: Python<'_>, state: &mut NativeState, customer_id: &str, now_ms: i64) -> PyResult<PyObject> {
-        let changes = self.engine.catch_up(&mut state.st, customer_id, now_ms)?;
+        let st = self.own(state)?;
+        let changes = self.engine.catch_up(st, customer_id, now_ms)?;
         self.changes_to_py(py, customer_id, &changes)
     }
 
@@ -128,8 +150,50 @@ impl NativeEngine {
 
 #[pymethods]
 impl NativeState {
+    /// Its changelog bytes (`CustomerState.dumps()`, byte for byte).
+    fn dumps<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new_bound(py, &self.st.dumps(&self.spec))
+    }
+
+    /// A copy to fold into (the original stays as it was if the fold is given up).
+    fn copy(&self) -> NativeState {
+        NativeState { st: self.st.clone(), spec: self.spec.clone() }
+    }
+
     #[getter]
     fn due_ms(&self) -> Option<i64> {
         self.st.due_ms
+    }
+
+    #[getter]
+    fn rule_version(&self) -> String {
+        self.st.version.clone()
+    }
+
+    #[getter]
+    fn expires_ms(&self) -> Option<i64> {
+        self.st.expires_ms
+    }
+
+    #[setter]
+    fn set_expires_ms(&mut self, at_ms: Option<i64>) {
+        self.st.expires_ms = at_ms;
+    }
+
+    /// Nothing left to remember (`CustomerState.is_empty`): the worker deletes it.
+    fn is_empty(&self) -> bool {
+        self.st.order.is_empty() && self.st.tags.is_empty()
+    }
+
+    /// A native state is never a stub (the Python engine holds those).
+    #[getter]
+    fn moved(&self) -> Option<String> {
+        None
+    }
+
+    /// Held tags: name -> since (ms).
+    #[getter]
+    fn tags(&self) -> HashMap<String, i64> {
+        self.st.tags.iter().cloned().collect()
     }
 }

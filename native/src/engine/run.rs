@@ -45,7 +45,8 @@ pub fn ev_of_val(v: &Val) -> EV {
 }
 
 pub struct Engine {
-    pub spec: Spec,
+    /// shared with the states made for it (`NativeState`), which are written with it
+    pub spec: Rc<Spec>,
     /// `FoldPlans`: per (source, type), the features an event of that pair can feed, with the
     /// filters that read only `source` and `type` decided once
     plans: FoldPlans,
@@ -53,7 +54,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(spec: Spec) -> Engine {
-        Engine { spec, plans: FoldPlans::default() }
+        Engine { spec: Rc::new(spec), plans: FoldPlans::default() }
     }
 
     pub fn process_event(&self, st: &mut State, customer_id: &str, ev: &dyn EventView, now_ms: i64) -> R<Outcome> {
