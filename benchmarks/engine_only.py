@@ -10,8 +10,8 @@ reported (``time.process_time``), with the tag changes and the tags evaluated pe
 in one more pass). Quick to alternate between two checkouts (a worktree each) to compare engine
 changes; the machine varies by a few percent between runs, so alternate and read the ratio.
 
-``--native`` also runs the tag engine of the Rust core (``streams/engine/native_engine.py``, issue 9,
-not on the worker's path yet) on the same events, alternating pass by pass with the Python engine:
+``--native`` also runs the tag engine of the Rust core (``streams/engine/native_engine.py``, issue 9;
+the worker runs it by default since session 41) on the same events, alternating pass by pass with the Python engine:
 ``run_fresh`` (the events as the internal topic's JSON, fresh native states kept in the core: its own
 cost, parsing included) and one call per event from Python (``process_event``: with the crossing),
 checking that it makes as many tag changes.

@@ -89,6 +89,21 @@ def stage_figures(delta: Samples, name: str) -> dict[str, Any]:
             "p99_s": histogram_quantile(delta, name, 0.99)}
 
 
+def stage_totals(s: Samples, stages: Sequence[tuple[str, str, dict[str, str]]], seconds: float) -> dict[str, Any]:
+    """Where a drain's wall time went in the customer stage: each per-batch histogram's count, mean
+    and total since the worker started (``s``: a scrape after the drain), and that total as a share
+    of the drain's ``seconds``. Logged in one line."""
+    out = {}
+    for stage, name, where in stages:
+        fig = stage_figures(hist_delta_where(s, {}, name, where), name)
+        fig["total_s"] = (fig["mean_s"] or 0.0) * fig["count"]
+        fig["share_of_drain"] = fig["total_s"] / seconds if seconds else None
+        out[stage] = fig
+    log("(c) drain: " + ", ".join(f"{k} {v['count']:,.0f} x {ms(v['mean_s'])} = {v['total_s']:.2f} s "
+                                  f"({100 * (v['share_of_drain'] or 0):.0f} %)" for k, v in out.items() if v["count"]))
+    return out
+
+
 def ms(v: float | None) -> str:
     if v is None:
         return "n/a"

@@ -154,6 +154,7 @@ async def run_tagstream(load: Load, events: int, rules: Path, redis_url: str, lo
         res["customers_check"]["customers_in_state_metric"] = res["customers_in_state_metric"]
         res["input_customers"] = input_customers
         res["backlog_latency_p50_s"] = histogram_quantile(s, LATENCY, 0.5)
+        res["drain_stages"] = latency.stage_totals(s, STAGES, d.seconds)
         res["latency"] = []
         for i, rate in enumerate(rates):
             res["latency"].append(await _latency_phase(load, proc, url, changelog, rate, rate_seconds, customers,

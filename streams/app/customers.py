@@ -146,15 +146,23 @@ class CustomerStage:
         self._refused = None
         generation = self.membership.generation()
         fence = Fence(self.membership.fence_token(), frozenset(ev.message.partition for ev in events))
-        grouped = group_by_customer(events, generation, self.membership, self.deadletter, self.metrics)
+        core = self.core
+        grouped = group_by_customer(events, generation, self.membership, self.deadletter, self.metrics,
+                                    split=core.split if core is not None else None)
         self.reevaluation.done(grouped.slices, self.clock.now_ms())
-        by_key, record_of = grouped.by_key, grouped.record_of
+        record_of = grouped.record_of
         published: list[Published] = []
         updated: list[Updated] = []
-        for key, objs in by_key.items():
+        customers: list[tuple[bytes, list[Any], bool]] = [(k, v, True) for k, v in grouped.events.items()]
+        customers += [(k, v, False) for k, v in grouped.by_key.items()]
+        for key, objs, raw in customers:
             try:
                 before = self.store.get(key)
-                changes, state = self.process_customer(key, objs, before)
+                done = self._events_in_core(key, objs, before) if raw else None
+                if done is None and raw:  # not for the core, or given up by it: the Python engine's
+                    objs = [orjson.loads(item) for item in objs]
+                    done = self.process_customer(key, objs, before, core=False)
+                changes, state = done if done is not None else self.process_customer(key, objs, before)
                 # a state that cannot be saved fails here, for this customer only
                 encoded = state.dumps() if state is not None else None
             except Exception as exc:
@@ -218,10 +226,11 @@ class CustomerStage:
         await self.store.flush()
         self._waits.labels("changelog").observe(time.perf_counter() - waited)
 
-    def _dead_letter_items(self, record: Delivered, key: bytes, objs: list[dict[str, Any]], exc: Exception) -> None:
+    def _dead_letter_items(self, record: Delivered, key: bytes, objs: list[Any], exc: Exception) -> None:
         msg = record.message
-        for obj in objs:  # the customer's own items, with the envelope's coordinates
-            item = ItemRecord(msg.topic, msg.partition, msg.offset, msg.timestamp, key, orjson.dumps(obj))
+        for obj in objs:  # the customer's own items (decoded, or their bytes), with the envelope's coordinates
+            value = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+            item = ItemRecord(msg.topic, msg.partition, msg.offset, msg.timestamp, key, value)
             self.deadletter.add(item, "customers", "internal_error", f"{type(exc).__name__}: {exc}")
 
     def _still_owned(self, updated: list[Updated]) -> list[Updated]:
@@ -235,21 +244,47 @@ class CustomerStage:
                  len(updated) - len(kept), len(updated))
         return kept
 
-    def process_customer(self, key: bytes, objs: list[dict[str, Any]], state: CustomerState | None) -> tuple[
-            list[Published], CustomerState | None]:
+    def process_customer(self, key: bytes, objs: list[dict[str, Any]], state: Any, core: bool = True) -> tuple[
+            list[Published], Any]:
         """Applies one customer's items (events and ticks) of a batch to its stored ``state``;
         returns its changes and its new state (a ``CustomerState``, or a native state when the
-        Rust core's engine folded them: ``customer_core.py``)."""
+        Rust core's engine folded them: ``customer_core.py``). ``core``: the core may take them."""
         ident = self.identity
         evaluate = ident is None or ident.evaluated(key)
         plain = ident is None or ident.plain(state, objs)
-        if self.core is not None and evaluate and plain:
+        if core and self.core is not None and evaluate and plain:
             done = self._fold_in_core(self.core, key, objs, state)
             if done is not None:
                 self._by_engine["core"].inc()
                 return done
         self._by_engine["python"].inc()
         return self._fold_in_python(key, objs, python_state(state), evaluate, plain)
+
+    def _events_in_core(self, key: bytes, items: list[bytes], stored: Any) -> tuple[list[Published], Any] | None:
+        """A customer's plain events (their bytes) folded by the core in one call; None: the Python
+        side is to take them (decoded) from ``stored``, nothing having been changed or counted."""
+        core, ident = self.core, self.identity
+        if core is None or (ident is not None and not ident.evaluated(key)):
+            return None
+        state = core.state_for(stored)
+        if state is None:
+            return None
+        now_ms = self.clock.now_ms()
+        try:
+            pairs, counts = core.fold_events(state, items, now_ms)
+        except NotImplementedError:
+            return None
+        m = self.metrics
+        for source, n, duplicates, late in counts:
+            self._processed.add(source, n)
+            if duplicates:
+                m.events_duplicate.labels(source).inc(duplicates)
+            if late:
+                m.events_late.labels(source).inc(late)
+        if ident is not None:
+            ident.after_events(key, state, len(items), now_ms)
+        self._by_engine["core"].inc()
+        return [Published(c, ts) for c, ts in pairs], state
 
     def _fold_in_core(self, core: CoreTagEngine, key: bytes, objs: list[dict[str, Any]],
                       stored: Any) -> tuple[list[Published], Any] | None:

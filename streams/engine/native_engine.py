@@ -135,6 +135,21 @@ class CoreTagEngine:
             return stored.copy()
         return None  # made by an engine since replaced: the Python engine upgrades it
 
+    def split(self, value: bytes | None) -> list[tuple[bytes, bytes, bool]]:
+        """A customer-topic record's items: (customer key, item bytes, plain event); ValueError when
+        it is not an envelope (``streams/app/envelope.py``, ``decode_envelope``)."""
+        items: list[tuple[bytes, bytes, bool]] = self.core.split(value or b"")
+        return items
+
+    def fold_events(self, state: Any, items: list[bytes], now_ms: int) -> tuple[
+            list[tuple[Change, int | None]], list[tuple[str, int, int, int]]]:
+        """A customer's plain events (``split``'s bytes) folded in order: ([(change, its event's
+        source timestamp or None)], [(source, events, duplicates, late)]). NotImplementedError: the
+        core does not reproduce one of them (``state`` is then half-folded)."""
+        result: tuple[list[tuple[Change, int | None]], list[tuple[str, int, int, int]]] = self.core.fold_events(
+            state, items, now_ms)
+        return result
+
     def process_event(self, state: Any, event: bytes, now_ms: int) -> tuple[list[Change], bool, bool]:
         """``TagEngine.process_event`` for an event's JSON: (changes, late, duplicate).
         NotImplementedError: the core does not reproduce it (``state`` is then half-folded)."""

@@ -251,3 +251,67 @@ def test_a_state_is_its_engines_and_a_copy_leaves_it_as_it_was(tmp_path: Path) -
     mirror.expires_ms = T0 + D
     assert s.expires_ms == T0 + D and s.dumps() == mirror.dumps() and s.due_ms == mirror.due_ms
     assert s.moved is None and s.tags == mirror.tags
+
+
+BATCHES = st.lists(st.lists(st.tuples(st.integers(0, 3 * D), st.sampled_from(KINDS), st.sampled_from([1.0, 3.0, 2]),
+                                      st.sampled_from(["x", "y"]), st.integers(0, 4)), min_size=1, max_size=6),
+                   min_size=1, max_size=12)
+
+
+@given(batches=BATCHES)
+@settings(max_examples=120, deadline=None)
+def test_a_batch_of_events_folded_in_one_call_equals_python_event_by_event(
+        tmp_path_factory: pytest.TempPathFactory, batches: list[Any]) -> None:
+    """``fold_events`` (the customer stage's call per customer and batch: streams/app/customers.py)
+    against the Python engine folding the same events one by one at the same instant: the same
+    changes in order, each with its event's source timestamp (None for a due change), the counts per
+    source (events, duplicates, late), the state bytes."""
+    py, native = engines(tmp_path_factory.mktemp("b"), INCREMENTAL_RULES, allowed_lateness_ms=2 * D)
+    s_py, s_rs = CustomerState(), native.state()
+    now = T0
+    for batch in batches:
+        now += batch[0][0] // 20
+        events = [event(source=source, typ=typ, ts_ms=now - dt // 10, amount=amount, categories=[cat],
+                        event_id=f"e{dup}", src_ts_ms=now - dt // 10 + 7)
+                  for dt, (source, typ), amount, cat, dup in batch]
+        want: list[Any] = []
+        counts: dict[str, list[int]] = {}
+        for ev in events:
+            out = py.process_event(s_py, ev, now)
+            want += [(c, ev["src_ts_ms"] if c["cause"] == "event" else None) for c in out.changes]
+            n = counts.setdefault(ev["source"], [0, 0, 0])
+            n[0] += 1
+            n[1] += out.duplicate
+            n[2] += out.late
+        got, got_counts = native.fold_events(s_rs, [orjson.dumps(ev) for ev in events], now)
+        assert got == want
+        assert {source: [e, d, la] for source, e, d, la in got_counts} == counts
+        assert native.dumps(s_rs) == s_py.dumps() and s_rs.due_ms == s_py.due_ms
+
+
+def test_split_gives_each_items_bytes_key_and_kind_as_decode_envelope_reads_them() -> None:
+    """``NativeEngine.split`` (the stage's grouping with the core: streams/app/customer_batches.py)
+    against ``decode_envelope`` on envelopes of every kind of item and on records that are not
+    envelopes (the same refusals, as ValueError)."""
+    from streams.app.envelope import EnvelopeBuilder, decode_envelope
+
+    split = core().NativeEngine.split
+    items = [event(customer_id="c1"), event(customer_id="cé\"x"), {"customer_id": "c1", "tick": T0},
+             {"customer_id": "c2", "tick": T0, "reeval": True}, {**event(customer_id="c3"), "via": "user:u"},
+             {**event(customer_id="c3"), "bf": {"keys": [], "from": {}}}, {"customer_id": "c4", "erase": {}},
+             {"customer_id": "c4", "absorb": {"x": 1}}, {"customer_id": "c5", "merge": {}},
+             {"customer_id": "c6", "nested": {"tick": 1, "customer_id": 5}}]
+    b = EnvelopeBuilder(1)
+    for obj in items:
+        b.add(obj["customer_id"].encode(), orjson.dumps(obj))
+    ((_, value),) = list(b.records())
+    got = split(value)
+    assert [orjson.loads(raw) for _, raw, _ in got] == decode_envelope(value) == items
+    assert [key for key, _, _ in got] == [obj["customer_id"].encode() for obj in items]
+    assert [plain for _, _, plain in got] == [True, True] + [False] * 7 + [True]
+    assert split(orjson.dumps(items[0])) == [(b"c1", orjson.dumps(items[0]), True)]  # the old one-event record
+    for bad in (b"", b"[1]", b"5", b"[{", b'[{"customer_id": null}]', b'{"event_id": "e"}', b"[{}]", b"null"):
+        with pytest.raises(ValueError):
+            decode_envelope(bad)
+        with pytest.raises(ValueError):
+            split(bad)

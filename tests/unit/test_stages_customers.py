@@ -146,14 +146,14 @@ async def test_a_failing_customer_goes_to_the_dead_letter_topic_alone(tmp_path: 
     stage, _ = customer_stage(tmp_path, producer, metrics, store, Group(), tag_engine=tag_engine)
     if tag_engine == "core":
         assert stage.core is not None
-        real_core = stage.core.process_event
+        real_core = stage.core.fold_events
 
-        def boom_core(state: Any, event: bytes, now_ms: int) -> Any:
-            if b'"customer_id":"bad"' in event:
+        def boom_core(state: Any, items: list[bytes], now_ms: int) -> Any:
+            if any(b'"customer_id":"bad"' in item for item in items):
                 raise OverflowError("int too big to convert")
-            return real_core(state, event, now_ms)
+            return real_core(state, items, now_ms)
 
-        monkeypatch.setattr(stage.core, "process_event", boom_core)
+        monkeypatch.setattr(stage.core, "fold_events", boom_core)
     else:
         real = stage.engine.process_event
 
@@ -189,18 +189,18 @@ async def test_a_state_that_cannot_be_saved_is_dead_lettered_not_raised(tmp_path
 
 
 def give_up_at(stage: Any, monkeypatch: pytest.MonkeyPatch, nth: int) -> list[bytes]:
-    """Makes the stage's core raise NotImplementedError at its ``nth`` event (1-based) from now on;
-    returns the events it was given."""
+    """Makes the stage's core fold a customer's first ``nth - 1`` events and raise
+    NotImplementedError at the next (as the core does at an event it does not reproduce); returns
+    the events it was given."""
     assert stage.core is not None
-    real, seen = stage.core.process_event, []
+    real, seen = stage.core.fold_events, []
 
-    def half(state: Any, event: bytes, now_ms: int) -> Any:
-        seen.append(event)
-        if len(seen) == nth:
-            raise NotImplementedError("tagstream core: something")
-        return real(state, event, now_ms)
+    def half(state: Any, items: list[bytes], now_ms: int) -> Any:
+        seen.extend(items)
+        real(state, items[:nth - 1], now_ms)
+        raise NotImplementedError("tagstream core: something")
 
-    monkeypatch.setattr(stage.core, "process_event", half)
+    monkeypatch.setattr(stage.core, "fold_events", half)
     return seen
 
 
@@ -219,7 +219,7 @@ async def test_what_the_core_does_not_reproduce_the_python_engine_folds_from_the
         outcomes[tag_engine] = (store.data[b"c1"].dumps(), m.events_processed.labels("clickstream")._value.get(),
                                 [v for _, _, v, _, _ in producer.on("tags")])
         if tag_engine == "core":
-            assert len(seen) == 2  # the second event gave the batch up
+            assert len(seen) == 3  # given the batch, gave it up at its second event
             assert m.customer_engine.labels("python")._value.get() == 1
     assert outcomes["core"] == outcomes["python"]
     assert outcomes["core"][1] == 5

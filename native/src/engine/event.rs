@@ -27,6 +27,8 @@ fn ev_of_bv(v: &BV<'_>) -> R<EV> {
 pub struct JsonEvent<'a> {
     fields: Vec<Option<BV<'a>>>,
     pub customer_id: Option<String>,
+    /// the source record's Kafka timestamp (the latency of the changes the event causes)
+    pub src_ts_ms: Option<i64>,
     event_id: String,
     source: String,
     ts_ms: i64,
@@ -42,6 +44,7 @@ struct Parsed<'a> {
     event_id: Option<String>,
     source: Option<String>,
     ts_ms: Option<i64>,
+    src_ts_ms: Option<i64>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for EventSeed<'_> {
@@ -57,7 +60,7 @@ impl<'de> serde::de::Visitor<'de> for EventSeed<'_> {
         f.write_str("a canonical event")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
-        let mut out = Parsed { fields: Vec::new(), customer_id: None, event_id: None, source: None, ts_ms: None };
+        let mut out = Parsed { fields: Vec::new(), customer_id: None, event_id: None, source: None, ts_ms: None, src_ts_ms: None };
         out.fields.resize_with(self.spec.event_fields.len(), || None);
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let slot = self.spec.event_slot.get(key.as_ref()).copied();
@@ -65,12 +68,13 @@ impl<'de> serde::de::Visitor<'de> for EventSeed<'_> {
                 "event_id" => out.event_id = Some(map.next_value::<String>()?),
                 "ts_ms" => out.ts_ms = Some(map.next_value::<i64>()?),
                 "customer_id" => out.customer_id = map.next_value::<Option<String>>()?,
+                "src_ts_ms" if slot.is_none() => out.src_ts_ms = map.next_value::<Option<i64>>()?,
                 _ if slot.is_some() => {
                     let v: BV<'de> = map.next_value()?;
-                    if key == "source" {
-                        if let BV::Str(s) = &v {
-                            out.source = Some(s.to_string());
-                        }
+                    match (key.as_ref(), &v) {
+                        ("source", BV::Str(s)) => out.source = Some(s.to_string()),
+                        ("src_ts_ms", BV::Int(t)) => out.src_ts_ms = Some(*t),
+                        _ => {}
                     }
                     out.fields[slot.expect("a slot")] = Some(v); // a key given twice: the last one counts
                 }
@@ -92,6 +96,7 @@ impl<'a> JsonEvent<'a> {
         Ok(JsonEvent {
             fields: parsed.fields,
             customer_id: parsed.customer_id,
+            src_ts_ms: parsed.src_ts_ms,
             event_id: parsed.event_id.ok_or(Unsupported("an event without event_id"))?,
             source: parsed.source.ok_or(Unsupported("an event without source"))?,
             ts_ms: parsed.ts_ms.ok_or(Unsupported("an event without ts_ms"))?,

@@ -9,6 +9,7 @@
 //! due time. What it cannot do exactly as Python does raises `NotImplementedError`.
 
 pub mod change;
+pub mod envelope;
 pub mod event;
 pub mod plans;
 pub mod run;
@@ -18,10 +19,11 @@ pub mod state;
 
 use crate::expr::ev_to_py;
 use crate::features::num::Unsupported;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use event::JsonEvent;
-use run::Engine;
+use run::{Engine, EventView};
 use state::State;
 use spec::Spec;
 use std::collections::HashMap;
@@ -51,8 +53,16 @@ impl NativeEngine {
 
     fn changes_to_py(&self, py: Python<'_>, customer_id: &str, changes: &[change::Change]) -> PyResult<PyObject> {
         let out = PyList::empty_bound(py);
-        let spec = &self.engine.spec;
         for c in changes {
+            out.append(self.change_to_py(py, customer_id, c)?)?;
+        }
+        Ok(out.into_py(py))
+    }
+
+    /// A change as the Python engine's `Change` dict.
+    fn change_to_py<'py>(&self, py: Python<'py>, customer_id: &str, c: &change::Change) -> PyResult<Bound<'py, PyDict>> {
+        let spec = &self.engine.spec;
+        {
             let d = PyDict::new_bound(py);
             d.set_item("customer_id", customer_id)?;
             d.set_item("tag", &c.tag)?;
@@ -68,9 +78,8 @@ impl NativeEngine {
             d.set_item("features", feats)?;
             d.set_item("event_id", c.event.as_ref().map(|e| e.0.as_str()))?;
             d.set_item("change_id", &c.change_id)?;
-            out.append(d)?;
+            Ok(d)
         }
-        Ok(out.into_py(py))
     }
 }
 
@@ -112,6 +121,53 @@ impl NativeEngine {
         let st = self.own(state)?;
         let out = self.engine.process_event(st, &customer_id, &ev, now_ms)?;
         Ok((self.changes_to_py(py, &customer_id, &out.changes)?, out.late, out.duplicate))
+    }
+
+    /// A customer-topic record's items, in order: (customer key, item bytes, plain event). A plain
+    /// event carries no tick, re-evaluation, backfill replay, forward or identity order: it can go
+    /// to `fold_events` as it is. ValueError when the record is not an envelope (`decode_envelope`).
+    #[staticmethod]
+    fn split<'py>(py: Python<'py>, value: &[u8]) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, bool)>> {
+        let items = envelope::split(value).map_err(PyValueError::new_err)?;
+        Ok(items
+            .iter()
+            .map(|i| (PyBytes::new_bound(py, i.customer_id.as_bytes()), PyBytes::new_bound(py, i.raw), i.plain))
+            .collect())
+    }
+
+    /// One customer's plain events of a batch (`split`'s bytes), folded in order at `now_ms`:
+    /// ([(change, the source record's timestamp for an event's change, else None)],
+    /// [(source, events, duplicates, late)]). NotImplementedError part way: `state` is half-folded.
+    fn fold_events(&self, py: Python<'_>, state: &mut NativeState, items: &Bound<'_, PyList>, now_ms: i64)
+                   -> PyResult<(PyObject, PyObject)> {
+        let st = self.own(state)?;
+        let changes = PyList::empty_bound(py);
+        let mut counts: Vec<(String, usize, usize, usize)> = Vec::new();
+        for item in items.iter() {
+            let raw = item.downcast::<PyBytes>()?;
+            let ev = JsonEvent::parse(raw.as_bytes(), &self.engine.spec)?;
+            let customer_id = ev.customer_id.as_deref().ok_or(Unsupported("an event without customer_id"))?;
+            let out = self.engine.process_event(st, customer_id, &ev, now_ms)?;
+            let source = ev.source();
+            let i = match counts.iter().position(|c| c.0 == source) {
+                Some(i) => i,
+                None => {
+                    counts.push((source.to_string(), 0, 0, 0));
+                    counts.len() - 1
+                }
+            };
+            counts[i].1 += 1;
+            counts[i].2 += out.duplicate as usize;
+            counts[i].3 += out.late as usize;
+            for c in &out.changes {
+                let ts = match c.cause {
+                    change::Cause::Event => Some(ev.src_ts_ms.ok_or(Unsupported("an event without src_ts_ms"))?),
+                    _ => None,
+                };
+                changes.append((self.change_to_py(py, customer_id, c)?, ts))?;
+            }
+        }
+        Ok((changes.into_py(py), counts.into_py(py)))
     }
 
     /// `TagEngine.catch_up`: the due times up to `now_ms`.
