@@ -19,13 +19,17 @@ changelog and the timers go through Faust.
 * Under a steady high rate a batch gathers: once a batch held at least ``GATHER_FROM`` records,
   the next ``getmany`` comes no sooner than ``gather_ms`` after that batch started. Reading
   as fast as possible took ~50 records per cycle at 10,000 events/s, each cycle paying a fetch,
-  envelopes and a commit; at low rates (small batches) and on a backlog (full batches that take
-  longer than ``gather_ms``) nothing waits. After such a wait the read is done twice: aiokafka's
+  envelopes and a commit; at low rates (small batches) and on a backlog (full batches: ``batch_max``
+  records) nothing waits. (Full batches used to wait too, when they took longer than ``gather_ms``
+  anyway; once ingest took ~10 ms per 1,000 records the wait held a drain at 1,000 records per
+  30 ms: benchmarks/README.md, *Ingest's own producer*.) After such a wait the read is done twice: aiokafka's
   fetcher does not fetch a partition while it holds records of it, so what it holds was fetched
   just after the last read and everything since waits at the broker; the first ``getmany``
   takes what it holds and frees the fetcher, the second (``FRESH_WAIT_MS`` at most) what arrived
   during the wait. With one read a record waited up to two cycles: 56 ms at the median from its
   timestamp to the read at 10,000 events/s (benchmarks/README.md).
+* Envelopes go out on a producer of ingest's own (``own_producer.OwnProducer``, started and stopped
+  here), so that they do not wait in line behind the customer stage's outputs.
 * A failure of the loop is not swallowed: readiness goes false and the worker crashes (exits),
   so an orchestrator restarts it.
 """
@@ -43,6 +47,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from streams.app.ingest import IngestStage
 from streams.io.health import Health
+from streams.io.own_producer import OwnProducer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,8 @@ class SourceConsumer:
                  legacy_group_id: str, topics: Iterable[str], stage: IngestStage, batch_max: int,
                  fetch_max_bytes: int, fetch_max_wait_ms: int = 500, gather_ms: int = 0, session_timeout_ms: int,
                  health: Health,
-                 on_crash: Callable[[BaseException], Awaitable[None]]) -> None:
+                 on_crash: Callable[[BaseException], Awaitable[None]], producer: OwnProducer | None = None) -> None:
+        """``producer``: the envelopes' (``OwnProducer``), started before the consumer, stopped after it."""
         self._options = dict(bootstrap_servers=bootstrap_servers, **client_options)
         self._group_id = group_id
         self._legacy_group_id = legacy_group_id
@@ -88,6 +94,7 @@ class SourceConsumer:
         self._on_crash = on_crash
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._producer = producer
         self._legacy: AIOKafkaConsumer | None = None
         self._seeks = 0
         self._sought: dict[TopicPartition, int] = {}
@@ -118,7 +125,8 @@ class SourceConsumer:
                         log.info("ingest: first batch, %d records from %d partitions", n, len(batches))
                     await self._process(consumer, batches, mark)
                     wait_s = started + self._gather_s - loop.time()
-                    if n >= self._gather_from and wait_s > 0:  # let the next batch fill (module docstring)
+                    # let the next batch fill (module docstring); a full one means more are waiting
+                    if self._gather_from <= n < self._batch_max and wait_s > 0:
                         await asyncio.sleep(wait_s)
                         gathered = True
         except asyncio.CancelledError:
@@ -146,6 +154,8 @@ class SourceConsumer:
         return merged
 
     async def _start(self) -> AIOKafkaConsumer:
+        if self._producer is not None:
+            await self._producer.start()
         consumer = self._consumer = AIOKafkaConsumer(
             group_id=self._group_id, client_id=f"{self._group_id}-consumer", enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=self._fetch_max_bytes,
@@ -245,7 +255,7 @@ class SourceConsumer:
             self._consumer.seek(tp, offset)
 
     async def close(self) -> None:
-        """Leaves the group (its partitions move at once) and closes both clients; idempotent."""
+        """Leaves the group (its partitions move at once) and closes the clients; idempotent."""
         for client in (self._consumer, self._legacy):
             if client is not None:
                 try:
@@ -253,6 +263,11 @@ class SourceConsumer:
                 except Exception as exc:  # closing must not hide why we stop
                     log.warning("closing a source consumer client failed: %r", exc)
         self._consumer = self._legacy = None
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception as exc:
+                log.warning("closing ingest's producer failed: %r", exc)
 
 
 class _Rebalance(ConsumerRebalanceListener):

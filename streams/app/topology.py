@@ -53,6 +53,7 @@ from streams.io.deadletter import DLQ_MAX_RECORD_BYTES, DeadLetterWriter
 from streams.io.health import Health
 from streams.io.kafka_probe import KAFKA_PROBE_INTERVAL_S, KafkaProbe
 from streams.io.metrics import Metrics
+from streams.io.own_producer import OwnProducer
 from streams.io.redis_client import async_client
 from streams.io.redis_sink import RedisTagSink
 from streams.io.tag_topic import TagTopicWriter
@@ -178,9 +179,15 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
     membership = AppMembership(app, strict, ks.session_timeout_ms / 1000)
     identity = wire_identity(app, settings, metrics, rt.redis_sink.client, customer_events.get_topic_name(),
                              membership)
+    # ingest's envelopes on a producer of their own (own_producer.py: aiokafka sends one request per
+    # broker at a time, and the customer stage's outputs would queue with them); faust's until it runs
+    ingest_producer = OwnProducer(bootstrap_servers=ks.bootstrap_servers, client_options=ks.client_options(),
+                                  client_id=f"{settings.app_id}-ingest-producer", batch_max_bytes=ks.batch_max_bytes)
+    ingest_envelopes = envelopes if not ks.ingest_consumer else EnvelopeSender(
+        app.producer, customer_events.get_topic_name(), batches=lambda: ingest_producer.sender() or kafka_producer(app))
     ingest_stage = IngestStage(
         source_by_topic={topic: source for source, topic in settings.ingest_topics().items()}, partitions=ks.partitions,
-        clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=envelopes, deadletter=deadletter,
+        clock=rt.clock, future_tolerance_ms=es.future_tolerance_ms, envelopes=ingest_envelopes, deadletter=deadletter,
         metrics=metrics, links=identity.links if identity else None, repeats=_link_repeats(settings))
     exactly_once = wire_exactly_once(app, settings, changelog.get_topic_name(), customer_events.get_topic_name())
     customer_stage = CustomerStage(
@@ -193,7 +200,7 @@ def create_app(settings: Settings, rules: CompiledRuleSet, metrics: Metrics,
         tag_engine=es.tag_engine)
     due_timer = DueTimer(due=rt.due, reevaluation=rt.reevaluation, clock=rt.clock, partitions=ks.partitions,
                          envelopes=envelopes, health=rt.health, redis=rt.redis_sink, metrics=metrics)
-    source_consumer = _wire_ingest(app, settings, rt, ingest_stage)
+    source_consumer = _wire_ingest(app, settings, rt, ingest_stage, ingest_producer)
     _wire_customers(app, settings, rt, customer_events, customer_stage, due_timer)
     _wire_watches(app, settings, rt, source_consumer, customer_events.get_topic_name(), strict)
     _wire_audience_sizes(app, settings, rt)
@@ -284,8 +291,9 @@ def _link_repeats(settings: Settings) -> LinkRepeats | None:
     return LinkRepeats(window_ms, ident.link_repeat_max, lambda: int(time.time() * 1000))
 
 
-def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestStage) -> SourceConsumer | None:
-    """Ingest on its own aiokafka consumer (the default), or as a Faust agent (per record)."""
+def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestStage,
+                 producer: OwnProducer) -> SourceConsumer | None:
+    """Ingest on its own aiokafka consumer and producer (the default), or as a Faust agent (per record)."""
     ks, es = settings.kafka, settings.engine
     if ks.ingest_consumer:
         consumer = SourceConsumer(
@@ -294,7 +302,7 @@ def _wire_ingest(app: faust.App, settings: Settings, rt: Runtime, stage: IngestS
             topics=settings.ingest_topics().values(),
             stage=stage, batch_max=ks.ingest_batch_max, gather_ms=ks.ingest_gather_ms,
             fetch_max_bytes=ks.fetch_max_bytes, fetch_max_wait_ms=ks.fetch_max_wait_ms,
-            session_timeout_ms=ks.session_timeout_ms, health=rt.health, on_crash=app.crash)
+            session_timeout_ms=ks.session_timeout_ms, health=rt.health, on_crash=app.crash, producer=producer)
 
         @app.task
         async def ingest() -> None:

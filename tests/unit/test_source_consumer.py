@@ -158,14 +158,73 @@ class ScriptedConsumer(FakeConsumer):
         pass
 
 
-def gathering_consumer(stage: FakeStage, gather_ms: int) -> SourceConsumer:
+def gathering_consumer(stage: FakeStage, gather_ms: int, batch_max: int = 1000, producer: Any = None) -> SourceConsumer:
     async def crash(exc: BaseException) -> None:
         raise AssertionError(exc)
 
     return SourceConsumer(bootstrap_servers="127.0.0.1:1", client_options={}, group_id="app-ingest",
                           legacy_group_id="app", topics=["events.pos"], stage=stage,  # type: ignore[arg-type]
-                          batch_max=1000, fetch_max_bytes=1 << 20, gather_ms=gather_ms, session_timeout_ms=10_000,
-                          health=Health(), on_crash=crash)
+                          batch_max=batch_max, fetch_max_bytes=1 << 20, gather_ms=gather_ms, session_timeout_ms=10_000,
+                          health=Health(), on_crash=crash, producer=producer)
+
+
+async def test_a_full_batch_is_a_backlog_and_the_next_read_comes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of ``batch_max`` records means more are waiting: no gather wait after it (a drain was
+    held at 1,000 records per 30 ms once ingest took ~10 ms per 1,000), while a large but not full
+    one still gathers."""
+    from streams.app.source_consumer import GATHER_FROM
+
+    stage = FakeStage()
+    sc = gathering_consumer(stage, gather_ms=200, batch_max=GATHER_FROM + 1)
+    full = {A: [Rec("events.pos", 0, i) for i in range(GATHER_FROM + 1)]}
+    large = {A: [Rec("events.pos", 0, GATHER_FROM + 1 + i) for i in range(GATHER_FROM)]}
+    consumer = ScriptedConsumer([full, full, large, {}, {}])
+
+    async def start() -> ScriptedConsumer:
+        sc._consumer = consumer
+        return consumer
+
+    monkeypatch.setattr(sc, "_start", start)
+    with pytest.raises(asyncio.CancelledError):
+        await sc.run()
+    gaps = [b - a for a, b in zip(consumer.asked, consumer.asked[1:], strict=False)]
+    assert gaps[0] < 0.1 and gaps[1] < 0.1  # after full batches: at once
+    assert gaps[2] >= 0.19  # after a large one: it gathers
+
+
+class FakeProducer:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def start(self) -> None:
+        self.log.append("producer started")
+
+    async def stop(self) -> None:
+        self.log.append("producer stopped")
+
+
+async def test_ingests_producer_starts_before_its_consumer_and_stops_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Envelopes can be sent as soon as records are read, and what was sent is flushed after the
+    consumer left the group (the batch in flight is not committed: its next owner reads it again)."""
+    import streams.app.source_consumer as source_consumer_module
+
+    log: list[str] = []
+
+    class LoggedConsumer(ScriptedConsumer):
+        async def start(self) -> None:
+            log.append("consumer started")
+
+        def subscribe(self, topics: Any, listener: Any) -> None:
+            pass
+
+        async def stop(self) -> None:
+            log.append("consumer stopped")
+
+    monkeypatch.setattr(source_consumer_module, "AIOKafkaConsumer", lambda **kw: LoggedConsumer([]))
+    sc = gathering_consumer(FakeStage(), gather_ms=0, producer=FakeProducer(log))
+    with pytest.raises(asyncio.CancelledError):
+        await sc.run()
+    assert log == ["producer started", "consumer started", "consumer stopped", "producer stopped"]
 
 
 async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
