@@ -264,14 +264,14 @@ class CustomerStage:
         """A customer's plain events (their bytes) folded by the core in one call; None: the Python
         side is to take them (decoded) from ``stored``, nothing having been changed or counted."""
         core, ident = self.core, self.identity
-        if core is None or (ident is not None and not ident.evaluated(key)):
+        if core is None:
             return None
         state = core.state_for(stored)
         if state is None:
             return None
         now_ms = self.clock.now_ms()
-        try:
-            pairs, counts = core.fold_events(state, items, now_ms)
+        try:  # an anonymous visitor whose tags are not published is folded only (``fold_only``)
+            pairs, counts = core.fold_events(state, items, now_ms, ident is None or ident.evaluated(key))
         except NotImplementedError:
             return None
         m = self.metrics

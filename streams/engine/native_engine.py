@@ -125,7 +125,8 @@ class CoreTagEngine:
         if stored is None:
             return self.core.state()
         if isinstance(stored, CustomerState):
-            if stored.rule_version != self.version or stored.moved is not None:
+            # "": never evaluated (an anonymous visitor's: ``fold_only``), upgraded as Python does
+            if stored.rule_version not in (self.version, "") or stored.moved is not None:
                 return None
             try:
                 return self.core.state(stored.dumps())
@@ -141,13 +142,14 @@ class CoreTagEngine:
         items: list[tuple[bytes, bytes, bool]] = self.core.split(value or b"")
         return items
 
-    def fold_events(self, state: Any, items: list[bytes], now_ms: int) -> tuple[
+    def fold_events(self, state: Any, items: list[bytes], now_ms: int, evaluate: bool = True) -> tuple[
             list[tuple[Change, int | None]], list[tuple[str, int, int, int]]]:
         """A customer's plain events (``split``'s bytes) folded in order: ([(change, its event's
         source timestamp or None)], [(source, events, duplicates, late)]). NotImplementedError: the
-        core does not reproduce one of them (``state`` is then half-folded)."""
+        core does not reproduce one of them (``state`` is then half-folded). ``evaluate=False``:
+        ``TagEngine.fold_only`` (an anonymous visitor whose tags are not published)."""
         result: tuple[list[tuple[Change, int | None]], list[tuple[str, int, int, int]]] = self.core.fold_events(
-            state, items, now_ms)
+            state, items, now_ms, evaluate)
         return result
 
     def process_event(self, state: Any, event: bytes, now_ms: int) -> tuple[list[Change], bool, bool]:

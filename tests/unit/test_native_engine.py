@@ -315,3 +315,29 @@ def test_split_gives_each_items_bytes_key_and_kind_as_decode_envelope_reads_them
             decode_envelope(bad)
         with pytest.raises(ValueError):
             split(bad)
+
+
+@given(batches=BATCHES)
+@settings(max_examples=60, deadline=None)
+def test_events_folded_only_equal_python_fold_only_and_the_evaluation_after(
+        tmp_path_factory: pytest.TempPathFactory, batches: list[Any]) -> None:
+    """``fold_events(..., evaluate=False)`` (an anonymous visitor whose tags are not published, with
+    identity resolution on) against ``TagEngine.fold_only`` event by event: no changes, the same
+    counts and state bytes (no due time, the rule version kept); then one evaluated event on both
+    (a full evaluation after the folds) gives the same changes."""
+    py, native = engines(tmp_path_factory.mktemp("f"), INCREMENTAL_RULES, allowed_lateness_ms=2 * D)
+    s_py, s_rs = CustomerState(), native.state()
+    now = T0
+    for batch in batches:
+        now += batch[0][0] // 20
+        events = [event(source=source, typ=typ, ts_ms=now - dt // 10, amount=amount, categories=[cat],
+                        event_id=f"e{dup}") for dt, (source, typ), amount, cat, dup in batch]
+        dups = sum(py.fold_only(s_py, ev, now).duplicate for ev in events)
+        got, counts = native.fold_events(s_rs, [orjson.dumps(ev) for ev in events], now, False)
+        assert got == [] and sum(c[2] for c in counts) == dups and sum(c[1] for c in counts) == len(events)
+        assert native.dumps(s_rs) == s_py.dumps() and s_rs.due_ms is None
+    last = event(event_id="last", ts_ms=now)
+    want = py.process_event(s_py, last, now).changes
+    got, _ = native.fold_events(s_rs, [orjson.dumps(last)], now)
+    assert [c for c, _ in got] == want
+    assert native.dumps(s_rs) == s_py.dumps()

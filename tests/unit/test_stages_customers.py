@@ -148,10 +148,10 @@ async def test_a_failing_customer_goes_to_the_dead_letter_topic_alone(tmp_path: 
         assert stage.core is not None
         real_core = stage.core.fold_events
 
-        def boom_core(state: Any, items: list[bytes], now_ms: int) -> Any:
+        def boom_core(state: Any, items: list[bytes], now_ms: int, evaluate: bool = True) -> Any:
             if any(b'"customer_id":"bad"' in item for item in items):
                 raise OverflowError("int too big to convert")
-            return real_core(state, items, now_ms)
+            return real_core(state, items, now_ms, evaluate)
 
         monkeypatch.setattr(stage.core, "fold_events", boom_core)
     else:
@@ -195,9 +195,9 @@ def give_up_at(stage: Any, monkeypatch: pytest.MonkeyPatch, nth: int) -> list[by
     assert stage.core is not None
     real, seen = stage.core.fold_events, []
 
-    def half(state: Any, items: list[bytes], now_ms: int) -> Any:
+    def half(state: Any, items: list[bytes], now_ms: int, evaluate: bool = True) -> Any:
         seen.extend(items)
-        real(state, items[:nth - 1], now_ms)
+        real(state, items[:nth - 1], now_ms, evaluate)
         raise NotImplementedError("tagstream core: something")
 
     monkeypatch.setattr(stage.core, "fold_events", half)

@@ -138,8 +138,10 @@ impl NativeEngine {
     /// One customer's plain events of a batch (`split`'s bytes), folded in order at `now_ms`:
     /// ([(change, the source record's timestamp for an event's change, else None)],
     /// [(source, events, duplicates, late)]). NotImplementedError part way: `state` is half-folded.
-    fn fold_events(&self, py: Python<'_>, state: &mut NativeState, items: &Bound<'_, PyList>, now_ms: i64)
-                   -> PyResult<(PyObject, PyObject)> {
+    /// `evaluate=False`: `TagEngine.fold_only` (no tag evaluated: an anonymous visitor's).
+    #[pyo3(signature = (state, items, now_ms, evaluate=true))]
+    fn fold_events(&self, py: Python<'_>, state: &mut NativeState, items: &Bound<'_, PyList>, now_ms: i64,
+                   evaluate: bool) -> PyResult<(PyObject, PyObject)> {
         let st = self.own(state)?;
         let changes = PyList::empty_bound(py);
         let mut counts: Vec<(String, usize, usize, usize)> = Vec::new();
@@ -147,7 +149,11 @@ impl NativeEngine {
             let raw = item.downcast::<PyBytes>()?;
             let ev = JsonEvent::parse(raw.as_bytes(), &self.engine.spec)?;
             let customer_id = ev.customer_id.as_deref().ok_or(Unsupported("an event without customer_id"))?;
-            let out = self.engine.process_event(st, customer_id, &ev, now_ms)?;
+            let out = if evaluate {
+                self.engine.process_event(st, customer_id, &ev, now_ms)?
+            } else {
+                self.engine.fold_only(st, &ev, now_ms)?
+            };
             let source = ev.source();
             let i = match counts.iter().position(|c| c.0 == source) {
                 Some(i) => i,

@@ -77,6 +77,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// `TagEngine.fold_only`: the event's de-duplication and folding, no tag evaluated, no due time
+    /// (an anonymous visitor whose tags are not published); the state keeps its rule version, and
+    /// its next evaluation is a full one.
+    pub fn fold_only(&self, st: &mut State, ev: &dyn EventView, now_ms: i64) -> R<Outcome> {
+        let mut out = Outcome::default();
+        let (horizon, max_ids) = (self.spec.dedup_horizon_ms, self.spec.dedup_max_ids);
+        if horizon > 0 && st.seen_before(ev.event_id(), now_ms, horizon, max_ids) {
+            out.duplicate = true;
+            return Ok(out);
+        }
+        self.fold(st, ev, now_ms, &mut out)?;
+        st.due_ms = None;
+        st.last = None;
+        st.last_blank = false;
+        Ok(out)
+    }
+
     pub fn catch_up(&self, st: &mut State, customer_id: &str, now_ms: i64) -> R<Vec<Change>> {
         let mut changes = Vec::new();
         for _ in 0..MAX_CATCH_UP_STEPS {
