@@ -107,7 +107,7 @@ class Event:
     message: Record
 
 
-class States(dict):  # type: ignore[type-arg]
+class States(dict[bytes, Any]):
     """The store's states as the stage keeps them (``get``, ``items``: the core's native ones among
     them); a test reading ``data[key]`` gets the Python engine's ``CustomerState`` of it."""
 
