@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 
-from streams.app import customer_core
 from streams.app.customer_batches import group_by_customer
 from streams.app.customer_contracts import (
     Delivered,
@@ -36,6 +35,7 @@ from streams.app.customer_contracts import (
     Updated,
     failed,
 )
+from streams.app.customer_core import CoreCustomers
 from streams.app.customer_identity import IdentityItems, IdentityOutput, wake_at
 from streams.app.group_lease import LEASE_SHARE
 from streams.app.published import Published, tally
@@ -64,9 +64,7 @@ class CustomerStage:
         """``tag_engine``: which engine folds a customer's batch (``native_engine.ENGINES``)."""
         self.engine = engine
         self.tag_engine = tag_engine
-        self.core = core_engine_for(engine, tag_engine)
-        """The Rust core's engine for ``engine``'s rules (None: the Python engine folds every batch)."""
-        self._by_engine = {name: metrics.customer_engine.labels(name) for name in ("core", "python")}
+        self._in_python = metrics.customer_engine.labels("python")
         self.reevaluation = reevaluation
         self.clock = clock
         self.store = store
@@ -82,6 +80,7 @@ class CustomerStage:
         self.exactly_once = exactly_once
         self.identity = IdentityItems(identity, metrics) if identity is not None else None
         """Identity resolution's side of the stage (``customer_identity.py``); None when it is off."""
+        self._use_core(core_engine_for(engine, tag_engine))
         self._batch = asyncio.Lock()
         self._saving: asyncio.Future[None] | None = None
         """The last batch's changelog writes, on their way (``settled``)."""
@@ -137,9 +136,15 @@ class CustomerStage:
         re-evaluation (``Reevaluation``: the due timer sends them in slices, a tick re-evaluates a
         state made under other rules: ``rule_change``); returns how many were queued."""
         async with self._batch:
-            self.core = core_engine_for(engine, self.tag_engine)
+            self._use_core(core_engine_for(engine, self.tag_engine))
             self.engine = engine
             return self.reevaluation.start(list(self.store.held_keys()))
+
+    def _use_core(self, core: CoreTagEngine | None) -> None:
+        self.core = core
+        """The Rust core's engine for the rules (None: the Python engine folds every batch)."""
+        self._in_core = CoreCustomers(core, self.clock, self.metrics, self._processed, self.identity) \
+            if core is not None else None
 
     async def _process(self, events: Sequence[Delivered]) -> None:
         started_s = time.perf_counter()
@@ -158,7 +163,7 @@ class CustomerStage:
         for key, objs, raw in customers:
             try:
                 before = self.store.get(key)
-                done = self._events_in_core(key, objs, before) if raw else None
+                done = self._in_core.events(key, objs, before) if raw and self._in_core is not None else None
                 if done is None and raw:  # not for the core, or given up by it: the Python engine's
                     objs = [orjson.loads(item) for item in objs]
                     done = self.process_customer(key, objs, before, core=False)
@@ -252,62 +257,12 @@ class CustomerStage:
         ident = self.identity
         evaluate = ident is None or ident.evaluated(key)
         plain = ident is None or ident.plain(state, objs)
-        if core and self.core is not None and evaluate and plain:
-            done = self._fold_in_core(self.core, key, objs, state)
+        if core and self._in_core is not None and evaluate and plain:
+            done = self._in_core.items(key, objs, state)
             if done is not None:
-                self._by_engine["core"].inc()
                 return done
-        self._by_engine["python"].inc()
+        self._in_python.inc()
         return self._fold_in_python(key, objs, python_state(state), evaluate, plain)
-
-    def _events_in_core(self, key: bytes, items: list[bytes], stored: Any) -> tuple[list[Published], Any] | None:
-        """A customer's plain events (their bytes) folded by the core in one call; None: the Python
-        side is to take them (decoded) from ``stored``, nothing having been changed or counted."""
-        core, ident = self.core, self.identity
-        if core is None:
-            return None
-        state = core.state_for(stored)
-        if state is None:
-            return None
-        now_ms = self.clock.now_ms()
-        try:  # an anonymous visitor whose tags are not published is folded only (``fold_only``)
-            pairs, counts = core.fold_events(state, items, now_ms, ident is None or ident.evaluated(key))
-        except NotImplementedError:
-            return None
-        m = self.metrics
-        for source, n, duplicates, late in counts:
-            self._processed.add(source, n)
-            if duplicates:
-                m.events_duplicate.labels(source).inc(duplicates)
-            if late:
-                m.events_late.labels(source).inc(late)
-        if ident is not None:
-            ident.after_events(key, state, len(items), now_ms)
-        self._by_engine["core"].inc()
-        return [Published(c, ts) for c, ts in pairs], state
-
-    def _fold_in_core(self, core: CoreTagEngine, key: bytes, objs: list[dict[str, Any]],
-                      stored: Any) -> tuple[list[Published], Any] | None:
-        """The batch folded by the core (None: the Python engine is to fold it from ``stored``)."""
-        state = core.state_for(stored)
-        if state is None:
-            return None
-        ident = self.identity
-        folded = customer_core.fold(core, state, objs, self.clock, expiring=ident is not None)
-        if folded is None:
-            return None
-        m = self.metrics
-        for source in folded.sources:
-            self._processed.add(source)
-        for source in folded.duplicates:
-            m.events_duplicate.labels(source).inc()
-        for source in folded.late:
-            m.events_late.labels(source).inc()
-        if not folded.sources and stored is None:
-            return folded.published, None  # ticks only, for a customer with no state: nothing to keep
-        if folded.sources and ident is not None:
-            ident.after_events(key, state, len(folded.sources), self.clock.now_ms())
-        return folded.published, state
 
     def _fold_in_python(self, key: bytes, objs: list[dict[str, Any]], state: CustomerState | None,
                         evaluate: bool, plain: bool) -> tuple[list[Published], CustomerState | None]:

@@ -158,6 +158,17 @@ class ScriptedConsumer(FakeConsumer):
         pass
 
 
+async def run_scripted(sc: SourceConsumer, consumer: ScriptedConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs ``sc`` on ``consumer`` until its script ends (the loop is cancelled)."""
+    async def start() -> ScriptedConsumer:
+        sc._consumer = consumer
+        return consumer
+
+    monkeypatch.setattr(sc, "_start", start)
+    with pytest.raises(asyncio.CancelledError):
+        await sc.run()
+
+
 def gathering_consumer(stage: FakeStage, gather_ms: int, batch_max: int = 1000, producer: Any = None) -> SourceConsumer:
     async def crash(exc: BaseException) -> None:
         raise AssertionError(exc)
@@ -180,13 +191,7 @@ async def test_a_full_batch_is_a_backlog_and_the_next_read_comes_at_once(monkeyp
     large = {A: [Rec("events.pos", 0, GATHER_FROM + 1 + i) for i in range(GATHER_FROM)]}
     consumer = ScriptedConsumer([full, full, large, {}, {}])
 
-    async def start() -> ScriptedConsumer:
-        sc._consumer = consumer
-        return consumer
-
-    monkeypatch.setattr(sc, "_start", start)
-    with pytest.raises(asyncio.CancelledError):
-        await sc.run()
+    await run_scripted(sc, consumer, monkeypatch)
     gaps = [b - a for a, b in zip(consumer.asked, consumer.asked[1:], strict=False)]
     assert gaps[0] < 0.1 and gaps[1] < 0.1  # after full batches: at once
     assert gaps[2] >= 0.19  # after a large one: it gathers
@@ -239,13 +244,7 @@ async def test_a_full_batch_makes_the_next_one_gather_and_a_small_one_does_not(
     small = {A: [Rec("events.pos", 0, GATHER_FROM + i) for i in range(GATHER_FROM - 1)]}
     consumer = ScriptedConsumer([small, big, {}, small])  # after the wait: nothing held, then `small` arrives
 
-    async def start() -> ScriptedConsumer:
-        sc._consumer = consumer
-        return consumer
-
-    monkeypatch.setattr(sc, "_start", start)
-    with pytest.raises(asyncio.CancelledError):
-        await sc.run()
+    await run_scripted(sc, consumer, monkeypatch)
     gaps = [b - a for a, b in zip(consumer.asked, consumer.asked[1:], strict=False)]
     assert gaps[0] < 0.1  # after a small batch: at once
     assert gaps[1] >= 0.19  # after a full one: 200 ms after it started
@@ -269,13 +268,7 @@ async def test_after_a_gather_wait_a_second_read_takes_what_arrived_during_it(
     after = {B: [Rec("events.pos", 1, 1)]}
     consumer = ScriptedConsumer([big, held, fresh, after])
 
-    async def start() -> ScriptedConsumer:
-        sc._consumer = consumer
-        return consumer
-
-    monkeypatch.setattr(sc, "_start", start)
-    with pytest.raises(asyncio.CancelledError):
-        await sc.run()
+    await run_scripted(sc, consumer, monkeypatch)
     assert consumer.reads[2] == (FRESH_WAIT_MS, 1000 - 2)  # the second read, for what is left of the batch
     assert consumer.reads[3][0] != FRESH_WAIT_MS  # a small batch: no wait, one read
     assert [b[-1][2] for b in stage.batches] == [GATHER_FROM - 1, 0, 1]
