@@ -1,7 +1,7 @@
 """The tag engine alone: CPU µs per customer event and tags evaluated per event (issues 9 and 12).
 
     python -m benchmarks.engine_only [--rules benchmarks/reference_rules.yaml] [--events 60000]
-                                     [--customers 100000] [--passes 6] [--native [--warm]]
+                                     [--customers 100000] [--passes 6] [--native [--warm] | --batches N]
 
 No Kafka, no Redis, no stage: the generator's events (``benchmarks.rules_scale``'s seed and
 customers, event times 1 ms apart ending "now"), validated and made canonical up front, then
@@ -15,6 +15,11 @@ the worker runs it by default since session 41) on the same events, alternating 
 ``run_fresh`` (the events as the internal topic's JSON, fresh native states kept in the core: its own
 cost, parsing included) and one call per event from Python (``process_event``: with the crossing),
 checking that it makes as many tag changes.
+
+``--batches N`` times the core the way the worker's customer stage calls it instead (session 42):
+the events in customer batches of N, each customer's events of a batch folded in one
+``fold_events`` call into a copy of its state (``CoreTagEngine.state_for``), the new state dumped and
+put in place of the old one (which is freed). Without Python's engine; ``--passes`` as above.
 """
 
 from __future__ import annotations
@@ -157,6 +162,37 @@ def warm_passes(engine: TagEngine, native: Any, evs: list[dict[str, Any]], items
               f"{passes}), {best['python, warm'] / took:.2f}x the Python engine")
 
 
+def batch_passes(engine: TagEngine, evs: list[dict[str, Any]], batch: int, passes: int) -> None:
+    """The core as the customer stage calls it (``--batches``): a copy, a fold, a dump per customer per batch."""
+    from streams.engine.native_engine import native_engine
+
+    native = native_engine(engine)
+    now = evs[-1]["ts_ms"] if evs else 0
+    batches: list[list[tuple[str, list[bytes]]]] = []
+    for i in range(0, len(evs), batch):
+        grouped: dict[str, list[bytes]] = {}
+        for ev in evs[i:i + batch]:
+            grouped.setdefault(ev["customer_id"], []).append(orjson.dumps(ev))
+        batches.append(list(grouped.items()))
+
+    def one() -> tuple[float, int]:
+        states: dict[str, Any] = {}
+        changes = 0
+        start = time.process_time()
+        for customers in batches:
+            for cid, items in customers:
+                old = states.get(cid)
+                state = old.copy() if old is not None else native.state()
+                changes += len(native.fold_events(state, items, now, True)[0])
+                state.dumps()
+                states[cid] = state
+        return time.process_time() - start, changes
+
+    took, changes = min(one() for _ in range(max(1, passes)))
+    print(f"  core, customer batches of {batch:,} events: {took / len(evs) * 1e6:6.2f} µs per event (best of "
+          f"{passes}; {sum(map(len, batches)) / len(evs):.2f} customer folds per event, {changes:,} tag changes)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rules", default=str(REPO / "benchmarks" / "reference_rules.yaml"))
@@ -167,10 +203,15 @@ def main() -> None:
     p.add_argument("--native", action="store_true", help="also the Rust core's engine, alternating (issue 9)")
     p.add_argument("--warm", action="store_true", help="with --native: time the second half of the events, the "
                    "first half folded first (states and caches warm)")
+    p.add_argument("--batches", type=int, metavar="N", help="only the Rust core, as the worker calls it: customer "
+                   "batches of N events (session 42)")
     args = p.parse_args()
     engine = TagEngine(load_rules(args.rules))
     evs = events(args.events, args.customers, args.seed)
     gc.freeze()  # the inputs are long-lived, as a worker's code and rules are
+    if args.batches:
+        batch_passes(engine, evs, args.batches, args.passes)
+        return
     best, changes = min(one_pass(engine, evs) for _ in range(max(1, args.passes)))
     print(f"{Path(args.rules).name}: {len(engine.tags)} tags, {len(evs):,} customer events, best of {args.passes} "
           f"passes: {best / len(evs) * 1e6:.1f} µs per event, {changes / len(evs):.2f} tag changes per event, "
