@@ -18,6 +18,7 @@ use value::{get, Obj, BV};
 mod engine;
 mod expr;
 mod features;
+mod fxhash;
 mod ingest;
 mod ts;
 mod value;

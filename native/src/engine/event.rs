@@ -7,6 +7,7 @@ use super::state;
 use crate::expr::value::EV;
 use crate::features::num::{Unsupported, R};
 use crate::value::BV;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 fn ev_of_bv(v: &BV<'_>) -> R<EV> {
@@ -22,15 +23,43 @@ fn ev_of_bv(v: &BV<'_>) -> R<EV> {
     })
 }
 
+/// A JSON string, borrowed from the event's bytes when it has no escapes (serde's own `Cow<str>`
+/// always copies: an allocation per key and per id of every event).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+}
+
 /// A canonical event parsed from its JSON bytes: only the fields the engine reads are kept (the
 /// others are skipped by the parser), each in its slot of `Spec.event_fields`.
 pub struct JsonEvent<'a> {
     fields: Vec<Option<BV<'a>>>,
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Cow<'a, str>>,
     /// the source record's Kafka timestamp (the latency of the changes the event causes)
     pub src_ts_ms: Option<i64>,
-    event_id: String,
-    source: String,
+    event_id: Cow<'a, str>,
+    source: Cow<'a, str>,
     ts_ms: i64,
 }
 
@@ -40,9 +69,9 @@ struct EventSeed<'s> {
 
 struct Parsed<'a> {
     fields: Vec<Option<BV<'a>>>,
-    customer_id: Option<String>,
-    event_id: Option<String>,
-    source: Option<String>,
+    customer_id: Option<Cow<'a, str>>,
+    event_id: Option<Cow<'a, str>>,
+    source: Option<Cow<'a, str>>,
     ts_ms: Option<i64>,
     src_ts_ms: Option<i64>,
 }
@@ -62,17 +91,17 @@ impl<'de> serde::de::Visitor<'de> for EventSeed<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
         let mut out = Parsed { fields: Vec::new(), customer_id: None, event_id: None, source: None, ts_ms: None, src_ts_ms: None };
         out.fields.resize_with(self.spec.event_fields.len(), || None);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             let slot = self.spec.event_slot.get(key.as_ref()).copied();
             match key.as_ref() {
-                "event_id" => out.event_id = Some(map.next_value::<String>()?),
+                "event_id" => out.event_id = Some(map.next_value::<Text<'de>>()?.0),
                 "ts_ms" => out.ts_ms = Some(map.next_value::<i64>()?),
-                "customer_id" => out.customer_id = map.next_value::<Option<String>>()?,
+                "customer_id" => out.customer_id = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0),
                 "src_ts_ms" if slot.is_none() => out.src_ts_ms = map.next_value::<Option<i64>>()?,
                 _ if slot.is_some() => {
                     let v: BV<'de> = map.next_value()?;
                     match (key.as_ref(), &v) {
-                        ("source", BV::Str(s)) => out.source = Some(s.to_string()),
+                        ("source", BV::Str(s)) => out.source = Some(s.clone()),
                         ("src_ts_ms", BV::Int(t)) => out.src_ts_ms = Some(*t),
                         _ => {}
                     }

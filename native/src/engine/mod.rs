@@ -117,7 +117,7 @@ impl NativeEngine {
     fn process_event(&self, py: Python<'_>, state: &mut NativeState, event: &[u8], now_ms: i64)
                      -> PyResult<(PyObject, bool, bool)> {
         let ev = JsonEvent::parse(event, &self.engine.spec)?;
-        let customer_id = ev.customer_id.clone().ok_or(Unsupported("an event without customer_id"))?;
+        let customer_id = ev.customer_id.as_deref().map(str::to_owned).ok_or(Unsupported("an event without customer_id"))?;
         let st = self.own(state)?;
         let out = self.engine.process_event(st, &customer_id, &ev, now_ms)?;
         Ok((self.changes_to_py(py, &customer_id, &out.changes)?, out.late, out.duplicate))

@@ -4,7 +4,7 @@
 
 use crate::expr::eval::Node;
 use crate::features::feature::Feature;
-use std::collections::HashMap;
+use crate::fxhash::{FxMap, FxSet};
 
 pub struct FeatureSpec {
     pub key: String,
@@ -63,17 +63,17 @@ pub struct Spec {
     pub dedup_horizon_ms: i64,
     pub dedup_max_ids: i64,
     pub features: Vec<FeatureSpec>,
-    pub by_key: HashMap<String, usize>,
+    pub by_key: FxMap<String, usize>,
     pub names: Vec<String>,
     pub tags: Vec<TagSpec>,
-    pub tag_names: std::collections::HashSet<String>,
+    pub tag_names: FxSet<String>,
     /// tag name -> index in rule order
-    pub tag_index: HashMap<String, usize>,
+    pub tag_index: FxMap<String, usize>,
     pub filter_slots: usize,
     /// the event fields the engine reads: `type` (0), `source` (1), every feature's field and
     /// filter's names; an event is read once into these slots
     pub event_fields: Vec<String>,
-    pub event_slot: HashMap<String, usize>,
+    pub event_slot: FxMap<String, usize>,
     /// every name's value for a customer with no data (no feature's blank value moves with time)
     pub blank: Vec<crate::expr::value::EV>,
     /// per name, the tags (indexes) whose conditions read it

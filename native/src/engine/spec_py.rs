@@ -10,6 +10,7 @@ use crate::features::feature::{Data, Feature};
 use crate::features::num::Unsupported;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use crate::fxhash::FxMap;
 use std::collections::HashMap;
 
 type RawPlan = (Vec<i64>, Vec<bool>, Vec<Vec<String>>, Vec<Vec<String>>);
@@ -30,7 +31,7 @@ fn tree(o: &Bound<'_, PyAny>) -> PyResult<(Node, Vec<String>)> {
 struct Builder {
     names: Vec<String>,
     event_fields: Vec<String>,
-    event_slot: HashMap<String, usize>,
+    event_slot: FxMap<String, usize>,
     filter_texts: HashMap<String, usize>,
 }
 
@@ -98,7 +99,7 @@ impl Builder {
 }
 
 /// A time-since plan with its tags as indexes in rule order.
-fn since_plan(plan: RawPlan, tag_index: &HashMap<String, usize>) -> PyResult<SincePlan> {
+fn since_plan(plan: RawPlan, tag_index: &FxMap<String, usize>) -> PyResult<SincePlan> {
     let indexes = |lists: Vec<Vec<String>>| -> PyResult<Vec<Vec<usize>>> {
         lists
             .iter()
@@ -139,7 +140,7 @@ pub fn spec_from_py(spec: &Bound<'_, PyDict>) -> PyResult<Spec> {
         .collect::<PyResult<_>>()?;
     let mut tags: Vec<TagSpec> =
         item(spec, "tags")?.downcast::<PyList>()?.iter().map(|t| b.tag(t.downcast::<PyDict>()?)).collect::<PyResult<_>>()?;
-    let tag_index: HashMap<String, usize> = tags.iter().enumerate().map(|(j, t)| (t.name.clone(), j)).collect();
+    let tag_index: FxMap<String, usize> = tags.iter().enumerate().map(|(j, t)| (t.name.clone(), j)).collect();
     let features: Vec<FeatureSpec> = raw
         .into_iter()
         .map(|(mut f, plan)| {
