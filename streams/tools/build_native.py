@@ -5,7 +5,8 @@ Each build goes to ``<native dir>/<digest of its sources>/`` (the core's to ``co
 is skipped when that folder is there already, so ``deploy/local/bootstrap.sh`` runs it every time at
 no cost. mypyc needs a C compiler and Python's headers (``gcc``, ``python3-dev``), about 30 s on a
 2-core machine; the core needs cargo (rustup's, on PATH or in ``~/.cargo/bin``) and the crates of
-``native/Cargo.lock`` from crates.io (cached by cargo), about 40 s the first time. Without them the
+``native/Cargo.lock`` from crates.io (cached by cargo) and the same C compiler (its allocator,
+mimalloc, is C), about 40 s the first time. Without them the
 engine stays pure Python / ingest takes the Python path, as with ``TAGSTREAM_NATIVE=off``.
 """
 
