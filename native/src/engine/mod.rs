@@ -21,7 +21,8 @@ use crate::expr::ev_to_py;
 use crate::features::num::Unsupported;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::intern;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use event::JsonEvent;
 use run::{Engine, EventView};
 use state::State;
@@ -41,6 +42,10 @@ pub struct NativeState {
 #[pyclass(module = "tagstream_core", unsendable)]
 pub struct NativeEngine {
     engine: Engine,
+    /// The names' and the rule version's Python strings, made once: a change's dict takes them as
+    /// keys and values (a new string per key per change was most of `change_to_py`).
+    names_py: Vec<Py<PyString>>,
+    version_py: Py<PyString>,
 }
 
 impl NativeEngine {
@@ -61,23 +66,27 @@ impl NativeEngine {
 
     /// A change as the Python engine's `Change` dict.
     fn change_to_py<'py>(&self, py: Python<'py>, customer_id: &str, c: &change::Change) -> PyResult<Bound<'py, PyDict>> {
-        let spec = &self.engine.spec;
         {
             let d = PyDict::new_bound(py);
-            d.set_item("customer_id", customer_id)?;
-            d.set_item("tag", &c.tag)?;
-            d.set_item("op", if c.add { "add" } else { "remove" })?;
-            d.set_item("at_ms", c.at_ms)?;
-            d.set_item("event_ts_ms", c.event.as_ref().map(|e| e.1))?;
-            d.set_item("cause", c.cause.as_str())?;
-            d.set_item("rule_version", &spec.version)?;
+            d.set_item(intern!(py, "customer_id"), customer_id)?;
+            d.set_item(intern!(py, "tag"), &c.tag)?;
+            d.set_item(intern!(py, "op"), if c.add { intern!(py, "add") } else { intern!(py, "remove") })?;
+            d.set_item(intern!(py, "at_ms"), c.at_ms)?;
+            d.set_item(intern!(py, "event_ts_ms"), c.event.as_ref().map(|e| e.1))?;
+            let cause = match c.cause {
+                change::Cause::Event => intern!(py, "event"),
+                change::Cause::Expiry => intern!(py, "expiry"),
+                change::Cause::RuleChange => intern!(py, "rule_change"),
+            };
+            d.set_item(intern!(py, "cause"), cause)?;
+            d.set_item(intern!(py, "rule_version"), self.version_py.bind(py))?;
             let feats = PyDict::new_bound(py);
             for (n, v) in &c.features {
-                feats.set_item(&spec.names[*n], ev_to_py(py, v))?;
+                feats.set_item(self.names_py[*n].bind(py), ev_to_py(py, v))?;
             }
-            d.set_item("features", feats)?;
-            d.set_item("event_id", c.event.as_ref().map(|e| e.0.as_str()))?;
-            d.set_item("change_id", &c.change_id)?;
+            d.set_item(intern!(py, "features"), feats)?;
+            d.set_item(intern!(py, "event_id"), c.event.as_ref().map(|e| e.0.as_str()))?;
+            d.set_item(intern!(py, "change_id"), &c.change_id)?;
             Ok(d)
         }
     }
@@ -88,7 +97,11 @@ impl NativeEngine {
     /// From the spec `streams/engine/native_engine.py` builds out of a Python `TagEngine`.
     #[new]
     fn new(spec: &Bound<'_, PyDict>) -> PyResult<Self> {
-        Ok(NativeEngine { engine: Engine::new(spec_py::spec_from_py(spec)?) })
+        let py = spec.py();
+        let engine = Engine::new(spec_py::spec_from_py(spec)?);
+        let names_py = engine.spec.names.iter().map(|n| PyString::intern_bound(py, n).unbind()).collect();
+        let version_py = PyString::new_bound(py, &engine.spec.version).unbind();
+        Ok(NativeEngine { engine, names_py, version_py })
     }
 
     /// A state from its changelog bytes (None: a new customer's).
