@@ -258,6 +258,13 @@ BATCHES = st.lists(st.lists(st.tuples(st.integers(0, 3 * D), st.sampled_from(KIN
                    min_size=1, max_size=12)
 
 
+def batch_events(batch: list[Any], now: int, *, src_ts: bool = False) -> list[dict[str, Any]]:
+    """One drawn batch of ``BATCHES`` as events at ``now`` (``src_ts``: with a source timestamp)."""
+    return [event(source=source, typ=typ, ts_ms=now - dt // 10, amount=amount, categories=[cat], event_id=f"e{dup}",
+                  **({"src_ts_ms": now - dt // 10 + 7} if src_ts else {}))
+            for dt, (source, typ), amount, cat, dup in batch]
+
+
 @given(batches=BATCHES)
 @settings(max_examples=120, deadline=None)
 def test_a_batch_of_events_folded_in_one_call_equals_python_event_by_event(
@@ -271,9 +278,7 @@ def test_a_batch_of_events_folded_in_one_call_equals_python_event_by_event(
     now = T0
     for batch in batches:
         now += batch[0][0] // 20
-        events = [event(source=source, typ=typ, ts_ms=now - dt // 10, amount=amount, categories=[cat],
-                        event_id=f"e{dup}", src_ts_ms=now - dt // 10 + 7)
-                  for dt, (source, typ), amount, cat, dup in batch]
+        events = batch_events(batch, now, src_ts=True)
         want: list[Any] = []
         counts: dict[str, list[int]] = {}
         for ev in events:
@@ -330,8 +335,7 @@ def test_events_folded_only_equal_python_fold_only_and_the_evaluation_after(
     now = T0
     for batch in batches:
         now += batch[0][0] // 20
-        events = [event(source=source, typ=typ, ts_ms=now - dt // 10, amount=amount, categories=[cat],
-                        event_id=f"e{dup}") for dt, (source, typ), amount, cat, dup in batch]
+        events = batch_events(batch, now)
         dups = sum(py.fold_only(s_py, ev, now).duplicate for ev in events)
         got, counts = native.fold_events(s_rs, [orjson.dumps(ev) for ev in events], now, False)
         assert got == [] and sum(c[2] for c in counts) == dups and sum(c[1] for c in counts) == len(events)
